@@ -1,0 +1,144 @@
+"""Domain errors for stock operations.
+
+Every error has a stable machine-readable `code`, a human message and `details`
+(data a client can act on). `http_status` is the status the API answers with;
+the admin shows `message`. Raising one inside a service rolls back everything
+that service did.
+"""
+
+from typing import Any
+
+
+class InventoryError(Exception):
+    code = "inventory_error"
+    http_status = 400
+    default_message = "The stock operation was refused."
+
+    def __init__(self, message: str | None = None, *, details: Any = None) -> None:
+        self.message = message or self.default_message
+        self.details = details if details is not None else {}
+        super().__init__(self.message)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "details": self.details}
+
+
+class InvalidInput(InventoryError):
+    code = "validation_error"
+    default_message = "The request is not valid."
+
+
+class InvalidQuantity(InvalidInput):
+    code = "invalid_quantity"
+    default_message = "Quantities must be whole numbers within the allowed range."
+
+
+class ReasonRequired(InvalidInput):
+    code = "reason_required"
+    default_message = "A reason is required for this operation."
+
+
+class SameWarehouse(InvalidInput):
+    code = "same_warehouse"
+    default_message = "Source and destination warehouse must differ."
+
+
+class UnknownSku(InventoryError):
+    code = "unknown_sku"
+    default_message = "Unknown SKU."
+
+    def __init__(self, skus: list[str]) -> None:
+        super().__init__(f"Unknown SKU: {', '.join(sorted(skus))}.", details={"skus": sorted(skus)})
+
+
+class UnknownWarehouse(InventoryError):
+    code = "unknown_warehouse"
+    default_message = "Unknown warehouse."
+
+    def __init__(self, codes: list[str]) -> None:
+        super().__init__(
+            f"Unknown warehouse: {', '.join(sorted(codes))}.", details={"warehouses": sorted(codes)}
+        )
+
+
+class WarehouseInactive(InventoryError):
+    code = "warehouse_inactive"
+    http_status = 409
+    default_message = "The warehouse is inactive."
+
+    def __init__(self, codes: list[str]) -> None:
+        super().__init__(
+            f"Warehouse inactive: {', '.join(sorted(codes))}.",
+            details={"warehouses": sorted(codes)},
+        )
+
+
+class InsufficientStock(InventoryError):
+    """Not enough available stock; `lines` lists each short line."""
+
+    code = "insufficient_stock"
+    http_status = 409
+    default_message = "Not enough stock available."
+
+    def __init__(self, lines: list[dict[str, Any]], message: str | None = None) -> None:
+        self.lines = lines
+        super().__init__(message, details={"lines": lines})
+
+
+class InsufficientOnHand(InsufficientStock):
+    """Shipping more than is physically on hand (a backordered line not yet in stock)."""
+
+    code = "insufficient_on_hand"
+    default_message = "Not enough stock on hand to fulfil."
+
+
+class BelowReserved(InventoryError):
+    code = "below_reserved"
+    http_status = 409
+    default_message = "On hand cannot go below what open orders have reserved."
+
+
+class StockChanged(InventoryError):
+    """Compare-and-set failed: stock moved since the caller looked at it."""
+
+    code = "stock_changed"
+    http_status = 409
+    default_message = "Stock changed since it was read; review and try again."
+
+
+class ReservationNotFound(InventoryError):
+    code = "not_found"
+    http_status = 404
+    default_message = "No reservation for that order."
+
+
+class ExceedsReservation(InventoryError):
+    code = "exceeds_reservation"
+    http_status = 409
+    default_message = "More than the order still holds."
+
+
+class OrderConflict(InventoryError):
+    code = "order_conflict"
+    http_status = 409
+    default_message = "This order id was already used with different lines."
+
+
+class IdempotencyConflict(InventoryError):
+    code = "idempotency_conflict"
+    http_status = 422
+    default_message = "This idempotency key was already used with a different request."
+
+
+class AllowanceBelowBackorders(InventoryError):
+    code = "allowance_below_backorders"
+    http_status = 409
+    default_message = "Some warehouses are already further below zero than the new limit."
+
+
+class StockBusy(InventoryError):
+    """A row stayed locked past lock_timeout (a hot SKU or a stuck session)."""
+
+    code = "stock_busy"
+    http_status = 503
+    default_message = "The stock row is busy; retry shortly."

@@ -1,0 +1,318 @@
+"""Stock data: products, one inventory row per product and warehouse, the append-only
+ledger, and reservations (what each order holds).
+
+Models are plain: every change to stock goes through `inventory.services`. The
+database guards the invariants itself (CHECK constraints, unique constraints and a
+trigger that makes the ledger append-only), so a bug in Python cannot oversell.
+"""
+
+import uuid
+
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import F, Q
+from uuid6 import uuid7
+
+
+class StockPolicy(models.TextChoices):
+    NORMAL = "normal", "Normal (never below zero)"
+    BACKORDER = "backorder", "Backorder allowed"
+    PREORDER = "preorder", "Pre-order allowed"
+
+
+class Product(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    sku = models.CharField(
+        max_length=64,
+        unique=True,
+        validators=[
+            RegexValidator(
+                r"^[A-Za-z0-9][A-Za-z0-9._/-]*$",
+                "Letters, digits and . _ / - only, starting with a letter or digit.",
+            )
+        ],
+    )
+    name = models.CharField(max_length=255)
+    category = models.CharField(max_length=100, blank=True, db_index=True)
+    weight_g = models.PositiveIntegerField(null=True, blank=True, help_text="Weight in grams.")
+    length_mm = models.PositiveIntegerField(null=True, blank=True)
+    width_mm = models.PositiveIntegerField(null=True, blank=True)
+    height_mm = models.PositiveIntegerField(null=True, blank=True)
+    stock_policy = models.CharField(
+        max_length=16, choices=StockPolicy.choices, default=StockPolicy.NORMAL
+    )
+    backorder_limit = models.PositiveIntegerField(
+        default=0,
+        help_text=(
+            "How far below zero availability may go in each warehouse for backorder "
+            "and pre-order SKUs. Always 0 for normal SKUs."
+        ),
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["sku"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(stock_policy=StockPolicy.NORMAL) | Q(backorder_limit=0),
+                name="product_normal_has_no_backorder_limit",
+            ),
+            models.CheckConstraint(
+                condition=Q(stock_policy__in=StockPolicy.values),
+                name="product_stock_policy_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sku} — {self.name}"
+
+    @property
+    def allowance(self) -> int:
+        """Units availability may go below zero per warehouse (0 for normal SKUs)."""
+        return 0 if self.stock_policy == StockPolicy.NORMAL else self.backorder_limit
+
+
+class Inventory(models.Model):
+    """Stock of one product in one warehouse.
+
+    `available` is a stored generated column (on_hand - reserved), so it cannot
+    drift. `backorder_allowance` is copied from the product so that a CHECK
+    constraint on this row alone can refuse an oversold row.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # Indexed by the (product, warehouse) unique constraint and the
+    # (warehouse, product) index below, not by separate single-column indexes.
+    product = models.ForeignKey(
+        Product, on_delete=models.PROTECT, related_name="inventory", db_index=False
+    )
+    warehouse = models.ForeignKey(
+        "warehouses.Warehouse", on_delete=models.PROTECT, related_name="inventory", db_index=False
+    )
+    on_hand = models.BigIntegerField(default=0, editable=False)
+    reserved = models.BigIntegerField(default=0, editable=False)
+    available = models.GeneratedField(
+        expression=F("on_hand") - F("reserved"),
+        output_field=models.BigIntegerField(),
+        db_persist=True,
+    )
+    backorder_allowance = models.PositiveIntegerField(default=0, editable=False)
+    reorder_threshold = models.PositiveIntegerField(default=0, validators=[MinValueValidator(0)])
+    reorder_quantity = models.PositiveIntegerField(default=0, validators=[MinValueValidator(0)])
+    # Bumped on every stock change: a monotonic version for caches and
+    # optimistic checks (compare-and-set in cycle counts).
+    version = models.BigIntegerField(default=0, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "inventory"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["product", "warehouse"], name="inventory_product_warehouse_unique"
+            ),
+            models.CheckConstraint(condition=Q(on_hand__gte=0), name="inventory_on_hand_gte_0"),
+            models.CheckConstraint(condition=Q(reserved__gte=0), name="inventory_reserved_gte_0"),
+            models.CheckConstraint(
+                condition=Q(on_hand__gte=F("reserved") - F("backorder_allowance")),
+                name="inventory_available_within_allowance",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["warehouse", "product"], name="inventory_warehouse_product"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.product_id} @ {self.warehouse_id}"
+
+
+class TransactionType(models.TextChoices):
+    RECEIVE = "RECEIVE"
+    RESERVE = "RESERVE"
+    RELEASE = "RELEASE"
+    FULFILL = "FULFILL"
+    ADJUST = "ADJUST"
+    TRANSFER = "TRANSFER"
+
+
+class ReferenceType(models.TextChoices):
+    ORDER = "order", "Order"
+    PURCHASE_ORDER = "purchase_order", "Purchase order"
+    TRANSFER = "transfer", "Transfer"
+    CYCLE_COUNT = "cycle_count", "Cycle count"
+    IMPORT = "import", "Import"
+    MANUAL = "manual", "Manual"
+
+
+class AppendOnlyError(Exception):
+    """Raised when code tries to change or delete a ledger row."""
+
+
+class AppendOnlyQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise AppendOnlyError("The inventory ledger is append-only: rows cannot be updated.")
+
+    def delete(self):
+        raise AppendOnlyError("The inventory ledger is append-only: rows cannot be deleted.")
+
+    def bulk_update(self, objs, fields, batch_size=None):
+        raise AppendOnlyError("The inventory ledger is append-only: rows cannot be updated.")
+
+
+class InventoryTransaction(models.Model):
+    """One row of the append-only stock ledger.
+
+    Deltas are signed changes to on hand and reserved; the `*_after` columns are
+    the row's balances right after this change, so any balance can be audited
+    at any point in time. A PostgreSQL trigger rejects UPDATE and DELETE.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="+")
+    warehouse = models.ForeignKey(
+        "warehouses.Warehouse", on_delete=models.PROTECT, related_name="+"
+    )
+    type = models.CharField(max_length=10, choices=TransactionType.choices)
+    on_hand_delta = models.IntegerField(default=0)
+    reserved_delta = models.IntegerField(default=0)
+    on_hand_after = models.BigIntegerField()
+    reserved_after = models.BigIntegerField()
+    reference_type = models.CharField(max_length=32, choices=ReferenceType.choices, blank=True)
+    reference_id = models.CharField(max_length=100, blank=True)
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    created_by = models.CharField(
+        max_length=150, help_text="Who made the change: user:<name>, client:<name> or system:<job>."
+    )
+    request_id = models.CharField(max_length=64, blank=True)
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["product", "-created_at"], name="ledger_product_time"),
+            models.Index(fields=["warehouse", "-created_at"], name="ledger_warehouse_time"),
+            models.Index(fields=["reference_type", "reference_id"], name="ledger_reference"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(type__in=TransactionType.values), name="ledger_type_valid"
+            ),
+            models.CheckConstraint(
+                condition=~Q(on_hand_delta=0) | ~Q(reserved_delta=0),
+                name="ledger_changes_something",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.on_hand_delta:+}/{self.reserved_delta:+} ({self.id})"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise AppendOnlyError("The inventory ledger is append-only: rows cannot be updated.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AppendOnlyError("The inventory ledger is append-only: rows cannot be deleted.")
+
+
+class ReservationStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    RELEASED = "released", "Released"
+    FULFILLED = "fulfilled", "Fulfilled"
+    EXPIRED = "expired", "Expired"
+
+
+class Reservation(models.Model):
+    """The stock one order holds; lines say exactly what, where and how much."""
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    order_id = models.CharField(max_length=100, unique=True)
+    status = models.CharField(
+        max_length=10, choices=ReservationStatus.choices, default=ReservationStatus.ACTIVE
+    )
+    expires_at = models.DateTimeField(null=True, blank=True)
+    # Hash of the normalised requested lines: a retry with the same lines is
+    # recognised as the same request, different lines as a conflict.
+    request_fingerprint = models.CharField(max_length=64)
+    created_by = models.CharField(max_length=150)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(
+                fields=["expires_at"],
+                condition=Q(status="active", expires_at__isnull=False),
+                name="reservation_active_expiry",
+            ),
+            models.Index(fields=["status", "-created_at"], name="reservation_status_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"order {self.order_id} ({self.status})"
+
+
+class ReservationLine(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    reservation = models.ForeignKey(Reservation, on_delete=models.CASCADE, related_name="lines")
+    inventory = models.ForeignKey(
+        Inventory, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="+")
+    warehouse = models.ForeignKey(
+        "warehouses.Warehouse", on_delete=models.PROTECT, related_name="+"
+    )
+    quantity = models.PositiveIntegerField()
+    quantity_fulfilled = models.PositiveIntegerField(default=0)
+    quantity_released = models.PositiveIntegerField(default=0)
+    status = models.CharField(
+        max_length=10, choices=ReservationStatus.choices, default=ReservationStatus.ACTIVE
+    )
+
+    class Meta:
+        ordering = ["reservation", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["reservation", "inventory"], name="reservation_line_unique_row"
+            ),
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="reservation_line_qty_gt_0"),
+            models.CheckConstraint(
+                condition=Q(quantity__gte=F("quantity_fulfilled") + F("quantity_released")),
+                name="reservation_line_not_overclosed",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["inventory"],
+                condition=Q(status="active"),
+                name="reservation_line_active_row",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} x {self.product_id} @ {self.warehouse_id}"
+
+    @property
+    def quantity_open(self) -> int:
+        """Units this line still holds (reserved, neither fulfilled nor released)."""
+        return self.quantity - self.quantity_fulfilled - self.quantity_released
+
+
+class AppliedOperation(models.Model):
+    """Idempotency record: one row per applied operation key, with its result.
+
+    Inserted in the same transaction as the change it records, so a key is
+    present exactly when its effect is committed.
+    """
+
+    key = models.CharField(max_length=200, primary_key=True)
+    operation = models.CharField(max_length=32)
+    fingerprint = models.CharField(max_length=64)
+    result = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    def __str__(self) -> str:
+        return self.key

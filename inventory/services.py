@@ -1,0 +1,975 @@
+"""The stock service layer: every change to stock happens here and nowhere else.
+
+The API, the admin, Celery tasks and management commands all call these
+functions. Each operation:
+
+* validates its input and raises a typed `inventory.errors.InventoryError`
+  that changes nothing;
+* runs in one database transaction (joining the caller's, if there is one),
+  locking rows as `inventory.locks` describes;
+* writes one ledger row per inventory row it changes, with who (`actor`),
+  why (`reason`) and what for (`reference`);
+* is idempotent by its reference: reservations by order id, other operations
+  by an idempotency key (given, or derived from the reference). A repeat has no
+  effect and returns the first result;
+* hands the committed change to `_publish_committed_changes` after commit, the
+  one place where caches and reorder checks hear about stock changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial, wraps
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, OperationalError, transaction
+from django.utils import timezone
+
+from . import errors
+from .locks import lock_inventory_rows, lock_reservation
+from .models import (
+    AppliedOperation,
+    Inventory,
+    InventoryTransaction,
+    Product,
+    ReferenceType,
+    Reservation,
+    ReservationLine,
+    ReservationStatus,
+    StockPolicy,
+    TransactionType,
+)
+
+# --------------------------------------------------------------------------
+# Inputs and results
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What a change was for: an order, a purchase order, a transfer, a count, an import."""
+
+    type: str
+    id: str
+
+    def __post_init__(self) -> None:
+        if self.type not in ReferenceType.values:
+            raise errors.InvalidInput(
+                f"Unknown reference type {self.type!r}.",
+                details={"reference_type": self.type, "allowed": ReferenceType.values},
+            )
+        if not self.id or len(str(self.id)) > 100:
+            raise errors.InvalidInput("A reference id of 1 to 100 characters is required.")
+
+
+@dataclass(frozen=True)
+class ReserveLine:
+    sku: str
+    warehouse: str
+    quantity: int
+
+
+@dataclass(frozen=True)
+class OrderLine:
+    """A line of a partial release or fulfilment; warehouse optional."""
+
+    sku: str
+    quantity: int
+    warehouse: str | None = None
+
+
+@dataclass(frozen=True)
+class TransferLine:
+    sku: str
+    quantity: int
+
+
+@dataclass
+class OperationResult:
+    """The ledger rows an operation wrote. `replayed` is True for an idempotent repeat."""
+
+    transactions: list[InventoryTransaction]
+    replayed: bool = False
+    reference: Reference | None = None
+
+
+@dataclass
+class ReservationResult:
+    reservation: Reservation
+    created: bool
+    transactions: list[InventoryTransaction] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CommittedChange:
+    """A committed change to one inventory row, as published after commit."""
+
+    inventory_id: uuid.UUID
+    product_id: uuid.UUID
+    warehouse_id: uuid.UUID
+    type: str
+    on_hand: int
+    reserved: int
+    version: int
+
+
+# --------------------------------------------------------------------------
+# Validation helpers
+# --------------------------------------------------------------------------
+
+
+def _max_quantity() -> int:
+    return settings.STOCKROOM_MAX_QUANTITY
+
+
+def _check_quantity(value: Any, *, name: str = "quantity", allow_zero: bool = False) -> int:
+    """A whole number from 1 (or 0) to STOCKROOM_MAX_QUANTITY; bools and floats refused."""
+    low = 0 if allow_zero else 1
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= _max_quantity():
+        raise errors.InvalidQuantity(
+            f"{name} must be a whole number from {low} to {_max_quantity()}, got {value!r}.",
+            details={"field": name, "value": repr(value), "min": low, "max": _max_quantity()},
+        )
+    return value
+
+
+def _check_reason(reason: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise errors.ReasonRequired()
+    return reason
+
+
+def _fingerprint(payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _translate_lock_timeouts(func: Callable) -> Callable:
+    """Turn PostgreSQL's lock_timeout into StockBusy (HTTP 503 + Retry-After upstream)."""
+
+    @wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except OperationalError as exc:
+            if getattr(exc.__cause__, "sqlstate", None) == "55P03":  # lock_not_available
+                raise errors.StockBusy() from exc
+            raise
+
+    return wrapper
+
+
+# --------------------------------------------------------------------------
+# Row resolution, creation and the single write path
+# --------------------------------------------------------------------------
+
+
+class _RowsMissing(Exception):
+    """Inventory rows must be created before locking; raised to roll back and retry."""
+
+    def __init__(self, pairs: set[tuple[str, str]]) -> None:
+        self.pairs = pairs
+
+
+def _lock_rows(
+    pairs: Iterable[tuple[str, str]],
+    *,
+    create_missing: bool,
+    require_active: Iterable[str] = (),
+) -> dict[tuple[str, str], Inventory]:
+    """Lock the rows for (sku, warehouse) pairs; unknown SKUs/warehouses raise.
+
+    With `create_missing`, a known product and warehouse without a row yet raise
+    `_RowsMissing`: `_in_transaction` rolls back (releasing every lock), creates
+    the empty rows holding no locks, and runs the operation again. Creating rows
+    while holding locks could deadlock two transactions that each create a row
+    the other is about to lock. Without `create_missing`, missing rows are absent
+    from the result.
+    """
+    pairs = set(pairs)
+    rows = lock_inventory_rows(pairs)
+    missing = pairs - rows.keys()
+    if missing:
+        _check_known(missing)
+        if create_missing:
+            raise _RowsMissing(missing)
+    inactive = {code for (_, code), row in rows.items() if not row.warehouse.is_active}
+    inactive &= set(require_active)
+    if inactive:
+        raise errors.WarehouseInactive(list(inactive))
+    return rows
+
+
+def _check_known(pairs: set[tuple[str, str]]) -> tuple[dict[str, Product], dict[str, Any]]:
+    from warehouses.models import Warehouse
+
+    skus = {sku for sku, _ in pairs}
+    codes = {code for _, code in pairs}
+    products = {p.sku: p for p in Product.objects.filter(sku__in=skus)}
+    warehouses = {w.code: w for w in Warehouse.objects.filter(code__in=codes)}
+    if skus - products.keys():
+        raise errors.UnknownSku(list(skus - products.keys()))
+    if codes - warehouses.keys():
+        raise errors.UnknownWarehouse(list(codes - warehouses.keys()))
+    return products, warehouses
+
+
+def _create_rows(pairs: set[tuple[str, str]]) -> None:
+    """Create empty inventory rows (on hand 0); rows that already exist are left alone."""
+    products, warehouses = _check_known(pairs)
+    Inventory.objects.bulk_create(
+        [
+            Inventory(
+                product=products[sku],
+                warehouse=warehouses[code],
+                backorder_allowance=products[sku].allowance,
+            )
+            for sku, code in pairs
+        ],
+        ignore_conflicts=True,
+    )
+
+
+def _in_transaction(body: Callable[[], Any]) -> Any:
+    """Run `body` in one transaction, creating missing inventory rows first if it asks."""
+    for _attempt in range(3):
+        try:
+            with transaction.atomic():
+                return body()
+        except _RowsMissing as missing:
+            _create_rows(missing.pairs)
+    raise RuntimeError("inventory rows could not be created")  # pragma: no cover
+
+
+@dataclass
+class _Change:
+    row: Inventory
+    type: str
+    on_hand_delta: int = 0
+    reserved_delta: int = 0
+
+
+def _apply_changes(
+    changes: Sequence[_Change],
+    *,
+    actor: str,
+    reference: Reference | None,
+    reason: str = "",
+) -> list[InventoryTransaction]:
+    """Apply deltas to locked rows, write their ledger rows, publish after commit.
+
+    The only function that writes inventory balances. Rows must already be
+    locked by the caller (the balances it computes from are the locked ones).
+    """
+    now = timezone.now()
+    ledger: list[InventoryTransaction] = []
+    touched: dict[uuid.UUID, Inventory] = {}
+    for change in changes:
+        if change.on_hand_delta == 0 and change.reserved_delta == 0:
+            continue
+        row = change.row
+        row.on_hand += change.on_hand_delta
+        row.reserved += change.reserved_delta
+        row.version += 1
+        row.updated_at = now
+        touched[row.pk] = row
+        ledger.append(
+            InventoryTransaction(
+                product_id=row.product_id,
+                warehouse_id=row.warehouse_id,
+                type=change.type,
+                on_hand_delta=change.on_hand_delta,
+                reserved_delta=change.reserved_delta,
+                on_hand_after=row.on_hand,
+                reserved_after=row.reserved,
+                reference_type=reference.type if reference else "",
+                reference_id=str(reference.id) if reference else "",
+                reason=reason,
+                created_by=actor,
+                created_at=now,
+            )
+        )
+    if not touched:
+        return []
+    rows = list(touched.values())
+    if len(rows) == 1:
+        row = rows[0]
+        Inventory.objects.filter(pk=row.pk).update(
+            on_hand=row.on_hand, reserved=row.reserved, version=row.version, updated_at=now
+        )
+    else:
+        Inventory.objects.bulk_update(rows, ["on_hand", "reserved", "version", "updated_at"])
+    InventoryTransaction.objects.bulk_create(ledger)
+    committed = tuple(
+        CommittedChange(
+            inventory_id=row.pk,
+            product_id=row.product_id,
+            warehouse_id=row.warehouse_id,
+            type=ledger_row.type,
+            on_hand=row.on_hand,
+            reserved=row.reserved,
+            version=row.version,
+        )
+        for row, ledger_row in zip(
+            (touched[c.row.pk] for c in changes if c.on_hand_delta or c.reserved_delta),
+            ledger,
+            strict=True,
+        )
+    )
+    transaction.on_commit(partial(_publish_committed_changes, committed))
+    return ledger
+
+
+# Called after commit with every committed change. Other parts of the system
+# (availability cache, reorder checks) register here, so that the service
+# layer stays the one place that knows stock changed.
+COMMITTED_CHANGE_LISTENERS: list[Callable[[tuple[CommittedChange, ...]], None]] = []
+
+
+def _publish_committed_changes(changes: tuple[CommittedChange, ...]) -> None:
+    for listener in COMMITTED_CHANGE_LISTENERS:
+        listener(changes)
+
+
+def _available(row: Inventory) -> int:
+    """Units that can still be reserved in this row, counting the backorder allowance."""
+    return row.on_hand - row.reserved + row.backorder_allowance
+
+
+# --------------------------------------------------------------------------
+# Idempotency by key
+# --------------------------------------------------------------------------
+
+
+def _replay(key: str, fingerprint: str) -> OperationResult | None:
+    """The stored result for `key`, or None; a different request under it is a conflict."""
+    applied = AppliedOperation.objects.filter(key=key).first()
+    if applied is None:
+        return None
+    if applied.fingerprint != fingerprint:
+        raise errors.IdempotencyConflict(details={"key": key})
+    ids = applied.result.get("transactions", [])
+    ref = applied.result.get("reference")
+    transactions = sorted(
+        InventoryTransaction.objects.filter(id__in=ids), key=lambda t: ids.index(str(t.id))
+    )
+    return OperationResult(
+        transactions=transactions,
+        replayed=True,
+        reference=Reference(**ref) if ref else None,
+    )
+
+
+def _run_idempotent(
+    key: str | None, operation: str, payload: dict, body: Callable[[], OperationResult]
+) -> OperationResult:
+    """Run `body` once per key: a repeat returns the first result without effect.
+
+    The key row is inserted in the same transaction as the change, so it exists
+    exactly when the change is committed. A concurrent duplicate blocks on the
+    key's unique index, then fails and replays the winner's result.
+    """
+    if key is None:
+        return _in_transaction(body)
+    fingerprint = _fingerprint({"operation": operation, **payload})
+    replayed = _replay(key, fingerprint)
+    if replayed is not None:
+        return replayed
+
+    def body_and_key() -> OperationResult:
+        result = body()
+        AppliedOperation.objects.create(
+            key=key,
+            operation=operation,
+            fingerprint=fingerprint,
+            result={
+                "transactions": [str(t.id) for t in result.transactions],
+                "reference": (
+                    {"type": result.reference.type, "id": result.reference.id}
+                    if result.reference
+                    else None
+                ),
+            },
+        )
+        return result
+
+    try:
+        return _in_transaction(body_and_key)
+    except IntegrityError:
+        replayed = _replay(key, fingerprint)
+        if replayed is not None:
+            return replayed
+        raise
+
+
+def _derived_key(
+    operation: str, idempotency_key: str | None, reference: Reference | None, *parts: str
+) -> str | None:
+    if idempotency_key:
+        return f"{operation}:key:{idempotency_key}"
+    if reference is not None:
+        return ":".join([operation, reference.type, str(reference.id), *parts])
+    return None
+
+
+# --------------------------------------------------------------------------
+# The operations
+# --------------------------------------------------------------------------
+
+
+@_translate_lock_timeouts
+def stock_receive(
+    *,
+    sku: str,
+    warehouse: str,
+    quantity: int,
+    actor: str,
+    reference: Reference | None = None,
+    reason: str = "",
+    idempotency_key: str | None = None,
+) -> OperationResult:
+    """RECEIVE: new stock arrives; on hand += quantity.
+
+    Idempotent by `idempotency_key`, or else by reference + SKU + warehouse.
+    Locks: the one inventory row (created if the product has none there yet).
+    """
+    quantity = _check_quantity(quantity)
+    payload = {"sku": sku, "warehouse": warehouse, "quantity": quantity}
+
+    def body() -> OperationResult:
+        row = _lock_rows([(sku, warehouse)], create_missing=True, require_active=[warehouse])[
+            (sku, warehouse)
+        ]
+        ledger = _apply_changes(
+            [_Change(row, TransactionType.RECEIVE, on_hand_delta=quantity)],
+            actor=actor,
+            reference=reference,
+            reason=reason,
+        )
+        return OperationResult(transactions=ledger, reference=reference)
+
+    key = _derived_key("receive", idempotency_key, reference, sku, warehouse)
+    return _run_idempotent(key, "receive", payload, body)
+
+
+@_translate_lock_timeouts
+def stock_adjust(
+    *,
+    sku: str,
+    warehouse: str,
+    reason: str,
+    actor: str,
+    counted: int | None = None,
+    delta: int | None = None,
+    expected_on_hand: int | None = None,
+    reference: Reference | None = None,
+    idempotency_key: str | None = None,
+) -> OperationResult:
+    """ADJUST: set on hand to a counted quantity, or change it by a signed delta.
+
+    `expected_on_hand` makes a counted adjustment a compare-and-set: if on hand
+    moved since the counter looked, StockChanged is raised and nothing changes.
+    On hand may not go below zero, nor below what open orders reserve (beyond
+    the backorder allowance). A count equal to on hand writes no ledger row.
+    Locks: the one inventory row.
+    """
+    reason = _check_reason(reason)
+    if (counted is None) == (delta is None):
+        raise errors.InvalidInput("Give exactly one of counted or delta.")
+    if counted is not None:
+        _check_quantity(counted, name="counted", allow_zero=True)
+    else:
+        if isinstance(delta, bool) or not isinstance(delta, int) or delta == 0:
+            raise errors.InvalidQuantity(f"delta must be a non-zero whole number, got {delta!r}.")
+        _check_quantity(abs(delta), name="delta")
+    if expected_on_hand is not None:
+        _check_quantity(expected_on_hand, name="expected_on_hand", allow_zero=True)
+    payload = {
+        "sku": sku,
+        "warehouse": warehouse,
+        "counted": counted,
+        "delta": delta,
+        "expected_on_hand": expected_on_hand,
+    }
+
+    def body() -> OperationResult:
+        row = _lock_rows([(sku, warehouse)], create_missing=True, require_active=[warehouse])[
+            (sku, warehouse)
+        ]
+        if expected_on_hand is not None and row.on_hand != expected_on_hand:
+            raise errors.StockChanged(
+                f"On hand of {sku} in {warehouse} is now {row.on_hand}, "
+                f"not the {expected_on_hand} that was counted against.",
+                details={
+                    "sku": sku,
+                    "warehouse": warehouse,
+                    "expected_on_hand": expected_on_hand,
+                    "on_hand": row.on_hand,
+                },
+            )
+        new_on_hand = counted if counted is not None else row.on_hand + delta
+        if new_on_hand < 0:
+            raise errors.InvalidQuantity(
+                f"On hand of {sku} in {warehouse} would become {new_on_hand}.",
+                details={"sku": sku, "warehouse": warehouse, "on_hand": row.on_hand},
+            )
+        if new_on_hand - row.reserved < -row.backorder_allowance:
+            raise errors.BelowReserved(
+                f"{row.reserved} units of {sku} in {warehouse} are reserved by open orders; "
+                f"on hand cannot become {new_on_hand}. Release or re-route those orders first.",
+                details={
+                    "sku": sku,
+                    "warehouse": warehouse,
+                    "reserved": row.reserved,
+                    "requested_on_hand": new_on_hand,
+                },
+            )
+        ledger = _apply_changes(
+            [_Change(row, TransactionType.ADJUST, on_hand_delta=new_on_hand - row.on_hand)],
+            actor=actor,
+            reference=reference,
+            reason=reason,
+        )
+        return OperationResult(transactions=ledger, reference=reference)
+
+    key = _derived_key("adjust", idempotency_key, reference, sku, warehouse)
+    return _run_idempotent(key, "adjust", payload, body)
+
+
+@_translate_lock_timeouts
+def stock_transfer(
+    *,
+    source: str,
+    destination: str,
+    lines: Sequence[TransferLine],
+    actor: str,
+    reason: str = "",
+    reference: Reference | None = None,
+    idempotency_key: str | None = None,
+) -> OperationResult:
+    """TRANSFER: move stock between warehouses; two ledger rows per SKU, one reference.
+
+    Only available stock moves (on hand minus reserved, the backorder allowance
+    does not count). The destination must be active; the source may be inactive
+    (emptying a closing site). Locks: source and destination rows, in pk order.
+    """
+    if source == destination:
+        raise errors.SameWarehouse()
+    if not lines:
+        raise errors.InvalidInput("A transfer needs at least one line.")
+    merged: dict[str, int] = {}
+    for line in lines:
+        merged[line.sku] = merged.get(line.sku, 0) + _check_quantity(line.quantity)
+    for sku, qty in merged.items():
+        _check_quantity(qty, name=f"quantity of {sku}")
+    reference = reference or Reference(ReferenceType.TRANSFER, str(uuid.uuid4()))
+    payload = {"source": source, "destination": destination, "lines": sorted(merged.items())}
+
+    def body() -> OperationResult:
+        pairs = [(sku, source) for sku in merged] + [(sku, destination) for sku in merged]
+        rows = _lock_rows(pairs, create_missing=True, require_active=[destination])
+        short = []
+        for sku, qty in merged.items():
+            src = rows[(sku, source)]
+            movable = src.on_hand - src.reserved
+            if qty > movable:
+                short.append(
+                    {
+                        "sku": sku,
+                        "warehouse": source,
+                        "requested": qty,
+                        "available": max(movable, 0),
+                    }
+                )
+        if short:
+            raise errors.InsufficientStock(
+                short, message=f"Not enough available stock in {source}."
+            )
+        changes = []
+        for sku, qty in sorted(merged.items()):
+            changes.append(
+                _Change(rows[(sku, source)], TransactionType.TRANSFER, on_hand_delta=-qty)
+            )
+            changes.append(
+                _Change(rows[(sku, destination)], TransactionType.TRANSFER, on_hand_delta=qty)
+            )
+        ledger = _apply_changes(changes, actor=actor, reference=reference, reason=reason)
+        return OperationResult(transactions=ledger, reference=reference)
+
+    key = _derived_key("transfer", idempotency_key, None)
+    return _run_idempotent(key, "transfer", payload, body)
+
+
+# --- Reservations ---------------------------------------------------------
+
+
+def _normalise_reserve_lines(lines: Sequence[ReserveLine]) -> dict[tuple[str, str], int]:
+    if not lines:
+        raise errors.InvalidInput("An order needs at least one line.")
+    if len(lines) > settings.STOCKROOM_MAX_ORDER_LINES:
+        raise errors.InvalidInput(
+            f"At most {settings.STOCKROOM_MAX_ORDER_LINES} lines per order.",
+            details={"max_lines": settings.STOCKROOM_MAX_ORDER_LINES},
+        )
+    merged: dict[tuple[str, str], int] = {}
+    for line in lines:
+        if not line.sku or not line.warehouse:
+            raise errors.InvalidInput("Every line needs a SKU and a warehouse.")
+        key = (line.sku, line.warehouse)
+        merged[key] = merged.get(key, 0) + _check_quantity(line.quantity)
+    for (sku, _), qty in merged.items():
+        _check_quantity(qty, name=f"quantity of {sku}")
+    return merged
+
+
+def _reservation_fingerprint(merged: dict[tuple[str, str], int]) -> str:
+    return _fingerprint(sorted([sku, code, qty] for (sku, code), qty in merged.items()))
+
+
+def _existing_reservation(order_id: str, fingerprint: str) -> Reservation | None:
+    existing = Reservation.objects.filter(order_id=order_id).first()
+    if existing is not None and existing.request_fingerprint != fingerprint:
+        raise errors.OrderConflict(details={"order_id": order_id})
+    return existing
+
+
+def _check_order_id(order_id: str) -> str:
+    if not isinstance(order_id, str) or not order_id.strip() or len(order_id) > 100:
+        raise errors.InvalidInput("order_id must be a string of 1 to 100 characters.")
+    return order_id
+
+
+@_translate_lock_timeouts
+def stock_reserve(
+    *,
+    order_id: str,
+    lines: Sequence[ReserveLine],
+    actor: str,
+    expires_at: datetime | None = None,
+) -> ReservationResult:
+    """RESERVE: hold stock for an order, all lines or none.
+
+    Idempotent by order id: the same lines again return the existing
+    reservation (created=False); different lines raise OrderConflict.
+    Lines for the same SKU and warehouse are merged.
+    Locks: the new Reservation row (a concurrent duplicate of the same order
+    waits here, holding nothing else), then every line's inventory row in pk
+    order. A short line raises InsufficientStock listing every short line.
+    """
+    order_id = _check_order_id(order_id)
+    merged = _normalise_reserve_lines(lines)
+    fingerprint = _reservation_fingerprint(merged)
+    existing = _existing_reservation(order_id, fingerprint)
+    if existing is not None:
+        return ReservationResult(existing, created=False)
+
+    def body() -> ReservationResult:
+        reservation = Reservation.objects.create(
+            order_id=order_id,
+            request_fingerprint=fingerprint,
+            expires_at=expires_at,
+            created_by=actor,
+        )
+        rows = _lock_rows(
+            merged.keys(), create_missing=True, require_active={code for _, code in merged}
+        )
+        short = [
+            {
+                "sku": sku,
+                "warehouse": code,
+                "requested": qty,
+                "available": max(_available(rows[(sku, code)]), 0),
+            }
+            for (sku, code), qty in sorted(merged.items())
+            if qty > _available(rows[(sku, code)])
+        ]
+        if short:
+            raise errors.InsufficientStock(short)
+        ordered = sorted(merged.items(), key=lambda item: rows[item[0]].pk)
+        ledger = _apply_changes(
+            [
+                _Change(rows[pair], TransactionType.RESERVE, reserved_delta=qty)
+                for pair, qty in ordered
+            ],
+            actor=actor,
+            reference=Reference(ReferenceType.ORDER, order_id),
+        )
+        ReservationLine.objects.bulk_create(
+            [
+                ReservationLine(
+                    reservation=reservation,
+                    inventory=rows[pair],
+                    product_id=rows[pair].product_id,
+                    warehouse_id=rows[pair].warehouse_id,
+                    quantity=qty,
+                )
+                for pair, qty in ordered
+            ]
+        )
+        return ReservationResult(reservation, created=True, transactions=ledger)
+
+    try:
+        return _in_transaction(body)
+    except IntegrityError:
+        # A concurrent request for the same order id committed first.
+        existing = _existing_reservation(order_id, fingerprint)
+        if existing is not None:
+            return ReservationResult(existing, created=False)
+        raise
+
+
+def _close_order_lines(
+    *,
+    order_id: str,
+    lines: Sequence[OrderLine] | None,
+    actor: str,
+    reason: str,
+    txn_type: str,
+    closing_status: str,
+    idempotency_key: str | None,
+) -> ReservationResult:
+    """Release or fulfil what an order holds: all of it, or the given lines."""
+    order_id = _check_order_id(order_id)
+    requested: list[OrderLine] | None = None
+    if lines is not None:
+        if not lines:
+            raise errors.InvalidInput("Give at least one line, or none for the whole order.")
+        requested = [
+            OrderLine(line.sku, _check_quantity(line.quantity), line.warehouse) for line in lines
+        ]
+    payload = {
+        "order_id": order_id,
+        "lines": (
+            sorted([line.sku, line.warehouse or "", line.quantity] for line in requested)
+            if requested is not None
+            else None
+        ),
+    }
+    result_holder: dict[str, ReservationResult] = {}
+
+    def body() -> OperationResult:
+        reservation = lock_reservation(order_id)
+        if reservation is None:
+            raise errors.ReservationNotFound(details={"order_id": order_id})
+        res_lines = list(reservation.lines.select_related("product", "warehouse").order_by("id"))
+        # How much to take from each reservation line.
+        take: dict[uuid.UUID, int] = {}
+        if requested is None:
+            for line in res_lines:
+                if line.quantity_open > 0:
+                    take[line.pk] = line.quantity_open
+        else:
+            short = []
+            for want in requested:
+                candidates = [
+                    line
+                    for line in res_lines
+                    if line.product.sku == want.sku
+                    and (want.warehouse is None or line.warehouse.code == want.warehouse)
+                ]
+                remaining = want.quantity
+                for line in candidates:
+                    can = line.quantity_open - take.get(line.pk, 0)
+                    step = min(can, remaining)
+                    if step > 0:
+                        take[line.pk] = take.get(line.pk, 0) + step
+                        remaining -= step
+                if remaining > 0:
+                    short.append(
+                        {
+                            "sku": want.sku,
+                            "warehouse": want.warehouse,
+                            "requested": want.quantity,
+                            "held": want.quantity - remaining,
+                        }
+                    )
+            if short:
+                raise errors.ExceedsReservation(
+                    f"Order {order_id} does not hold that much.", details={"lines": short}
+                )
+        by_pk = {line.pk: line for line in res_lines}
+        pairs = {(by_pk[pk].product.sku, by_pk[pk].warehouse.code) for pk in take}
+        rows = lock_inventory_rows(pairs)
+        changes = []
+        if txn_type == TransactionType.FULFILL:
+            short = []
+            for pk, qty in take.items():
+                line = by_pk[pk]
+                row = rows[(line.product.sku, line.warehouse.code)]
+                if qty > row.on_hand:
+                    short.append(
+                        {
+                            "sku": line.product.sku,
+                            "warehouse": line.warehouse.code,
+                            "requested": qty,
+                            "on_hand": row.on_hand,
+                        }
+                    )
+            if short:
+                raise errors.InsufficientOnHand(short)
+        for pk, qty in sorted(
+            take.items(),
+            key=lambda item: rows[(by_pk[item[0]].product.sku, by_pk[item[0]].warehouse.code)].pk,
+        ):
+            line = by_pk[pk]
+            row = rows[(line.product.sku, line.warehouse.code)]
+            if txn_type == TransactionType.FULFILL:
+                changes.append(_Change(row, txn_type, on_hand_delta=-qty, reserved_delta=-qty))
+                line.quantity_fulfilled += qty
+            else:
+                changes.append(_Change(row, txn_type, reserved_delta=-qty))
+                line.quantity_released += qty
+            if line.quantity_open == 0:
+                line.status = (
+                    ReservationStatus.FULFILLED if line.quantity_fulfilled else closing_status
+                )
+        ledger = _apply_changes(
+            changes, actor=actor, reference=Reference(ReferenceType.ORDER, order_id), reason=reason
+        )
+        if take:
+            ReservationLine.objects.bulk_update(
+                [by_pk[pk] for pk in take], ["quantity_fulfilled", "quantity_released", "status"]
+            )
+        new_status = _order_status(res_lines, closing_status)
+        if new_status != reservation.status:
+            reservation.status = new_status
+            reservation.save(update_fields=["status", "updated_at"])
+        result_holder["result"] = ReservationResult(reservation, created=False, transactions=ledger)
+        return OperationResult(
+            transactions=ledger, reference=Reference(ReferenceType.ORDER, order_id)
+        )
+
+    operation = "fulfill" if txn_type == TransactionType.FULFILL else "release"
+    key = f"{operation}:order:{order_id}:key:{idempotency_key}" if idempotency_key else None
+    outcome = _run_idempotent(key, operation, payload, body)
+    if outcome.replayed:
+        reservation = Reservation.objects.get(order_id=order_id)
+        return ReservationResult(reservation, created=False, transactions=outcome.transactions)
+    return result_holder["result"]
+
+
+def _order_status(lines: Iterable[ReservationLine], closing_status: str) -> str:
+    lines = list(lines)
+    if any(line.quantity_open > 0 for line in lines):
+        return ReservationStatus.ACTIVE
+    if any(line.quantity_fulfilled > 0 for line in lines):
+        return ReservationStatus.FULFILLED
+    if any(line.status == ReservationStatus.EXPIRED for line in lines):
+        return ReservationStatus.EXPIRED
+    return closing_status
+
+
+@_translate_lock_timeouts
+def reservation_release(
+    *,
+    order_id: str,
+    actor: str,
+    lines: Sequence[OrderLine] | None = None,
+    reason: str = "",
+    idempotency_key: str | None = None,
+) -> ReservationResult:
+    """RELEASE: give back what an order holds (order cancelled), all or the given lines.
+
+    Releasing a whole order that holds nothing any more is a no-op (so a retried
+    cancel is harmless); a partial release is idempotent by `idempotency_key`.
+    Locks: the order's Reservation row, then its inventory rows in pk order.
+    """
+    return _close_order_lines(
+        order_id=order_id,
+        lines=lines,
+        actor=actor,
+        reason=reason,
+        txn_type=TransactionType.RELEASE,
+        closing_status=ReservationStatus.RELEASED,
+        idempotency_key=idempotency_key,
+    )
+
+
+@_translate_lock_timeouts
+def reservation_fulfill(
+    *,
+    order_id: str,
+    actor: str,
+    lines: Sequence[OrderLine] | None = None,
+    reason: str = "",
+    idempotency_key: str | None = None,
+) -> ReservationResult:
+    """FULFILL: the order shipped; on hand and reserved both drop by what ships.
+
+    Partial fulfilment is allowed; shipping more than is on hand (a backordered
+    line whose stock has not arrived) raises InsufficientOnHand. A whole-order
+    fulfil of an order with nothing open is a no-op.
+    Locks: the order's Reservation row, then its inventory rows in pk order.
+    """
+    return _close_order_lines(
+        order_id=order_id,
+        lines=lines,
+        actor=actor,
+        reason=reason,
+        txn_type=TransactionType.FULFILL,
+        closing_status=ReservationStatus.FULFILLED,
+        idempotency_key=idempotency_key,
+    )
+
+
+def reservations_expire(*, now: datetime | None = None, limit: int = 500) -> int:
+    """Release active holds whose `expires_at` has passed; returns how many orders.
+
+    Each order is released in its own transaction, so one busy order does not
+    hold up the rest. Safe to run concurrently and repeatedly.
+    """
+    from .actors import SYSTEM_SWEEPER
+
+    now = now or timezone.now()
+    order_ids = list(
+        Reservation.objects.filter(status=ReservationStatus.ACTIVE, expires_at__lte=now)
+        .order_by("expires_at")
+        .values_list("order_id", flat=True)[:limit]
+    )
+    expired = 0
+    for order_id in order_ids:
+        result = _close_order_lines(
+            order_id=order_id,
+            lines=None,
+            actor=SYSTEM_SWEEPER,
+            reason="reservation hold expired",
+            txn_type=TransactionType.RELEASE,
+            closing_status=ReservationStatus.EXPIRED,
+            idempotency_key=None,
+        )
+        expired += bool(result.transactions)
+    return expired
+
+
+# --- Catalogue ------------------------------------------------------------
+
+
+def product_set_stock_policy(
+    *, product: Product, stock_policy: str, backorder_limit: int
+) -> Product:
+    """Change a product's stock policy and copy its allowance to every inventory row.
+
+    Lowering the limit below what a warehouse is already backordered is refused
+    (AllowanceBelowBackorders) and changes nothing.
+    """
+    if stock_policy not in StockPolicy.values:
+        raise errors.InvalidInput(f"Unknown stock policy {stock_policy!r}.")
+    _check_quantity(backorder_limit, name="backorder_limit", allow_zero=True)
+    if stock_policy == StockPolicy.NORMAL:
+        backorder_limit = 0
+    try:
+        with transaction.atomic():
+            product.stock_policy = stock_policy
+            product.backorder_limit = backorder_limit
+            product.save(update_fields=["stock_policy", "backorder_limit", "updated_at"])
+            Inventory.objects.filter(product=product).update(backorder_allowance=product.allowance)
+    except IntegrityError as exc:
+        product.refresh_from_db()
+        raise errors.AllowanceBelowBackorders(details={"sku": product.sku}) from exc
+    return product

@@ -1,0 +1,1 @@
+"""Settings modules: base (env-driven, embedded defaults), test, production."""

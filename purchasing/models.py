@@ -1,0 +1,1 @@
+"""Suppliers and purchase orders (built out by the purchasing issue)."""

@@ -1,0 +1,64 @@
+"""Shared fixtures. Tests run against the real PostgreSQL (see settings/test.py)."""
+
+import pytest
+from django.db import connection
+
+from inventory import services
+from inventory.models import Inventory
+
+from .factories import ProductFactory, WarehouseFactory
+
+
+def ledger_mismatches() -> list[tuple]:
+    """Inventory rows whose balances differ from the sum of their ledger rows,
+    or whose reserved differs from the open quantity of their reservation lines."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT i.id, i.on_hand, i.reserved,
+                   COALESCE(l.on_hand, 0), COALESCE(l.reserved, 0), COALESCE(r.open, 0)
+            FROM inventory_inventory i
+            LEFT JOIN (
+                SELECT product_id, warehouse_id,
+                       SUM(on_hand_delta) AS on_hand, SUM(reserved_delta) AS reserved
+                FROM inventory_inventorytransaction GROUP BY product_id, warehouse_id
+            ) l ON l.product_id = i.product_id AND l.warehouse_id = i.warehouse_id
+            LEFT JOIN (
+                SELECT inventory_id,
+                       SUM(quantity - quantity_fulfilled - quantity_released) AS open
+                FROM inventory_reservationline GROUP BY inventory_id
+            ) r ON r.inventory_id = i.id
+            WHERE i.on_hand <> COALESCE(l.on_hand, 0)
+               OR i.reserved <> COALESCE(l.reserved, 0)
+               OR i.reserved <> COALESCE(r.open, 0)
+            """
+        )
+        return cursor.fetchall()
+
+
+def assert_invariants() -> None:
+    assert ledger_mismatches() == []
+    oversold = Inventory.objects.raw(
+        "SELECT id FROM inventory_inventory "
+        "WHERE on_hand < 0 OR reserved < 0 OR on_hand - reserved < -backorder_allowance"
+    )
+    assert list(oversold) == []
+
+
+@pytest.fixture
+def warehouse(db):
+    return WarehouseFactory(code="BER", name="Berlin", latitude=52.52, longitude=13.405)
+
+
+@pytest.fixture
+def other_warehouse(db):
+    return WarehouseFactory(code="HAM", name="Hamburg", latitude=53.55, longitude=9.993)
+
+
+@pytest.fixture
+def product(db):
+    return ProductFactory(sku="TSHIRT-M")
+
+
+def receive(sku: str, code: str, quantity: int):
+    return services.stock_receive(sku=sku, warehouse=code, quantity=quantity, actor="user:test")

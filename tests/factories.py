@@ -1,0 +1,38 @@
+"""factory-boy factories for the stock models."""
+
+import factory
+
+from inventory.models import Product, StockPolicy
+from warehouses.models import Warehouse
+
+
+class WarehouseFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Warehouse
+        django_get_or_create = ("code",)
+
+    code = factory.Sequence(lambda n: f"WH-{n}")
+    name = factory.LazyAttribute(lambda o: f"Warehouse {o.code}")
+    address = factory.Faker("address")
+    latitude = factory.Faker("pydecimal", left_digits=2, right_digits=6, min_value=40, max_value=55)
+    longitude = factory.Faker("pydecimal", left_digits=2, right_digits=6, min_value=-5, max_value=20)
+    capacity = 100_000
+    is_active = True
+
+
+class ProductFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Product
+        django_get_or_create = ("sku",)
+
+    sku = factory.Sequence(lambda n: f"SKU-{n:06d}")
+    name = factory.Faker("catch_phrase")
+    category = "general"
+    weight_g = 500
+    stock_policy = StockPolicy.NORMAL
+    backorder_limit = 0
+
+
+class BackorderProductFactory(ProductFactory):
+    stock_policy = StockPolicy.BACKORDER
+    backorder_limit = 5

@@ -1,0 +1,153 @@
+import pytest
+
+from inventory import errors, services
+from inventory.models import (
+    Inventory,
+    InventoryTransaction,
+    Reservation,
+    ReservationStatus,
+    TransactionType,
+)
+from inventory.services import OrderLine, ReserveLine
+
+from ..conftest import receive
+from ..factories import BackorderProductFactory, ProductFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def balances(sku="TSHIRT-M", code="BER"):
+    r = Inventory.objects.get(product__sku=sku, warehouse__code=code)
+    return r.on_hand, r.reserved, r.available
+
+
+@pytest.fixture
+def order(product, warehouse):
+    receive(product.sku, warehouse.code, 10)
+    return services.stock_reserve(
+        order_id="o-1", lines=[ReserveLine(product.sku, "BER", 4)], actor="client:shop"
+    ).reservation
+
+
+def test_release_whole_order_returns_stock_to_available(order):
+    result = services.reservation_release(order_id="o-1", actor="client:shop", reason="cancelled")
+
+    assert balances() == (10, 0, 10)
+    assert result.reservation.status == ReservationStatus.RELEASED
+    [txn] = result.transactions
+    assert (txn.type, txn.reserved_delta, txn.reason) == (TransactionType.RELEASE, -4, "cancelled")
+    [line] = result.reservation.lines.all()
+    assert (line.quantity_released, line.status) == (4, ReservationStatus.RELEASED)
+
+
+def test_release_is_a_no_op_when_nothing_is_held_any_more(order):
+    services.reservation_release(order_id="o-1", actor="c")
+    again = services.reservation_release(order_id="o-1", actor="c")
+    assert again.transactions == []
+    assert balances() == (10, 0, 10)
+
+
+def test_partial_release_then_fulfil_the_rest(order):
+    services.reservation_release(order_id="o-1", actor="c", lines=[OrderLine("TSHIRT-M", 1)])
+    assert balances() == (10, 3, 7)
+    result = services.reservation_fulfill(order_id="o-1", actor="c")
+    assert balances() == (7, 0, 7)
+    assert result.reservation.status == ReservationStatus.FULFILLED
+    [txn] = result.transactions
+    assert (txn.type, txn.on_hand_delta, txn.reserved_delta) == ("FULFILL", -3, -3)
+
+
+def test_partial_fulfilment_keeps_the_rest_reserved(order):
+    services.reservation_fulfill(order_id="o-1", actor="c", lines=[OrderLine("TSHIRT-M", 1)])
+    assert balances() == (9, 3, 6)
+    assert Reservation.objects.get().status == ReservationStatus.ACTIVE
+
+
+def test_partial_release_with_idempotency_key_applies_once(order):
+    for _ in range(2):
+        services.reservation_release(
+            order_id="o-1", actor="c", lines=[OrderLine("TSHIRT-M", 1)], idempotency_key="r1"
+        )
+    assert balances() == (10, 3, 7)
+
+
+def test_cannot_release_or_fulfil_more_than_the_order_holds(order):
+    with pytest.raises(errors.ExceedsReservation):
+        services.reservation_release(order_id="o-1", actor="c", lines=[OrderLine("TSHIRT-M", 5)])
+    with pytest.raises(errors.ExceedsReservation):
+        services.reservation_fulfill(order_id="o-1", actor="c", lines=[OrderLine("MUG", 1)])
+    assert balances() == (10, 4, 6)
+    assert InventoryTransaction.objects.filter(type__in=["RELEASE", "FULFILL"]).count() == 0
+
+
+def test_release_acts_only_on_what_that_order_holds(product, warehouse):
+    receive(product.sku, "BER", 10)
+    services.stock_reserve(order_id="a", lines=[ReserveLine(product.sku, "BER", 2)], actor="c")
+    services.stock_reserve(order_id="b", lines=[ReserveLine(product.sku, "BER", 3)], actor="c")
+    services.reservation_release(order_id="a", actor="c")
+    assert balances() == (10, 3, 7)
+    with pytest.raises(errors.ExceedsReservation):
+        services.reservation_release(order_id="a", actor="c", lines=[OrderLine(product.sku, 1)])
+
+
+def test_unknown_order_is_not_found(db):
+    with pytest.raises(errors.ReservationNotFound):
+        services.reservation_release(order_id="nope", actor="c")
+    with pytest.raises(errors.ReservationNotFound):
+        services.reservation_fulfill(order_id="nope", actor="c")
+
+
+def test_cannot_ship_a_backordered_line_before_stock_arrives(warehouse):
+    BackorderProductFactory(sku="BACK", backorder_limit=5)
+    receive("BACK", "BER", 1)
+    services.stock_reserve(order_id="b", lines=[ReserveLine("BACK", "BER", 3)], actor="c")
+
+    with pytest.raises(errors.InsufficientOnHand):
+        services.reservation_fulfill(order_id="b", actor="c")
+    assert balances("BACK") == (1, 3, -2)
+
+    services.reservation_fulfill(order_id="b", actor="c", lines=[OrderLine("BACK", 1)])
+    assert balances("BACK") == (0, 2, -2)
+    receive("BACK", "BER", 2)
+    services.reservation_fulfill(order_id="b", actor="c")
+    assert balances("BACK") == (0, 0, 0)
+
+
+def test_multi_warehouse_order_release_by_sku_spans_lines(product, warehouse, other_warehouse):
+    receive(product.sku, "BER", 2)
+    receive(product.sku, "HAM", 2)
+    ProductFactory(sku="MUG")
+    services.stock_reserve(
+        order_id="m",
+        lines=[ReserveLine(product.sku, "BER", 2), ReserveLine(product.sku, "HAM", 2)],
+        actor="c",
+    )
+    services.reservation_release(
+        order_id="m", actor="c", lines=[OrderLine(product.sku, 1, warehouse="HAM")]
+    )
+    assert balances(code="HAM")[1] == 1
+    services.reservation_release(order_id="m", actor="c", lines=[OrderLine(product.sku, 3)])
+    assert balances(code="BER")[1] == balances(code="HAM")[1] == 0
+    assert Reservation.objects.get(order_id="m").status == ReservationStatus.RELEASED
+
+
+def test_expired_holds_are_released_by_the_sweeper(product, warehouse):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    receive(product.sku, "BER", 5)
+    past = timezone.now() - timedelta(seconds=1)
+    future = timezone.now() + timedelta(hours=1)
+    services.stock_reserve(
+        order_id="old", lines=[ReserveLine(product.sku, "BER", 2)], actor="c", expires_at=past
+    )
+    services.stock_reserve(
+        order_id="new", lines=[ReserveLine(product.sku, "BER", 1)], actor="c", expires_at=future
+    )
+
+    assert services.reservations_expire() == 1
+    assert services.reservations_expire() == 0
+    assert balances() == (5, 1, 4)
+    assert Reservation.objects.get(order_id="old").status == ReservationStatus.EXPIRED
+    assert Reservation.objects.get(order_id="new").status == ReservationStatus.ACTIVE
