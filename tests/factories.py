@@ -15,7 +15,9 @@ class WarehouseFactory(factory.django.DjangoModelFactory):
     name = factory.LazyAttribute(lambda o: f"Warehouse {o.code}")
     address = factory.Faker("address")
     latitude = factory.Faker("pydecimal", left_digits=2, right_digits=6, min_value=40, max_value=55)
-    longitude = factory.Faker("pydecimal", left_digits=2, right_digits=6, min_value=-5, max_value=20)
+    longitude = factory.Faker(
+        "pydecimal", left_digits=2, right_digits=6, min_value=-5, max_value=20
+    )
     capacity = 100_000
     is_active = True
 

@@ -93,7 +93,9 @@ def test_multi_line_orders_in_opposite_line_order_never_deadlock():
     results = run_concurrently(24, order)
 
     unexpected = [
-        r for r in results if isinstance(r, Exception) and not isinstance(r, errors.InsufficientStock)
+        r
+        for r in results
+        if isinstance(r, Exception) and not isinstance(r, errors.InsufficientStock)
     ]
     assert unexpected == []  # in particular no deadlock_detected
     granted = sum(isinstance(r, services.ReservationResult) for r in results)

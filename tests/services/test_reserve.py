@@ -99,7 +99,9 @@ def test_failed_order_id_can_be_retried_once_stock_arrives(product, warehouse):
 
 def test_normal_sku_without_row_in_that_warehouse_is_insufficient(product, warehouse):
     with pytest.raises(errors.InsufficientStock) as exc:
-        services.stock_reserve(order_id="o-7", lines=[ReserveLine(product.sku, "BER", 1)], actor="c")
+        services.stock_reserve(
+            order_id="o-7", lines=[ReserveLine(product.sku, "BER", 1)], actor="c"
+        )
     assert exc.value.lines[0]["available"] == 0
 
 
@@ -164,7 +166,11 @@ def test_reports_every_short_line(warehouse):
     with pytest.raises(errors.InsufficientStock) as exc:
         services.stock_reserve(
             order_id="o",
-            lines=[ReserveLine("C", "BER", 2), ReserveLine("A", "BER", 1), ReserveLine("B", "BER", 5)],
+            lines=[
+                ReserveLine("C", "BER", 2),
+                ReserveLine("A", "BER", 1),
+                ReserveLine("B", "BER", 5),
+            ],
             actor="c",
         )
     assert [(line["sku"], line["available"]) for line in exc.value.lines] == [("B", 1), ("C", 1)]

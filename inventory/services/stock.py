@@ -1,4 +1,4 @@
-"""The stock service layer: every change to stock happens here and nowhere else.
+"""The six stock operations: every change to stock happens here and nowhere else.
 
 The API, the admin, Celery tasks and management commands all call these
 functions. Each operation:
@@ -31,9 +31,9 @@ from django.conf import settings
 from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
-from . import errors
-from .locks import lock_inventory_rows, lock_reservation
-from .models import (
+from .. import errors
+from ..locks import lock_inventory_rows, lock_reservation
+from ..models import (
     AppliedOperation,
     Inventory,
     InventoryTransaction,
@@ -924,7 +924,7 @@ def reservations_expire(*, now: datetime | None = None, limit: int = 500) -> int
     Each order is released in its own transaction, so one busy order does not
     hold up the rest. Safe to run concurrently and repeatedly.
     """
-    from .actors import SYSTEM_SWEEPER
+    from ..actors import SYSTEM_SWEEPER
 
     now = now or timezone.now()
     order_ids = list(
