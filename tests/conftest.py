@@ -45,6 +45,21 @@ def assert_invariants() -> None:
     assert list(oversold) == []
 
 
+@pytest.fixture(autouse=True)
+def _empty_availability_cache():
+    """Every test starts with an empty cache: entries are keyed by SKU, and a
+    previous test's SKUs must not leak into the next (the suite owns this Redis db)."""
+    from django_redis import get_redis_connection
+
+    from inventory import availability_cache
+
+    availability_cache.reset_store()
+    get_redis_connection("default").flushdb()
+    availability_cache.STATS.clear()
+    yield
+    availability_cache.reset_store()
+
+
 @pytest.fixture
 def warehouse(db):
     return WarehouseFactory(code="BER", name="Berlin", latitude=52.52, longitude=13.405)

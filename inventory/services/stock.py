@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from django.conf import settings
 from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
-from .. import errors
+from .. import availability_cache, errors
 from ..locks import lock_inventory_rows, lock_reservation
 from ..models import (
     AppliedOperation,
@@ -45,6 +46,8 @@ from ..models import (
     StockPolicy,
     TransactionType,
 )
+
+logger = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------
 # Inputs and results
@@ -117,6 +120,14 @@ class CommittedChange:
     on_hand: int
     reserved: int
     version: int
+    # Natural keys, for listeners that key by them (the availability cache);
+    # None when the publisher did not have them at hand.
+    sku: str | None = None
+    warehouse_code: str | None = None
+
+    @property
+    def available(self) -> int:
+        return self.on_hand - self.reserved
 
 
 # --------------------------------------------------------------------------
@@ -315,6 +326,8 @@ def _apply_changes(
             on_hand=row.on_hand,
             reserved=row.reserved,
             version=row.version,
+            sku=row.product.sku,
+            warehouse_code=row.warehouse.code,
         )
         for row, ledger_row in zip(
             (touched[c.row.pk] for c in changes if c.on_hand_delta or c.reserved_delta),
@@ -333,8 +346,16 @@ COMMITTED_CHANGE_LISTENERS: list[Callable[[tuple[CommittedChange, ...]], None]] 
 
 
 def _publish_committed_changes(changes: tuple[CommittedChange, ...]) -> None:
+    """Hand committed changes to every listener; one failing never affects the others.
+
+    The change is already committed: a listener error (cache or broker down) is
+    logged, never raised to the caller, whose operation succeeded.
+    """
     for listener in COMMITTED_CHANGE_LISTENERS:
-        listener(changes)
+        try:
+            listener(changes)
+        except Exception:
+            logger.exception("committed-change listener %r failed", listener)
 
 
 def _available(row: Inventory) -> int:
@@ -664,6 +685,13 @@ def stock_reserve(
     """
     order_id = _check_order_id(order_id)
     merged = _normalise_reserve_lines(lines)
+    # The sold-out gate: refused at cache speed, without touching the database,
+    # only when every line is sold out in the committed cached state.
+    sold_out = availability_cache.sold_out_lines(
+        [(sku, code, qty) for (sku, code), qty in sorted(merged.items())], order_id=order_id
+    )
+    if sold_out:
+        raise errors.InsufficientStock(sold_out)
     fingerprint = _reservation_fingerprint(merged)
     existing = _existing_reservation(order_id, fingerprint)
     if existing is not None:
@@ -712,6 +740,7 @@ def stock_reserve(
                 for pair, qty in ordered
             ]
         )
+        transaction.on_commit(partial(availability_cache.remember_order, order_id))
         return ReservationResult(reservation, created=True, transactions=ledger)
 
     try:
@@ -969,6 +998,8 @@ def product_set_stock_policy(
             product.backorder_limit = backorder_limit
             product.save(update_fields=["stock_policy", "backorder_limit", "updated_at"])
             Inventory.objects.filter(product=product).update(backorder_allowance=product.allowance)
+            # The cached entry carries the policy: drop it once this commits.
+            transaction.on_commit(partial(availability_cache.invalidate, [product.sku]))
     except IntegrityError as exc:
         product.refresh_from_db()
         raise errors.AllowanceBelowBackorders(details={"sku": product.sku}) from exc

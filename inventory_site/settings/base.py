@@ -160,6 +160,15 @@ SPECTACULAR_SETTINGS = {
 # and integer overflow; documented in docs/ARCHITECTURE.md).
 STOCKROOM_MAX_QUANTITY = env.int("STOCKROOM_MAX_QUANTITY", default=1_000_000)
 STOCKROOM_MAX_ORDER_LINES = env.int("STOCKROOM_MAX_ORDER_LINES", default=100)
+# Availability read model (inventory/availability_cache.py): entries are rebuilt
+# from the database at least this often, which bounds staleness if a
+# write-through is ever lost.
+STOCKROOM_AVAILABILITY_TTL = env.int("STOCKROOM_AVAILABILITY_TTL", default=60)
+STOCKROOM_AVAILABILITY_KEY_PREFIX = env.str("CACHE_KEY_PREFIX", default="stockroom")
+# Refuse reservations whose every line is sold out in the committed cached
+# state without touching the database (flash sales). The database still decides
+# everything else.
+STOCKROOM_SOLD_OUT_GATE = env.bool("STOCKROOM_SOLD_OUT_GATE", default=True)
 
 LOGGING = {
     "version": 1,
