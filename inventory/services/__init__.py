@@ -9,7 +9,9 @@ from .stock import (
     CommittedChange,
     OperationResult,
     OrderLine,
+    OrderRequest,
     Reference,
+    ReservationOutcome,
     ReservationResult,
     ReserveLine,
     TransferLine,
@@ -20,6 +22,7 @@ from .stock import (
     stock_adjust,
     stock_receive,
     stock_reserve,
+    stock_reserve_batch,
     stock_transfer,
 )
 
@@ -28,7 +31,9 @@ __all__ = [
     "CommittedChange",
     "OperationResult",
     "OrderLine",
+    "OrderRequest",
     "Reference",
+    "ReservationOutcome",
     "ReservationResult",
     "ReserveLine",
     "TransferLine",
@@ -39,5 +44,6 @@ __all__ = [
     "stock_adjust",
     "stock_receive",
     "stock_reserve",
+    "stock_reserve_batch",
     "stock_transfer",
 ]

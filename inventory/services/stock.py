@@ -693,6 +693,12 @@ def stock_reserve(
     if sold_out:
         raise errors.InsufficientStock(sold_out)
     fingerprint = _reservation_fingerprint(merged)
+    if _use_sql_engine():
+        request = _OrderRequest(order_id, merged, fingerprint, expires_at)
+        outcome = _reserve_in_database([request], actor=actor)[0]
+        if outcome.error is not None:
+            raise outcome.error
+        return outcome.result
     existing = _existing_reservation(order_id, fingerprint)
     if existing is not None:
         return ReservationResult(existing, created=False)
@@ -751,6 +757,220 @@ def stock_reserve(
         if existing is not None:
             return ReservationResult(existing, created=False)
         raise
+
+
+# --- Reservations in one round trip (PostgreSQL) -----------------------------
+
+
+def _use_sql_engine() -> bool:
+    """PostgreSQL reserves through `stockroom_reserve_orders` (migration 0003):
+    one statement per order or batch. STOCKROOM_RESERVE_ENGINE=python forces the
+    Python implementation (the only one on SQLite); both give the same results."""
+    from django.db import connection
+
+    engine = getattr(settings, "STOCKROOM_RESERVE_ENGINE", "sql")
+    return engine == "sql" and connection.vendor == "postgresql"
+
+
+@dataclass(frozen=True)
+class _OrderRequest:
+    order_id: str
+    merged: dict[tuple[str, str], int]
+    fingerprint: str
+    expires_at: datetime | None
+
+
+@dataclass
+class ReservationOutcome:
+    """One order's result in a batch: `result` when reserved (or already held),
+    `error` (an InventoryError) when not."""
+
+    order_id: str
+    result: ReservationResult | None = None
+    error: errors.InventoryError | None = None
+
+
+def _call_reserve_function(requests: Sequence[_OrderRequest], actor: str) -> dict:
+    from django.db import connection
+
+    skus, codes, qtys, counts = [], [], [], []
+    for request in requests:
+        items = sorted(request.merged.items())
+        counts.append(len(items))
+        for (sku, code), qty in items:
+            skus.append(sku)
+            codes.append(code)
+            qtys.append(qty)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT stockroom_reserve_orders(%s, %s, %s::timestamptz[], %s, %s, %s, %s, %s, %s)",
+            [
+                [r.order_id for r in requests],
+                [r.fingerprint for r in requests],
+                [r.expires_at for r in requests],
+                counts,
+                skus,
+                codes,
+                qtys,
+                actor,
+                "",
+            ],
+        )
+        (payload,) = cursor.fetchone()
+    return json.loads(payload) if isinstance(payload, str) else payload
+
+
+def _reserve_in_database(
+    requests: Sequence[_OrderRequest], *, actor: str
+) -> list[ReservationOutcome]:
+    """Reserve orders with one statement (one transaction when called outside a
+    transaction). Orders that need inventory rows created first (a backorder SKU
+    in a new warehouse) get them, holding no locks, and are tried once more."""
+    outcomes: dict[str, ReservationOutcome] = {}
+    pending = list(requests)
+    for attempt in range(2):
+        payload = _call_reserve_function(pending, actor)
+        retry = []
+        changes = tuple(
+            CommittedChange(
+                inventory_id=uuid.UUID(c[0]),
+                product_id=uuid.UUID(c[1]),
+                warehouse_id=uuid.UUID(c[2]),
+                type=TransactionType.RESERVE,
+                on_hand=c[3],
+                reserved=c[4],
+                version=c[5],
+                sku=c[6],
+                warehouse_code=c[7],
+            )
+            for c in payload["changes"]
+        )
+        at = datetime.fromisoformat(payload["at"])
+        ledger_by_order: dict[str, list[InventoryTransaction]] = {}
+        for entry in payload["ledger"]:
+            txn = InventoryTransaction(
+                id=uuid.UUID(entry[0]),
+                product_id=uuid.UUID(entry[1]),
+                warehouse_id=uuid.UUID(entry[2]),
+                type=TransactionType.RESERVE,
+                on_hand_delta=0,
+                reserved_delta=entry[3],
+                on_hand_after=entry[4],
+                reserved_after=entry[5],
+                reference_type=ReferenceType.ORDER,
+                reference_id=entry[6],
+                created_at=at,
+                created_by=actor,
+            )
+            txn._state.adding = False
+            txn._state.db = "default"
+            ledger_by_order.setdefault(entry[6], []).append(txn)
+        for request, (status, reservation_id, detail) in zip(
+            pending, payload["orders"], strict=True
+        ):
+            outcome = ReservationOutcome(request.order_id)
+            outcomes[request.order_id] = outcome
+            if status == "created":
+                reservation = Reservation(
+                    id=uuid.UUID(reservation_id),
+                    order_id=request.order_id,
+                    status=ReservationStatus.ACTIVE,
+                    expires_at=request.expires_at,
+                    request_fingerprint=request.fingerprint,
+                    created_by=actor,
+                    created_at=at,
+                    updated_at=at,
+                )
+                reservation._state.adding = False
+                reservation._state.db = "default"
+                outcome.result = ReservationResult(
+                    reservation,
+                    created=True,
+                    transactions=ledger_by_order.get(request.order_id, []),
+                )
+                transaction.on_commit(partial(availability_cache.remember_order, request.order_id))
+            elif status == "exists":
+                reservation = Reservation.objects.get(order_id=request.order_id)
+                outcome.result = ReservationResult(reservation, created=False)
+            elif status == "conflict":
+                outcome.error = errors.OrderConflict(details={"order_id": request.order_id})
+            elif status == "insufficient":
+                outcome.error = errors.InsufficientStock(detail)
+            elif status == "inactive":
+                outcome.error = errors.WarehouseInactive(detail)
+            elif status == "missing":
+                pairs = {(sku, code) for sku, code in detail}
+                try:
+                    _check_known(pairs)
+                except errors.InventoryError as exc:
+                    outcome.error = exc
+                    continue
+                if attempt == 0:
+                    _create_rows(pairs)
+                    retry.append(request)
+                else:  # pragma: no cover - rows exist after _create_rows
+                    outcome.error = errors.InsufficientStock([])
+        if changes:
+            transaction.on_commit(partial(_publish_committed_changes, changes))
+        if not retry:
+            break
+        pending = retry
+    return [outcomes[r.order_id] for r in requests]
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    """One order of a batch reservation."""
+
+    order_id: str
+    lines: Sequence[ReserveLine]
+    expires_at: datetime | None = None
+
+
+@_translate_lock_timeouts
+def stock_reserve_batch(*, orders: Sequence[OrderRequest], actor: str) -> list[ReservationOutcome]:
+    """RESERVE many orders at once; each order all-or-nothing on its own.
+
+    Returns one outcome per order, in the order given: the reservation (created,
+    or the existing one for a retried order id) or the error that order got.
+    On PostgreSQL the whole batch is one statement and one commit: every row it
+    needs is locked once, in primary-key order, and a SKU that many orders want
+    is updated once with the summed quantity. Idempotent by order id. An order
+    id may appear only once per batch. Invalid input in any order (bad quantity,
+    too many lines) refuses the whole batch before anything happens.
+    """
+    max_orders = settings.STOCKROOM_MAX_BATCH_ORDERS
+    if not orders or len(orders) > max_orders:
+        raise errors.InvalidInput(
+            f"A batch holds 1 to {max_orders} orders.", details={"max_orders": max_orders}
+        )
+    requests = []
+    seen: set[str] = set()
+    for order in orders:
+        order_id = _check_order_id(order.order_id)
+        if order_id in seen:
+            raise errors.InvalidInput(
+                f"Order id {order_id!r} appears twice in the batch.",
+                details={"order_id": order_id},
+            )
+        seen.add(order_id)
+        merged = _normalise_reserve_lines(order.lines)
+        requests.append(
+            _OrderRequest(order_id, merged, _reservation_fingerprint(merged), order.expires_at)
+        )
+    if _use_sql_engine():
+        return _reserve_in_database(requests, actor=actor)
+    outcomes = []
+    for request in requests:
+        lines = [ReserveLine(sku, code, qty) for (sku, code), qty in request.merged.items()]
+        try:
+            result = stock_reserve(
+                order_id=request.order_id, lines=lines, actor=actor, expires_at=request.expires_at
+            )
+            outcomes.append(ReservationOutcome(request.order_id, result=result))
+        except errors.InventoryError as exc:
+            outcomes.append(ReservationOutcome(request.order_id, error=exc))
+    return outcomes
 
 
 def _close_order_lines(

@@ -160,6 +160,10 @@ SPECTACULAR_SETTINGS = {
 # and integer overflow; documented in docs/ARCHITECTURE.md).
 STOCKROOM_MAX_QUANTITY = env.int("STOCKROOM_MAX_QUANTITY", default=1_000_000)
 STOCKROOM_MAX_ORDER_LINES = env.int("STOCKROOM_MAX_ORDER_LINES", default=100)
+STOCKROOM_MAX_BATCH_ORDERS = env.int("STOCKROOM_MAX_BATCH_ORDERS", default=500)
+# "sql": on PostgreSQL a reservation (or a batch) is one statement calling
+# stockroom_reserve_orders (migration inventory 0003). "python": the ORM path.
+STOCKROOM_RESERVE_ENGINE = env.str("STOCKROOM_RESERVE_ENGINE", default="sql")
 # Availability read model (inventory/availability_cache.py): entries are rebuilt
 # from the database at least this often, which bounds staleness if a
 # write-through is ever lost.

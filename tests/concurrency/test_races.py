@@ -209,3 +209,33 @@ def test_mixed_operations_keep_every_invariant():
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM inventory_inventory WHERE reserved <> 0")
         assert cursor.fetchone()[0] == 0
+
+
+def test_concurrent_batches_over_shared_skus_never_deadlock_or_oversell():
+    skus = [f"S{i}" for i in range(5)]
+    WarehouseFactory(code="BER")
+    for sku in skus:
+        ProductFactory(sku=sku)
+        receive(sku, "BER", 40)
+
+    def batch(i):
+        rng = random.Random(i)
+        orders = []
+        for n in range(20):
+            chosen = rng.sample(skus, 3)
+            orders.append(
+                services.OrderRequest(
+                    f"b{i}-{n}", [ReserveLine(sku, "BER", rng.randint(1, 2)) for sku in chosen]
+                )
+            )
+        return services.stock_reserve_batch(orders=orders, actor="c")
+
+    results = run_concurrently(8, batch)
+    assert [r for r in results if isinstance(r, Exception)] == []
+    outcomes = [o for batch_outcomes in results for o in batch_outcomes]
+    assert all(o.result or isinstance(o.error, errors.InsufficientStock) for o in outcomes)
+    granted = sum(o.result is not None for o in outcomes)
+    assert granted == Reservation.objects.count() > 0
+    for row in Inventory.objects.all():
+        assert 0 <= row.reserved <= row.on_hand == 40
+    assert_invariants()
