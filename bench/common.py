@@ -1,0 +1,138 @@
+"""Shared helpers for the benchmark scripts: the bench database and its data.
+
+The benchmarks use their own database (default `stockroom_bench`, override with
+BENCH_DATABASE_URL) so they never touch development or test data. `ensure_catalogue`
+builds N SKUs x W warehouses set-based in SQL, with the initial stock written to
+the ledger too, so `reconcile` and the invariant checks hold on bench data.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_DB = os.environ.get(
+    "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/stockroom_bench"
+)
+
+
+def setup_django(database_url: str = BENCH_DB) -> None:
+    """Configure Django for the bench database (production-like: no DEBUG)."""
+    sys.path.insert(0, str(ROOT))
+    os.environ["DATABASE_URL"] = database_url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "inventory_site.settings.base")
+    os.environ.setdefault("DJANGO_DEBUG", "false")
+    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/9")
+    os.environ.setdefault("DB_STATEMENT_TIMEOUT_MS", "0")  # bulk set-up statements run long
+    import django
+
+    django.setup()
+
+
+def psql_url(url: str = BENCH_DB) -> str:
+    return url
+
+
+def create_database(url: str = BENCH_DB) -> None:
+    name = url.rsplit("/", 1)[1]
+    subprocess.run(
+        ["createdb", "-h", "127.0.0.1", "-U", "postgres", name],
+        check=False,
+        capture_output=True,
+    )
+
+
+def migrate() -> None:
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def ensure_catalogue(skus: int, warehouses: int, on_hand: int = 1_000_000) -> None:
+    """N products BENCH-000000.. in W warehouses BW01.., each row with `on_hand`.
+
+    Idempotent: does nothing if the catalogue is already that size.
+    """
+    from django.db import connection, transaction
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM inventory_product WHERE sku LIKE 'BENCH-%%'")
+        have = cursor.fetchone()[0]
+        cursor.execute("SELECT count(*) FROM warehouses_warehouse WHERE code LIKE 'BW%%'")
+        have_wh = cursor.fetchone()[0]
+        if have == skus and have_wh == warehouses:
+            return
+        if have or have_wh:
+            raise SystemExit(
+                f"bench database holds {have} SKUs x {have_wh} warehouses; "
+                f"drop it (dropdb stockroom_bench) to build {skus} x {warehouses}"
+            )
+        started = time.perf_counter()
+        cursor.execute(
+            """
+            INSERT INTO warehouses_warehouse
+                (id, code, name, address, latitude, longitude, capacity, is_active,
+                 created_at, updated_at)
+            SELECT gen_random_uuid(), 'BW' || lpad(g::text, 2, '0'), 'Bench ' || g, '',
+                   47 + g * 0.7, 6 + g * 0.9, 10000000, true, now(), now()
+            FROM generate_series(1, %s) g
+            """,
+            [warehouses],
+        )
+        cursor.execute(
+            """
+            INSERT INTO inventory_product
+                (id, sku, name, category, stock_policy, backorder_limit, created_at, updated_at)
+            SELECT gen_random_uuid(), 'BENCH-' || lpad(g::text, 7, '0'), 'Bench product ' || g,
+                   'bench', 'normal', 0, now(), now()
+            FROM generate_series(0, %s - 1) g
+            """,
+            [skus],
+        )
+        cursor.execute(
+            """
+            INSERT INTO inventory_inventory
+                (id, product_id, warehouse_id, on_hand, reserved, backorder_allowance,
+                 reorder_threshold, reorder_quantity, version, updated_at)
+            SELECT gen_random_uuid(), p.id, w.id, %s, 0, 0, 0, 0, 1, now()
+            FROM inventory_product p CROSS JOIN warehouses_warehouse w
+            WHERE p.sku LIKE 'BENCH-%%' AND w.code LIKE 'BW%%'
+            """,
+            [on_hand],
+        )
+        cursor.execute(
+            """
+            INSERT INTO inventory_inventorytransaction
+                (id, product_id, warehouse_id, type, on_hand_delta, reserved_delta,
+                 on_hand_after, reserved_after, reference_type, reference_id, reason,
+                 created_at, created_by, request_id)
+            SELECT stockroom_uuid7(), i.product_id, i.warehouse_id, 'RECEIVE', i.on_hand, 0,
+                   i.on_hand, 0, 'import', 'bench-setup', 'benchmark data', now(),
+                   'system:bench', ''
+            FROM inventory_inventory i
+            """
+        )
+        print(
+            f"# built {skus:,} SKUs x {warehouses} warehouses in "
+            f"{time.perf_counter() - started:.1f}s",
+            flush=True,
+        )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+
+
+def percentile(values: list[float], pct: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    index = min(len(values) - 1, max(0, round(pct / 100 * (len(values) - 1))))
+    return values[index]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
