@@ -33,6 +33,7 @@ from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
 from .. import availability_cache, errors
+from ..context import current_request_id
 from ..locks import lock_inventory_rows, lock_reservation
 from ..models import (
     AppliedOperation,
@@ -304,6 +305,7 @@ def _apply_changes(
                 reason=reason,
                 created_by=actor,
                 created_at=now,
+                request_id=current_request_id(),
             )
         )
     if not touched:
@@ -813,7 +815,7 @@ def _call_reserve_function(requests: Sequence[_OrderRequest], actor: str) -> dic
                 codes,
                 qtys,
                 actor,
-                "",
+                current_request_id(),
             ],
         )
         (payload,) = cursor.fetchone()
@@ -861,6 +863,7 @@ def _reserve_in_database(
                 reference_id=entry[6],
                 created_at=at,
                 created_by=actor,
+                request_id=current_request_id(),
             )
             txn._state.adding = False
             txn._state.db = "default"
