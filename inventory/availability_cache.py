@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import connections
 
 logger = logging.getLogger(__name__)
 
@@ -243,7 +243,13 @@ def _parse(sku: str, entry: dict[str, str]) -> StockSnapshot | None:
 
 
 def load_from_database(skus: Sequence[str]) -> dict[str, StockSnapshot]:
-    """One indexed query for every row of the given SKUs (the committed state)."""
+    """One indexed query for every row of the given SKUs (the committed state).
+
+    Inside `inventory_site.db_router.replica_reads()` it reads the replica;
+    versions keep an older replica snapshot from overwriting newer cached values.
+    """
+    from inventory_site.db_router import read_alias
+
     if not skus:
         return {}
     placeholders = ", ".join(["%s"] * len(skus))
@@ -255,7 +261,7 @@ def load_from_database(skus: Sequence[str]) -> dict[str, StockSnapshot]:
         WHERE p.sku IN ({placeholders})
     """
     snapshots: dict[str, StockSnapshot] = {}
-    with connection.cursor() as cursor:
+    with connections[read_alias()].cursor() as cursor:
         cursor.execute(sql, list(skus))
         for sku, product_id, policy, limit, code, available, version in cursor.fetchall():
             snap = snapshots.get(sku)

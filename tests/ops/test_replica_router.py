@@ -1,0 +1,22 @@
+"""The replica router: only availability reads inside replica_reads() leave the primary."""
+
+from inventory.models import Inventory
+from inventory_site.db_router import ReplicaRouter, read_alias, replica_reads
+
+
+def test_reads_stay_on_the_primary_without_a_replica(settings):
+    assert "replica" not in settings.DATABASES
+    with replica_reads():
+        assert read_alias() == "default"
+    assert ReplicaRouter().db_for_write(Inventory) == "default"
+
+
+def test_reads_go_to_the_replica_only_inside_replica_reads(settings):
+    settings.DATABASES = {**settings.DATABASES, "replica": dict(settings.DATABASES["default"])}
+    router = ReplicaRouter()
+    assert router.db_for_read(Inventory) is None
+    with replica_reads():
+        assert router.db_for_read(Inventory) == "replica"
+        assert router.db_for_write(Inventory) == "default"
+    assert router.db_for_read(Inventory) is None
+    assert router.allow_migrate("replica", "inventory") is False
