@@ -86,7 +86,7 @@ def packs_rounded_up(quantity: int, pack_size: int) -> int:
     return -(-quantity // pack_size) * pack_size
 
 
-def _new_po_number() -> str:
+def new_purchase_order_number() -> str:
     # Random rather than sequential so that the batch can create numbers in SQL
     # too; the unique constraint has the last word (a collision is retried).
     return f"PO-{timezone.now():%Y%m%d}-{secrets.token_hex(4).upper()}"
@@ -120,7 +120,7 @@ def _reorder_draft(*, supplier_id: int, warehouse_id: uuid.UUID) -> PurchaseOrde
         try:
             with transaction.atomic():
                 return PurchaseOrder.objects.create(
-                    number=_new_po_number(),
+                    number=new_purchase_order_number(),
                     supplier_id=supplier_id,
                     warehouse_id=warehouse_id,
                     status=PurchaseOrderStatus.DRAFT,
