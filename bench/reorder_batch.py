@@ -50,6 +50,9 @@ CLEANUP = [
 
 
 def create_data(cursor, products: int, warehouses: int, suppliers: int, below: float) -> None:
+    # Creating a million rows takes longer than the app's 30 s statement_timeout;
+    # the batch itself runs under the normal timeout again (RESET below).
+    cursor.execute("SET statement_timeout = 0")
     cursor.execute(
         """
         INSERT INTO warehouses_warehouse
@@ -117,6 +120,7 @@ def create_data(cursor, products: int, warehouses: int, suppliers: int, below: f
         "ANALYZE inventory_inventory; ANALYZE inventory_product; "
         "ANALYZE purchasing_productsupplier; ANALYZE purchasing_purchaseorderline"
     )
+    cursor.execute("RESET statement_timeout")
 
 
 def main() -> None:
@@ -133,6 +137,7 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
     with connection.cursor() as cursor:
+        cursor.execute("SET statement_timeout = 0")
         for sql in CLEANUP:
             cursor.execute(sql)
         started = time.monotonic()
@@ -176,6 +181,7 @@ def main() -> None:
 
     if not args.keep:
         with connection.cursor() as cursor:
+            cursor.execute("SET statement_timeout = 0")
             for sql in CLEANUP:
                 cursor.execute(sql)
 

@@ -21,6 +21,7 @@ from inventory.errors import InventoryError
 
 from . import services
 from .models import (
+    Origin,
     ProductSupplier,
     PurchaseOrder,
     PurchaseOrderLine,
@@ -129,7 +130,11 @@ class PurchaseOrderAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         readonly = list(super().get_readonly_fields(request, obj))
-        if obj is not None and obj.status != PurchaseOrderStatus.DRAFT:
+        # A sent order's supplier and destination are fixed; a reorder draft's are what
+        # groups it (one per supplier and warehouse).
+        if obj is not None and (
+            obj.status != PurchaseOrderStatus.DRAFT or obj.origin == Origin.REORDER
+        ):
             readonly += ["supplier", "warehouse"]
         return readonly
 

@@ -4,7 +4,13 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from inventory.models import Inventory, InventoryTransaction
-from purchasing.models import PurchaseOrderStatus
+from purchasing.models import (
+    ProductSupplier,
+    PurchaseOrderLine,
+    PurchaseOrderStatus,
+    Supplier,
+)
+from tests.factories import ProductFactory, WarehouseFactory
 
 from .conftest import purchase_order
 
@@ -60,3 +66,21 @@ def test_malformed_lines_are_refused(supplier, line):
 def test_unknown_po(db):
     with pytest.raises(CommandError, match="not_found"):
         call_command("receive_purchase_order", "PO-NOPE")
+
+
+def test_seed_demo_suppliers_links_demo_products_and_is_idempotent(db):
+    warehouse = WarehouseFactory(code="BER")
+    for n in range(4):
+        Inventory.objects.create(
+            product=ProductFactory(sku=f"DEMO-{n:06d}"),
+            warehouse=warehouse,
+            reorder_threshold=10,
+            reorder_quantity=50,
+        )
+
+    call_command("seed_demo_suppliers")
+    call_command("seed_demo_suppliers")
+
+    assert Supplier.objects.count() == 3
+    assert ProductSupplier.objects.filter(is_preferred=True).count() == 4
+    assert PurchaseOrderLine.objects.count() == 4  # every empty row ordered, once
