@@ -61,3 +61,60 @@ def test_batch_racing_checks_orders_each_row_once_and_leaves_no_empty_draft():
     assert PurchaseOrderLine.objects.count() == 6
     assert PurchaseOrder.objects.count() == 1
     assert PurchaseOrder.objects.get().lines.count() == 6
+
+
+def test_the_same_delivery_booked_by_four_threads_at_once_is_booked_once():
+    from inventory.models import Inventory, InventoryTransaction
+    from tests.conftest import assert_invariants
+
+    from .conftest import purchase_order
+
+    po = purchase_order(SupplierFactory(name="Acme"), "BER", {"MUG": 10})
+
+    results = run_concurrently(
+        4,
+        lambda i: services.purchase_order_receive(
+            purchase_order=po.number,
+            actor="u",
+            lines=[services.ReceiptLine("MUG", 6)],
+            receipt_id="DN-1",
+        ),
+    )
+
+    assert not [r for r in results if isinstance(r, Exception)]
+    assert sorted(r.replayed for r in results) == [False, True, True, True]
+    assert Inventory.objects.get(product__sku="MUG").on_hand == 6
+    assert InventoryTransaction.objects.count() == 1
+    assert_invariants()
+
+
+def test_receipts_and_orders_touching_the_same_rows_in_any_line_order_never_deadlock():
+    from inventory import services as stock
+    from inventory.services import ReserveLine
+    from tests.conftest import assert_invariants, receive
+    from tests.factories import ProductFactory, WarehouseFactory
+
+    from .conftest import purchase_order
+
+    supplier = SupplierFactory(name="Acme")
+    skus = ["A", "B", "C"]
+    WarehouseFactory(code="BER")
+    for sku in skus:
+        ProductFactory(sku=sku)
+        receive(sku, "BER", 100)
+    # Lines created in opposite orders on alternate POs.
+    pos = [
+        purchase_order(supplier, "BER", {sku: 5 for sku in (skus if n % 2 else skus[::-1])})
+        for n in range(4)
+    ]
+
+    def work(i):
+        if i < 4:
+            return services.purchase_order_receive(purchase_order=pos[i].number, actor="u")
+        lines = [ReserveLine(sku, "BER", 1) for sku in (skus if i % 2 else skus[::-1])]
+        return stock.stock_reserve(order_id=f"o-{i}", lines=lines, actor="c")
+
+    results = run_concurrently(8, work)
+
+    assert not [r for r in results if isinstance(r, Exception)], results
+    assert_invariants()
