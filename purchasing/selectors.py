@@ -16,6 +16,8 @@ def ships_in_days_for_products(
 ) -> dict[uuid.UUID, dict[str, int]]:
     """Days until new stock can ship, per product: {product_id: {"min": d1, "max": d2}}.
 
+    Keys are `uuid.UUID` (whatever the type of the ids passed in).
+
     From the earliest open purchase-order line for the product (any warehouse):
     its order's `expected_arrival_date` (days from today, 0 when due or overdue,
     min == max), or, for an order without a date yet (a draft), its supplier's

@@ -48,3 +48,16 @@ def test_cancel_closes_lines_and_a_closed_po_cannot_be_cancelled(supplier):
     assert not po.lines.filter(is_open=True).exists()
     with pytest.raises(errors.InvalidStatusChange):
         services.purchase_order_cancel(purchase_order=po, actor="u")
+
+
+def test_sync_moves_a_draft_s_lines_to_its_new_destination(supplier):
+    from tests.factories import WarehouseFactory
+
+    po = purchase_order(supplier, "BER", {"MUG": 10}, status=PurchaseOrderStatus.DRAFT)
+    po.warehouse = WarehouseFactory(code="HAM")
+    po.save()
+
+    services.purchase_order_sync(purchase_order=po)
+
+    assert set(po.lines.values_list("warehouse__code", flat=True)) == {"HAM"}
+    assert po.lines.get().is_open
