@@ -316,6 +316,8 @@ def reorder_batch(*, chunk_size: int = 50_000) -> ReorderBatchResult:
     nothing new. On the embedded SQLite default it falls back to checking the
     rows below threshold one by one (demo-sized data only).
     """
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise stock_errors.InvalidInput("chunk_size must be a whole number of at least 1.")
     started = time.monotonic()
     result = ReorderBatchResult()
     if connection.vendor != "postgresql":

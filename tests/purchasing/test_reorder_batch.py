@@ -108,3 +108,11 @@ def test_small_chunks_walk_the_whole_table(supplier):
     assert result.lines_created == 14
     assert result.orders_created == 2
     assert PurchaseOrder.objects.count() == 2
+
+
+@pytest.mark.parametrize("chunk_size", [0, -5, 2.5])
+def test_chunk_size_must_be_positive(db, chunk_size):
+    from inventory.errors import InvalidInput
+
+    with pytest.raises(InvalidInput):
+        services.reorder_batch(chunk_size=chunk_size)
