@@ -79,3 +79,28 @@ def test_sweeper_task_releases_expired_holds(supplier):
     assert expire_reservations_task.delay().get() == 0
     statuses = dict(Reservation.objects.values_list("order_id", "status"))
     assert statuses == {"late": "expired", "fresh": "active"}
+
+
+def test_check_task_retries_a_transient_database_error(supplier, monkeypatch):
+    from django.db import OperationalError
+
+    from purchasing import services
+
+    row = stocked_row("MUG", "BER", on_hand=1, supplier=supplier)
+    real_check = services.reorder_check
+    calls = []
+
+    def flaky(**kwargs):
+        calls.append(kwargs)
+        if len(calls) == 1:
+            raise OperationalError("server closed the connection unexpectedly")
+        return real_check(**kwargs)
+
+    monkeypatch.setattr(services, "reorder_check", flaky)
+
+    # throw=False: let apply() run the retry inline instead of raising Retry.
+    result = reorder_check_task.apply((str(row.pk),), throw=False)
+
+    assert result.successful(), result.traceback
+    assert len(calls) == 2
+    assert PurchaseOrderLine.objects.count() == 1
