@@ -69,7 +69,9 @@ class LinesSourceForm(forms.Form):
         required=False,
         widget=forms.Textarea(attrs={"rows": 5, "cols": 40, "placeholder": "SKU-1,12\nSKU-2,0"}),
         label="Or paste lines",
-        help_text="One line per SKU: sku,number (comma, semicolon or tab). A first line sku,… is ignored.",
+        help_text=(
+            "One line per SKU: sku,number (comma, semicolon or tab). A first line sku,… is ignored."
+        ),
     )
     upload = forms.FileField(required=False, label="Or upload a CSV file")
 

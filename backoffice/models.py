@@ -20,6 +20,9 @@ class StaffAction(models.Model):
             ("receive_stock", "Can receive stock directly"),
         ]
 
+    def __str__(self) -> str:
+        return "back-office action"
+
 
 CYCLE_COUNT = "backoffice.cycle_count"
 TRANSFER_STOCK = "backoffice.transfer_stock"

@@ -369,7 +369,7 @@ def receive_view(request):
                     [row] = result.transactions
                     messages.success(
                         request,
-                        f"Received {data['quantity']} × {data['product'].sku} into "
+                        f"Received {data['quantity']} x {data['product'].sku} into "
                         f"{data['warehouse'].code}: on hand is now {row.on_hand_after}.",
                     )
                 return HttpResponseRedirect(reverse("admin:backoffice_receive"))

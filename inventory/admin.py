@@ -69,7 +69,17 @@ class CategoryFilter(admin.SimpleListFilter):
 class ProductAdminForm(forms.ModelForm):
     class Meta:
         model = Product
-        fields = "__all__"
+        fields = (
+            "sku",
+            "name",
+            "category",
+            "weight_g",
+            "length_mm",
+            "width_mm",
+            "height_mm",
+            "stock_policy",
+            "backorder_limit",
+        )
 
     def clean(self):
         data = super().clean()
