@@ -16,6 +16,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.widgets import AutocompleteSelect
 from django.core import signing
+from django.core.validators import MaxValueValidator
 
 from inventory.models import Inventory, Product
 from warehouses.models import Warehouse
@@ -207,5 +208,6 @@ class ReceiveForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["quantity"].max_value = settings.STOCKROOM_MAX_QUANTITY
-        self.fields["quantity"].widget.attrs["max"] = settings.STOCKROOM_MAX_QUANTITY
+        maximum = settings.STOCKROOM_MAX_QUANTITY
+        self.fields["quantity"].validators.append(MaxValueValidator(maximum))
+        self.fields["quantity"].widget.attrs["max"] = maximum
