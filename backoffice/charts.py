@@ -15,6 +15,10 @@ from django.utils.safestring import SafeString, mark_safe
 
 # Colours that stay distinguishable for the common colour-vision deficiencies.
 SERIES_COLOURS = {"on hand": "#1f77b4", "reserved": "#ff7f0e", "available": "#2ca02c"}
+LINE_STYLES = {
+    "on hand": 'stroke-width="4"',
+    "available": 'stroke-width="2" stroke-dasharray="6 4"',
+}
 BAR_COLOUR = "#417690"  # the admin's own blue
 
 
@@ -95,9 +99,12 @@ def step_chart(
             previous = v
         if s.points:
             coords.append(f"{x(end):.1f},{y(previous):.1f}")
+        # On hand is drawn wide and available dashed on top, so both stay visible
+        # when nothing is reserved and the two lines coincide.
+        style = LINE_STYLES.get(s.label, 'stroke-width="2"')
         parts.append(
             f'<polyline data-series="{escape(s.label)}" fill="none" stroke="{colour}" '
-            f'stroke-width="2" points="{" ".join(coords)}"/>'
+            f'{style} points="{" ".join(coords)}"/>'
         )
         legend_y = top + 14 + index * 18
         last = s.points[-1][1] if s.points else 0

@@ -98,7 +98,7 @@ def start_page(*, now: datetime.datetime | None = None) -> dict:
         "movements_today": movements,
         "movements_chart": bar_chart(
             [Bar(m["type"], m["units"], f"units · {m['rows']} rows") for m in movements],
-            title="Today's movements (units, UTC day)",
+            title="Units moved today, by ledger type",
         ),
     }
 
@@ -150,12 +150,18 @@ def product_stock_history(
     from warehouses.models import Warehouse
 
     warehouses = {w.pk: w for w in Warehouse.objects.filter(pk__in={*by_warehouse, *stock})}
+    # Zoom the time axis to the movements (all charts share it): a product that
+    # only moved today should not be a flat line with a cliff at the right edge.
+    if rows:
+        first = rows[0]["created_at"]
+        span = max(now - first, datetime.timedelta(hours=1))
+        start = max(start, first - span / 10)
     histories = []
     for warehouse in sorted(warehouses.values(), key=lambda w: w.code):
         movements = by_warehouse.get(warehouse.pk, [])
+        chart_start = start
         if movements:
             first = movements[0]
-            chart_start = min(start, first["created_at"])
             initial = (
                 first["on_hand_after"] - first["on_hand_delta"],
                 first["reserved_after"] - first["reserved_delta"],
@@ -165,7 +171,6 @@ def product_stock_history(
             ]
         else:
             inv = stock[warehouse.pk]
-            chart_start = start
             steps = [(start, inv.on_hand, inv.reserved)]
         series = [
             StepSeries("on hand", [(t, oh) for t, oh, _ in steps]),

@@ -17,6 +17,9 @@ class StockroomAdminSite(admin.AdminSite):
     site_title = "Stockroom"
     index_title = "Start page"
     index_template = "backoffice/index.html"
+    # The start page lists every model; the sidebar would only take width from
+    # the wide ledger and inventory lists.
+    enable_nav_sidebar = False
 
     def get_urls(self):
         from . import views

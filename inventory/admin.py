@@ -9,6 +9,8 @@ exact-SKU search through the unique index, filters and ordering on indexed
 columns only (`sortable_by = ()` on the big tables).
 """
 
+from urllib.parse import urlencode
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.cache import cache
@@ -36,6 +38,12 @@ class BigTableAdmin(admin.ModelAdmin):
 
     paginator = EstimatedCountPaginator
     show_full_result_count = False
+    # Facet counts run one COUNT per filter choice over the whole list.
+    show_facets = admin.ShowFacets.NEVER
+
+    class Media:
+        css = {"all": ["backoffice/backoffice.css"]}
+
     list_per_page = 50
 
 
@@ -253,8 +261,7 @@ class InventoryTransactionAdmin(ProductSkuSearchMixin, BigTableAdmin):
         "warehouse_code",
         "on_hand_change",
         "reserved_change",
-        "on_hand_after",
-        "reserved_after",
+        "balances_after",
         "reference",
         "created_by",
         "short_reason",
@@ -292,15 +299,30 @@ class InventoryTransactionAdmin(ProductSkuSearchMixin, BigTableAdmin):
     def warehouse_code(self, txn):
         return txn.warehouse.code
 
+    @admin.display(description="after: on hand / reserved")
+    def balances_after(self, txn):
+        return f"{txn.on_hand_after} / {txn.reserved_after}"
+
     @admin.display(description="reference")
     def reference(self, txn):
+        """The reference, shortened, linking to every ledger row of the same reference."""
         if not txn.reference_type:
             return "—"
-        return f"{txn.get_reference_type_display()} {txn.reference_id}"
+        ref_id = txn.reference_id
+        short = ref_id if len(ref_id) <= 14 else ref_id[:8] + "…"
+        query = urlencode({"reference_type__exact": txn.reference_type, "reference_id": ref_id})
+        return format_html(
+            '<a href="?{}" title="All rows of {} {}">{} {}</a>',
+            query,
+            txn.get_reference_type_display(),
+            ref_id,
+            txn.get_reference_type_display(),
+            short,
+        )
 
     @admin.display(description="reason")
     def short_reason(self, txn):
-        return txn.reason if len(txn.reason) <= 60 else txn.reason[:59] + "…"
+        return txn.reason if len(txn.reason) <= 40 else txn.reason[:39] + "…"
 
     def get_readonly_fields(self, request, obj=None):
         return [field.name for field in self.model._meta.fields]
