@@ -4,6 +4,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from inventory import services
 from inventory.models import Inventory, InventoryTransaction, Product
 
 ROLES = ["staff", "buyer", "manager", "no_role", "superuser"]
@@ -173,3 +174,29 @@ def test_managers_edit_products_and_policy_changes_go_through_the_service(manage
     assert set(
         Inventory.objects.filter(product=product).values_list("backorder_allowance", flat=True)
     ) == {4}
+
+
+def test_a_policy_change_that_would_oversell_is_refused_with_a_message(manager_client, warehouse):
+    from ..factories import BackorderProductFactory
+
+    product = BackorderProductFactory(sku="BO-1", backorder_limit=5)
+    services.stock_reserve(
+        order_id="o-bo", lines=[services.ReserveLine("BO-1", "BER", 3)], actor="client:shop"
+    )
+    url = reverse("admin:inventory_product_change", args=[product.pk])
+    data = {
+        "sku": "BO-1",
+        "name": "Backordered",
+        "category": "general",
+        "weight_g": "500",
+        "stock_policy": "normal",
+        "backorder_limit": "0",
+    }
+    response = manager_client.post(url, data)
+
+    assert response.status_code == 200
+    assert b"further below zero" in response.content
+    product.refresh_from_db()
+    assert (product.stock_policy, product.backorder_limit) == ("backorder", 5)
+    row = Inventory.objects.get(product=product)
+    assert (row.available, row.backorder_allowance) == (-3, 5)

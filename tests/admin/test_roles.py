@@ -2,8 +2,9 @@
 
 from io import StringIO
 
-from django.contrib.auth.models import Group, Permission
-from django.core.management import call_command
+import pytest
+from django.contrib.auth.models import Group, Permission, User
+from django.core.management import CommandError, call_command
 
 from backoffice.roles import INVENTORY_MANAGER, PURCHASING, WAREHOUSE_STAFF
 
@@ -65,3 +66,24 @@ def test_purchasing_roles_get_every_purchasing_permission_by_app_label(db):
     assert purchasing <= perms(PURCHASING)
     assert purchasing <= perms(INVENTORY_MANAGER)
     assert not purchasing & perms(WAREHOUSE_STAFF) or not purchasing
+
+
+def test_demo_admin_creates_one_demo_user_per_role(db, settings):
+    settings.DEBUG = True
+    out = StringIO()
+    call_command("demo_admin", stdout=out)
+    call_command("demo_admin", stdout=StringIO())  # idempotent
+
+    users = {u.username: u for u in User.objects.filter(username__in=["staff", "buyer", "manager"])}
+    assert [g.name for g in users["staff"].groups.all()] == [WAREHOUSE_STAFF]
+    assert [g.name for g in users["buyer"].groups.all()] == [PURCHASING]
+    assert [g.name for g in users["manager"].groups.all()] == [INVENTORY_MANAGER]
+    assert users["staff"].is_staff and not users["staff"].is_superuser
+    assert users["staff"].check_password("stockroom-demo")
+    assert "'staff' (Warehouse staff)" in out.getvalue()
+
+
+def test_demo_admin_refuses_without_debug(db, settings):
+    settings.DEBUG = False
+    with pytest.raises(CommandError):
+        call_command("demo_admin", stdout=StringIO())
