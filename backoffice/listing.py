@@ -15,7 +15,7 @@ import datetime
 from django.contrib import admin
 from django.core.paginator import Paginator
 from django.db import connections
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils.dateparse import parse_date
 from django.utils.functional import cached_property
 
@@ -81,11 +81,13 @@ class ProductSkuSearchMixin:
     """Search by exact SKU (as typed, or upper-cased) through Product's unique index.
 
     `sku_search_path` is the lookup from the admin's model to Product.
-    `search_fallback` (optional) is a field compared exactly when no SKU matched.
+    `search_fallback(term)` (optional) gives the filter to use when no SKU matched.
     """
 
     sku_search_path = "product"
-    search_fallback: str | None = None
+
+    def search_fallback(self, term: str) -> Q | None:
+        return None
 
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip()
@@ -94,9 +96,10 @@ class ProductSkuSearchMixin:
         product_ids = list(
             Product.objects.filter(sku__in={term, term.upper()}).values_list("pk", flat=True)
         )
-        if product_ids or not self.search_fallback:
+        fallback = None if product_ids else self.search_fallback(term)
+        if fallback is None:
             return queryset.filter(**{f"{self.sku_search_path}__in": product_ids}), False
-        return queryset.filter(**{self.search_fallback: term}), False
+        return queryset.filter(fallback), False
 
 
 class DateRangeFilter(admin.DateFieldListFilter):

@@ -15,7 +15,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.urls import reverse
 from django.utils.html import format_html
 
@@ -27,6 +27,7 @@ from .models import (
     Inventory,
     InventoryTransaction,
     Product,
+    ReferenceType,
     Reservation,
     ReservationLine,
     StockPolicy,
@@ -275,7 +276,12 @@ class InventoryTransactionAdmin(ProductSkuSearchMixin, BigTableAdmin):
     )
     search_fields = ("product__sku", "reference_id")
     search_help_text = "Exact SKU, or else exact reference id (order, transfer, count …)."
-    search_fallback = "reference_id"
+
+    def search_fallback(self, term):
+        # Every reference type is listed so the (reference_type, reference_id)
+        # index answers it (one index probe per type).
+        return Q(reference_type__in=ReferenceType.values, reference_id=term)
+
     sortable_by = ()
     actions = None
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connections
 
 from backoffice.roles import WAREHOUSE_STAFF, roles_setup
 from inventory.models import Inventory, InventoryTransaction, TransactionType
@@ -60,6 +61,10 @@ def browser_page():
             yield page
         finally:
             browser.close()
+            # ORM calls made while Playwright runs get their own connection (its
+            # sync API switches context); close it, or the test database cannot
+            # be dropped at the end of the run.
+            connections.close_all()
 
 
 @pytest.fixture
