@@ -22,6 +22,7 @@ run: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py seed_demo --skus 50 --warehouses 3
 	$(BIN)/python manage.py seed_demo_suppliers
+	$(BIN)/python manage.py setup_roles
 	$(BIN)/python manage.py demo_admin
 	$(BIN)/python manage.py runserver 127.0.0.1:8000
 

@@ -38,3 +38,26 @@ class ProductFactory(factory.django.DjangoModelFactory):
 class BackorderProductFactory(ProductFactory):
     stock_policy = StockPolicy.BACKORDER
     backorder_limit = 5
+
+
+# --- Staff users (back office, tests/admin/) --------------------------------
+
+
+class StaffUserFactory(factory.django.DjangoModelFactory):
+    """An active staff user; pass `groups=[...]` (role names) to give it roles."""
+
+    class Meta:
+        model = "auth.User"
+        django_get_or_create = ("username",)
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"staff{n}")
+    is_staff = True
+    password = factory.django.Password("staff-password")
+
+    @factory.post_generation
+    def groups(self, create, names, **kwargs):
+        from django.contrib.auth.models import Group
+
+        if create and names:
+            self.groups.add(*Group.objects.filter(name__in=names))

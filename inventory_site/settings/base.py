@@ -22,7 +22,9 @@ SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=INSECURE_DEFAULT_SECRET_KEY)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # The admin's default site is backoffice.sites.StockroomAdminSite (staff start
+    # page, cycle count, transfer and receive pages): see docs/STAFF_GUIDE.md.
+    "backoffice.apps.StockroomAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -35,6 +37,7 @@ INSTALLED_APPS = [
     "warehouses",
     "inventory",
     "purchasing",
+    "backoffice",
 ]
 
 MIDDLEWARE = [

@@ -1,15 +1,20 @@
-"""Create the demo superuser for the embedded default and print its login."""
+"""Create the demo superuser (and one demo staff user per role) and print the logins."""
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
+
+from backoffice.roles import INVENTORY_MANAGER, PURCHASING, WAREHOUSE_STAFF, roles_setup
 
 DEMO_USERNAME = "admin"
 DEMO_PASSWORD = "stockroom-demo"
+# Demo staff users, one per role (same password): see docs/STAFF_GUIDE.md.
+DEMO_STAFF = {"staff": WAREHOUSE_STAFF, "buyer": PURCHASING, "manager": INVENTORY_MANAGER}
 
 
 class Command(BaseCommand):
-    help = "Create the demo admin login (refused when DEBUG is off)."
+    help = "Create the demo admin login and demo staff users (refused when DEBUG is off)."
 
     def handle(self, *args, **options):
         if not settings.DEBUG:
@@ -21,7 +26,20 @@ class Command(BaseCommand):
         if created:
             user.set_password(DEMO_PASSWORD)
             user.save()
+        roles_setup()
+        for username, role in DEMO_STAFF.items():
+            staff, created = User.objects.get_or_create(
+                username=username, defaults={"is_staff": True}
+            )
+            if created:
+                staff.set_password(DEMO_PASSWORD)
+                staff.save()
+            staff.groups.add(Group.objects.get(name=role))
         self.stdout.write(
             f"Demo admin: http://127.0.0.1:8000/admin/  user {DEMO_USERNAME!r}  "
             f"password {DEMO_PASSWORD!r}"
+        )
+        self.stdout.write(
+            "Demo staff (same password): "
+            + ", ".join(f"{name!r} ({role})" for name, role in DEMO_STAFF.items())
         )

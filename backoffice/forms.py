@@ -1,0 +1,213 @@
+"""Forms for the back-office pages.
+
+Lines (SKU + number) come from a small formset, a pasted block of `sku,number`
+lines, an uploaded CSV file, or any mix; `collect_lines` merges them and
+reports every problem with where it came from. The services validate again:
+these checks are for good messages, not for safety.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin
+from django.contrib.admin.widgets import AutocompleteSelect
+from django.core import signing
+from django.core.validators import MaxValueValidator
+
+from inventory.models import Inventory, Product
+from warehouses.models import Warehouse
+
+MAX_LINES = 500
+MAX_UPLOAD_BYTES = 1_000_000
+SIGNING_SALT = "backoffice.confirm"
+
+
+def _warehouse_field(*, active_only: bool, label: str) -> forms.ModelChoiceField:
+    queryset = Warehouse.objects.order_by("code")
+    if active_only:
+        queryset = queryset.filter(is_active=True)
+    return forms.ModelChoiceField(queryset=queryset, to_field_name="code", label=label)
+
+
+class CountLineForm(forms.Form):
+    sku = forms.CharField(
+        max_length=64,
+        required=False,
+        label="SKU",
+        widget=forms.TextInput(attrs={"autocomplete": "off", "size": 18}),
+    )
+    quantity = forms.IntegerField(required=False, min_value=0, label="Counted")
+
+    def clean(self):
+        data = super().clean()
+        if data.get("sku") and data.get("quantity") is None and not self.errors:
+            self.add_error("quantity", "Enter a number for this SKU.")
+        if data.get("quantity") is not None and not data.get("sku"):
+            self.add_error("sku", "Enter the SKU for this number.")
+        return data
+
+
+class TransferLineForm(CountLineForm):
+    quantity = forms.IntegerField(required=False, min_value=1, label="Quantity")
+
+
+CountLineFormSet = forms.formset_factory(
+    CountLineForm, extra=5, max_num=MAX_LINES, absolute_max=MAX_LINES
+)
+TransferLineFormSet = forms.formset_factory(
+    TransferLineForm, extra=5, max_num=MAX_LINES, absolute_max=MAX_LINES
+)
+
+
+class LinesSourceForm(forms.Form):
+    """Pasted or uploaded `sku,number` lines, in addition to the formset."""
+
+    paste = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 5, "cols": 40, "placeholder": "SKU-1,12\nSKU-2,0"}),
+        label="Or paste lines",
+        help_text=(
+            "One line per SKU: sku,number (comma, semicolon or tab). A first line sku,… is ignored."
+        ),
+    )
+    upload = forms.FileField(required=False, label="Or upload a CSV file")
+
+    def clean_upload(self):
+        upload = self.cleaned_data.get("upload")
+        if upload and upload.size > MAX_UPLOAD_BYTES:
+            raise forms.ValidationError("The file is larger than 1 MB.")
+        return upload
+
+
+def parse_lines(text: str, *, source: str, min_quantity: int) -> tuple[list, list[str]]:
+    """Parse `sku,number` lines; returns ([(sku, number, where)], [errors])."""
+    lines, problems = [], []
+    sample = text[:1000]
+    delimiter = ";" if sample.count(";") > sample.count(",") else ","
+    if "\t" in sample and "," not in sample:
+        delimiter = "\t"
+    for number, row in enumerate(csv.reader(io.StringIO(text), delimiter=delimiter), start=1):
+        cells = [cell.strip() for cell in row]
+        if not any(cells):
+            continue
+        where = f"{source} line {number}"
+        if len(cells) < 2:
+            problems.append(f"{where}: expected sku,number, got {','.join(cells)!r}.")
+            continue
+        sku, raw = cells[0], cells[1]
+        try:
+            value = int(raw)
+        except ValueError:
+            if number == 1 and sku.lower() == "sku":  # a header row: sku,counted
+                continue
+            problems.append(f"{where}: {raw!r} is not a whole number.")
+            continue
+        if value < min_quantity:
+            problems.append(f"{where}: {sku} must be at least {min_quantity}, got {value}.")
+            continue
+        lines.append((sku, value, where))
+    return lines, problems
+
+
+def collect_lines(formset, source_form, *, min_quantity: int) -> tuple[list[tuple], list[str]]:
+    """All lines from the formset, the paste box and the upload, with every problem found."""
+    lines, problems = [], []
+    for index, form in enumerate(formset.forms, start=1):
+        data = getattr(form, "cleaned_data", {})
+        if not form.errors and data.get("sku") and data.get("quantity") is not None:
+            lines.append((data["sku"].strip(), data["quantity"], f"row {index}"))
+    for index, form in enumerate(formset.forms, start=1):
+        for field, field_errors in form.errors.items():
+            for error in field_errors:
+                problems.append(f"Row {index} {field}: {error}")
+    parsed, parse_problems = parse_lines(
+        source_form.cleaned_data.get("paste") or "", source="Pasted", min_quantity=min_quantity
+    )
+    lines += parsed
+    problems += parse_problems
+    upload = source_form.cleaned_data.get("upload")
+    if upload:
+        try:
+            text = upload.read().decode("utf-8-sig")
+        except UnicodeDecodeError:
+            problems.append("The uploaded file is not UTF-8 text.")
+        else:
+            parsed, parse_problems = parse_lines(text, source="File", min_quantity=min_quantity)
+            lines += parsed
+            problems += parse_problems
+    seen: dict[str, object] = {}
+    for sku, _, where in lines:
+        if sku in seen:
+            problems.append(f"{sku} is listed twice ({seen[sku]} and {where}).")
+        seen[sku] = where
+    if not lines and not problems:
+        problems.append("Enter at least one SKU.")
+    if len(lines) > MAX_LINES:
+        problems.append(f"At most {MAX_LINES} lines at once.")
+    maximum = settings.STOCKROOM_MAX_QUANTITY
+    for sku, value, _ in lines:
+        if value > maximum:
+            problems.append(f"{sku}: {value} is more than the maximum of {maximum}.")
+    return [(sku, value) for sku, value, _ in lines], problems
+
+
+class CycleCountForm(forms.Form):
+    warehouse = _warehouse_field(active_only=True, label="Warehouse")
+
+
+class TransferForm(forms.Form):
+    source = _warehouse_field(active_only=False, label="From warehouse")
+    destination = _warehouse_field(active_only=True, label="To warehouse")
+    reason = forms.CharField(max_length=500, required=False, label="Reason (optional)")
+
+    def clean(self):
+        data = super().clean()
+        if data.get("source") and data.get("source") == data.get("destination"):
+            raise forms.ValidationError("Source and destination warehouse must differ.")
+        return data
+
+
+class ConfirmForm(forms.Form):
+    """The second step: the signed preview (what was shown) plus, for counts, a reason."""
+
+    payload = forms.CharField(widget=forms.HiddenInput)
+    reason = forms.CharField(max_length=500, required=False)
+
+    def __init__(self, *args, reason_required: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["reason"].required = reason_required
+
+    def clean_payload(self):
+        try:
+            return signing.loads(self.cleaned_data["payload"], salt=SIGNING_SALT, max_age=86400)
+        except signing.BadSignature as exc:
+            raise forms.ValidationError("The preview expired or was altered; start again.") from exc
+
+
+def sign_payload(data: dict) -> str:
+    return signing.dumps(data, salt=SIGNING_SALT)
+
+
+class ReceiveForm(forms.Form):
+    warehouse = _warehouse_field(active_only=True, label="Warehouse")
+    product = forms.ModelChoiceField(
+        queryset=Product.objects.all(),
+        widget=AutocompleteSelect(Inventory._meta.get_field("product"), admin.site),
+        help_text="Type part of the SKU or name.",
+    )
+    quantity = forms.IntegerField(min_value=1)
+    delivery_note = forms.CharField(
+        max_length=100, required=False, help_text="Delivery note or carrier reference (optional)."
+    )
+    reason = forms.CharField(max_length=500, required=False)
+    token = forms.UUIDField(widget=forms.HiddenInput)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        maximum = settings.STOCKROOM_MAX_QUANTITY
+        self.fields["quantity"].validators.append(MaxValueValidator(maximum))
+        self.fields["quantity"].widget.attrs["max"] = maximum

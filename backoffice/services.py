@@ -1,0 +1,72 @@
+"""Back-office writes: a multi-SKU cycle count as one all-or-nothing change.
+
+The stock itself changes only in `inventory.services`; this module decides how
+several of those calls form one staff action.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from django.db import OperationalError, transaction
+
+from inventory import errors, services
+from inventory.locks import lock_inventory_rows
+from inventory.models import InventoryTransaction, ReferenceType
+from inventory.services import Reference
+
+
+@dataclass(frozen=True)
+class CountLine:
+    sku: str
+    counted: int
+    expected_on_hand: int  # on hand as shown in the preview
+
+
+@dataclass
+class CycleCountResult:
+    transactions: list[InventoryTransaction]
+    replayed: bool
+    reference: Reference
+
+
+def cycle_count_apply(
+    *, warehouse: str, lines: Sequence[CountLine], reason: str, actor: str, count_id: str
+) -> CycleCountResult:
+    """Set on hand to the counted quantities of several SKUs in one warehouse: all or none.
+
+    Each line is a `stock_adjust` compare-and-set on the previewed on hand: if
+    any row moved since the preview, `StockChanged` is raised. All lines run in
+    one transaction (the services join it), so any refused line (`StockChanged`,
+    `BelowReserved`, `WarehouseInactive`, …) rolls back the whole count.
+
+    Locks: the count's existing inventory rows first, in one statement in
+    primary-key order (the rule in `inventory.locks`), so two counts touching the
+    same rows cannot deadlock; each `stock_adjust` then re-locks a row it holds.
+    A SKU with no row in the warehouse yet gets one created by `stock_adjust`.
+    Idempotent by `count_id`: confirming the same preview twice adjusts once.
+    """
+    reference = Reference(ReferenceType.CYCLE_COUNT, count_id)
+    ledger: list[InventoryTransaction] = []
+    replayed = False
+    with transaction.atomic():
+        try:
+            lock_inventory_rows((line.sku, warehouse) for line in lines)
+        except OperationalError as exc:
+            if getattr(exc.__cause__, "sqlstate", None) == "55P03":  # lock_not_available
+                raise errors.StockBusy() from exc
+            raise
+        for line in sorted(lines, key=lambda line: line.sku):
+            result = services.stock_adjust(
+                sku=line.sku,
+                warehouse=warehouse,
+                counted=line.counted,
+                expected_on_hand=line.expected_on_hand,
+                reason=reason,
+                actor=actor,
+                reference=reference,
+            )
+            ledger.extend(result.transactions)
+            replayed = replayed or result.replayed
+    return CycleCountResult(transactions=ledger, replayed=replayed, reference=reference)

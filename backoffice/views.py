@@ -1,0 +1,381 @@
+"""The back-office pages: cycle count, transfer and direct receive.
+
+Thin edges: validate the input, show a preview, and on confirmation call the
+stock services with the staff user as actor. A refused operation
+(`InventoryError`) becomes an error message and changes nothing. Every view is
+wrapped in `admin_view` (staff login, CSRF) by `StockroomAdminSite.get_urls`
+and checks its own permission: without it, 403.
+"""
+
+from __future__ import annotations
+
+import uuid
+from urllib.parse import urlencode
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+
+from inventory import errors, services
+from inventory.actors import actor_for_user
+from inventory.models import ReferenceType
+from inventory.services import Reference, TransferLine
+
+from . import selectors
+from .forms import (
+    ConfirmForm,
+    CountLineFormSet,
+    CycleCountForm,
+    LinesSourceForm,
+    ReceiveForm,
+    TransferForm,
+    TransferLineFormSet,
+    collect_lines,
+    sign_payload,
+)
+from .models import CYCLE_COUNT, RECEIVE_STOCK, TRANSFER_STOCK
+from .services import CountLine, cycle_count_apply
+
+ACTIONS = [
+    (CYCLE_COUNT, "Cycle count", "admin:backoffice_cycle_count"),
+    (TRANSFER_STOCK, "Transfer", "admin:backoffice_transfer"),
+    (RECEIVE_STOCK, "Receive stock", "admin:backoffice_receive"),
+]
+
+
+def actions_for(user) -> list[dict]:
+    """The back-office actions `user` may take (what the start page and header show)."""
+    if not getattr(user, "is_active", False) or not getattr(user, "is_staff", False):
+        return []
+    return [
+        {"label": label, "url": reverse(url_name)}
+        for perm, label, url_name in ACTIONS
+        if user.has_perm(perm)
+    ]
+
+
+def _require(request, perm: str) -> None:
+    if not request.user.has_perm(perm):
+        raise PermissionDenied
+
+
+def _render(request, template: str, title: str, context: dict) -> TemplateResponse:
+    return TemplateResponse(
+        request, template, {**admin.site.each_context(request), "title": title, **context}
+    )
+
+
+def _errors(request, problems: list[str]) -> None:
+    for problem in problems:
+        messages.error(request, problem)
+
+
+def ledger_url(reference: Reference) -> str:
+    query = urlencode({"reference_type__exact": reference.type, "reference_id": reference.id})
+    return f"{reverse('admin:inventory_inventorytransaction_changelist')}?{query}"
+
+
+# --- Cycle count -------------------------------------------------------------------
+
+
+def _count_preview(warehouse: str, lines: list[tuple[str, int]]) -> tuple[list[dict], list[str]]:
+    """Preview rows (on hand now, counted, difference) and the problems that block confirming."""
+    skus = [sku for sku, _ in lines]
+    products = selectors.products_by_sku(skus)
+    unknown = [sku for sku in skus if sku not in products]
+    if unknown:
+        return [], [errors.UnknownSku(unknown).message]
+    rows = selectors.balances_for(warehouse, skus)
+    preview, problems = [], []
+    for sku, counted in lines:
+        row = rows.get(sku)
+        on_hand = row.on_hand if row else 0
+        reserved = row.reserved if row else 0
+        allowance = row.backorder_allowance if row else 0
+        if counted - reserved < -allowance:
+            problems.append(
+                f"{sku}: {reserved} units are reserved by open orders; on hand cannot be "
+                f"counted as {counted}. Release or re-route those orders first."
+            )
+        preview.append(
+            {
+                "sku": sku,
+                "name": products[sku].name,
+                "on_hand": on_hand,
+                "reserved": reserved,
+                "counted": counted,
+                "difference": counted - on_hand,
+            }
+        )
+    return preview, problems
+
+
+def _count_preview_response(request, warehouse: str, preview: list[dict], confirm_form=None):
+    payload = {
+        "warehouse": warehouse,
+        "count_id": str(uuid.uuid4()),
+        "lines": [[row["sku"], row["counted"], row["on_hand"]] for row in preview],
+    }
+    confirm_form = confirm_form or ConfirmForm(
+        initial={"payload": sign_payload(payload)}, reason_required=True
+    )
+    return _render(
+        request,
+        "backoffice/cycle_count_preview.html",
+        "Cycle count: check and confirm",
+        {
+            "warehouse": warehouse,
+            "preview": preview,
+            "confirm_form": confirm_form,
+            "changes": sum(1 for row in preview if row["difference"]),
+        },
+    )
+
+
+def cycle_count_view(request):
+    _require(request, CYCLE_COUNT)
+    if request.method == "POST" and request.POST.get("step") == "confirm":
+        return _cycle_count_confirm(request)
+    form = CycleCountForm(request.POST or None)
+    formset = CountLineFormSet(request.POST or None, prefix="lines")
+    source = LinesSourceForm(request.POST or None, request.FILES or None)
+    if request.method == "POST":
+        form_ok = form.is_valid()
+        formset.is_valid()
+        source.is_valid()
+        lines, problems = collect_lines(formset, source, min_quantity=0)
+        problems += [f"{e}" for e in source.non_field_errors()]
+        for field, field_errors in source.errors.items():
+            problems += [f"{field}: {e}" for e in field_errors]
+        if form_ok and not problems:
+            warehouse = form.cleaned_data["warehouse"].code
+            preview, problems = _count_preview(warehouse, lines)
+            if not problems:
+                return _count_preview_response(request, warehouse, preview)
+        _errors(request, problems)
+    return _render(
+        request,
+        "backoffice/cycle_count.html",
+        "Cycle count",
+        {"form": form, "formset": formset, "source": source},
+    )
+
+
+def _cycle_count_confirm(request):
+    confirm = ConfirmForm(request.POST, reason_required=True)
+    if not confirm.is_valid():
+        payload = confirm.cleaned_data.get("payload")
+        if payload is None:
+            _errors(request, confirm.errors.get("payload", []))
+            return HttpResponseRedirect(reverse("admin:backoffice_cycle_count"))
+        messages.error(request, "Enter a reason for the count.")
+        preview, _ = _count_preview(payload["warehouse"], [(s, c) for s, c, _ in payload["lines"]])
+        for row, (_, _, expected) in zip(preview, payload["lines"], strict=True):
+            row["on_hand"], row["difference"] = expected, row["counted"] - expected
+        return _count_preview_response(request, payload["warehouse"], preview, confirm)
+    payload = confirm.cleaned_data["payload"]
+    warehouse = payload["warehouse"]
+    try:
+        result = cycle_count_apply(
+            warehouse=warehouse,
+            lines=[
+                CountLine(sku, counted, expected) for sku, counted, expected in payload["lines"]
+            ],
+            reason=confirm.cleaned_data["reason"],
+            actor=actor_for_user(request.user),
+            count_id=payload["count_id"],
+        )
+    except errors.InventoryError as exc:
+        messages.error(request, exc.message)
+        if isinstance(exc, errors.StockChanged):
+            messages.warning(
+                request,
+                "Stock moved since the preview, so nothing was saved. The preview below "
+                "shows the current on hand: check the counts and confirm again.",
+            )
+        preview, problems = _count_preview(warehouse, [(s, c) for s, c, _ in payload["lines"]])
+        _errors(request, problems)
+        if problems:
+            return HttpResponseRedirect(reverse("admin:backoffice_cycle_count"))
+        return _count_preview_response(request, warehouse, preview)
+    counted = len(payload["lines"])
+    if result.replayed:
+        messages.info(request, "This count was already saved; nothing was changed again.")
+    else:
+        messages.success(
+            request,
+            f"Cycle count saved in {warehouse}: {counted} SKU(s) counted, "
+            f"{len(result.transactions)} adjusted.",
+        )
+    return HttpResponseRedirect(ledger_url(result.reference))
+
+
+# --- Transfer ------------------------------------------------------------------------
+
+
+def _transfer_preview(
+    source: str, destination: str, lines: list[tuple[str, int]]
+) -> tuple[list[dict], list[str]]:
+    skus = [sku for sku, _ in lines]
+    products = selectors.products_by_sku(skus)
+    unknown = [sku for sku in skus if sku not in products]
+    if unknown:
+        return [], [errors.UnknownSku(unknown).message]
+    at_source = selectors.balances_for(source, skus)
+    at_destination = selectors.balances_for(destination, skus)
+    preview, problems = [], []
+    for sku, quantity in lines:
+        src = at_source.get(sku)
+        available = max(src.on_hand - src.reserved, 0) if src else 0
+        dest_on_hand = at_destination[sku].on_hand if sku in at_destination else 0
+        if quantity > available:
+            problems.append(
+                f"Not enough available stock in {source}: {sku} needs {quantity}, "
+                f"{available} available."
+            )
+        preview.append(
+            {
+                "sku": sku,
+                "name": products[sku].name,
+                "quantity": quantity,
+                "source_available": available,
+                "destination_on_hand": dest_on_hand,
+                "destination_after": dest_on_hand + quantity,
+            }
+        )
+    return preview, problems
+
+
+def _transfer_preview_response(request, payload: dict, preview: list[dict]):
+    return _render(
+        request,
+        "backoffice/transfer_preview.html",
+        "Transfer: check and confirm",
+        {
+            "source": payload["source"],
+            "destination": payload["destination"],
+            "reason": payload["reason"],
+            "preview": preview,
+            "confirm_form": ConfirmForm(initial={"payload": sign_payload(payload)}),
+        },
+    )
+
+
+def transfer_view(request):
+    _require(request, TRANSFER_STOCK)
+    if request.method == "POST" and request.POST.get("step") == "confirm":
+        return _transfer_confirm(request)
+    form = TransferForm(request.POST or None)
+    formset = TransferLineFormSet(request.POST or None, prefix="lines")
+    source = LinesSourceForm(request.POST or None, request.FILES or None)
+    if request.method == "POST":
+        form_ok = form.is_valid()
+        formset.is_valid()
+        source.is_valid()
+        lines, problems = collect_lines(formset, source, min_quantity=1)
+        problems = list(form.non_field_errors()) + problems
+        if form_ok and not problems:
+            payload = {
+                "source": form.cleaned_data["source"].code,
+                "destination": form.cleaned_data["destination"].code,
+                "reason": form.cleaned_data["reason"],
+                "transfer_id": str(uuid.uuid4()),
+                "lines": lines,
+            }
+            preview, problems = _transfer_preview(payload["source"], payload["destination"], lines)
+            if not problems:
+                return _transfer_preview_response(request, payload, preview)
+        _errors(request, problems)
+    return _render(
+        request,
+        "backoffice/transfer.html",
+        "Transfer stock",
+        {"form": form, "formset": formset, "source": source},
+    )
+
+
+def _transfer_confirm(request):
+    confirm = ConfirmForm(request.POST)
+    if not confirm.is_valid():
+        _errors(request, confirm.errors.get("payload", []))
+        return HttpResponseRedirect(reverse("admin:backoffice_transfer"))
+    payload = confirm.cleaned_data["payload"]
+    reference = Reference(ReferenceType.TRANSFER, payload["transfer_id"])
+    try:
+        result = services.stock_transfer(
+            source=payload["source"],
+            destination=payload["destination"],
+            lines=[TransferLine(sku, quantity) for sku, quantity in payload["lines"]],
+            actor=actor_for_user(request.user),
+            reason=payload["reason"],
+            reference=reference,
+            idempotency_key=f"admin-transfer:{payload['transfer_id']}",
+        )
+    except errors.InventoryError as exc:
+        messages.error(request, exc.message)
+        preview, problems = _transfer_preview(
+            payload["source"], payload["destination"], [tuple(line) for line in payload["lines"]]
+        )
+        _errors(request, problems)
+        if problems:
+            return HttpResponseRedirect(reverse("admin:backoffice_transfer"))
+        messages.warning(request, "Nothing was moved. Check the preview and confirm again.")
+        return _transfer_preview_response(
+            request, {**payload, "transfer_id": str(uuid.uuid4())}, preview
+        )
+    if result.replayed:
+        messages.info(request, "This transfer was already saved; nothing was moved again.")
+    else:
+        units = sum(quantity for _, quantity in payload["lines"])
+        messages.success(
+            request,
+            f"Transferred {units} unit(s) of {len(payload['lines'])} SKU(s) from "
+            f"{payload['source']} to {payload['destination']}.",
+        )
+    return HttpResponseRedirect(ledger_url(reference))
+
+
+# --- Receive -------------------------------------------------------------------------
+
+
+def receive_view(request):
+    _require(request, RECEIVE_STOCK)
+    if request.method != "POST":
+        form = ReceiveForm(initial={"token": uuid.uuid4()})
+    else:
+        form = ReceiveForm(request.POST)
+        if form.is_valid():
+            data = form.cleaned_data
+            token = str(data["token"])
+            reference = Reference(ReferenceType.MANUAL, data["delivery_note"] or f"receive-{token}")
+            try:
+                result = services.stock_receive(
+                    sku=data["product"].sku,
+                    warehouse=data["warehouse"].code,
+                    quantity=data["quantity"],
+                    actor=actor_for_user(request.user),
+                    reference=reference,
+                    reason=data["reason"],
+                    idempotency_key=f"admin-receive:{token}",
+                )
+            except errors.InventoryError as exc:
+                messages.error(request, exc.message)
+            else:
+                if result.replayed:
+                    messages.info(request, "This receipt was already saved; nothing was added.")
+                else:
+                    [row] = result.transactions
+                    messages.success(
+                        request,
+                        f"Received {data['quantity']} x {data['product'].sku} into "
+                        f"{data['warehouse'].code}: on hand is now {row.on_hand_after}.",
+                    )
+                return HttpResponseRedirect(reverse("admin:backoffice_receive"))
+    return _render(
+        request,
+        "backoffice/receive.html",
+        "Receive stock",
+        {"form": form, "media": form.media},
+    )

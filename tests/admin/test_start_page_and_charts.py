@@ -1,0 +1,83 @@
+"""The start page (what needs attention, today's movements) and the product stock chart."""
+
+import re
+
+from django.urls import reverse
+
+from inventory import services
+from inventory.models import Inventory
+
+from ..conftest import receive
+from ..factories import ProductFactory
+
+
+def test_start_page_lists_rows_below_threshold(staff_client, stocked):
+    Inventory.objects.filter(product__sku="B-2", warehouse__code="BER").update(reorder_threshold=25)
+    page = staff_client.get(reverse("admin:index"))
+
+    assert page.context["below_threshold_count"] == 1
+    assert [(r.product.sku, r.warehouse.code) for r in page.context["below_threshold"]] == [
+        ("B-2", "BER")
+    ]
+    assert b"PURCHASING PANEL" not in page.content  # the marked spot is a template comment
+
+
+def test_start_page_lists_large_adjustments_only(staff_client, stocked):
+    services.stock_adjust(sku="C-3", warehouse="BER", counted=12, reason="flood", actor="user:a")
+    services.stock_adjust(sku="A-1", warehouse="BER", counted=9, reason="miscount", actor="user:a")
+    page = staff_client.get(reverse("admin:index"))
+
+    assert [(t.product.sku, t.on_hand_delta) for t in page.context["large_adjustments"]] == [
+        ("C-3", -18)
+    ]
+    assert b"flood" in page.content
+
+
+def test_start_page_charts_todays_movements_by_type(staff_client, stocked):
+    services.stock_transfer(
+        source="BER", destination="HAM", lines=[services.TransferLine("B-2", 4)], actor="u"
+    )
+    page = staff_client.get(reverse("admin:index"))
+    bars = dict(re.findall(rb'data-label="(\w+)" data-value="(\d+)"', page.content))
+
+    # Received 10 + 20 + 30 + 5; a transfer is two rows of 4 units.
+    assert bars[b"RECEIVE"] == b"65"
+    assert bars[b"TRANSFER"] == b"8"
+    assert bars[b"ADJUST"] == b"0"
+    assert b"<svg" in page.content
+
+
+def test_product_page_charts_stock_per_warehouse_from_the_ledger(manager_client, stocked):
+    services.stock_reserve(
+        order_id="o-1", lines=[services.ReserveLine("A-1", "BER", 4)], actor="client:shop"
+    )
+    receive("A-1", "BER", 6)
+    product = stocked and Inventory.objects.get(product__sku="A-1", warehouse__code="BER").product
+    page = manager_client.get(reverse("admin:inventory_product_change", args=[product.pk]))
+
+    histories = {h.warehouse_code: h for h in page.context["stock_history"]}
+    assert set(histories) == {"BER", "HAM"}
+    assert (histories["BER"].on_hand, histories["BER"].reserved, histories["BER"].movements) == (
+        16,
+        4,
+        3,
+    )
+    chart = str(histories["BER"].chart)
+    assert chart.count("<polyline") == 3
+    assert "on hand: 16" in chart and "reserved: 4" in chart and "available: 12" in chart
+    # One step per movement: start point, then two points per change, then "now".
+    on_hand_points = re.search(r'data-series="on hand"[^>]*points="([^"]+)"', chart).group(1)
+    assert len(on_hand_points.split()) == 1 + 2 * 3 + 1
+    assert b'id="stock-history"' in page.content
+
+
+def test_chart_text_is_escaped(manager_client, warehouse):
+    product = ProductFactory(sku="X-1", name="<script>alert(1)</script>")
+    warehouse.name = "<b>Berlin</b>"
+    warehouse.save()
+    receive("X-1", "BER", 1)
+    page = manager_client.get(reverse("admin:inventory_product_change", args=[product.pk]))
+
+    assert b"<b>Berlin</b>" not in page.content
+    assert b"&lt;b&gt;Berlin&lt;/b&gt;" in page.content
+    assert b"<script>alert(1)" not in page.content
