@@ -16,6 +16,7 @@ from django.db.models.functions import Abs, Greatest
 from django.utils import timezone
 
 from inventory.models import Inventory, InventoryTransaction, Product, TransactionType
+from purchasing.selectors import purchase_orders_due
 
 from .charts import Bar, StepSeries, bar_chart, step_chart
 
@@ -25,6 +26,7 @@ ATTENTION_COUNT_CAP = 1000
 # An ADJUST that changed on hand by at least this many units is "large".
 LARGE_ADJUSTMENT_UNITS = getattr(settings, "BACKOFFICE_LARGE_ADJUSTMENT_UNITS", 10)
 LARGE_ADJUSTMENT_DAYS = 7
+PURCHASE_ORDERS_DUE_DAYS = 7
 CHART_DAYS = 90
 CHART_MAX_ROWS = 2000
 
@@ -83,6 +85,7 @@ def movements_today(*, now: datetime.datetime | None = None) -> list[dict]:
 
 def start_page(*, now: datetime.datetime | None = None) -> dict:
     """Everything the staff start page shows."""
+    today = (now or timezone.now()).date()
     below = below_threshold_rows()
     below_count, below_capped = capped_count(below)
     movements = movements_today(now=now)
@@ -96,6 +99,11 @@ def start_page(*, now: datetime.datetime | None = None) -> dict:
         "large_adjustment_units": LARGE_ADJUSTMENT_UNITS,
         "large_adjustment_days": LARGE_ADJUSTMENT_DAYS,
         "movements_today": movements,
+        "purchase_orders_due": list(
+            purchase_orders_due(within_days=PURCHASE_ORDERS_DUE_DAYS, today=today)
+        ),
+        "today": today,
+        "purchase_orders_due_days": PURCHASE_ORDERS_DUE_DAYS,
         "movements_chart": bar_chart(
             [Bar(m["type"], m["units"], f"units · {m['rows']} rows") for m in movements],
             title="Units moved today, by ledger type",

@@ -53,3 +53,24 @@ def ships_in_days_for_products(
         for product_id, lead_min, lead_max in links:
             result[product_id] = {"min": lead_min, "max": lead_max}
     return result
+
+
+def purchase_orders_due(*, within_days: int = 7, today: date | None = None, limit: int = 20):
+    """Open purchase orders expected within `within_days` (overdue ones first).
+
+    For the staff start page: what should arrive soon, and what is late.
+    """
+    from datetime import timedelta
+
+    from .models import OPEN_STATUSES, PurchaseOrder
+
+    today = today or timezone.localdate()
+    return (
+        PurchaseOrder.objects.filter(
+            status__in=OPEN_STATUSES,
+            expected_arrival_date__isnull=False,
+            expected_arrival_date__lte=today + timedelta(days=within_days),
+        )
+        .select_related("supplier", "warehouse")
+        .order_by("expected_arrival_date", "number")[:limit]
+    )

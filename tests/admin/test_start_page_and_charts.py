@@ -81,3 +81,45 @@ def test_chart_text_is_escaped(manager_client, warehouse):
     assert b"<b>Berlin</b>" not in page.content
     assert b"&lt;b&gt;Berlin&lt;/b&gt;" in page.content
     assert b"<script>alert(1)" not in page.content
+
+
+def test_start_page_lists_open_purchase_orders_due_for_purchasing_only(
+    buyer_client, staff_client, stocked
+):
+    import datetime
+
+    from django.utils import timezone
+
+    from ..purchasing.factories import PurchaseOrderFactory, SupplierFactory
+
+    today = timezone.now().date()
+    supplier = SupplierFactory(name="Acme")
+    late = PurchaseOrderFactory(
+        number="PO-LATE",
+        supplier=supplier,
+        expected_arrival_date=today - datetime.timedelta(days=2),
+    )
+    PurchaseOrderFactory(
+        number="PO-SOON",
+        supplier=supplier,
+        expected_arrival_date=today + datetime.timedelta(days=3),
+    )
+    PurchaseOrderFactory(
+        number="PO-LATER",
+        supplier=supplier,
+        expected_arrival_date=today + datetime.timedelta(days=30),
+    )
+    PurchaseOrderFactory(
+        number="PO-DONE",
+        supplier=supplier,
+        status="received",
+        expected_arrival_date=today,
+    )
+
+    page = buyer_client.get(reverse("admin:index"))
+    assert [po.number for po in page.context["purchase_orders_due"]] == ["PO-LATE", "PO-SOON"]
+    panel = page.content.decode().split('id="purchase-orders-due"')[1].split("</div>")[0]
+    assert late.number in panel and "overdue" in panel
+    assert "PO-LATER" not in panel
+
+    assert b'id="purchase-orders-due"' not in staff_client.get(reverse("admin:index")).content
