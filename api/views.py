@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.utils import timezone
@@ -697,7 +698,7 @@ class WarehouseFieldsInput(StrictSerializer):
         values = super().to_internal_value(data)
         for coord in ("latitude", "longitude"):
             if values.get(coord) is not None:
-                values[coord] = round(values[coord], 6)
+                values[coord] = Decimal(f"{values[coord]:.6f}")  # the column's precision
         if "active" in values:
             values["is_active"] = values.pop("active")
         return values

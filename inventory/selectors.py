@@ -262,6 +262,13 @@ class _StrictFilterSet(django_filters.FilterSet):
         return self.qs
 
 
+def _strict_boolean_filter(**kwargs) -> django_filters.TypedChoiceFilter:
+    """Only `true` or `false` (BooleanFilter silently ignores anything else)."""
+    return django_filters.TypedChoiceFilter(
+        choices=[("true", "true"), ("false", "false")], coerce=lambda v: v == "true", **kwargs
+    )
+
+
 class ProductFilter(_StrictFilterSet):
     category = django_filters.CharFilter()
     stock_policy = django_filters.ChoiceFilter(choices=StockPolicy.choices)
@@ -272,7 +279,7 @@ class ProductFilter(_StrictFilterSet):
 
 
 class WarehouseFilter(_StrictFilterSet):
-    is_active = django_filters.BooleanFilter()
+    is_active = _strict_boolean_filter(field_name="is_active")
 
     class Meta:
         model = Warehouse
@@ -282,7 +289,7 @@ class WarehouseFilter(_StrictFilterSet):
 class InventoryFilter(_StrictFilterSet):
     sku = django_filters.CharFilter(field_name="product__sku")
     warehouse = django_filters.CharFilter(field_name="warehouse__code")
-    below_threshold = django_filters.BooleanFilter(method="filter_below_threshold")
+    below_threshold = _strict_boolean_filter(method="filter_below_threshold")
 
     class Meta:
         model = Inventory
