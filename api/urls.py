@@ -2,6 +2,7 @@
 
 from django.http import JsonResponse
 from django.urls import path, re_path
+from django.views.decorators.csrf import csrf_exempt
 
 from . import views
 from .exceptions import error_body
@@ -9,6 +10,7 @@ from .exceptions import error_body
 app_name = "api"
 
 
+@csrf_exempt  # token-authenticated API: no cookies, so no CSRF check (as in APIView)
 def not_found(request, *args, **kwargs):
     return JsonResponse(error_body("not_found", "No such endpoint."), status=404)
 
@@ -51,5 +53,5 @@ urlpatterns = [
         name="inventory-detail",
     ),
     path("transactions/", views.TransactionListView.as_view(), name="transaction-list"),
-    re_path(r"^.*$", not_found),
+    re_path(r"^[\s\S]*$", not_found),  # [\s\S]: a newline in a path is still a JSON 404
 ]

@@ -105,3 +105,13 @@ def test_wrong_method_is_405(reader, operations, db):
     )
     assert response.status_code == 405
     assert error_code(response) == "method_not_allowed"
+
+
+def test_unknown_endpoint_is_a_json_404_for_writes_too(operations, db):
+    from rest_framework.test import APIClient
+
+    client = APIClient(enforce_csrf_checks=True)
+    for path in ("/api/v1/nothing/", "/api/v1/products/a%0Ab/"):
+        response = client.put(path, "{}", content_type="application/json")
+        assert response.status_code == 404
+        assert error_code(response) == "not_found"
