@@ -7,7 +7,8 @@ logged and answered with a 500 in the same shape.
 
 import logging
 
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -49,6 +50,15 @@ def api_exception_handler(exc, context):
             response["Retry-After"] = str(STOCK_BUSY_RETRY_AFTER_SECONDS)
         return response
 
+    if isinstance(exc, RequestDataTooBig):
+        return Response(
+            error_body(
+                "validation_error",
+                "The request body is too large; send smaller batches.",
+                {"max_bytes": settings.DATA_UPLOAD_MAX_MEMORY_SIZE},
+            ),
+            status=status.HTTP_400_BAD_REQUEST,
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

@@ -250,3 +250,12 @@ def test_inventory_patch_refusals(operations, stocked, url, body, status, code):
     assert response.status_code == status
     assert error_code(response) == code
     assert Inventory.objects.get(warehouse__code="BER").reorder_threshold == 0
+
+
+def test_an_oversized_body_is_400(operations, db, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    items = [{"sku": f"A{i}", "name": "x" * 50} for i in range(100)]
+    response = operations.post("/api/v1/products/bulk/", {"products": items})
+    assert response.status_code == 400
+    assert error_code(response) == "validation_error"
+    assert not Product.objects.exists()
