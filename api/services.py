@@ -134,3 +134,16 @@ def idempotency_finish(*, record: IdempotencyRecord, status: int, body: Any) -> 
 def idempotency_abandon(*, record: IdempotencyRecord) -> None:
     """The request failed and changed nothing: free the key for a retry."""
     IdempotencyRecord.objects.filter(pk=record.pk, status=IdempotencyStatus.RUNNING).delete()
+
+
+def idempotency_records_purge(*, older_than: timedelta = timedelta(days=7)) -> int:
+    """Delete finished Idempotency-Key records older than `older_than`; returns how many.
+
+    For a periodic task (keys are meant for retries within minutes or hours, not
+    forever). Running records are left to the stale-takeover rule.
+    """
+    cutoff = timezone.now() - older_than
+    deleted, _ = IdempotencyRecord.objects.filter(
+        status=IdempotencyStatus.DONE, created_at__lt=cutoff
+    ).delete()
+    return deleted

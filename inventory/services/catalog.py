@@ -27,7 +27,11 @@ WAREHOUSE_FIELDS = ("name", "address", "latitude", "longitude", "capacity", "is_
 
 def _validate(instance, *, exclude: Sequence[str] = ()) -> None:
     try:
-        instance.full_clean(exclude=list(exclude), validate_unique=False)
+        # Unique and CHECK constraints are left to the database (validating them here
+        # costs a query per object); field validators (SKU pattern, ranges) run.
+        instance.full_clean(
+            exclude=list(exclude), validate_unique=False, validate_constraints=False
+        )
     except ValidationError as exc:
         raise errors.InvalidInput(
             "The data is not valid; see details.", details=exc.message_dict
@@ -107,7 +111,8 @@ def products_upsert(*, items: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
             details={"max_items": settings.STOCKROOM_MAX_BULK_PRODUCTS},
         )
     skus = [item["sku"] for item in items]
-    duplicates = sorted({s for s in skus if skus.count(s) > 1})
+    seen: set[str] = set()
+    duplicates = sorted({s for s in skus if s in seen or seen.add(s)})
     if duplicates:
         raise errors.InvalidInput(
             "Each SKU may appear once per call.", details={"duplicate_skus": duplicates}
@@ -124,18 +129,19 @@ def products_upsert(*, items: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
         try:
             _check_policy(policy, limit)
             product = existing.get(sku)
-            if product is None:
+            is_new = product is None
+            if is_new:
                 product = Product(sku=sku, stock_policy=policy, backorder_limit=limit)
-                new.append(product)
             elif (policy, limit) != (product.stock_policy, product.backorder_limit):
                 policy_changes.append((product, policy, limit))
             for k in PRODUCT_FIELDS:
                 if k in item:
                     setattr(product, k, item[k])
-            if product in new or any(k in item for k in PRODUCT_FIELDS):
-                _validate(product)
-            if product not in new:
-                changed.append(product)
+            if is_new or any(k in item for k in PRODUCT_FIELDS):
+                # The serializer already checked types and ranges; the model checks
+                # the rest (SKU pattern, lengths). Unique is checked by the database.
+                _validate(product, exclude=["id"])
+            (new if is_new else changed).append(product)
         except errors.InvalidInput as exc:
             problems[sku] = exc.details
     if problems:

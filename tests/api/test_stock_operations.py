@@ -253,3 +253,15 @@ def test_stock_busy_is_503_with_retry_after(operations, stocked, monkeypatch):
     assert error_code(response) == "stock_busy"
     assert response["Retry-After"] == "1"
     assert not IdempotencyRecord.objects.exists()  # the key can be retried
+
+
+def test_old_idempotency_records_can_be_purged(operations, stocked):
+    from api.services import idempotency_records_purge
+
+    operations.post("/api/v1/stock/receive/", RECEIVE, headers={"Idempotency-Key": "old"})
+    operations.post("/api/v1/stock/receive/", RECEIVE, headers={"Idempotency-Key": "new"})
+    IdempotencyRecord.objects.filter(key="old").update(
+        created_at=timezone.now() - timedelta(days=8)
+    )
+    assert idempotency_records_purge(older_than=timedelta(days=7)) == 1
+    assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["new"]
