@@ -178,7 +178,6 @@ REST_FRAMEWORK.update(
         "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
         "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
         "EXCEPTION_HANDLER": "api.exceptions.api_exception_handler",
-        "UNAUTHENTICATED_USER": None,
     }
 )
 SPECTACULAR_SETTINGS.update(
