@@ -70,8 +70,6 @@ IDEMPOTENCY_KEY = OpenApiParameter(
     "`idempotency_conflict`; while the first request runs, 409 `idempotency_in_progress`.",
 )
 
-__all__ = ["StrictSerializer"]
-
 
 class ApiAutoSchema(AutoSchema):
     """Names nested serializers after their view (StockReceiveView.InputSerializer ->
@@ -84,3 +82,10 @@ class ApiAutoSchema(AutoSchema):
             outer = qualname.split(".")[0].removesuffix("View")
             return outer + name
         return name
+
+    def _map_serializer(self, serializer, direction, bypass_extensions=False):
+        # Strict inputs refuse unknown fields: say so in the schema.
+        result = super()._map_serializer(serializer, direction, bypass_extensions)
+        if direction == "request" and isinstance(serializer, StrictSerializer):
+            result["additionalProperties"] = False
+        return result

@@ -13,7 +13,12 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+)
 from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import JSONParser
@@ -245,6 +250,21 @@ class ReservationCreateView(ApiView):
     @extend_schema(
         operation_id="reservations_create",
         request=InputSerializer,
+        examples=[
+            OpenApiExample(
+                "Routed order with a checkout hold",
+                request_only=True,
+                value={
+                    "order_id": "ORD-1001",
+                    "lines": [
+                        {"sku": "TSHIRT-M", "quantity": 2},
+                        {"sku": "TSHIRT-M", "quantity": 1, "warehouse": "BER"},
+                    ],
+                    "ship_to": {"latitude": 52.37, "longitude": 9.73},
+                    "expires_in": 900,
+                },
+            )
+        ],
         responses={
             201: OpenApiResponse(ReservationOutput, description="Reserved."),
             200: OpenApiResponse(
@@ -415,10 +435,11 @@ class StockOperationView(ApiView):
         return services.Reference(ref["type"], ref["id"]) if ref else None
 
 
-def _stock_schema(input_class, operation_id: str):
+def _stock_schema(input_class, operation_id: str, example: dict):
     return extend_schema(
         operation_id=operation_id,
         request=input_class,
+        examples=[OpenApiExample(operation_id, value=example, request_only=True)],
         parameters=[schema.IDEMPOTENCY_KEY],
         responses={
             201: OpenApiResponse(OperationOutput, description="Applied."),
@@ -436,7 +457,16 @@ class StockReceiveView(StockOperationView):
         reference = ReferenceInput(required=False)
         reason = StrictCharField(required=False, allow_blank=True, max_length=500)
 
-    @_stock_schema(InputSerializer, "stock_receive")
+    @_stock_schema(
+        InputSerializer,
+        "stock_receive",
+        {
+            "sku": "TSHIRT-M",
+            "warehouse": "BER",
+            "quantity": 50,
+            "reference": {"type": "purchase_order", "id": "PO-77"},
+        },
+    )
     def post(self, request):
         data = self.validated(self.InputSerializer, request.data)
         return self.run(
@@ -475,7 +505,11 @@ class StockAdjustView(StockOperationView):
                 raise serializers.ValidationError({"delta": ["Must not be 0."]})
             return attrs
 
-    @_stock_schema(InputSerializer, "stock_adjust")
+    @_stock_schema(
+        InputSerializer,
+        "stock_adjust",
+        {"sku": "TSHIRT-M", "warehouse": "BER", "delta": -2, "reason": "damaged"},
+    )
     def post(self, request):
         data = self.validated(self.InputSerializer, request.data)
         return self.run(
@@ -506,7 +540,11 @@ class StockTransferView(StockOperationView):
         reference = ReferenceInput(required=False)
         reason = StrictCharField(required=False, allow_blank=True, max_length=500)
 
-    @_stock_schema(InputSerializer, "stock_transfer")
+    @_stock_schema(
+        InputSerializer,
+        "stock_transfer",
+        {"source": "BER", "destination": "HAM", "lines": [{"sku": "TSHIRT-M", "quantity": 5}]},
+    )
     def post(self, request):
         data = self.validated(self.InputSerializer, request.data)
         return self.run(
