@@ -3,13 +3,14 @@
 The rule (docs/API.md, "Routing"):
 
 1. Lines that name a warehouse stay there.
-2. The other lines go to active warehouses that can supply each line whole
-   (a line is never split), choosing, in this order of preference:
+2. The other lines go to active warehouses, choosing, in this order of preference:
    a. one warehouse for all of them, the closest to `ship_to`;
    b. otherwise the fewest warehouses;
-   c. among equally few, the smallest total distance from `ship_to` to the
-      warehouses used; then warehouse codes, alphabetically (deterministic).
-   Each line goes to the closest warehouse of the chosen set that can supply it.
+   c. among equally few, the fewest lines split across warehouses, then the
+      smallest total distance from `ship_to` to the warehouses used, then
+      warehouse codes, alphabetically (deterministic).
+   Each line goes to the closest warehouse of the chosen set that has all of it;
+   a line no single one of them can supply is split, closest warehouse first.
 3. Distance is the great-circle (haversine) distance. Without `ship_to` every
    distance counts as equal; a warehouse without coordinates is farthest.
 
@@ -90,17 +91,17 @@ def route_lines(
         raise errors.UnknownSku(list(unknown))
 
     sites = sorted(snapshot.warehouses, key=lambda s: (_distance(s, ship_to), s.code))
+    codes = [site.code for site in sites]  # closest first
     distance = {site.code: _distance(site, ship_to) for site in sites}
-
-    def supply(sku: str, code: str) -> int:
-        # What is left for routed lines after this order's own fixed lines.
-        return snapshot.can_supply(sku, code) - fixed.get((sku, code), 0)
-
-    suppliers = {
-        sku: [s.code for s in sites if supply(sku, s.code) >= qty]
-        for sku, qty in open_demand.items()
+    # What each warehouse can still give the routed lines after this order's fixed lines.
+    supply = {
+        sku: {
+            code: max(snapshot.can_supply(sku, code) - fixed.get((sku, code), 0), 0)
+            for code in codes
+        }
+        for sku in open_demand
     }
-    short = sorted(sku for sku, codes in suppliers.items() if not codes)
+    short = sorted(sku for sku, qty in open_demand.items() if sum(supply[sku].values()) < qty)
     if short:
         raise errors.InsufficientStock(
             [
@@ -108,55 +109,95 @@ def route_lines(
                     "sku": sku,
                     "warehouse": None,
                     "requested": open_demand[sku],
-                    "available": max([max(supply(sku, s.code), 0) for s in sites] or [0]),
+                    "available": sum(supply[sku].values()),
                 }
                 for sku in short
             ],
-            message="No single warehouse can supply these lines.",
+            message="Not enough stock in the active warehouses.",
         )
-    chosen = _choose_warehouses(suppliers, [s.code for s in sites], distance)
+    chosen = _choose_warehouses(open_demand, supply, codes, distance)
+    chosen_by_distance = [code for code in codes if code in chosen]
     for sku, qty in sorted(open_demand.items()):
-        code = next(c for c in suppliers[sku] if c in chosen)  # suppliers are closest first
-        routed.append(services.ReserveLine(sku, code, qty))
+        routed.extend(_assign(sku, qty, chosen_by_distance, supply[sku]))
     return routed
 
 
+def _assign(
+    sku: str, quantity: int, chosen: list[str], supply: dict[str, int]
+) -> list[services.ReserveLine]:
+    """The closest chosen warehouse that has the whole line; else split it, closest first."""
+    whole = next((code for code in chosen if supply[code] >= quantity), None)
+    if whole is not None:
+        return [services.ReserveLine(sku, whole, quantity)]
+    parts, remaining = [], quantity
+    for code in chosen:
+        take = min(supply[code], remaining)
+        if take > 0:
+            parts.append(services.ReserveLine(sku, code, take))
+            remaining -= take
+    return parts
+
+
+def _score(
+    group: Sequence[str],
+    demand: dict[str, int],
+    supply: dict[str, dict[str, int]],
+    distance: dict[str, float],
+) -> tuple[int, float, tuple[str, ...]] | None:
+    """(lines that must be split, total distance, codes) if `group` can supply every line."""
+    splits = 0
+    for sku, qty in demand.items():
+        if any(supply[sku][code] >= qty for code in group):
+            continue
+        if sum(supply[sku][code] for code in group) < qty:
+            return None
+        splits += 1
+    return splits, sum(distance[code] for code in group), tuple(sorted(group))
+
+
 def _choose_warehouses(
-    suppliers: dict[str, list[str]], codes: list[str], distance: dict[str, float]
+    demand: dict[str, int],
+    supply: dict[str, dict[str, int]],
+    codes: list[str],
+    distance: dict[str, float],
 ) -> set[str]:
-    """The fewest warehouses covering every SKU, then the smallest total distance."""
-    needed = set(suppliers)
-    can_serve = {code: {sku for sku, sup in suppliers.items() if code in sup} for code in codes}
-    candidates = [code for code in codes if can_serve[code]]  # already closest first
-
-    def cost(group: tuple[str, ...]) -> tuple[float, tuple[str, ...]]:
-        return (sum(distance[c] for c in group), tuple(sorted(group)))
-
+    """The fewest warehouses that can supply every line; then the fewest split lines,
+    the smallest total distance, and codes alphabetically."""
+    candidates = [code for code in codes if any(supply[sku][code] for sku in demand)]
     examined = 0
     for size in range(1, len(candidates) + 1):
         best = None
         for group in combinations(candidates, size):
             examined += 1
             if examined > MAX_SETS_EXAMINED:
-                return _greedy_cover(needed, candidates, can_serve)
-            if set().union(*(can_serve[c] for c in group)) >= needed and (
-                best is None or cost(group) < cost(best)
-            ):
-                best = group
+                return _greedy_cover(demand, supply, candidates, distance)
+            score = _score(group, demand, supply, distance)
+            if score is not None and (best is None or score < best):
+                best = score
         if best is not None:
-            return set(best)
-    raise AssertionError("every SKU has a supplier, so some set covers them")  # pragma: no cover
+            return set(best[2])
+    raise AssertionError("the total supply covers every line")  # pragma: no cover
 
 
-def _greedy_cover(needed: set[str], candidates: list[str], can_serve: dict[str, set[str]]):
-    chosen: set[str] = set()
-    left = set(needed)
-    while left:
-        # Most lines covered; ties go to the closest (candidates are closest first).
-        code = max(candidates, key=lambda c: (len(can_serve[c] & left), -candidates.index(c)))
-        chosen.add(code)
-        left -= can_serve[code]
-    return chosen
+def _greedy_cover(
+    demand: dict[str, int],
+    supply: dict[str, dict[str, int]],
+    candidates: list[str],
+    distance: dict[str, float],
+) -> set[str]:
+    """Add the warehouse that completes the most lines (then supplies the most units,
+    then is closest) until every line can be supplied."""
+    chosen: list[str] = []
+
+    def progress(group: list[str]) -> tuple[int, int]:
+        covered = [min(qty, sum(supply[sku][c] for c in group)) for sku, qty in demand.items()]
+        complete = sum(units == qty for units, qty in zip(covered, demand.values(), strict=True))
+        return complete, sum(covered)
+
+    while _score(chosen, demand, supply, distance) is None:
+        rest = [code for code in candidates if code not in chosen]
+        chosen.append(max(rest, key=lambda c: (*progress([*chosen, c]), -candidates.index(c))))
+    return set(chosen)
 
 
 def _same_request(reservation: Reservation, lines: Sequence[RequestedLine]) -> bool:

@@ -101,12 +101,13 @@ def test_all_or_nothing_insufficient_stock_lists_short_lines(storefront, stocked
     assert ok.status_code == 201
 
 
-def test_routed_line_no_warehouse_can_supply_is_409(storefront, stocked):
-    response = storefront.post(URL, order(lines=[{"sku": "TSHIRT-M", "quantity": 11}]))
+def test_routed_line_beyond_all_active_warehouses_is_409(storefront, stocked):
+    response = storefront.post(URL, order(lines=[{"sku": "TSHIRT-M", "quantity": 15}]))
     assert response.status_code == 409
     assert error_code(response) == "insufficient_stock"
     line = response.json()["error"]["details"]["lines"][0]
-    assert (line["requested"], line["available"]) == (11, 10)
+    assert line == {"sku": "TSHIRT-M", "warehouse": None, "requested": 15, "available": 14}
+    assert reserved("BER") + reserved("HAM") == 0
 
 
 @pytest.mark.parametrize(

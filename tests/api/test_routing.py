@@ -106,6 +106,38 @@ def test_lines_with_a_warehouse_stay_there_and_count_against_its_supply(storefro
     assert got == [("BER", 2), ("HAM", 1)]
 
 
+def test_a_line_no_warehouse_has_whole_is_split_closest_first(storefront, sites):
+    stock(A={"BER": 10, "HAM": 4, "MUC": 20})
+    response = storefront.post(
+        "/api/v1/reservations/",
+        {"order_id": "o", "lines": [{"sku": "A", "quantity": 12}], "ship_to": HANNOVER},
+    )
+    assert response.status_code == 201
+    # MUC alone could, so no split: one warehouse first.
+    assert [(x["warehouse"], x["quantity"]) for x in response.json()["lines"]] == [("MUC", 12)]
+    response = storefront.post(
+        "/api/v1/reservations/",
+        {"order_id": "o2", "lines": [{"sku": "A", "quantity": 12}], "ship_to": HANNOVER},
+    )
+    # Now no single warehouse has 12: two, filled closest first (HAM, then BER).
+    got = sorted((x["warehouse"], x["quantity"]) for x in response.json()["lines"])
+    assert got == [("BER", 8), ("HAM", 4)]
+    assert_invariants()
+    # The retry of the split order is recognised as the same order.
+    again = storefront.post(
+        "/api/v1/reservations/",
+        {"order_id": "o2", "lines": [{"sku": "A", "quantity": 12}], "ship_to": HANNOVER},
+    )
+    assert again.status_code == 200
+
+
+def test_among_equally_few_warehouses_fewer_splits_beat_distance(storefront, sites):
+    # HAM+CGN (381 km) would split B (3+3); HAM+BER (382 km) needs no split.
+    stock(A={"HAM": 5}, B={"HAM": 3, "CGN": 3, "BER": 5})
+    lines = [{"sku": "A", "quantity": 5}, {"sku": "B", "quantity": 5}]
+    assert reserve(storefront, lines) == {"A": "HAM", "B": "BER"}
+
+
 def test_without_ship_to_ties_go_by_code(storefront, sites):
     stock(A={"HAM": 5, "MUC": 5, "BER": 5})
     assert reserve(storefront, [{"sku": "A", "quantity": 1}], ship_to=None) == {"A": "BER"}
@@ -174,6 +206,14 @@ def test_route_lines_is_pure_and_deterministic():
     first = routing.route_lines(lines, ship_to, snapshot)
     assert first == routing.route_lines(list(reversed(lines)), ship_to, snapshot)
     assert {(x.sku, x.warehouse) for x in first} == {("A", "BER"), ("B", "BER")}
+
+
+def test_greedy_cover_splits_when_it_must(monkeypatch):
+    monkeypatch.setattr(routing, "MAX_SETS_EXAMINED", 1)
+    snapshot = _snapshot(HAM={"A": 2}, BER={"A": 2}, CGN={"A": 2}, MUC={"A": 1})
+    routed = routing.route_lines([RequestedLine("A", 5)], Coordinates(**HANNOVER), snapshot)
+    assert sum(x.quantity for x in routed) == 5
+    assert {x.warehouse for x in routed} == {"HAM", "CGN", "BER"}
 
 
 def test_greedy_cover_when_too_many_sets(monkeypatch):
