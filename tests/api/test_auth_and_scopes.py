@@ -125,3 +125,19 @@ def test_create_api_client_refuses_unknown_scopes_and_duplicate_names(db):
     with pytest.raises(CommandError):
         call_command("create_api_client", "x", "--scope", "read", stdout=StringIO())
     assert ApiClient.objects.count() == 1
+
+
+def test_staff_can_revoke_a_client_in_the_admin(admin_client):
+    caller = make_caller("old-shop", "storefront")
+    client = ApiClient.objects.get(name="old-shop")
+    page = admin_client.get("/admin/api/apiclient/")
+    assert page.status_code == 200
+    assert b"old-shop" in page.content
+    assert client.key_hash.encode() not in page.content
+    response = admin_client.post(
+        "/admin/api/apiclient/", {"action": "revoke", "_selected_action": [str(client.pk)]}
+    )
+    assert response.status_code == 302
+    client.refresh_from_db()
+    assert (client.is_active, client.revoked_at is not None) == (False, True)
+    assert caller.get("/api/v1/availability/?sku=X").status_code == 401
