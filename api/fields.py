@@ -74,9 +74,9 @@ class WarehouseCodeField(StrictCharField):
         self.validators.append(RegexValidator(WAREHOUSE_REGEX, "Letters, digits, - and _ only."))
 
 
+# Refuses fields it does not know (a typo must not be silently ignored). A comment,
+# not a docstring: drf-spectacular would copy a docstring into every input schema.
 class StrictSerializer(serializers.Serializer):
-    """Refuses fields it does not know (a typo must not be silently ignored)."""
-
     def to_internal_value(self, data):
         if isinstance(data, dict):
             unknown = sorted(set(data) - set(self.fields))

@@ -171,7 +171,10 @@ def availability_for_skus(
     `available` counts stock on hand not held by live reservations, in active
     warehouses; holds past their `expires_at` do not count. This is the function
     the availability cache sits in front of: its result depends only on the
-    SKUs' inventory rows, reservations and the set of active warehouses.
+    SKUs' inventory rows (each change is published to
+    `services.COMMITTED_CHANGE_LISTENERS`, where the cache can invalidate), the set
+    of active warehouses, and time (a hold lapsing at its `expires_at` frees its
+    units without any write, so cached entries need a TTL).
     """
     by_sku = _stock_rows(skus, now or timezone.now())
     result: dict[str, SkuAvailability | None] = {sku: None for sku in skus}
