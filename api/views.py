@@ -12,6 +12,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils import timezone
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -94,7 +95,7 @@ class Cursor(CursorPagination):
         raw = request.query_params.get(self.page_size_query_param)
         if raw is None:
             return self.page_size
-        if not raw.isdigit() or not 1 <= int(raw) <= self.max_page_size:
+        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= self.max_page_size:
             raise exceptions.ValidationError(
                 {"limit": [f"A whole number from 1 to {self.max_page_size}."]}
             )
@@ -113,7 +114,11 @@ class ListView(ApiView):
 
     def paginated(self, queryset, output_class) -> Response:
         paginator = Cursor(self.ordering)
-        page = paginator.paginate_queryset(queryset, self.request, view=self)
+        try:
+            page = paginator.paginate_queryset(queryset, self.request, view=self)
+        except (DjangoValidationError, ValueError, TypeError) as exc:
+            # A cursor that decodes but holds a position of the wrong type.
+            raise exceptions.ValidationError({"cursor": ["Invalid cursor."]}) from exc
         return paginator.get_paginated_response(output_class(page, many=True).data)
 
 

@@ -1,5 +1,7 @@
 """Read lists with cursor pagination and filters; unknown endpoints and methods."""
 
+import base64
+
 import pytest
 from django.utils import timezone
 
@@ -85,6 +87,10 @@ def test_transactions_filters_newest_first(reader, stocked):
         ("/api/v1/products/", {"limit": "501"}),
         ("/api/v1/products/", {"limit": "ten"}),
         ("/api/v1/products/", {"cursor": "garbage"}),
+        ("/api/v1/products/", {"limit": "\u00b2"}),
+        ("/api/v1/transactions/", {"cursor": base64.b64encode(b"p=not-a-uuid").decode()}),
+        ("/api/v1/inventory/", {"cursor": base64.b64encode(b"o=1&p=zz").decode()}),
+        ("/api/v1/products/", {"cursor": base64.b64encode(b"o=-5").decode()}),
     ],
 )
 def test_bad_list_parameters_are_400(reader, db, url, params):
