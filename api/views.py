@@ -22,7 +22,6 @@ from drf_spectacular.utils import (
 )
 from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import CursorPagination
-from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -45,6 +44,7 @@ from .fields import (
     WarehouseCodeField,
 )
 from .models import Scope
+from .parsers import StrictJSONParser
 from .permissions import HasScope
 from .services import (
     StoredResponse,
@@ -63,7 +63,7 @@ class ApiView(APIView):
     authentication_classes = [ClientTokenAuthentication]
     permission_classes = [HasScope]
     throttle_classes = [ClientRateThrottle]
-    parser_classes = [JSONParser]
+    parser_classes = [StrictJSONParser]
     renderer_classes = [JSONRenderer]
     read_scopes: tuple[str, ...] = ()
     write_scopes: tuple[str, ...] = ()
@@ -71,6 +71,12 @@ class ApiView(APIView):
 
     def get_exception_handler(self):
         return api_exception_handler
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        # No SKU, order id or warehouse code holds a NUL (PostgreSQL text cannot).
+        if any("\x00" in value for value in kwargs.values() if isinstance(value, str)):
+            raise exceptions.NotFound()
 
     @property
     def actor(self) -> str:
@@ -186,8 +192,8 @@ class AvailabilityBatchView(ApiView):
         limit = settings.STOCKROOM_MAX_AVAILABILITY_SKUS
         if not skus or len(skus) > limit:
             raise exceptions.ValidationError({"sku": [f"Give 1 to {limit} SKUs."]})
-        if any(not s or len(s) > 64 for s in skus):
-            raise exceptions.ValidationError({"sku": ["A SKU has 1 to 64 characters."]})
+        if any(not s or len(s) > 64 or "\x00" in s for s in skus):
+            raise exceptions.ValidationError({"sku": ["A SKU has 1 to 64 characters, no NUL."]})
         found = selectors.availability_for_skus(skus)
         data = {
             "results": [found[s] for s in skus if found[s] is not None],

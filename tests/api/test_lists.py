@@ -121,3 +121,27 @@ def test_unknown_endpoint_is_a_json_404_for_writes_too(operations, db):
         response = client.put(path, "{}", content_type="application/json")
         assert response.status_code == 404
         assert error_code(response) == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("method", "url"),
+    [
+        ("get", "/api/v1/availability/a%00b/"),
+        ("get", "/api/v1/reservations/a%00/"),
+        ("post", "/api/v1/reservations/a%00/release/"),
+        ("get", "/api/v1/products/%00/"),
+        ("patch", "/api/v1/warehouses/%00/"),
+        ("patch", "/api/v1/inventory/A/%00/"),
+    ],
+)
+def test_nul_in_a_path_is_404(operations, storefront, db, method, url):
+    caller = storefront if "reservations" in url or "availability" in url else operations
+    response = caller.get(url) if method == "get" else getattr(caller, method)(url, {})
+    assert response.status_code == 404
+    assert error_code(response) == "not_found"
+
+
+def test_nul_in_a_batch_sku_is_400(reader, db):
+    response = reader.get("/api/v1/availability/", {"sku": ["A", "B\x00"]})
+    assert response.status_code == 400
+    assert error_code(response) == "validation_error"

@@ -180,7 +180,19 @@ def test_bad_input_is_400_and_changes_nothing(storefront, stocked, case, body):
     assert reserved("BER") == reserved("HAM") == 0
 
 
-@pytest.mark.parametrize("raw", ["{", "not json", '{"order_id": "o",}', "\xff"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "{",
+        "not json",
+        '{"order_id": "o",}',
+        "\xff",
+        '{"order_id": "o", "lines": [], "ship_to": {"latitude": NaN, "longitude": 0}}',
+        '{"order_id": "o", "lines": [{"sku": "TSHIRT-M", "quantity": ' + "9" * 5000 + "}]}",
+        "[" * 100_000 + "]" * 100_000,
+    ],
+    ids=["open", "text", "trailing comma", "bad utf-8", "NaN", "5000 digits", "deep nesting"],
+)
 def test_malformed_json_is_400(storefront, stocked, raw):
     response = storefront.post(URL, raw=raw)
     assert response.status_code == 400
