@@ -265,3 +265,11 @@ def test_old_idempotency_records_can_be_purged(operations, stocked):
     )
     assert idempotency_records_purge(older_than=timedelta(days=7)) == 1
     assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["new"]
+
+
+@pytest.mark.parametrize("key", ["", "k" * 201])
+def test_idempotency_key_length_is_checked(operations, stocked, key):
+    response = operations.post("/api/v1/stock/receive/", RECEIVE, headers={"Idempotency-Key": key})
+    assert response.status_code == 400
+    assert error_code(response) == "validation_error"
+    assert on_hand("BER") == 10
