@@ -21,7 +21,7 @@ class ErrorSerializer(serializers.Serializer):
 
 ERROR_DESCRIPTIONS = {
     400: "`validation_error` (bad input, malformed JSON, unknown field, oversized batch), "
-    "`invalid_quantity`, `reason_required`, `same_warehouse`, `unknown_sku`, `unknown_warehouse`",
+    "`invalid_quantity`, `same_warehouse`, `unknown_sku`, `unknown_warehouse`",
     401: "`not_authenticated`: no, malformed, unknown or revoked token",
     403: "`permission_denied`: the client's scopes do not allow this call",
     404: "`not_found`",
