@@ -170,7 +170,7 @@ LOGGING = {
 }
 
 # --- Storefront and operations API (api app) -------------------------------
-INSTALLED_APPS += ["api"]
+INSTALLED_APPS += ["api", "drf_spectacular_sidecar"]
 REST_FRAMEWORK.update(
     {
         "DEFAULT_AUTHENTICATION_CLASSES": ["api.authentication.ClientTokenAuthentication"],
@@ -190,6 +190,10 @@ SPECTACULAR_SETTINGS.update(
         "COMPONENT_SPLIT_REQUEST": True,
         "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
         "SERVE_AUTHENTICATION": [],
+        # /api/docs/ serves Swagger UI from this app's static files, not a CDN.
+        "SWAGGER_UI_DIST": "SIDECAR",
+        "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+        "REDOC_DIST": "SIDECAR",
     }
 )
 # Requests per client token ("N/second|minute|hour|day").

@@ -60,6 +60,7 @@ def test_schema_and_docs_are_served(client, db):
     docs = client.get("/api/docs/")
     assert docs.status_code == 200
     assert b"swagger" in docs.content.lower()
+    assert b"cdn" not in docs.content.lower()  # served locally (works offline)
 
 
 @pytest.mark.slow
