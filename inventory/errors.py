@@ -142,3 +142,18 @@ class StockBusy(InventoryError):
     code = "stock_busy"
     http_status = 503
     default_message = "The stock row is busy; retry shortly."
+
+
+# --- Catalogue (added with the API) ---------------------------------------
+
+
+class NotFound(InventoryError):
+    code = "not_found"
+    http_status = 404
+    default_message = "Not found."
+
+
+class AlreadyExists(InventoryError):
+    code = "already_exists"
+    http_status = 409
+    default_message = "That already exists."

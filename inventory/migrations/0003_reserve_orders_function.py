@@ -51,7 +51,8 @@ LANGUAGE plpgsql AS $$
 DECLARE
     n_orders int := coalesce(array_length(p_order_ids, 1), 0);
     n_lines int := coalesce(array_length(p_skus, 1), 0);
-    now_ts timestamptz := now();
+    -- The wall clock, not now(): a caller's outer transaction may have started earlier.
+    now_ts timestamptz := clock_timestamp();
     sep constant text := chr(31);
     new_ids uuid[] := array_fill(NULL::uuid, ARRAY[greatest(n_orders, 1)]);
     o_status text[] := array_fill('pending'::text, ARRAY[greatest(n_orders, 1)]);

@@ -1170,20 +1170,25 @@ def reservation_fulfill(
     )
 
 
-def reservations_expire(*, now: datetime | None = None, limit: int = 500) -> int:
+def reservations_expire(
+    *, now: datetime | None = None, limit: int = 500, skus: Iterable[str] | None = None
+) -> int:
     """Release active holds whose `expires_at` has passed; returns how many orders.
 
     Each order is released in its own transaction, so one busy order does not
-    hold up the rest. Safe to run concurrently and repeatedly.
+    hold up the rest. Safe to run concurrently and repeatedly. `skus` limits it
+    to orders holding any of those SKUs (the API expires lapsed holds on the
+    SKUs a new order needs before giving up on it).
     """
     from ..actors import SYSTEM_SWEEPER
 
     now = now or timezone.now()
-    order_ids = list(
-        Reservation.objects.filter(status=ReservationStatus.ACTIVE, expires_at__lte=now)
-        .order_by("expires_at")
-        .values_list("order_id", flat=True)[:limit]
-    )
+    due = Reservation.objects.filter(status=ReservationStatus.ACTIVE, expires_at__lte=now)
+    if skus is not None:
+        due = due.filter(
+            lines__product__sku__in=list(skus), lines__status=ReservationStatus.ACTIVE
+        ).distinct()
+    order_ids = list(due.order_by("expires_at").values_list("order_id", flat=True)[:limit])
     expired = 0
     for order_id in order_ids:
         result = _close_order_lines(

@@ -207,3 +207,39 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
+
+# --- Storefront and operations API (api app) -------------------------------
+INSTALLED_APPS += ["api", "drf_spectacular_sidecar"]
+REST_FRAMEWORK.update(
+    {
+        "DEFAULT_AUTHENTICATION_CLASSES": ["api.authentication.ClientTokenAuthentication"],
+        "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+        "DEFAULT_PARSER_CLASSES": ["api.parsers.StrictJSONParser"],
+        "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+        "EXCEPTION_HANDLER": "api.exceptions.api_exception_handler",
+    }
+)
+SPECTACULAR_SETTINGS.update(
+    {
+        "DESCRIPTION": (
+            "Inventory availability, order reservations with warehouse routing, stock "
+            "operations and catalogue sync. Every error is "
+            '{"error": {"code", "message", "details"}}; see docs/API.md.'
+        ),
+        "COMPONENT_SPLIT_REQUEST": True,
+        "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+        "SERVE_AUTHENTICATION": [],
+        # /api/docs/ serves Swagger UI from this app's static files, not a CDN.
+        "SWAGGER_UI_DIST": "SIDECAR",
+        "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+        "REDOC_DIST": "SIDECAR",
+    }
+)
+# Requests per client token ("N/second|minute|hour|day").
+STOCKROOM_API_THROTTLE_RATE = env.str("STOCKROOM_API_THROTTLE_RATE", default="1200/min")
+STOCKROOM_MAX_AVAILABILITY_SKUS = env.int("STOCKROOM_MAX_AVAILABILITY_SKUS", default=100)
+STOCKROOM_MAX_BULK_PRODUCTS = env.int("STOCKROOM_MAX_BULK_PRODUCTS", default=1000)
+# Available units at or below which a SKU is low_stock when it has no reorder threshold.
+STOCKROOM_LOW_STOCK_UNITS = env.int("STOCKROOM_LOW_STOCK_UNITS", default=5)
+# An Idempotency-Key still "running" after this long (its process died) may be taken over.
+STOCKROOM_IDEMPOTENCY_STALE_SECONDS = env.int("STOCKROOM_IDEMPOTENCY_STALE_SECONDS", default=60)

@@ -1,0 +1,273 @@
+"""Order routing: which warehouse each order line without one is reserved in.
+
+The rule (docs/API.md, "Routing"):
+
+1. Lines that name a warehouse stay there.
+2. The other lines go to active warehouses, choosing, in this order of preference:
+   a. one warehouse for all of them, the closest to `ship_to`;
+   b. otherwise the fewest warehouses;
+   c. among equally few, the fewest lines split across warehouses, then the
+      smallest total distance from `ship_to` to the warehouses used, then
+      warehouse codes, alphabetically (deterministic).
+   Each line goes to the closest warehouse of the chosen set that has all of it;
+   a line no single one of them can supply is split, closest warehouse first.
+3. Distance is the great-circle (haversine) distance. Without `ship_to` every
+   distance counts as equal; a warehouse without coordinates is farthest.
+
+Routing plans from a snapshot read (`selectors.supply_for_skus`, no locks), then
+reserves through `services.stock_reserve` with explicit warehouses, which
+re-checks everything under row locks. If that reservation finds a line short
+(another order took the stock between the read and the locks), lapsed holds on
+the order's SKUs are expired and the order is routed and reserved once more.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import combinations
+
+from . import errors, services
+from .models import Reservation
+from .selectors import SupplySnapshot, WarehouseSite, supply_for_skus
+
+EARTH_RADIUS_KM = 6371.0088
+# Exhaustive search over warehouse sets is bounded; beyond it a greedy cover is used.
+MAX_SETS_EXAMINED = 20_000
+
+
+@dataclass(frozen=True)
+class Coordinates:
+    latitude: float
+    longitude: float
+
+
+@dataclass(frozen=True)
+class RequestedLine:
+    sku: str
+    quantity: int
+    warehouse: str | None = None
+
+
+def haversine_km(a: Coordinates, b: Coordinates) -> float:
+    lat1, lon1, lat2, lon2 = map(math.radians, (a.latitude, a.longitude, b.latitude, b.longitude))
+    h = (
+        math.sin((lat2 - lat1) / 2) ** 2
+        + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    )
+    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(h)))
+
+
+def _distance(site: WarehouseSite, ship_to: Coordinates | None) -> float:
+    if ship_to is None:
+        return 0.0
+    if site.latitude is None or site.longitude is None:
+        return math.inf
+    return haversine_km(ship_to, Coordinates(site.latitude, site.longitude))
+
+
+def route_lines(
+    lines: Sequence[RequestedLine], ship_to: Coordinates | None, snapshot: SupplySnapshot
+) -> list[services.ReserveLine]:
+    """Give every line a warehouse by the rule above; raise InsufficientStock if impossible.
+
+    Pure: reads only `snapshot`. Unknown SKUs are left to `stock_reserve` to report.
+    """
+    fixed: dict[tuple[str, str], int] = {}
+    open_demand: dict[str, int] = {}
+    for line in lines:
+        if line.warehouse:
+            key = (line.sku, line.warehouse)
+            fixed[key] = fixed.get(key, 0) + line.quantity
+        else:
+            open_demand[line.sku] = open_demand.get(line.sku, 0) + line.quantity
+    routed = [services.ReserveLine(sku, code, qty) for (sku, code), qty in fixed.items()]
+    if not open_demand:
+        return routed
+    unknown = set(open_demand) - snapshot.known_skus
+    if unknown:
+        raise errors.UnknownSku(list(unknown))
+
+    sites = sorted(snapshot.warehouses, key=lambda s: (_distance(s, ship_to), s.code))
+    codes = [site.code for site in sites]  # closest first
+    distance = {site.code: _distance(site, ship_to) for site in sites}
+    # What each warehouse can still give the routed lines after this order's fixed lines.
+    supply = {
+        sku: {
+            code: max(snapshot.can_supply(sku, code) - fixed.get((sku, code), 0), 0)
+            for code in codes
+        }
+        for sku in open_demand
+    }
+    short = sorted(sku for sku, qty in open_demand.items() if sum(supply[sku].values()) < qty)
+    if short:
+        raise errors.InsufficientStock(
+            [
+                {
+                    "sku": sku,
+                    "warehouse": None,
+                    "requested": open_demand[sku],
+                    "available": sum(supply[sku].values()),
+                }
+                for sku in short
+            ],
+            message="Not enough stock in the active warehouses.",
+        )
+    chosen = _choose_warehouses(open_demand, supply, codes, distance)
+    chosen_by_distance = [code for code in codes if code in chosen]
+    for sku, qty in sorted(open_demand.items()):
+        routed.extend(_assign(sku, qty, chosen_by_distance, supply[sku]))
+    return routed
+
+
+def _assign(
+    sku: str, quantity: int, chosen: list[str], supply: dict[str, int]
+) -> list[services.ReserveLine]:
+    """The closest chosen warehouse that has the whole line; else split it, closest first."""
+    whole = next((code for code in chosen if supply[code] >= quantity), None)
+    if whole is not None:
+        return [services.ReserveLine(sku, whole, quantity)]
+    parts, remaining = [], quantity
+    for code in chosen:
+        take = min(supply[code], remaining)
+        if take > 0:
+            parts.append(services.ReserveLine(sku, code, take))
+            remaining -= take
+    return parts
+
+
+def _score(
+    group: Sequence[str],
+    demand: dict[str, int],
+    supply: dict[str, dict[str, int]],
+    distance: dict[str, float],
+) -> tuple[int, float, tuple[str, ...]] | None:
+    """(lines that must be split, total distance, codes) if `group` can supply every line."""
+    splits = 0
+    for sku, qty in demand.items():
+        if any(supply[sku][code] >= qty for code in group):
+            continue
+        if sum(supply[sku][code] for code in group) < qty:
+            return None
+        splits += 1
+    return splits, sum(distance[code] for code in group), tuple(sorted(group))
+
+
+def _choose_warehouses(
+    demand: dict[str, int],
+    supply: dict[str, dict[str, int]],
+    codes: list[str],
+    distance: dict[str, float],
+) -> set[str]:
+    """The fewest warehouses that can supply every line; then the fewest split lines,
+    the smallest total distance, and codes alphabetically."""
+    candidates = [code for code in codes if any(supply[sku][code] for sku in demand)]
+    examined = 0
+    for size in range(1, len(candidates) + 1):
+        best = None
+        for group in combinations(candidates, size):
+            examined += 1
+            if examined > MAX_SETS_EXAMINED:
+                return _greedy_cover(demand, supply, candidates, distance)
+            score = _score(group, demand, supply, distance)
+            if score is not None and (best is None or score < best):
+                best = score
+        if best is not None:
+            return set(best[2])
+    raise AssertionError("the total supply covers every line")  # pragma: no cover
+
+
+def _greedy_cover(
+    demand: dict[str, int],
+    supply: dict[str, dict[str, int]],
+    candidates: list[str],
+    distance: dict[str, float],
+) -> set[str]:
+    """Add the warehouse that completes the most lines (then supplies the most units,
+    then is closest) until every line can be supplied."""
+    chosen: list[str] = []
+
+    def progress(group: list[str]) -> tuple[int, int]:
+        covered = [min(qty, sum(supply[sku][c] for c in group)) for sku, qty in demand.items()]
+        complete = sum(units == qty for units, qty in zip(covered, demand.values(), strict=True))
+        return complete, sum(covered)
+
+    while _score(chosen, demand, supply, distance) is None:
+        rest = [code for code in candidates if code not in chosen]
+        chosen.append(max(rest, key=lambda c: (*progress([*chosen, c]), -candidates.index(c))))
+    return set(chosen)
+
+
+def _same_request(reservation: Reservation, lines: Sequence[RequestedLine]) -> bool:
+    """Whether `lines` are what this order's reservation was made from.
+
+    Per SKU the same total quantity, and every line that named a warehouse is held
+    there. (Routed lines may have landed anywhere, so the warehouse chosen by
+    routing does not make a retry different.)
+    """
+    held: dict[str, int] = {}
+    held_at: dict[tuple[str, str], int] = {}
+    for line in reservation.lines.select_related("product", "warehouse"):
+        held[line.product.sku] = held.get(line.product.sku, 0) + line.quantity
+        key = (line.product.sku, line.warehouse.code)
+        held_at[key] = held_at.get(key, 0) + line.quantity
+    wanted: dict[str, int] = {}
+    wanted_at: dict[tuple[str, str], int] = {}
+    for line in lines:
+        wanted[line.sku] = wanted.get(line.sku, 0) + line.quantity
+        if line.warehouse:
+            key = (line.sku, line.warehouse)
+            wanted_at[key] = wanted_at.get(key, 0) + line.quantity
+    return wanted == held and all(held_at.get(k, 0) >= q for k, q in wanted_at.items())
+
+
+def _existing(order_id: str, lines: Sequence[RequestedLine]) -> services.ReservationResult | None:
+    reservation = Reservation.objects.filter(order_id=order_id).first()
+    if reservation is None:
+        return None
+    if not _same_request(reservation, lines):
+        raise errors.OrderConflict(details={"order_id": order_id})
+    return services.ReservationResult(reservation, created=False)
+
+
+def reserve_order(
+    *,
+    order_id: str,
+    lines: Sequence[RequestedLine],
+    actor: str,
+    ship_to: Coordinates | None = None,
+    expires_at: datetime | None = None,
+) -> services.ReservationResult:
+    """Route the order's lines and reserve them, all or nothing (see the module doc).
+
+    Idempotent by order id like `stock_reserve`: the same lines again return the
+    existing reservation (created=False) whichever warehouses routing picked the
+    first time; different lines raise OrderConflict.
+    """
+    if not lines:
+        raise errors.InvalidInput("An order needs at least one line.")
+    existing = _existing(order_id, lines)
+    if existing is not None:
+        return existing
+    skus = sorted({line.sku for line in lines})
+    for attempt in range(2):
+        routed = route_lines(lines, ship_to, supply_for_skus(skus))
+        try:
+            return services.stock_reserve(
+                order_id=order_id, lines=routed, actor=actor, expires_at=expires_at
+            )
+        except errors.OrderConflict:
+            # A concurrent duplicate of this order won and routed differently.
+            existing = _existing(order_id, lines)
+            if existing is not None:
+                return existing
+            raise
+        except errors.InsufficientStock:
+            if attempt == 1:
+                raise
+            # Stock moved since the snapshot, or lapsed holds still reserve it:
+            # release the lapsed holds on these SKUs, then route once more.
+            services.reservations_expire(skus=skus)
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,375 @@
+"""Reads of stock and catalogue data: the API and other edges read through here.
+
+`availability_for_skus` is the single function the availability cache will sit
+in front of (one SQL query for any batch of SKUs). Lists return querysets for
+cursor pagination, filtered by the FilterSets below.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import django_filters
+from django.conf import settings
+from django.db import connection
+from django.db.models import F, QuerySet
+from django.utils import timezone
+
+from warehouses.models import Warehouse
+
+from . import errors
+from .models import Inventory, InventoryTransaction, Product, StockPolicy, TransactionType
+
+
+class AvailabilityStatus:
+    IN_STOCK = "in_stock"
+    LOW_STOCK = "low_stock"
+    OUT_OF_STOCK = "out_of_stock"
+    BACKORDER = "backorder"
+    PREORDER = "preorder"
+    ALL = (IN_STOCK, LOW_STOCK, OUT_OF_STOCK, BACKORDER, PREORDER)
+
+
+@dataclass(frozen=True)
+class WarehouseAvailability:
+    code: str
+    available: int  # units that can be sold from stock now (never below 0)
+
+
+@dataclass(frozen=True)
+class SkuAvailability:
+    sku: str
+    product_id: uuid.UUID
+    available: int
+    status: str
+    warehouses: tuple[WarehouseAvailability, ...]
+    ships_in_days: Mapping[str, int] | None = None
+
+
+# One row per (product, inventory row); products without rows come back once with
+# NULL inventory columns. `lapsed` is what active holds past their expires_at
+# still reserve on the row: it does not count against availability (the sweeper
+# releases it; until it has, a reservation that needs it expires it first).
+_ROWS_SQL = """
+SELECT p.id, p.sku, p.stock_policy, p.backorder_limit,
+       w.code, w.is_active, i.on_hand, i.reserved, i.reorder_threshold,
+       COALESCE((
+           SELECT SUM(rl.quantity - rl.quantity_fulfilled - rl.quantity_released)
+           FROM inventory_reservationline rl
+           JOIN inventory_reservation r ON r.id = rl.reservation_id
+           WHERE rl.inventory_id = i.id AND rl.status = 'active'
+             AND r.status = 'active' AND r.expires_at <= %s
+       ), 0) AS lapsed,
+       (SELECT COUNT(*) FROM warehouses_warehouse aw WHERE aw.is_active) AS active_warehouses
+FROM inventory_product p
+LEFT JOIN inventory_inventory i ON i.product_id = p.id
+LEFT JOIN warehouses_warehouse w ON w.id = i.warehouse_id
+WHERE p.sku IN ({placeholders})
+ORDER BY p.sku, w.code
+"""
+
+
+@dataclass
+class _Row:
+    product_id: uuid.UUID
+    sku: str
+    stock_policy: str
+    backorder_limit: int
+    code: str | None
+    is_active: bool
+    on_hand: int
+    reserved: int
+    reorder_threshold: int
+    lapsed: int
+    active_warehouses: int
+
+    @property
+    def allowance(self) -> int:
+        return 0 if self.stock_policy == StockPolicy.NORMAL else self.backorder_limit
+
+    @property
+    def free(self) -> int:
+        """On hand minus what live (not lapsed) holds reserve; negative when backordered."""
+        return self.on_hand - self.reserved + self.lapsed
+
+
+def _stock_rows(skus: Collection[str], now: datetime) -> dict[str, list[_Row]]:
+    skus = sorted(set(skus))
+    if not skus:
+        return {}
+    sql = _ROWS_SQL.format(placeholders=", ".join(["%s"] * len(skus)))
+    by_sku: dict[str, list[_Row]] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [now, *skus])
+        for pid, sku, policy, limit, code, active, on_hand, reserved, thr, lapsed, n in cursor:
+            by_sku.setdefault(sku, []).append(
+                _Row(
+                    product_id=uuid.UUID(str(pid)),
+                    sku=sku,
+                    stock_policy=policy,
+                    backorder_limit=limit,
+                    code=code,
+                    is_active=bool(active),
+                    on_hand=on_hand or 0,
+                    reserved=reserved or 0,
+                    reorder_threshold=thr or 0,
+                    lapsed=int(lapsed or 0),
+                    active_warehouses=n,
+                )
+            )
+    return by_sku
+
+
+def low_stock_level(reorder_thresholds: Iterable[int]) -> int:
+    """Units at or below which a SKU in stock is `low_stock`.
+
+    The sum of its reorder thresholds in active warehouses (the level purchasing
+    reorders at), or STOCKROOM_LOW_STOCK_UNITS when no threshold is set.
+    """
+    return sum(reorder_thresholds) or settings.STOCKROOM_LOW_STOCK_UNITS
+
+
+def _availability(rows: list[_Row]) -> SkuAvailability:
+    first = rows[0]
+    active = [row for row in rows if row.code is not None and row.is_active]
+    warehouses = tuple(WarehouseAvailability(row.code, max(row.free, 0)) for row in active)
+    available = sum(w.available for w in warehouses)
+    if available > 0:
+        level = low_stock_level(row.reorder_threshold for row in active)
+        status = AvailabilityStatus.LOW_STOCK if available <= level else AvailabilityStatus.IN_STOCK
+    else:
+        # Backorder / pre-order: some active warehouse can still go below zero
+        # (an active warehouse without a row yet can take the whole allowance).
+        can_backorder = first.allowance > 0 and (
+            any(row.free + row.allowance > 0 for row in active)
+            or len(active) < first.active_warehouses
+        )
+        if can_backorder and first.stock_policy == StockPolicy.PREORDER:
+            status = AvailabilityStatus.PREORDER
+        elif can_backorder:
+            status = AvailabilityStatus.BACKORDER
+        else:
+            status = AvailabilityStatus.OUT_OF_STOCK
+    return SkuAvailability(
+        sku=first.sku,
+        product_id=first.product_id,
+        available=available,
+        status=status,
+        warehouses=warehouses,
+    )
+
+
+def availability_for_skus(
+    skus: Collection[str], *, now: datetime | None = None
+) -> dict[str, SkuAvailability | None]:
+    """Availability of each SKU (None for an unknown SKU), in one query.
+
+    `available` counts stock on hand not held by live reservations, in active
+    warehouses; holds past their `expires_at` do not count. This is the function
+    the availability cache sits in front of: its result depends only on the
+    SKUs' inventory rows (each change is published to
+    `services.COMMITTED_CHANGE_LISTENERS`, where the cache can invalidate), the set
+    of active warehouses, and time (a hold lapsing at its `expires_at` frees its
+    units without any write, so cached entries need a TTL).
+    """
+    by_sku = _stock_rows(skus, now or timezone.now())
+    result: dict[str, SkuAvailability | None] = {sku: None for sku in skus}
+    for sku, rows in by_sku.items():
+        result[sku] = _availability(rows)
+    depleted = {
+        a.product_id: a
+        for a in result.values()
+        if a is not None and a.status not in (AvailabilityStatus.IN_STOCK,)
+    }
+    if depleted:
+        ships = ships_in_days_for_products(list(depleted))
+        for product_id, window in ships.items():
+            a = depleted.get(product_id)
+            if a is not None:
+                result[a.sku] = SkuAvailability(**{**a.__dict__, "ships_in_days": window})
+    return result
+
+
+def ships_in_days_for_products(product_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, dict]:
+    """{product_id: {"min": days, "max": days}} from open purchase orders' expected arrival.
+
+    Empty until the purchasing module is wired in (the lead does that after merge),
+    so `ships_in_days` is null in the API for now.
+    """
+    return {}
+
+
+# --- Routing snapshot -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WarehouseSite:
+    code: str
+    latitude: float | None
+    longitude: float | None
+
+
+@dataclass(frozen=True)
+class SupplySnapshot:
+    """What each active warehouse could reserve of each SKU right now (allowance included)."""
+
+    warehouses: tuple[WarehouseSite, ...]
+    reservable: Mapping[tuple[str, str], int]  # (sku, code) -> units
+    known_skus: frozenset[str]
+
+    def can_supply(self, sku: str, code: str) -> int:
+        return self.reservable.get((sku, code), 0)
+
+
+def supply_for_skus(skus: Collection[str], *, now: datetime | None = None) -> SupplySnapshot:
+    """A point-in-time read for routing (two queries; no locks)."""
+    sites = tuple(
+        WarehouseSite(
+            code,
+            float(lat) if lat is not None else None,
+            float(lon) if lon is not None else None,
+        )
+        for code, lat, lon in Warehouse.objects.filter(is_active=True)
+        .order_by("code")
+        .values_list("code", "latitude", "longitude")
+    )
+    by_sku = _stock_rows(skus, now or timezone.now())
+    reservable: dict[tuple[str, str], int] = {}
+    for sku, rows in by_sku.items():
+        allowance = rows[0].allowance
+        # A warehouse without a row can take a backorder/pre-order SKU up to its allowance.
+        for site in sites:
+            if allowance:
+                reservable[(sku, site.code)] = allowance
+        for row in rows:
+            if row.code is not None and row.is_active:
+                reservable[(sku, row.code)] = max(row.free + allowance, 0)
+    return SupplySnapshot(sites, reservable, frozenset(by_sku))
+
+
+# --- Lists ----------------------------------------------------------------
+
+
+class _StrictFilterSet(django_filters.FilterSet):
+    """A FilterSet whose invalid values raise InvalidInput (400) instead of being ignored."""
+
+    def filtered(self) -> QuerySet:
+        if not self.is_valid():
+            raise errors.InvalidInput(
+                "Invalid filter.", details={k: list(v) for k, v in self.errors.items()}
+            )
+        return self.qs
+
+
+def _strict_boolean_filter(**kwargs) -> django_filters.TypedChoiceFilter:
+    """Only `true` or `false` (BooleanFilter silently ignores anything else)."""
+    return django_filters.TypedChoiceFilter(
+        choices=[("true", "true"), ("false", "false")], coerce=lambda v: v == "true", **kwargs
+    )
+
+
+class ProductFilter(_StrictFilterSet):
+    category = django_filters.CharFilter()
+    stock_policy = django_filters.ChoiceFilter(choices=StockPolicy.choices)
+
+    class Meta:
+        model = Product
+        fields = ["category", "stock_policy"]
+
+
+class WarehouseFilter(_StrictFilterSet):
+    is_active = _strict_boolean_filter(field_name="is_active")
+
+    class Meta:
+        model = Warehouse
+        fields = ["is_active"]
+
+
+class InventoryFilter(_StrictFilterSet):
+    sku = django_filters.CharFilter(field_name="product__sku")
+    warehouse = django_filters.CharFilter(field_name="warehouse__code")
+    below_threshold = _strict_boolean_filter(method="filter_below_threshold")
+
+    class Meta:
+        model = Inventory
+        fields = ["sku", "warehouse", "below_threshold"]
+
+    def filter_below_threshold(self, queryset, name, value):
+        below = {"reorder_threshold__gt": 0, "available__lte": F("reorder_threshold")}
+        return queryset.filter(**below) if value else queryset.exclude(**below)
+
+
+class TransactionFilter(_StrictFilterSet):
+    sku = django_filters.CharFilter(field_name="product__sku")
+    warehouse = django_filters.CharFilter(field_name="warehouse__code")
+    type = django_filters.ChoiceFilter(choices=TransactionType.choices)
+    since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    reference = django_filters.CharFilter(field_name="reference_id")
+    reference_type = django_filters.CharFilter(field_name="reference_type")
+
+    class Meta:
+        model = InventoryTransaction
+        fields = ["sku", "warehouse", "type", "since", "reference", "reference_type"]
+
+
+def product_list(*, filters: Mapping[str, Any] | None = None) -> QuerySet[Product]:
+    return ProductFilter(filters, Product.objects.all()).filtered()
+
+
+def product_get(*, sku: str) -> Product:
+    product = Product.objects.filter(sku=sku).first()
+    if product is None:
+        raise errors.NotFound(f"Unknown SKU {sku!r}.", details={"sku": sku})
+    return product
+
+
+def warehouse_list(*, filters: Mapping[str, Any] | None = None) -> QuerySet[Warehouse]:
+    return WarehouseFilter(filters, Warehouse.objects.all()).filtered()
+
+
+def warehouse_get(*, code: str) -> Warehouse:
+    warehouse = Warehouse.objects.filter(code=code).first()
+    if warehouse is None:
+        raise errors.NotFound(f"Unknown warehouse {code!r}.", details={"warehouse": code})
+    return warehouse
+
+
+def inventory_list(*, filters: Mapping[str, Any] | None = None) -> QuerySet[Inventory]:
+    queryset = Inventory.objects.select_related("product", "warehouse")
+    return InventoryFilter(filters, queryset).filtered()
+
+
+def inventory_get(*, sku: str, warehouse: str) -> Inventory:
+    row = (
+        Inventory.objects.select_related("product", "warehouse")
+        .filter(product__sku=sku, warehouse__code=warehouse)
+        .first()
+    )
+    if row is None:
+        raise errors.NotFound(
+            f"No stock row for {sku!r} in {warehouse!r}.",
+            details={"sku": sku, "warehouse": warehouse},
+        )
+    return row
+
+
+def transaction_list(*, filters: Mapping[str, Any] | None = None) -> QuerySet[InventoryTransaction]:
+    queryset = InventoryTransaction.objects.select_related("product", "warehouse")
+    return TransactionFilter(filters, queryset).filtered()
+
+
+def reservation_get(*, order_id: str):
+    from .models import Reservation
+
+    reservation = (
+        Reservation.objects.filter(order_id=order_id)
+        .prefetch_related("lines__product", "lines__warehouse")
+        .first()
+    )
+    if reservation is None:
+        raise errors.ReservationNotFound(details={"order_id": order_id})
+    return reservation

@@ -1,0 +1,225 @@
+"""Catalogue writes: products, warehouses and inventory reorder settings.
+
+None of these change stock quantities (only `stock.py` does). A product's stock
+policy changes through `product_set_stock_policy`, which copies the allowance to
+every inventory row. Each function validates with the models' own validators and
+raises `InvalidInput` (400) or `AlreadyExists` (409), changing nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from warehouses.models import Warehouse
+
+from .. import errors
+from ..models import Inventory, Product, StockPolicy
+from .stock import product_set_stock_policy
+
+PRODUCT_FIELDS = ("name", "category", "weight_g", "length_mm", "width_mm", "height_mm")
+WAREHOUSE_FIELDS = ("name", "address", "latitude", "longitude", "capacity", "is_active")
+
+
+def _validate(instance, *, exclude: Sequence[str] = ()) -> None:
+    try:
+        # Unique and CHECK constraints are left to the database (validating them here
+        # costs a query per object); field validators (SKU pattern, ranges) run.
+        instance.full_clean(
+            exclude=list(exclude), validate_unique=False, validate_constraints=False
+        )
+    except ValidationError as exc:
+        raise errors.InvalidInput(
+            "The data is not valid; see details.", details=exc.message_dict
+        ) from exc
+
+
+def _check_policy(stock_policy: str, backorder_limit: int) -> int:
+    if stock_policy not in StockPolicy.values:
+        raise errors.InvalidInput(
+            f"Unknown stock policy {stock_policy!r}.",
+            details={"stock_policy": [f"One of {', '.join(StockPolicy.values)}."]},
+        )
+    if stock_policy == StockPolicy.NORMAL and backorder_limit:
+        raise errors.InvalidInput(
+            "A normal SKU cannot have a backorder limit.",
+            details={"backorder_limit": ["Must be 0 for the normal stock policy."]},
+        )
+    return backorder_limit
+
+
+def product_create(
+    *,
+    sku: str,
+    name: str,
+    stock_policy: str = StockPolicy.NORMAL,
+    backorder_limit: int = 0,
+    **fields: Any,
+) -> Product:
+    _check_policy(stock_policy, backorder_limit)
+    product = Product(
+        sku=sku,
+        name=name,
+        stock_policy=stock_policy,
+        backorder_limit=backorder_limit,
+        **{k: v for k, v in fields.items() if k in PRODUCT_FIELDS},
+    )
+    _validate(product)
+    try:
+        with transaction.atomic():
+            product.save(force_insert=True)
+    except IntegrityError as exc:
+        raise errors.AlreadyExists(f"SKU {sku!r} already exists.", details={"sku": sku}) from exc
+    return product
+
+
+def product_update(*, product: Product, data: Mapping[str, Any]) -> Product:
+    """Change the given fields; a policy change goes through product_set_stock_policy."""
+    stock_policy = data.get("stock_policy", product.stock_policy)
+    backorder_limit = data.get(
+        "backorder_limit", 0 if stock_policy == StockPolicy.NORMAL else product.backorder_limit
+    )
+    _check_policy(stock_policy, backorder_limit)
+    changed = [k for k in PRODUCT_FIELDS if k in data and getattr(product, k) != data[k]]
+    with transaction.atomic():
+        if changed:
+            for k in changed:
+                setattr(product, k, data[k])
+            _validate(product)
+            product.save(update_fields=[*changed, "updated_at"])
+        if (stock_policy, backorder_limit) != (product.stock_policy, product.backorder_limit):
+            product_set_stock_policy(
+                product=product, stock_policy=stock_policy, backorder_limit=backorder_limit
+            )
+    return product
+
+
+def products_upsert(*, items: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
+    """Create or update up to STOCKROOM_MAX_BULK_PRODUCTS products, all or none.
+
+    Returns (created, updated). Every item is validated before anything is written.
+    """
+    if not items:
+        raise errors.InvalidInput("Send at least one product.")
+    if len(items) > settings.STOCKROOM_MAX_BULK_PRODUCTS:
+        raise errors.InvalidInput(
+            f"At most {settings.STOCKROOM_MAX_BULK_PRODUCTS} products per call.",
+            details={"max_items": settings.STOCKROOM_MAX_BULK_PRODUCTS},
+        )
+    skus = [item["sku"] for item in items]
+    seen: set[str] = set()
+    duplicates = sorted({s for s in skus if s in seen or seen.add(s)})
+    if duplicates:
+        raise errors.InvalidInput(
+            "Each SKU may appear once per call.", details={"duplicate_skus": duplicates}
+        )
+    existing = {p.sku: p for p in Product.objects.filter(sku__in=skus)}
+    problems: dict[str, Any] = {}
+    new: list[Product] = []
+    changed: list[Product] = []
+    policy_changes: list[tuple[Product, str, int]] = []
+    for item in items:
+        sku = item["sku"]
+        policy = item.get("stock_policy", StockPolicy.NORMAL)
+        limit = item.get("backorder_limit", 0)
+        try:
+            _check_policy(policy, limit)
+            product = existing.get(sku)
+            is_new = product is None
+            if is_new:
+                product = Product(sku=sku, stock_policy=policy, backorder_limit=limit)
+            elif (policy, limit) != (product.stock_policy, product.backorder_limit):
+                policy_changes.append((product, policy, limit))
+            for k in PRODUCT_FIELDS:
+                if k in item:
+                    setattr(product, k, item[k])
+            if is_new or any(k in item for k in PRODUCT_FIELDS):
+                # The serializer already checked types and ranges; the model checks
+                # the rest (SKU pattern, lengths). Unique is checked by the database.
+                _validate(product, exclude=["id"])
+            (new if is_new else changed).append(product)
+        except errors.InvalidInput as exc:
+            problems[sku] = exc.details
+    if problems:
+        raise errors.InvalidInput(
+            "Some products are not valid; nothing was saved.", details=problems
+        )
+    try:
+        with transaction.atomic():
+            Product.objects.bulk_create(new, batch_size=500)
+            if changed:
+                Product.objects.bulk_update(changed, [*PRODUCT_FIELDS], batch_size=500)
+            for product, policy, limit in policy_changes:
+                product_set_stock_policy(
+                    product=product, stock_policy=policy, backorder_limit=limit
+                )
+    except IntegrityError as exc:
+        # A concurrent call created one of these SKUs first.
+        raise errors.AlreadyExists("A SKU was created concurrently; retry the call.") from exc
+    return len(new), len(changed)
+
+
+def warehouse_create(*, code: str, name: str, **fields: Any) -> Warehouse:
+    warehouse = Warehouse(
+        code=code, name=name, **{k: v for k, v in fields.items() if k in WAREHOUSE_FIELDS}
+    )
+    _validate(warehouse)
+    try:
+        with transaction.atomic():
+            warehouse.save(force_insert=True)
+    except IntegrityError as exc:
+        raise errors.AlreadyExists(
+            f"Warehouse {code!r} already exists.", details={"warehouse": code}
+        ) from exc
+    return warehouse
+
+
+def warehouse_update(*, warehouse: Warehouse, data: Mapping[str, Any]) -> Warehouse:
+    changed = [k for k in WAREHOUSE_FIELDS if k in data and getattr(warehouse, k) != data[k]]
+    if changed:
+        for k in changed:
+            setattr(warehouse, k, data[k])
+        _validate(warehouse)
+        warehouse.save(update_fields=[*changed, "updated_at"])
+    return warehouse
+
+
+def inventory_set_reorder(
+    *,
+    sku: str,
+    warehouse: str,
+    reorder_threshold: int | None = None,
+    reorder_quantity: int | None = None,
+) -> Inventory:
+    """Set a row's reorder threshold and/or quantity (creating the empty row if needed).
+
+    Written with UPDATE ... SET of those two columns only, so it never races with
+    the stock columns that the stock operations change under row locks.
+    """
+    product = Product.objects.filter(sku=sku).first()
+    site = Warehouse.objects.filter(code=warehouse).first()
+    if product is None:
+        raise errors.UnknownSku([sku])
+    if site is None:
+        raise errors.UnknownWarehouse([warehouse])
+    values = {
+        k: v
+        for k, v in (
+            ("reorder_threshold", reorder_threshold),
+            ("reorder_quantity", reorder_quantity),
+        )
+        if v is not None
+    }
+    Inventory.objects.bulk_create(
+        [Inventory(product=product, warehouse=site, backorder_allowance=product.allowance)],
+        ignore_conflicts=True,
+    )
+    if values:
+        Inventory.objects.filter(product=product, warehouse=site).update(**values)
+    return Inventory.objects.select_related("product", "warehouse").get(
+        product=product, warehouse=site
+    )
