@@ -29,6 +29,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -81,6 +82,10 @@ class StockSnapshot:
     allowance: int
     warehouses: dict[str, int] = field(default_factory=dict)
     versions: dict[str, int] = field(default_factory=dict)
+    # Taken at fill time (refreshed at least every TTL): reorder thresholds per
+    # warehouse (for low_stock) and when a depleted SKU can ship again.
+    thresholds: dict[str, int] = field(default_factory=dict)
+    ships_in_days: dict[str, int] | None = None
 
     def total_available(self, active_codes: Iterable[str] | None = None) -> int:
         if active_codes is None:
@@ -233,6 +238,8 @@ def _parse(sku: str, entry: dict[str, str]) -> StockSnapshot | None:
         product_id=info["product_id"],
         stock_policy=info["stock_policy"],
         allowance=int(info["allowance"]),
+        thresholds={code: int(t) for code, t in info.get("thresholds", {}).items()},
+        ships_in_days=info.get("ships_in_days"),
     )
     for name, value in entry.items():
         if name.startswith("a:"):
@@ -254,7 +261,8 @@ def load_from_database(skus: Sequence[str]) -> dict[str, StockSnapshot]:
         return {}
     placeholders = ", ".join(["%s"] * len(skus))
     sql = f"""
-        SELECT p.sku, p.id, p.stock_policy, p.backorder_limit, w.code, i.available, i.version
+        SELECT p.sku, p.id, p.stock_policy, p.backorder_limit, w.code, i.available, i.version,
+               i.reorder_threshold
         FROM inventory_product p
         LEFT JOIN inventory_inventory i ON i.product_id = p.id
         LEFT JOIN warehouses_warehouse w ON w.id = i.warehouse_id
@@ -263,7 +271,8 @@ def load_from_database(skus: Sequence[str]) -> dict[str, StockSnapshot]:
     snapshots: dict[str, StockSnapshot] = {}
     with connections[read_alias()].cursor() as cursor:
         cursor.execute(sql, list(skus))
-        for sku, product_id, policy, limit, code, available, version in cursor.fetchall():
+        rows = cursor.fetchall()
+        for sku, product_id, policy, limit, code, available, version, threshold in rows:
             snap = snapshots.get(sku)
             if snap is None:
                 snap = snapshots[sku] = StockSnapshot(
@@ -275,6 +284,21 @@ def load_from_database(skus: Sequence[str]) -> dict[str, StockSnapshot]:
             if code is not None:
                 snap.warehouses[code] = int(available)
                 snap.versions[code] = int(version)
+                snap.thresholds[code] = int(threshold)
+    # "Ships in N days" matters only for SKUs that are low or out: look it up
+    # (two queries, whatever the count) for those, at fill time.
+    from .selectors import low_stock_level, ships_in_days_for_products
+
+    low = [
+        snap
+        for snap in snapshots.values()
+        if sum(max(v, 0) for v in snap.warehouses.values())
+        <= low_stock_level(snap.thresholds.values())
+    ]
+    if low:
+        etas = ships_in_days_for_products([uuid.UUID(snap.product_id) for snap in low])
+        for snap in low:
+            snap.ships_in_days = etas.get(uuid.UUID(snap.product_id))
     return snapshots
 
 
@@ -286,6 +310,8 @@ def _fill(snapshots: Iterable[StockSnapshot]) -> None:
                 "product_id": snap.product_id,
                 "stock_policy": snap.stock_policy,
                 "allowance": snap.allowance,
+                "thresholds": snap.thresholds,
+                "ships_in_days": snap.ships_in_days,
             }
         )
         fields = [(code, snap.versions[code], snap.warehouses[code]) for code in snap.warehouses]

@@ -7,6 +7,7 @@ cursor pagination, filtered by the FilterSets below.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
@@ -166,15 +167,84 @@ def _availability(rows: list[_Row]) -> SkuAvailability:
 def availability_for_skus(
     skus: Collection[str], *, now: datetime | None = None
 ) -> dict[str, SkuAvailability | None]:
-    """Availability of each SKU (None for an unknown SKU), in one query.
+    """Availability of each SKU (None for an unknown SKU).
+
+    With STOCKROOM_AVAILABILITY_CACHE on (the default), served by the read model
+    in `inventory.availability_cache`: one Redis round trip, and the misses read
+    from the database in one query and written back. Otherwise (or to compare)
+    `availability_from_database`. Both count stock in active warehouses.
+    """
+    if not getattr(settings, "STOCKROOM_AVAILABILITY_CACHE", True):
+        return availability_from_database(skus, now=now)
+    from . import availability_cache
+
+    snapshots = availability_cache.get_many(list(skus))
+    active = active_warehouse_codes()
+    result: dict[str, SkuAvailability | None] = {sku: None for sku in skus}
+    for sku, snap in snapshots.items():
+        result[sku] = _availability_from_snapshot(snap, active)
+    return result
+
+
+def _availability_from_snapshot(snap, active: frozenset[str]) -> SkuAvailability:
+    codes = sorted(code for code in snap.warehouses if code in active)
+    warehouses = tuple(WarehouseAvailability(c, max(snap.warehouses[c], 0)) for c in codes)
+    available = sum(w.available for w in warehouses)
+    allowance = snap.allowance
+    if available > 0:
+        level = low_stock_level(snap.thresholds.get(c, 0) for c in codes)
+        status = AvailabilityStatus.LOW_STOCK if available <= level else AvailabilityStatus.IN_STOCK
+    else:
+        can_backorder = allowance > 0 and (
+            any(snap.warehouses[c] + allowance > 0 for c in codes) or len(codes) < len(active)
+        )
+        if can_backorder and snap.stock_policy == StockPolicy.PREORDER:
+            status = AvailabilityStatus.PREORDER
+        elif can_backorder:
+            status = AvailabilityStatus.BACKORDER
+        else:
+            status = AvailabilityStatus.OUT_OF_STOCK
+    return SkuAvailability(
+        sku=snap.sku,
+        product_id=uuid.UUID(snap.product_id),
+        available=available,
+        status=status,
+        warehouses=warehouses,
+        ships_in_days=snap.ships_in_days if status != AvailabilityStatus.IN_STOCK else None,
+    )
+
+
+_active_codes: tuple[float, frozenset[str]] = (0.0, frozenset())
+
+
+def active_warehouse_codes() -> frozenset[str]:
+    """Codes of active warehouses, cached in-process for ACTIVE_WAREHOUSES_SECONDS
+    (a handful of rows; activating or closing a site shows within that time)."""
+    global _active_codes
+    now = time.monotonic()
+    expires, codes = _active_codes
+    if now >= expires:
+        codes = frozenset(Warehouse.objects.filter(is_active=True).values_list("code", flat=True))
+        _active_codes = (now + ACTIVE_WAREHOUSES_SECONDS, codes)
+    return codes
+
+
+def forget_active_warehouses() -> None:
+    global _active_codes
+    _active_codes = (0.0, frozenset())
+
+
+ACTIVE_WAREHOUSES_SECONDS = 5.0
+
+
+def availability_from_database(
+    skus: Collection[str], *, now: datetime | None = None
+) -> dict[str, SkuAvailability | None]:
+    """Availability of each SKU (None for an unknown SKU), in one query, uncached.
 
     `available` counts stock on hand not held by live reservations, in active
-    warehouses; holds past their `expires_at` do not count. This is the function
-    the availability cache sits in front of: its result depends only on the
-    SKUs' inventory rows (each change is published to
-    `services.COMMITTED_CHANGE_LISTENERS`, where the cache can invalidate), the set
-    of active warehouses, and time (a hold lapsing at its `expires_at` frees its
-    units without any write, so cached entries need a TTL).
+    warehouses; holds past their `expires_at` do not count here (the cached
+    path counts them until the sweeper releases them, within a minute).
     """
     by_sku = _stock_rows(skus, now or timezone.now())
     result: dict[str, SkuAvailability | None] = {sku: None for sku in skus}
@@ -195,12 +265,11 @@ def availability_for_skus(
 
 
 def ships_in_days_for_products(product_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, dict]:
-    """{product_id: {"min": days, "max": days}} from open purchase orders' expected arrival.
+    """{product_id: {"min": days, "max": days}}: when depleted products can ship
+    again, from open purchase orders or supplier lead times (purchasing.selectors)."""
+    from purchasing.selectors import ships_in_days_for_products as from_purchasing
 
-    Empty until the purchasing module is wired in (the lead does that after merge),
-    so `ships_in_days` is null in the API for now.
-    """
-    return {}
+    return from_purchasing(product_ids)
 
 
 # --- Routing snapshot -----------------------------------------------------

@@ -52,12 +52,15 @@ def _empty_availability_cache():
     from django_redis import get_redis_connection
 
     from inventory import availability_cache
+    from inventory.selectors import forget_active_warehouses
 
     availability_cache.reset_store()
     get_redis_connection("default").flushdb()
     availability_cache.STATS.clear()
+    forget_active_warehouses()
     yield
     availability_cache.reset_store()
+    forget_active_warehouses()
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ raises `InvalidInput` (400) or `AlreadyExists` (409), changing nothing.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -17,7 +18,7 @@ from django.db import IntegrityError, transaction
 
 from warehouses.models import Warehouse
 
-from .. import errors
+from .. import availability_cache, errors
 from ..models import Inventory, Product, StockPolicy
 from .stock import product_set_stock_policy
 
@@ -220,6 +221,8 @@ def inventory_set_reorder(
     )
     if values:
         Inventory.objects.filter(product=product, warehouse=site).update(**values)
+        # The cached availability entry carries thresholds (for low_stock).
+        transaction.on_commit(partial(availability_cache.invalidate, [product.sku]))
     return Inventory.objects.select_related("product", "warehouse").get(
         product=product, warehouse=site
     )

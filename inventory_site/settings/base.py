@@ -182,6 +182,7 @@ STOCKROOM_RESERVE_ENGINE = env.str("STOCKROOM_RESERVE_ENGINE", default="sql")
 # from the database at least this often, which bounds staleness if a
 # write-through is ever lost.
 STOCKROOM_AVAILABILITY_TTL = env.int("STOCKROOM_AVAILABILITY_TTL", default=60)
+STOCKROOM_AVAILABILITY_CACHE = env.bool("STOCKROOM_AVAILABILITY_CACHE", default=True)
 STOCKROOM_AVAILABILITY_KEY_PREFIX = env.str("CACHE_KEY_PREFIX", default="stockroom")
 # Refuse reservations whose every line is sold out in the committed cached
 # state without touching the database (flash sales). The database still decides

@@ -65,20 +65,24 @@ def test_status_in_stock_low_stock_out_of_stock(reader, db, on_hand, threshold, 
     assert reader.get("/api/v1/availability/MUG/").json()["status"] == status
 
 
-def test_backorder_and_preorder_status_while_the_allowance_lasts(reader, db):
+def test_backorder_and_preorder_status_while_the_allowance_lasts(
+    reader, db, django_capture_on_commit_callbacks
+):
     WarehouseFactory(code="BER")
     BackorderProductFactory(sku="BACK", backorder_limit=2)
     BackorderProductFactory(sku="PRE", stock_policy="preorder", backorder_limit=2)
     assert reader.get("/api/v1/availability/BACK/").json()["status"] == "backorder"
     assert reader.get("/api/v1/availability/PRE/").json()["status"] == "preorder"
-    services.stock_reserve(order_id="o", lines=[ReserveLine("BACK", "BER", 2)], actor="c")
+    with django_capture_on_commit_callbacks(execute=True):  # the cache hears after commit
+        services.stock_reserve(order_id="o", lines=[ReserveLine("BACK", "BER", 2)], actor="c")
     body = reader.get("/api/v1/availability/BACK/").json()
     assert body["status"] == "out_of_stock"  # the allowance is used up
     assert body["available"] == 0
     assert body["warehouses"] == [{"code": "BER", "available": 0}]
 
 
-def test_lapsed_holds_do_not_count_against_availability(reader, stocked):
+def test_lapsed_holds_do_not_count_against_uncached_availability(reader, stocked, settings):
+    settings.STOCKROOM_AVAILABILITY_CACHE = False
     services.stock_reserve(
         order_id="lapsed",
         lines=[ReserveLine("TSHIRT-M", "BER", 6)],
@@ -97,6 +101,24 @@ def test_lapsed_holds_do_not_count_against_availability(reader, stocked):
     assert Inventory.objects.get(warehouse__code="BER").reserved == 7
 
 
+def test_cached_availability_frees_lapsed_holds_when_the_sweeper_runs(
+    reader, stocked, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        services.stock_reserve(
+            order_id="lapsed",
+            lines=[ReserveLine("TSHIRT-M", "BER", 6)],
+            actor="c",
+            expires_at=timezone.now() - timedelta(seconds=1),
+        )
+    body = reader.get("/api/v1/availability/TSHIRT-M/").json()
+    assert body["warehouses"][0] == {"code": "BER", "available": 4}  # until swept
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.reservations_expire() == 1
+    body = reader.get("/api/v1/availability/TSHIRT-M/").json()
+    assert body["warehouses"][0] == {"code": "BER", "available": 10}
+
+
 def test_batch_reports_unknown_skus_and_keeps_order(reader, stocked):
     ProductFactory(sku="MUG")
     response = reader.get("/api/v1/availability/", {"sku": ["MUG", "NOPE", "TSHIRT-M"]})
@@ -107,17 +129,25 @@ def test_batch_reports_unknown_skus_and_keeps_order(reader, stocked):
     assert body["unknown_skus"] == ["NOPE"]
 
 
-def test_batch_of_100_skus_is_one_query(reader, db, settings):
+def test_batch_of_100_skus_is_one_stock_query_then_only_redis(reader, db, settings):
     warehouses = [WarehouseFactory(code=f"W{i}") for i in range(3)]
     skus = [ProductFactory(sku=f"S{i:03d}").sku for i in range(100)]
     for sku in skus[:30]:
         for w in warehouses:
             receive(sku, w.code, 2)
-    with CaptureQueriesContext(connection) as queries:
+    with CaptureQueriesContext(connection) as cold:
         result = selectors.availability_for_skus(skus)
-    assert len(queries) == 1
+    # Every SKU's rows in one query (plus, once, the active warehouses and the
+    # "ships in" lookups for the depleted SKUs).
+    assert len([q for q in cold if "inventory_inventory" in q["sql"]]) == 1
     assert result["S000"].available == 6
     assert result["S099"].status == "out_of_stock"
+    with CaptureQueriesContext(connection) as warm:
+        assert selectors.availability_for_skus(skus) == result
+    assert len(warm) == 0
+    with CaptureQueriesContext(connection) as uncached:
+        assert selectors.availability_from_database(skus) == result
+    assert len([q for q in uncached if "inventory_inventory" in q["sql"]]) == 1
     # And over HTTP, the whole batch answers.
     response = reader.get("/api/v1/availability/", {"sku": skus})
     assert response.status_code == 200
