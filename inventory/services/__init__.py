@@ -1,9 +1,17 @@
 """The stock service layer: every change to stock happens in this package.
 
 `stock` holds the six ledger operations (and the after-commit hook that caches
-and reorder checks listen on). Import from here: `from inventory import services`.
+and reorder checks listen on); `bulk` the set-based work on whole files (bulk
+receive, reconcile, export). Import from here: `from inventory import services`.
 """
 
+from .bulk import (
+    BadRow,
+    BulkFormatError,
+    BulkReceiveResult,
+    bulk_receive,
+    inventory_export_csv,
+)
 from .stock import (
     COMMITTED_CHANGE_LISTENERS,
     CommittedChange,
@@ -25,6 +33,9 @@ from .stock import (
 
 __all__ = [
     "COMMITTED_CHANGE_LISTENERS",
+    "BadRow",
+    "BulkFormatError",
+    "BulkReceiveResult",
     "CommittedChange",
     "OperationResult",
     "OrderLine",
@@ -32,6 +43,8 @@ __all__ = [
     "ReservationResult",
     "ReserveLine",
     "TransferLine",
+    "bulk_receive",
+    "inventory_export_csv",
     "product_set_stock_policy",
     "reservation_fulfill",
     "reservation_release",
