@@ -677,3 +677,271 @@ def inventory_export_csv(
                 rows += chunk.count(b"\n")
                 out.write(chunk)
     return rows
+
+
+# --------------------------------------------------------------------------
+# Reconcile: balances against the ledger and the open reservation lines
+# --------------------------------------------------------------------------
+
+RECONCILE_ACTOR = "system:reconcile"
+RECONCILE_BATCH = 1_000
+
+
+@dataclass
+class Discrepancy:
+    """One inventory row whose balances do not match what explains them.
+
+    `ledger_on_hand` / `ledger_reserved` are the sums of the row's ledger deltas;
+    `open_reserved` is what its active reservation lines still hold.
+    `inventory_id` is None for ledger rows whose inventory row does not exist.
+    """
+
+    inventory_id: uuid.UUID | None
+    sku: str
+    warehouse: str
+    on_hand: int
+    reserved: int
+    ledger_on_hand: int
+    ledger_reserved: int
+    open_reserved: int
+    fixed: bool = False
+    note: str = ""
+
+    @property
+    def problems(self) -> list[str]:
+        found = []
+        if self.inventory_id is None:
+            found.append("no inventory row")
+        if self.on_hand != self.ledger_on_hand:
+            found.append(f"on hand {self.on_hand} but ledger sums to {self.ledger_on_hand}")
+        if self.reserved != self.ledger_reserved:
+            found.append(f"reserved {self.reserved} but ledger sums to {self.ledger_reserved}")
+        if self.reserved != self.open_reserved:
+            found.append(f"reserved {self.reserved} but open order lines hold {self.open_reserved}")
+        return found
+
+
+@dataclass
+class ReconcileResult:
+    rows_checked: int = 0
+    discrepancies: list[Discrepancy] = field(default_factory=list)
+    truncated: bool = False  # more were found than `limit`
+    fixed: int = 0
+    unfixable: int = 0
+
+    @property
+    def clean(self) -> bool:
+        return not self.discrepancies
+
+
+_LEDGER_SUMS = """
+    SELECT product_id, warehouse_id,
+           sum(on_hand_delta) AS on_hand, sum(reserved_delta) AS reserved
+    FROM inventory_inventorytransaction GROUP BY product_id, warehouse_id
+"""
+_OPEN_LINES = """
+    SELECT inventory_id, sum(quantity - quantity_fulfilled - quantity_released) AS open
+    FROM inventory_reservationline WHERE status = 'active' GROUP BY inventory_id
+"""
+
+
+def inventory_reconcile(
+    *, fix: bool = False, limit: int = 100_000, reason: str = "", progress: Progress | None = None
+) -> ReconcileResult:
+    """Recompute every row's balances from the ledger and the open reservation lines.
+
+    One pass of SQL aggregates (ledger sums per product and warehouse, open
+    quantity per row), compared with every inventory row; at most `limit`
+    discrepancies are returned (`truncated` says there were more).
+
+    With `fix`, each discrepancy is repaired under the row's lock, after
+    recomputing it there (so concurrent orders between the scan and the fix are
+    taken into account), by appending one ADJUST ledger row (reference
+    manual/reconcile-<time>, actor system:reconcile) with a reason that names
+    both sides:
+
+    * on hand: the balance is what every reservation was checked against, so it
+      is kept, and the ADJUST row makes the ledger explain it (an unexplained
+      difference is then visible in the ledger forever; a cycle count settles
+      the physical truth).
+    * reserved: the open reservation lines are what orders hold and what
+      release/fulfil act on, so reserved is set to their sum, and the ADJUST
+      row's reserved delta brings the ledger to the same figure. If on hand
+      cannot cover the open lines (it would oversell), the row is left as is
+      and reported as unfixable: release or re-route those orders first.
+    * a ledger with no inventory row gets an empty row (created holding no
+      locks), then is fixed like any other.
+
+    Balance changes are published to the after-commit listeners as ADJUST.
+    """
+    _require_postgresql()
+    progress = progress or NullProgress()
+    result = ReconcileResult()
+    outer = connection.in_atomic_block
+    try:
+        _bulk_session_settings()
+        progress.phase("checking")
+        with connection.cursor() as cursor:
+            if not outer:
+                cursor.execute("SET work_mem = '256MB'")
+            cursor.execute("SELECT count(*) FROM inventory_inventory")
+            result.rows_checked = cursor.fetchone()[0]
+            cursor.execute(
+                f"""
+                SELECT i.id, p.sku, w.code, coalesce(i.on_hand, 0), coalesce(i.reserved, 0),
+                       coalesce(l.on_hand, 0), coalesce(l.reserved, 0), coalesce(o.open, 0)
+                FROM inventory_inventory i
+                FULL JOIN ({_LEDGER_SUMS}) l
+                  ON l.product_id = i.product_id AND l.warehouse_id = i.warehouse_id
+                LEFT JOIN ({_OPEN_LINES}) o ON o.inventory_id = i.id
+                JOIN inventory_product p ON p.id = coalesce(i.product_id, l.product_id)
+                JOIN warehouses_warehouse w ON w.id = coalesce(i.warehouse_id, l.warehouse_id)
+                WHERE coalesce(i.on_hand, 0) <> coalesce(l.on_hand, 0)
+                   OR coalesce(i.reserved, 0) <> coalesce(l.reserved, 0)
+                   OR coalesce(i.reserved, 0) <> coalesce(o.open, 0)
+                ORDER BY p.sku, w.code
+                LIMIT %s
+                """,
+                [limit + 1],
+            )
+            found = [Discrepancy(*row) for row in cursor.fetchall()]
+        result.truncated = len(found) > limit
+        result.discrepancies = found[:limit]
+        progress.advance(result.rows_checked)
+        if fix and result.discrepancies:
+            _reconcile_fix(result, reason=reason, progress=progress)
+        return result
+    finally:
+        progress.close()
+        if not outer:
+            _reset_session_settings()
+            with connection.cursor() as cursor:
+                cursor.execute("RESET work_mem")
+
+
+def _reconcile_fix(result: ReconcileResult, *, reason: str, progress: Progress) -> None:
+    from ..models import InventoryTransaction
+
+    orphans = [d for d in result.discrepancies if d.inventory_id is None]
+    if orphans:
+        with transaction.atomic(), connection.cursor() as cursor:
+            for d in orphans:
+                cursor.execute(
+                    """
+                    INSERT INTO inventory_inventory (id, product_id, warehouse_id, on_hand,
+                        reserved, backorder_allowance, reorder_threshold, reorder_quantity,
+                        version, updated_at)
+                    SELECT gen_random_uuid(), p.id, w.id, 0, 0,
+                           CASE WHEN p.stock_policy = 'normal' THEN 0 ELSE p.backorder_limit END,
+                           0, 0, 0, now()
+                    FROM inventory_product p, warehouses_warehouse w
+                    WHERE p.sku = %s AND w.code = %s
+                    ON CONFLICT (product_id, warehouse_id) DO NOTHING
+                    RETURNING id
+                    """,
+                    [d.sku, d.warehouse],
+                )
+                row = cursor.fetchone()
+                d.inventory_id = row[0] if row else None
+    by_id = {d.inventory_id: d for d in result.discrepancies if d.inventory_id is not None}
+    run = timezone.now()
+    reference_id = f"reconcile-{run:%Y%m%dT%H%M%SZ}"
+    progress.phase("fixing", total=len(by_id))
+    ids = sorted(by_id)
+    for start in range(0, len(ids), RECONCILE_BATCH):
+        batch = ids[start : start + RECONCILE_BATCH]
+        with transaction.atomic(), connection.cursor() as cursor:
+            # Lock in primary-key order, then recompute under the locks.
+            cursor.execute(
+                """
+                SELECT i.id, i.product_id, i.warehouse_id, i.on_hand, i.reserved,
+                       i.backorder_allowance, i.version,
+                       coalesce((SELECT sum(t.on_hand_delta) FROM inventory_inventorytransaction t
+                                 WHERE t.product_id = i.product_id
+                                   AND t.warehouse_id = i.warehouse_id), 0),
+                       coalesce((SELECT sum(t.reserved_delta) FROM inventory_inventorytransaction t
+                                 WHERE t.product_id = i.product_id
+                                   AND t.warehouse_id = i.warehouse_id), 0),
+                       coalesce((SELECT sum(r.quantity - r.quantity_fulfilled - r.quantity_released)
+                                 FROM inventory_reservationline r
+                                 WHERE r.inventory_id = i.id AND r.status = 'active'), 0)
+                FROM inventory_inventory i WHERE i.id = ANY(%s)
+                ORDER BY i.id FOR NO KEY UPDATE OF i
+                """,
+                [batch],
+            )
+            ledger_rows, committed = [], []
+            now = timezone.now()
+            for (inv_id, product_id, warehouse_id, on_hand, reserved, allowance, version,
+                 l_on_hand, l_reserved, open_reserved) in cursor.fetchall():  # fmt: skip
+                d = by_id[inv_id]
+                d.on_hand, d.reserved = on_hand, reserved
+                d.ledger_on_hand, d.ledger_reserved, d.open_reserved = (
+                    l_on_hand,
+                    l_reserved,
+                    open_reserved,
+                )
+                target_reserved = reserved
+                notes = []
+                if open_reserved != reserved:
+                    if on_hand - open_reserved >= -allowance:
+                        target_reserved = open_reserved
+                    else:
+                        notes.append(
+                            f"open order lines hold {open_reserved} but on hand is {on_hand} "
+                            f"(allowance {allowance}): release or re-route orders first"
+                        )
+                on_hand_delta = on_hand - l_on_hand
+                reserved_delta = target_reserved - l_reserved
+                if on_hand_delta or reserved_delta:
+                    text = (
+                        f"reconcile: on hand {on_hand} (ledger {l_on_hand}); reserved {reserved} "
+                        f"(ledger {l_reserved}, open order lines {open_reserved})"
+                    )
+                    if target_reserved != reserved:
+                        text += f"; reserved set to {target_reserved}"
+                    ledger_rows.append(
+                        InventoryTransaction(
+                            product_id=product_id,
+                            warehouse_id=warehouse_id,
+                            type=TransactionType.ADJUST,
+                            on_hand_delta=on_hand_delta,
+                            reserved_delta=reserved_delta,
+                            on_hand_after=on_hand,
+                            reserved_after=target_reserved,
+                            reference_type=ReferenceType.MANUAL,
+                            reference_id=reference_id,
+                            reason=f"{reason}: {text}" if reason else text,
+                            created_by=RECONCILE_ACTOR,
+                            created_at=now,
+                        )
+                    )
+                if target_reserved != reserved:
+                    cursor.execute(
+                        "UPDATE inventory_inventory SET reserved = %s, version = version + 1, "
+                        "updated_at = %s WHERE id = %s",
+                        [target_reserved, now, inv_id],
+                    )
+                    committed.append(
+                        stock.CommittedChange(
+                            inventory_id=inv_id,
+                            product_id=product_id,
+                            warehouse_id=warehouse_id,
+                            type=TransactionType.ADJUST,
+                            on_hand=on_hand,
+                            reserved=target_reserved,
+                            version=version + 1,
+                        )
+                    )
+                d.note = "; ".join(notes)
+                d.fixed = not notes
+                result.fixed += d.fixed
+                result.unfixable += not d.fixed
+            InventoryTransaction.objects.bulk_create(ledger_rows)
+            if committed:
+                transaction.on_commit(partial(stock._publish_committed_changes, tuple(committed)))
+        progress.advance(len(batch))
+    missing = [d for d in result.discrepancies if d.inventory_id is None]
+    for d in missing:  # product or warehouse vanished: nothing to attach a row to
+        d.note = "no product/warehouse to create an inventory row for"
+        result.unfixable += 1
