@@ -2,13 +2,13 @@
 # Benchmarks for issue 6's bulk work, on a database of their own.
 # Usage: bench/bulk.sh [SKUS] [WAREHOUSES] [RECEIPT_ROWS]   (defaults 1000000 10 1000000)
 # Prints "BENCH <label>: <s> s, <rows/s>, peak RSS <MB>" lines; docs/PERFORMANCE.md
-# ("Bulk work") records them. Drops and recreates the database stockroom_bench.
+# ("Bulk work") records them. Drops and recreates the database stockroom_bulk_bench (its own; not shared).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SKUS=${1:-1000000}
 WAREHOUSES=${2:-10}
 RECEIPT=${3:-1000000}
-DB=${BENCH_DB:-stockroom_bench}
+DB=${BENCH_DB:-stockroom_bulk_bench}
 export DATABASE_URL=${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/$DB}
 export REDIS_URL=${BENCH_REDIS_URL:-redis://127.0.0.1:6379/5}
 PY=.venv/bin/python
