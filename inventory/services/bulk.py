@@ -206,7 +206,7 @@ def _rows_for_staging(
 ) -> Iterator[tuple]:
     """Yield one staging tuple per data row: line, sku, warehouse, quantity text,
     quantity, reference, error code, message (errors for rows that cannot be used)."""
-    reader = csv.reader(text)
+    reader = csv.reader(text, skipinitialspace=True)
     state = {"last": 0}
 
     def line_of() -> int:
@@ -403,7 +403,9 @@ def bulk_receive(
     outer = connection.in_atomic_block
     try:
         _bulk_session_settings()
-        with connection.cursor() as cursor:
+        # A savepoint when the caller has a transaction: a refused file (or a
+        # failed COPY) rolls back to here instead of aborting the caller's work.
+        with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(
                 f"CREATE TEMP TABLE {raw} (line integer, sku text, warehouse text, "
                 "quantity_text text, quantity integer, reference_id text, error text, "
@@ -438,18 +440,21 @@ def bulk_receive(
         if dry_run or (atomic and result.invalid) or first is None:
             return result
         progress.phase("applying", total=result.valid - result.already_applied)
+        # Atomic: one transaction for every row. --skip-invalid: one per chunk, so
+        # each chunk's row locks are held for seconds, not for the whole file.
         chunks = [(first, last)] if atomic else _chunks(first, last, APPLY_CHUNK)
-        with transaction.atomic() if atomic else _nullcontext():
-            for lo, hi in chunks:
-                _create_missing_rows(res, lo, hi)
-                with transaction.atomic():
-                    done = _apply_chunk(
-                        res, applied, lo, hi,
-                        actor=actor, reference_type=reference_type, reason=reason,
-                    )  # fmt: skip
-                    transaction.on_commit(partial(_publish_applied, applied, lo, hi))
-                result.applied += done
-                progress.advance(done)
+        for lo, hi in chunks:
+            # New rows first, in their own transaction, holding no row locks
+            # (the foundation's rule); an empty row changes no balance.
+            _create_missing_rows(res, lo, hi)
+            with transaction.atomic():
+                done = _apply_chunk(
+                    res, applied, lo, hi,
+                    actor=actor, reference_type=reference_type, reason=reason,
+                )  # fmt: skip
+                transaction.on_commit(partial(_publish_applied, applied, lo, hi))
+            result.applied += done
+            progress.advance(done)
         # Rows another run committed between our validation and our key insert.
         result.already_applied += result.valid - result.already_applied - result.applied
         return result
@@ -460,14 +465,6 @@ def bulk_receive(
         else:
             _drop_tables(raw, res, applied)
             _reset_session_settings()
-
-
-class _nullcontext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _chunks(first: int, last: int, size: int) -> list[tuple[int, int]]:

@@ -15,6 +15,7 @@ default) a small catalogue is created through `stock_receive` instead.
 from __future__ import annotations
 
 import random
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 from django.db import connection, transaction
@@ -130,28 +131,32 @@ def _ensure_warehouses(count: int, seed: int, result: DemoSeedResult) -> list[tu
 _SKU_SQL = "'DEMO-' || CASE WHEN n < 1000000 THEN lpad(n::text, 6, '0') ELSE n::text END"
 
 
-def _h(salt: str) -> str:
-    """A deterministic non-negative pseudo-random bigint per SKU number (and salt)."""
-    return f"abs(hashtextextended(n::text || '{salt}', %(seed)s))"
-
+# One deterministic pseudo-random bigint per SKU number (and per SKU x warehouse),
+# from which every generated attribute takes its own digits.
+_H = "abs(hashtextextended(n::text, %(seed)s))"
+_HW = "abs(hashtextextended(n::text || w.code, %(seed)s))"
 
 _PRODUCTS_SQL = f"""
 INSERT INTO inventory_product (id, sku, name, category, weight_g, length_mm, width_mm,
     height_mm, stock_policy, backorder_limit, created_at, updated_at)
 SELECT {UUID7_SQL}, {_SKU_SQL},
-       (%(adjectives)s::text[])[1 + {_h("a")} %% %(n_adjectives)s] || ' '
-         || (%(nouns)s::text[])[1 + {_h("b")} %% %(n_nouns)s] || ' ' || n,
+       (%(adjectives)s::text[])[1 + h %% %(n_adjectives)s] || ' '
+         || (%(nouns)s::text[])[1 + (h / 8) %% %(n_nouns)s] || ' ' || n,
        (%(categories)s::text[])[1 + n %% %(n_categories)s],
-       50 + {_h("w")} %% 4950, 50 + {_h("l")} %% 550, 50 + {_h("x")} %% 350,
-       10 + {_h("h")} %% 290,
+       50 + (h / 64) %% 4950, 50 + (h / 316800) %% 550, 50 + (h / 174240000) %% 350,
+       10 + (h / 60984000000) %% 290,
        CASE WHEN n %% 17 = 5 THEN 'backorder' WHEN n %% 29 = 7 THEN 'preorder'
             ELSE 'normal' END,
        CASE WHEN n %% 17 = 5 OR n %% 29 = 7 THEN 20 ELSE 0 END,
        %(now)s, %(now)s
-FROM generate_series(%(lo)s::bigint, %(hi)s::bigint) AS n
+FROM generate_series(%(lo)s::bigint, %(hi)s::bigint) AS n,
+     LATERAL (SELECT {_H} AS h) r
 ON CONFLICT (sku) DO NOTHING
 """
 
+# {only_missing} / {on_conflict}: filled in per run (an initial load needs neither).
+# The sku range lets the planner read just the chunk's products by index
+# (SKUs of six digits sort like their numbers).
 _STOCK_SQL = f"""
 WITH new_rows AS (
     INSERT INTO inventory_inventory (id, product_id, warehouse_id, on_hand, reserved,
@@ -160,17 +165,15 @@ WITH new_rows AS (
            q.threshold * 4, CASE WHEN q.on_hand > 0 THEN 1 ELSE 0 END, %(now)s
     FROM generate_series(%(lo)s::bigint, %(hi)s::bigint) AS n
     JOIN inventory_product p ON p.sku = {_SKU_SQL}
+      AND (%(hi)s >= 1000000 OR p.sku BETWEEN %(lo_sku)s AND %(hi_sku)s)
     CROSS JOIN (SELECT id, code FROM warehouses_warehouse WHERE code = ANY(%(codes)s)) w
+    CROSS JOIN LATERAL (SELECT {_HW} AS h) r
     CROSS JOIN LATERAL (
-        SELECT (%(stock)s::int[])[1 + abs(hashtextextended(n::text || w.code, %(seed)s))
-                                       %% %(n_stock)s] AS on_hand,
-               (%(thresholds)s::int[])[1 + abs(hashtextextended(w.code || n::text, %(seed)s))
-                                       %% %(n_thresholds)s] AS threshold
+        SELECT (%(stock)s::int[])[1 + r.h %% %(n_stock)s] AS on_hand,
+               (%(thresholds)s::int[])[1 + (r.h / %(n_stock)s) %% %(n_thresholds)s] AS threshold
     ) q
-    WHERE NOT EXISTS (SELECT 1 FROM inventory_inventory i
-                      WHERE i.product_id = p.id AND i.warehouse_id = w.id)
-    ORDER BY n, w.code
-    ON CONFLICT (product_id, warehouse_id) DO NOTHING
+    {{only_missing}}
+    {{on_conflict}}
     RETURNING product_id, warehouse_id, on_hand
 ), ledger AS (
     INSERT INTO inventory_inventorytransaction (id, type, on_hand_delta, reserved_delta,
@@ -183,11 +186,18 @@ WITH new_rows AS (
 )
 SELECT (SELECT count(*) FROM new_rows), (SELECT count(*) FROM ledger)
 """
+_ONLY_MISSING = """
+    WHERE NOT EXISTS (SELECT 1 FROM inventory_inventory i
+                      WHERE i.product_id = p.id AND i.warehouse_id = w.id)
+"""
+_STOCK_TABLES = ("inventory_inventory", "inventory_inventorytransaction")
 
 
 def _seed_sql(
     skus: int, codes: list[str], seed: int, progress: Progress, result: DemoSeedResult
 ) -> None:
+    """Chunked inserts. On an empty stock database ("initial load") the whole seed
+    is one transaction whose foreign keys are checked once, set-based, at the end."""
     params = {
         "seed": seed,
         "adjectives": ADJECTIVES, "n_adjectives": len(ADJECTIVES),
@@ -201,34 +211,74 @@ def _seed_sql(
     with connection.cursor() as cursor:
         cursor.execute("SET statement_timeout = 0")
         cursor.execute("SET work_mem = '64MB'")
+        cursor.execute(
+            "SELECT NOT EXISTS (SELECT 1 FROM inventory_inventory) "
+            "AND NOT EXISTS (SELECT 1 FROM inventory_inventorytransaction)"
+        )
+        initial_load = cursor.fetchone()[0] and not connection.in_atomic_block
+    stock_sql = _STOCK_SQL.replace("{only_missing}", "" if initial_load else _ONLY_MISSING).replace(
+        "{on_conflict}", "" if initial_load else "ON CONFLICT (product_id, warehouse_id) DO NOTHING"
+    )
     try:
-        progress.phase("products", total=skus)
-        for lo in range(0, skus, SEED_CHUNK):
-            hi = min(lo + SEED_CHUNK, skus) - 1
-            with transaction.atomic(), connection.cursor() as cursor:
-                cursor.execute(_PRODUCTS_SQL, {**params, "lo": lo, "hi": hi,
+        with transaction.atomic() if initial_load else nullcontext():
+            dropped = _drop_stock_foreign_keys() if initial_load else []
+            progress.phase("products", total=skus)
+            for lo in range(0, skus, SEED_CHUNK):
+                hi = min(lo + SEED_CHUNK, skus) - 1
+                with transaction.atomic(), connection.cursor() as cursor:
+                    cursor.execute(_PRODUCTS_SQL, {**params, "lo": lo, "hi": hi,
+                                                   "now": timezone.now()})  # fmt: skip
+                    result.new_products += cursor.rowcount
+                progress.advance(hi - lo + 1)
+            progress.phase("stock rows", total=skus * len(codes))
+            for lo in range(0, skus, SEED_CHUNK):
+                hi = min(lo + SEED_CHUNK, skus) - 1
+                with transaction.atomic(), connection.cursor() as cursor:
+                    cursor.execute(stock_sql, {**params, "lo": lo, "hi": hi,
+                                               "lo_sku": demo_sku(lo), "hi_sku": demo_sku(hi),
                                                "now": timezone.now()})  # fmt: skip
-                result.new_products += cursor.rowcount
-            progress.advance(hi - lo + 1)
-        progress.phase("stock rows", total=skus * len(codes))
-        for lo in range(0, skus, SEED_CHUNK):
-            hi = min(lo + SEED_CHUNK, skus) - 1
-            with transaction.atomic(), connection.cursor() as cursor:
-                cursor.execute(_STOCK_SQL, {**params, "lo": lo, "hi": hi,
-                                            "now": timezone.now()})  # fmt: skip
-                rows, ledger = cursor.fetchone()
-                result.new_inventory_rows += rows
-                result.ledger_rows += ledger
-            progress.advance((hi - lo + 1) * len(codes))
+                    rows, ledger = cursor.fetchone()
+                    result.new_inventory_rows += rows
+                    result.ledger_rows += ledger
+                progress.advance((hi - lo + 1) * len(codes))
+            if dropped:
+                progress.phase("checking foreign keys")
+                _restore_foreign_keys(dropped)
         progress.phase("analyze")
         with connection.cursor() as cursor:
-            for table in ("inventory_product", "inventory_inventory",
-                          "inventory_inventorytransaction"):  # fmt: skip
+            for table in ("inventory_product", *_STOCK_TABLES):
                 cursor.execute(f"ANALYZE {table}")
     finally:
         with connection.cursor() as cursor:
             cursor.execute("RESET statement_timeout")
             cursor.execute("RESET work_mem")
+
+
+def _drop_stock_foreign_keys() -> list[tuple[str, str, str]]:
+    """Drop the stock tables' foreign keys for an initial load, returning how to restore them.
+
+    Per-row foreign-key checks (deferred to commit) cost more than the inserts
+    themselves at ten million rows; re-adding the constraint checks every row
+    in one join. Only used inside the initial-load transaction, so the
+    constraints are never missing for anyone else: the tables are locked until
+    commit, and a failure rolls the drop back.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) "
+            "FROM pg_constraint WHERE contype = 'f' AND conrelid = ANY(%s::regclass[])",
+            [list(_STOCK_TABLES)],
+        )
+        constraints = cursor.fetchall()
+        for table, name, _ in constraints:
+            cursor.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
+    return constraints
+
+
+def _restore_foreign_keys(constraints: list[tuple[str, str, str]]) -> None:
+    with connection.cursor() as cursor:
+        for table, name, definition in constraints:
+            cursor.execute(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
 
 
 # -- Anything else (SQLite): small, through the service layer ---------------
