@@ -37,6 +37,8 @@ def reconcile(*args) -> tuple[int, str]:
 def delete_a_ledger_row(sku: str) -> None:
     """Plant a discrepancy the only way the ledger allows: with its trigger disabled."""
     with connection.cursor() as cursor:
+        # Fire the deferred foreign-key checks first: ALTER TABLE refuses pending ones.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         cursor.execute(
             "ALTER TABLE inventory_inventorytransaction "
             "DISABLE TRIGGER inventory_ledger_no_update_delete"
@@ -55,7 +57,7 @@ def delete_a_ledger_row(sku: str) -> None:
 
 
 def test_a_clean_database_exits_zero(stocked):
-    assert reconcile() == (0, "3 inventory rows checked: all balanced.\n".replace("3", "2"))
+    assert reconcile() == (0, "2 inventory rows checked: all balanced.\n")
 
 
 def test_finds_a_deleted_ledger_row_and_fix_repairs_it_through_the_ledger(stocked):
