@@ -132,9 +132,13 @@ def _require_postgresql() -> None:
 
 
 def _bulk_session_settings() -> None:
+    """No statement timeout, a longer lock timeout. Inside the caller's transaction
+    the settings are LOCAL (they end with it); otherwise `_reset_session_settings`
+    restores the connection's own values, so a pooled connection never keeps them."""
+    scope = "LOCAL " if connection.in_atomic_block else ""
     with connection.cursor() as cursor:
-        cursor.execute("SET statement_timeout = 0")
-        cursor.execute(f"SET lock_timeout = '{BULK_LOCK_TIMEOUT}'")
+        cursor.execute(f"SET {scope}statement_timeout = 0")
+        cursor.execute(f"SET {scope}lock_timeout = '{BULK_LOCK_TIMEOUT}'")
 
 
 def _reset_session_settings() -> None:
@@ -779,8 +783,7 @@ def inventory_reconcile(
         _bulk_session_settings()
         progress.phase("checking")
         with connection.cursor() as cursor:
-            if not outer:
-                cursor.execute("SET work_mem = '256MB'")
+            cursor.execute(f"SET {'LOCAL ' if outer else ''}work_mem = '256MB'")
             cursor.execute("SELECT count(*) FROM inventory_inventory")
             result.rows_checked = cursor.fetchone()[0]
             cursor.execute(

@@ -236,3 +236,20 @@ def test_a_huge_generated_file_streams_in_flat_memory(db):
     assert len(probe.samples) == 20
     growth = max(probe.samples) - probe.samples[0]
     assert growth < 15 * 1024 * 1024, f"resident memory grew {growth / 1e6:.1f} MB"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_connection_gets_its_own_timeouts_back(catalogue):
+    """A pooled connection must not keep the bulk session's settings for later requests."""
+
+    def timeouts():
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW statement_timeout")
+            statement = cursor.fetchone()[0]
+            cursor.execute("SHOW lock_timeout")
+            return statement, cursor.fetchone()[0]
+
+    before = timeouts()
+    receive_csv(GOOD, reference="DN-1")
+    services.inventory_reconcile()
+    assert timeouts() == before
