@@ -273,7 +273,12 @@ def _rows_for_staging(
 
 
 def _clean(cell: str) -> str:
-    """Strip whitespace, and quotes the csv module left because a space came before them."""
+    """Strip whitespace, and quotes the csv module left because a space came before them.
+
+    A NUL character (which PostgreSQL text cannot hold) becomes U+FFFD, so the row
+    is reported (as an unknown SKU or warehouse) instead of failing the COPY."""
+    if "\x00" in cell:
+        cell = cell.replace("\x00", "\ufffd")
     cell = cell.strip()
     if len(cell) >= 2 and cell[0] == cell[-1] == '"':
         cell = cell[1:-1].replace('""', '"').strip()

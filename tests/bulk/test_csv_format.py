@@ -101,6 +101,13 @@ def test_a_quoted_field_spanning_lines_reports_the_line_the_row_starts_on(catalo
     assert result.applied == 1
 
 
+def test_a_nul_character_makes_a_bad_row_not_a_crash(catalogue):
+    result = receive_csv("sku,warehouse,quantity\nSKU\x00A,BER,1\nSKU-B,BER,2\n", reference="R",
+                         atomic=False)  # fmt: skip
+    assert errors_by_line(result) == {2: "unknown_sku"}
+    assert on_hand("SKU-B", "BER") == 2
+
+
 def test_every_row_needs_a_reference(catalogue):
     result = receive_csv("sku,warehouse,quantity\nSKU-A,BER,1\n")
     assert errors_by_line(result) == {2: "missing_reference"}
