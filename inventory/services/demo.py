@@ -288,6 +288,7 @@ def _seed_orm(skus: int, codes: list[str], seed: int, result: DemoSeedResult) ->
     from . import stock
 
     rng = random.Random(seed)
+    rows_before = Inventory.objects.count()
     for n in range(skus):
         policy = _policy(n)
         product, created = Product.objects.get_or_create(
@@ -316,6 +317,7 @@ def _seed_orm(skus: int, codes: list[str], seed: int, result: DemoSeedResult) ->
                     reason="demo data",
                 )
                 result.ledger_rows += not outcome.replayed
+    result.new_inventory_rows = Inventory.objects.count() - rows_before
     with transaction.atomic():
         Inventory.objects.filter(product__sku__startswith="DEMO-", reorder_threshold=0).update(
             reorder_threshold=10, reorder_quantity=40

@@ -9,7 +9,7 @@ import csv
 
 from django.core.management.base import BaseCommand, CommandError
 
-from inventory import services
+from inventory import errors, services
 from inventory.management.progress import progress_for
 
 SHOWN = 50
@@ -26,9 +26,12 @@ class Command(BaseCommand):
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, *args, fix, reason, limit, report, no_progress, **options):
-        result = services.inventory_reconcile(
-            fix=fix, limit=limit, reason=reason, progress=progress_for(enabled=not no_progress)
-        )
+        try:
+            result = services.inventory_reconcile(
+                fix=fix, limit=limit, reason=reason, progress=progress_for(enabled=not no_progress)
+            )
+        except errors.InventoryError as exc:
+            raise CommandError(exc.message, returncode=2) from exc
         if result.clean:
             self.stdout.write(
                 self.style.SUCCESS(f"{result.rows_checked} inventory rows checked: all balanced.")
