@@ -120,6 +120,16 @@ class Inventory(models.Model):
         ]
         indexes = [
             models.Index(fields=["warehouse", "product"], name="inventory_warehouse_product"),
+            # Reorder scans (on hand below the reorder threshold, the design's
+            # rule): only such rows are in it, so it stays small however many
+            # rows there are. On hand, not available: reservations change only
+            # `reserved`, which no index mentions, so they stay HOT updates
+            # (docs/BULK.md, "Indexes").
+            models.Index(
+                fields=["warehouse", "product"],
+                condition=Q(on_hand__lt=F("reorder_threshold")),
+                name="inventory_below_threshold",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -168,9 +178,12 @@ class InventoryTransaction(models.Model):
     """
 
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
-    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="+")
+    # Indexed by ledger_product_time / ledger_warehouse_time (which start with
+    # these columns), not by single-column indexes: the ledger is the biggest
+    # table and every index costs every insert.
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="+", db_index=False)
     warehouse = models.ForeignKey(
-        "warehouses.Warehouse", on_delete=models.PROTECT, related_name="+"
+        "warehouses.Warehouse", on_delete=models.PROTECT, related_name="+", db_index=False
     )
     type = models.CharField(max_length=10, choices=TransactionType.choices)
     on_hand_delta = models.IntegerField(default=0)

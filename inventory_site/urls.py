@@ -4,11 +4,20 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from inventory.admin_bulk import bulk_receive_view
+
 from . import health
 
 urlpatterns = [
     path("health/live", health.live, name="health-live"),
     path("health/ready", health.ready, name="health-ready"),
+    # --- bulk work (issue 6): own admin pages, before the admin's catch-all ---
+    path(
+        "admin/bulk-receive/",
+        admin.site.admin_view(bulk_receive_view),
+        name="admin-bulk-receive",
+    ),
+    # --- end bulk work ---
     path("admin/", admin.site.urls),
     # --- API (issue 3) ---
     path("api/v1/", include("api.urls")),

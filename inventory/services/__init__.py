@@ -2,9 +2,20 @@
 
 `stock` holds the six ledger operations (and the after-commit hook that caches
 and reorder checks listen on); `catalog` the catalogue writes, which never
-change stock quantities. Import from here: `from inventory import services`.
+change stock quantities; `bulk` the set-based work on whole files (bulk
+receive, reconcile, export). Import from here: `from inventory import services`.
 """
 
+from .bulk import (
+    BadRow,
+    BulkFormatError,
+    BulkReceiveResult,
+    Discrepancy,
+    ReconcileResult,
+    bulk_receive,
+    inventory_export_csv,
+    inventory_reconcile,
+)
 from .catalog import (
     inventory_set_reorder,
     product_create,
@@ -37,15 +48,23 @@ from .stock import (
 
 __all__ = [
     "COMMITTED_CHANGE_LISTENERS",
+    "BadRow",
+    "BulkFormatError",
+    "BulkReceiveResult",
     "CommittedChange",
+    "Discrepancy",
     "OperationResult",
     "OrderLine",
     "OrderRequest",
+    "ReconcileResult",
     "Reference",
     "ReservationOutcome",
     "ReservationResult",
     "ReserveLine",
     "TransferLine",
+    "bulk_receive",
+    "inventory_export_csv",
+    "inventory_reconcile",
     "inventory_set_reorder",
     "product_create",
     "product_set_stock_policy",

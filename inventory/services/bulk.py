@@ -1,0 +1,952 @@
+"""Set-based stock work at the scale of millions of rows: bulk receive, reconcile, export.
+
+The single-row operations in `stock.py` lock, change and ledger one order at a
+time; this module does the same work for a whole file in a handful of SQL
+statements, keeping the same guarantees:
+
+* every balance change writes a ledger row in the same transaction, and the
+  after-commit hook (`stock._publish_committed_changes`) hears about it;
+* inventory rows are created holding no locks, then locked in one statement in
+  primary-key order (`ORDER BY id FOR NO KEY UPDATE`), the rule of `inventory.locks`;
+* receipts are idempotent by reference + SKU + warehouse, with the very same
+  `AppliedOperation` keys and fingerprints `stock_receive` uses, so a file and
+  a single receive under the same reference never both apply.
+
+PostgreSQL only (COPY, temp tables); `demo.py` has the embedded SQLite fallback
+for demo data.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from typing import IO, Protocol
+
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
+
+from .. import errors
+from ..models import ReferenceType, TransactionType
+from . import stock
+
+# A time-ordered UUIDv7 computed in SQL (PostgreSQL 15 has no uuidv7()): the
+# Unix time in milliseconds over the first 48 bits of a random v4 UUID, version
+# bits set to 7. Ledger ids stay append-friendly for the primary-key index,
+# like the uuid6.uuid7() ids the single operations write.
+UUID7_SQL = (
+    "encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid()) placing "
+    "substring(int8send((extract(epoch from clock_timestamp()) * 1000)::bigint) from 3) "
+    "from 1 for 6), 52, 1), 53, 1), 'hex')::uuid"
+)
+
+REQUIRED_COLUMNS = ("sku", "warehouse", "quantity")
+OPTIONAL_COLUMNS = ("reference",)
+PUBLISH_BATCH = 10_000
+SAMPLE_ERRORS = 100
+# Rows per transaction in --skip-invalid mode: locks on a chunk's rows are held
+# for seconds, not for the whole file. Atomic mode is one transaction by definition.
+APPLY_CHUNK = 50_000
+# A bulk session waits longer for a busy row than a request does, and has no
+# statement timeout (one statement may touch a million rows).
+BULK_LOCK_TIMEOUT = "10s"
+
+_QUANTITY = re.compile(r"^\+?[0-9]{1,12}$")
+
+
+class BulkFormatError(errors.InvalidInput):
+    """The file as a whole cannot be read (no header, missing columns, not UTF-8)."""
+
+    code = "bulk_format_error"
+
+
+class Progress(Protocol):
+    """What the bulk functions report progress to (a tqdm bar, log lines, nothing)."""
+
+    def phase(self, name: str, total: int | None = None) -> None: ...
+
+    def advance(self, n: int = 1) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class NullProgress:
+    def phase(self, name: str, total: int | None = None) -> None:
+        pass
+
+    def advance(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class BadRow:
+    line: int
+    sku: str
+    warehouse: str
+    quantity: str
+    reference: str
+    error: str
+    message: str
+
+
+@dataclass
+class BulkReceiveResult:
+    """What a bulk receive read, refused and applied.
+
+    `applied` rows changed stock now; `already_applied` rows had been received
+    before under the same reference (an idempotent re-run) and changed nothing.
+    """
+
+    rows: int = 0
+    invalid: int = 0
+    applied: int = 0
+    already_applied: int = 0
+    dry_run: bool = False
+    atomic: bool = True
+    bad_rows: list[BadRow] = field(default_factory=list)  # the first SAMPLE_ERRORS, by line
+
+    @property
+    def valid(self) -> int:
+        return self.rows - self.invalid
+
+    @property
+    def ok(self) -> bool:
+        return self.invalid == 0
+
+
+# --------------------------------------------------------------------------
+# Session helpers
+# --------------------------------------------------------------------------
+
+
+def _require_postgresql() -> None:
+    if connection.vendor != "postgresql":
+        raise errors.InvalidInput("Bulk stock work needs PostgreSQL (COPY and temp tables).")
+
+
+def _bulk_session_settings() -> None:
+    """No statement timeout, a longer lock timeout. Inside the caller's transaction
+    the settings are LOCAL (they end with it); otherwise `_reset_session_settings`
+    restores the connection's own values, so a pooled connection never keeps them."""
+    scope = "LOCAL " if connection.in_atomic_block else ""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SET {scope}statement_timeout = 0")
+        cursor.execute(f"SET {scope}lock_timeout = '{BULK_LOCK_TIMEOUT}'")
+
+
+def _reset_session_settings() -> None:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET statement_timeout")
+            cursor.execute("RESET lock_timeout")
+    except DatabaseError:  # pragma: no cover - aborted outer transaction; rollback resets
+        pass
+
+
+def _drop_tables(*names: str) -> None:
+    with connection.cursor() as cursor:
+        for name in names:
+            cursor.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+# --------------------------------------------------------------------------
+# Reading the CSV (streamed; nothing but the current row is held in memory)
+# --------------------------------------------------------------------------
+
+
+def _parse_quantity(raw: str) -> tuple[int | None, str | None]:
+    """A whole number from 1 to STOCKROOM_MAX_QUANTITY, or (None, message)."""
+    limit = settings.STOCKROOM_MAX_QUANTITY
+    text = raw.strip()
+    if not text:
+        return None, "quantity is empty"
+    if text.startswith("-") and _QUANTITY.match(text[1:]):
+        return None, f"quantity must be from 1 to {limit}, got {text}"
+    if not _QUANTITY.match(text):
+        return None, f"quantity is not a whole number: {text!r}"
+    value = int(text)
+    if not 1 <= value <= limit:
+        return None, f"quantity must be from 1 to {limit}, got {value}"
+    return value, None
+
+
+def _read_header(reader: Iterator[list[str]], line_of) -> tuple[dict[str, int], int]:
+    for record in reader:
+        if not any(cell.strip() for cell in record):
+            continue
+        names = [cell.replace("\ufeff", "").strip().lower() for cell in record]
+        line = line_of()
+        missing = [name for name in REQUIRED_COLUMNS if name not in names]
+        if missing:
+            looks_like_data = not set(names) & {*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS}
+            hint = (
+                "the first line must be a header: sku,warehouse,quantity[,reference]"
+                if looks_like_data
+                else f"missing column(s): {', '.join(missing)}"
+            )
+            raise BulkFormatError(
+                f"Line {line}: {hint} (found: {','.join(names)}).",
+                details={"line": line, "missing": missing, "found": names},
+            )
+        duplicated = sorted({name for name in names if name and names.count(name) > 1})
+        if duplicated:
+            raise BulkFormatError(
+                f"Line {line}: column(s) named twice: {', '.join(duplicated)}.",
+                details={"line": line, "duplicated": duplicated},
+            )
+        return {name: names.index(name) for name in names if name}, len(names)
+    raise BulkFormatError("The file is empty: expected a header sku,warehouse,quantity.")
+
+
+def _rows_for_staging(
+    text: Iterable[str], *, batch_reference: str | None, progress: Progress
+) -> Iterator[tuple]:
+    """Yield one staging tuple per data row: line, sku, warehouse, quantity text,
+    quantity, reference, error code, message (errors for rows that cannot be used)."""
+    reader = csv.reader(text, skipinitialspace=True)
+    state = {"last": 0}
+
+    def line_of() -> int:
+        return reader.line_num
+
+    try:
+        columns, width = _read_header(reader, line_of)
+        state["last"] = reader.line_num
+        i_sku, i_wh, i_qty = (columns[name] for name in REQUIRED_COLUMNS)
+        i_ref = columns.get("reference")
+        for record in reader:
+            line = state["last"] + 1  # where the record starts (quoted fields may span lines)
+            state["last"] = reader.line_num
+            if not any(cell.strip() for cell in record):
+                continue
+            progress.advance(1)
+            cells = [_clean(cell) for cell in record]
+            if len(cells) > width and any(cells[width:]):
+                yield _bad(line, cells, columns, batch_reference, "too_many_columns",
+                           f"expected {width} columns, got {len(cells)}")  # fmt: skip
+                continue
+            if len(cells) < width:
+                yield _bad(line, cells, columns, batch_reference, "missing_columns",
+                           f"expected {width} columns, got {len(cells)}")  # fmt: skip
+                continue
+            sku, code, qty_text = cells[i_sku], cells[i_wh], cells[i_qty]
+            reference = (cells[i_ref] if i_ref is not None else "") or (batch_reference or "")
+            if i_ref is not None and not cells[i_ref] and reference:
+                cells[i_ref] = reference
+            if not sku:
+                yield _bad(line, cells, columns, batch_reference, "missing_sku", "SKU is empty")
+                continue
+            if not code:
+                yield _bad(
+                    line, cells, columns, batch_reference, "missing_warehouse", "warehouse is empty"
+                )
+                continue
+            quantity, problem = _parse_quantity(qty_text)
+            if problem:
+                yield _bad(line, cells, columns, batch_reference, "bad_quantity", problem)
+                continue
+            if not reference:
+                yield _bad(line, cells, columns, batch_reference, "missing_reference",
+                           "no reference: give --reference or a reference column")  # fmt: skip
+                continue
+            if len(reference) > 100:
+                yield _bad(line, cells, columns, batch_reference, "bad_reference",
+                           "reference is longer than 100 characters")  # fmt: skip
+                continue
+            yield (line, sku, code, qty_text, quantity, reference, None, None)
+    except UnicodeDecodeError as exc:
+        raise BulkFormatError(
+            f"The file is not UTF-8 text (after line {state['last']}).",
+            details={"line": state["last"] + 1},
+        ) from exc
+    except csv.Error as exc:
+        raise BulkFormatError(
+            f"Line {state['last'] + 1}: unreadable CSV: {exc}.", details={"line": state["last"] + 1}
+        ) from exc
+
+
+def _clean(cell: str) -> str:
+    """Strip whitespace, and quotes the csv module left because a space came before them.
+
+    A NUL character (which PostgreSQL text cannot hold) becomes U+FFFD, so the row
+    is reported (as an unknown SKU or warehouse) instead of failing the COPY."""
+    if "\x00" in cell:
+        cell = cell.replace("\x00", "\ufffd")
+    cell = cell.strip()
+    if len(cell) >= 2 and cell[0] == cell[-1] == '"':
+        cell = cell[1:-1].replace('""', '"').strip()
+    return cell
+
+
+def _bad(
+    line: int,
+    cells: list[str],
+    columns: dict[str, int],
+    batch_reference: str | None,
+    code: str,
+    message: str,
+) -> tuple:
+    def cell(name: str) -> str:
+        index = columns.get(name)
+        return cells[index] if index is not None and index < len(cells) else ""
+
+    reference = cell("reference") or batch_reference or ""
+    return (line, cell("sku"), cell("warehouse"), cell("quantity"), None, reference,
+            code, message)  # fmt: skip
+
+
+# --------------------------------------------------------------------------
+# Bulk receive
+# --------------------------------------------------------------------------
+
+
+def _resolve_sql(raw: str, res: str) -> str:
+    # The idempotency key and fingerprint are exactly those of
+    # stock_receive(reference=...): "receive:<type>:<id>:<sku>:<warehouse>" and
+    # sha256 of json.dumps({"operation", "quantity", "sku", "warehouse"}, sort_keys=True).
+    return f"""
+    CREATE TEMP TABLE {res} AS
+    SELECT s.*,
+           CASE
+             WHEN s.error0 IS NOT NULL THEN s.error0
+             WHEN s.product_id IS NULL THEN 'unknown_sku'
+             WHEN s.warehouse_id IS NULL THEN 'unknown_warehouse'
+             WHEN NOT s.warehouse_active THEN 'warehouse_inactive'
+             WHEN s.first_line <> s.line THEN 'duplicate'
+             WHEN a.key IS NOT NULL AND a.fingerprint <> s.fingerprint THEN 'idempotency_conflict'
+           END AS error,
+           CASE
+             WHEN s.error0 IS NOT NULL THEN s.message0
+             WHEN s.product_id IS NULL THEN format('unknown SKU %%s', s.sku)
+             WHEN s.warehouse_id IS NULL THEN format('unknown warehouse %%s', s.warehouse)
+             WHEN NOT s.warehouse_active THEN format('warehouse %%s is inactive', s.warehouse)
+             WHEN s.first_line <> s.line THEN
+               format('duplicate of line %%s (same SKU and warehouse)', s.first_line)
+             WHEN a.key IS NOT NULL AND a.fingerprint <> s.fingerprint THEN
+               format('reference %%s already received a different quantity of %%s in %%s',
+                      s.reference_id, s.sku, s.warehouse)
+           END AS message,
+           (s.error0 IS NULL AND s.product_id IS NOT NULL AND s.warehouse_id IS NOT NULL
+            AND s.warehouse_active AND s.first_line = s.line
+            AND a.key IS NOT NULL AND a.fingerprint = s.fingerprint) AS already_applied,
+           {UUID7_SQL} AS ledger_id
+    FROM (
+      SELECT r.line, r.sku, r.warehouse, r.quantity_text, r.quantity, r.reference_id,
+             r.error AS error0, r.message AS message0,
+             min(r.line) FILTER (WHERE r.error IS NULL)
+               OVER (PARTITION BY r.sku, r.warehouse) AS first_line,
+             p.id AS product_id,
+             CASE WHEN p.stock_policy = 'normal' THEN 0 ELSE p.backorder_limit END AS allowance,
+             w.id AS warehouse_id, w.is_active AS warehouse_active,
+             CASE WHEN length(k.full_key) <= 200 THEN k.full_key
+                  ELSE 'receive:sha256:' || encode(sha256(convert_to(k.full_key, 'UTF8')), 'hex')
+             END AS op_key,
+             encode(sha256(convert_to(
+               '{{"operation": "receive", "quantity": ' || r.quantity
+               || ', "sku": ' || to_json(r.sku)::text
+               || ', "warehouse": ' || to_json(r.warehouse)::text || '}}', 'UTF8')), 'hex')
+               AS fingerprint
+      FROM {raw} r
+      LEFT JOIN inventory_product p ON r.error IS NULL AND p.sku = r.sku
+      LEFT JOIN warehouses_warehouse w ON r.error IS NULL AND w.code = r.warehouse
+      CROSS JOIN LATERAL (
+        SELECT 'receive:' || %(ref_type)s || ':' || r.reference_id || ':' || r.sku || ':'
+               || r.warehouse AS full_key
+      ) k
+    ) s
+    LEFT JOIN inventory_appliedoperation a ON s.error0 IS NULL AND a.key = s.op_key
+    """
+
+
+def bulk_receive(
+    *,
+    source: Iterable[str],
+    actor: str,
+    reference: str | None = None,
+    reference_type: str = ReferenceType.IMPORT,
+    reason: str = "bulk receive",
+    atomic: bool = True,
+    dry_run: bool = False,
+    report: IO[str] | None = None,
+    progress: Progress | None = None,
+) -> BulkReceiveResult:
+    """RECEIVE many rows from a CSV (`sku,warehouse,quantity[,reference]`), set-based.
+
+    `source` is text (an open file, stdin, lines); it is read once, streamed
+    into a temp staging table with COPY, so memory stays flat whatever its
+    size. Every row is validated (format in Python; SKU, warehouse, duplicates
+    and earlier receipts in SQL). Bad rows go to `report` (CSV: line, sku,
+    warehouse, quantity, reference, error, message) and into the result.
+
+    * atomic (default): any bad row and nothing is applied.
+    * atomic=False (--skip-invalid): good rows are applied, in transactions of
+      APPLY_CHUNK rows, bad ones reported.
+    * dry_run: validate and report only.
+
+    Each row needs a reference (its `reference` cell, else `reference`): the
+    idempotency key is reference + SKU + warehouse, shared with `stock_receive`,
+    so a re-run of the same file applies nothing twice (rows count as
+    `already_applied`) and the same key with another quantity is a bad row
+    (`idempotency_conflict`).
+    Locks: creates missing inventory rows holding no locks, then locks each
+    transaction's rows in one statement in primary-key order.
+    Raises BulkFormatError (nothing applied) when the file cannot be read at all.
+    """
+    _require_postgresql()
+    if reference_type not in ReferenceType.values:
+        raise errors.InvalidInput(f"Unknown reference type {reference_type!r}.")
+    if reference is not None and not 1 <= len(reference.strip()) <= 100:
+        raise errors.InvalidInput("A reference of 1 to 100 characters is required.")
+    reference = reference.strip() if reference else None
+    progress = progress or NullProgress()
+    result = BulkReceiveResult(dry_run=dry_run, atomic=atomic)
+    suffix = uuid.uuid4().hex[:12]
+    raw, res, applied = f"bulk_raw_{suffix}", f"bulk_res_{suffix}", f"bulk_applied_{suffix}"
+    outer = connection.in_atomic_block
+    try:
+        _bulk_session_settings()
+        # A savepoint when the caller has a transaction: a refused file (or a
+        # failed COPY) rolls back to here instead of aborting the caller's work.
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                f"CREATE TEMP TABLE {raw} (line integer, sku text, warehouse text, "
+                "quantity_text text, quantity integer, reference_id text, error text, "
+                "message text)"
+            )
+            cursor.execute(
+                f"CREATE TEMP TABLE {applied} (line integer PRIMARY KEY, inventory_id uuid, "
+                "product_id uuid, warehouse_id uuid, on_hand bigint, reserved bigint, "
+                "version bigint)"
+            )
+            progress.phase("reading rows")
+            with cursor.copy(
+                f"COPY {raw} (line, sku, warehouse, quantity_text, quantity, reference_id, "
+                "error, message) FROM STDIN"
+            ) as copy:
+                for row in _rows_for_staging(source, batch_reference=reference, progress=progress):
+                    copy.write_row(row)
+                    result.rows += 1
+            progress.phase("validating")
+            cursor.execute(_resolve_sql(raw, res), {"ref_type": reference_type})
+            cursor.execute(f"DROP TABLE {raw}")
+            cursor.execute(f"CREATE INDEX ON {res} (line)")
+            cursor.execute(f"ANALYZE {res}")
+            cursor.execute(
+                f"SELECT count(*) FILTER (WHERE error IS NOT NULL), "
+                f"count(*) FILTER (WHERE already_applied), min(line), max(line) FROM {res}"
+            )
+            result.invalid, result.already_applied, first, last = cursor.fetchone()
+            result.bad_rows = _bad_rows_sample(cursor, res)
+        if report is not None:
+            _write_report(report, res)
+        if dry_run or (atomic and result.invalid) or first is None:
+            return result
+        progress.phase("applying", total=result.valid - result.already_applied)
+        # Atomic: one transaction for every row. --skip-invalid: one per chunk, so
+        # each chunk's row locks are held for seconds, not for the whole file.
+        chunks = [(first, last)] if atomic else _chunks(first, last, APPLY_CHUNK)
+        for lo, hi in chunks:
+            # New rows first, in their own transaction, holding no row locks
+            # (the foundation's rule); an empty row changes no balance.
+            _create_missing_rows(res, lo, hi)
+            with transaction.atomic():
+                done = _apply_chunk(
+                    res, applied, lo, hi,
+                    actor=actor, reference_type=reference_type, reason=reason,
+                )  # fmt: skip
+                transaction.on_commit(partial(_publish_applied, applied, lo, hi))
+            result.applied += done
+            progress.advance(done)
+        # Rows another run committed between our validation and our key insert.
+        result.already_applied += result.valid - result.already_applied - result.applied
+        return result
+    finally:
+        progress.close()
+        if outer:
+            transaction.on_commit(partial(_drop_tables, raw, res, applied))
+        else:
+            _drop_tables(raw, res, applied)
+            _reset_session_settings()
+
+
+def _chunks(first: int, last: int, size: int) -> list[tuple[int, int]]:
+    return [(lo, min(lo + size - 1, last)) for lo in range(first, last + 1, size)]
+
+
+_TODO = "s.error IS NULL AND NOT s.already_applied AND s.line BETWEEN %(lo)s AND %(hi)s"
+
+
+def _create_missing_rows(res: str, lo: int, hi: int) -> None:
+    """Empty inventory rows for new (product, warehouse) pairs, committed holding no locks."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO inventory_inventory (id, product_id, warehouse_id, on_hand, reserved,
+                backorder_allowance, reorder_threshold, reorder_quantity, version, updated_at)
+            SELECT gen_random_uuid(), s.product_id, s.warehouse_id, 0, 0, s.allowance, 0, 0, 0,
+                   now()
+            FROM {res} s
+            WHERE {_TODO} AND NOT EXISTS (
+                SELECT 1 FROM inventory_inventory i
+                WHERE i.product_id = s.product_id AND i.warehouse_id = s.warehouse_id)
+            ORDER BY s.product_id, s.warehouse_id
+            ON CONFLICT (product_id, warehouse_id) DO NOTHING
+            """,
+            {"lo": lo, "hi": hi},
+        )
+
+
+def _apply_chunk(
+    res: str, applied: str, lo: int, hi: int, *, actor: str, reference_type: str, reason: str
+) -> int:
+    """Lock the chunk's rows in pk order, then key, update and ledger them in one statement."""
+    now = timezone.now()
+    params = {
+        "lo": lo, "hi": hi, "now": now, "actor": actor, "ref_type": reference_type,
+        "reason": reason, "receive": TransactionType.RECEIVE,
+    }  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT count(*) FROM (
+                SELECT i.id FROM inventory_inventory i
+                JOIN {res} s ON i.product_id = s.product_id AND i.warehouse_id = s.warehouse_id
+                WHERE {_TODO}
+                ORDER BY i.id
+                FOR NO KEY UPDATE OF i
+            ) locked
+            """,
+            params,
+        )
+        cursor.execute(
+            f"""
+            WITH keys AS (
+                INSERT INTO inventory_appliedoperation (key, operation, fingerprint, result,
+                                                        created_at)
+                SELECT s.op_key, 'receive', s.fingerprint,
+                       jsonb_build_object(
+                         'transactions', jsonb_build_array(s.ledger_id::text),
+                         'reference', jsonb_build_object('type', %(ref_type)s,
+                                                         'id', s.reference_id)),
+                       %(now)s
+                FROM {res} s WHERE {_TODO}
+                ON CONFLICT (key) DO NOTHING
+                RETURNING key
+            ), upd AS (
+                UPDATE inventory_inventory i
+                SET on_hand = i.on_hand + s.quantity, version = i.version + 1,
+                    updated_at = %(now)s
+                FROM {res} s JOIN keys k ON k.key = s.op_key
+                WHERE i.product_id = s.product_id AND i.warehouse_id = s.warehouse_id
+                  AND {_TODO}
+                RETURNING i.id, i.product_id, i.warehouse_id, i.on_hand, i.reserved, i.version,
+                          s.line, s.quantity, s.reference_id, s.ledger_id
+            ), ledger AS (
+                INSERT INTO inventory_inventorytransaction (id, type, on_hand_delta,
+                    reserved_delta, on_hand_after, reserved_after, reference_type, reference_id,
+                    reason, created_at, created_by, request_id, warehouse_id, product_id)
+                SELECT u.ledger_id, %(receive)s, u.quantity, 0, u.on_hand, u.reserved,
+                       %(ref_type)s, u.reference_id, %(reason)s, %(now)s, %(actor)s, '',
+                       u.warehouse_id, u.product_id
+                FROM upd u
+            )
+            INSERT INTO {applied} (line, inventory_id, product_id, warehouse_id, on_hand,
+                                   reserved, version)
+            SELECT line, id, product_id, warehouse_id, on_hand, reserved, version FROM upd
+            """,
+            params,
+        )
+        return cursor.rowcount
+
+
+def _publish_applied(applied: str, lo: int, hi: int) -> None:
+    """After commit: hand the committed rows to the listeners, PUBLISH_BATCH at a time.
+
+    Reads back from the session's temp table by keyset, so a million rows never
+    sit in memory at once. With no listener registered it costs nothing.
+    """
+    if not stock.COMMITTED_CHANGE_LISTENERS:
+        return
+    last = lo - 1
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT line, inventory_id, product_id, warehouse_id, on_hand, reserved, version "
+                f"FROM {applied} WHERE line > %s AND line <= %s ORDER BY line LIMIT %s",
+                [last, hi, PUBLISH_BATCH],
+            )
+            rows = cursor.fetchall()
+        if not rows:
+            return
+        last = rows[-1][0]
+        stock._publish_committed_changes(
+            tuple(
+                stock.CommittedChange(
+                    inventory_id=inventory_id,
+                    product_id=product_id,
+                    warehouse_id=warehouse_id,
+                    type=TransactionType.RECEIVE,
+                    on_hand=on_hand,
+                    reserved=reserved,
+                    version=version,
+                )
+                for _, inventory_id, product_id, warehouse_id, on_hand, reserved, version in rows
+            )
+        )
+
+
+def _bad_rows_sample(cursor, res: str) -> list[BadRow]:
+    cursor.execute(
+        f"SELECT line, coalesce(sku, ''), coalesce(warehouse, ''), coalesce(quantity_text, ''), "
+        f"coalesce(reference_id, ''), error, message FROM {res} WHERE error IS NOT NULL "
+        f"ORDER BY line LIMIT {SAMPLE_ERRORS}"
+    )
+    return [BadRow(*row) for row in cursor.fetchall()]
+
+
+REPORT_COLUMNS = ("line", "sku", "warehouse", "quantity", "reference", "error", "message")
+
+
+def _write_report(report: IO[str], res: str) -> None:
+    """Stream every bad row, by line, as CSV (COPY TO STDOUT: flat memory)."""
+    report.write(",".join(REPORT_COLUMNS) + "\n")
+    with (
+        connection.cursor() as cursor,
+        cursor.copy(
+            f"COPY (SELECT line, sku, warehouse, quantity_text, reference_id, error, message "
+            f"FROM {res} WHERE error IS NOT NULL ORDER BY line) TO STDOUT (FORMAT csv)"
+        ) as copy,
+    ):
+        for data in copy:
+            report.write(bytes(data).decode())
+
+
+# --------------------------------------------------------------------------
+# Export
+# --------------------------------------------------------------------------
+
+EXPORT_COLUMNS = (
+    "sku", "warehouse", "quantity", "reserved", "available",
+    "reorder_threshold", "reorder_quantity", "version",
+)  # fmt: skip
+
+
+def inventory_export_csv(
+    *, out: IO[bytes], warehouse: str | None = None, skip_zero: bool = False
+) -> int:
+    """Write inventory as CSV to a binary stream; returns the number of rows.
+
+    Columns: sku, warehouse, quantity (= on hand), reserved, available,
+    reorder_threshold, reorder_quantity, version, ordered by SKU then warehouse.
+    The first three columns are bulk_receive's input format, so an export (with
+    skip_zero, since quantities must be ≥ 1) loads into another database as is,
+    and serves as a cycle-count sheet. Streamed with COPY: flat memory. A read,
+    from one consistent snapshot.
+    """
+    _require_postgresql()
+    conditions = ["true"]
+    if warehouse is not None:
+        from warehouses.models import Warehouse
+
+        site = Warehouse.objects.filter(code=warehouse).first()
+        if site is None:
+            raise errors.UnknownWarehouse([warehouse])
+        conditions.append(f"i.warehouse_id = '{uuid.UUID(str(site.pk))}'::uuid")
+    if skip_zero:
+        conditions.append("i.on_hand > 0")
+    query = f"""
+        SELECT p.sku, w.code, i.on_hand, i.reserved, i.available,
+               i.reorder_threshold, i.reorder_quantity, i.version
+        FROM inventory_inventory i
+        JOIN inventory_product p ON p.id = i.product_id
+        JOIN warehouses_warehouse w ON w.id = i.warehouse_id
+        WHERE {" AND ".join(conditions)}
+        ORDER BY p.sku, w.code
+    """
+    rows = 0
+    out.write((",".join(EXPORT_COLUMNS) + "\n").encode())
+    own_transaction = not connection.in_atomic_block
+    with transaction.atomic(), connection.cursor() as cursor:
+        if own_transaction:  # one snapshot for the whole file
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        cursor.execute("SET LOCAL statement_timeout = 0")
+        with cursor.copy(f"COPY ({query}) TO STDOUT (FORMAT csv)") as copy:
+            for data in copy:
+                chunk = bytes(data)
+                rows += chunk.count(b"\n")
+                out.write(chunk)
+    return rows
+
+
+# --------------------------------------------------------------------------
+# Reconcile: balances against the ledger and the open reservation lines
+# --------------------------------------------------------------------------
+
+RECONCILE_ACTOR = "system:reconcile"
+RECONCILE_BATCH = 1_000
+
+
+@dataclass
+class Discrepancy:
+    """One inventory row whose balances do not match what explains them.
+
+    `ledger_on_hand` / `ledger_reserved` are the sums of the row's ledger deltas;
+    `open_reserved` is what its active reservation lines still hold.
+    `inventory_id` is None for ledger rows whose inventory row does not exist.
+    """
+
+    inventory_id: uuid.UUID | None
+    sku: str
+    warehouse: str
+    on_hand: int
+    reserved: int
+    ledger_on_hand: int
+    ledger_reserved: int
+    open_reserved: int
+    fixed: bool = False
+    note: str = ""
+
+    @property
+    def problems(self) -> list[str]:
+        found = []
+        if self.inventory_id is None:
+            found.append("no inventory row")
+        if self.on_hand != self.ledger_on_hand:
+            found.append(f"on hand {self.on_hand} but ledger sums to {self.ledger_on_hand}")
+        if self.reserved != self.ledger_reserved:
+            found.append(f"reserved {self.reserved} but ledger sums to {self.ledger_reserved}")
+        if self.reserved != self.open_reserved:
+            found.append(f"reserved {self.reserved} but open order lines hold {self.open_reserved}")
+        return found
+
+
+@dataclass
+class ReconcileResult:
+    rows_checked: int = 0
+    discrepancies: list[Discrepancy] = field(default_factory=list)
+    truncated: bool = False  # more were found than `limit`
+    fixed: int = 0
+    unfixable: int = 0
+
+    @property
+    def clean(self) -> bool:
+        return not self.discrepancies
+
+
+_LEDGER_SUMS = """
+    SELECT product_id, warehouse_id,
+           sum(on_hand_delta) AS on_hand, sum(reserved_delta) AS reserved
+    FROM inventory_inventorytransaction GROUP BY product_id, warehouse_id
+"""
+_OPEN_LINES = """
+    SELECT inventory_id, sum(quantity - quantity_fulfilled - quantity_released) AS open
+    FROM inventory_reservationline WHERE status = 'active' GROUP BY inventory_id
+"""
+
+
+def inventory_reconcile(
+    *, fix: bool = False, limit: int = 100_000, reason: str = "", progress: Progress | None = None
+) -> ReconcileResult:
+    """Recompute every row's balances from the ledger and the open reservation lines.
+
+    One pass of SQL aggregates (ledger sums per product and warehouse, open
+    quantity per row), compared with every inventory row; at most `limit`
+    discrepancies are returned (`truncated` says there were more).
+
+    With `fix`, each discrepancy is repaired under the row's lock, after
+    recomputing it there (so concurrent orders between the scan and the fix are
+    taken into account), by appending one ADJUST ledger row (reference
+    manual/reconcile-<time>, actor system:reconcile) with a reason that names
+    both sides:
+
+    * on hand: the balance is what every reservation was checked against, so it
+      is kept, and the ADJUST row makes the ledger explain it (an unexplained
+      difference is then visible in the ledger forever; a cycle count settles
+      the physical truth).
+    * reserved: the open reservation lines are what orders hold and what
+      release/fulfil act on, so reserved is set to their sum, and the ADJUST
+      row's reserved delta brings the ledger to the same figure. If on hand
+      cannot cover the open lines (it would oversell), the row is left as is
+      and reported as unfixable: release or re-route those orders first.
+    * a ledger with no inventory row gets an empty row (created holding no
+      locks), then is fixed like any other.
+
+    Balance changes are published to the after-commit listeners as ADJUST.
+    """
+    _require_postgresql()
+    progress = progress or NullProgress()
+    result = ReconcileResult()
+    outer = connection.in_atomic_block
+    try:
+        _bulk_session_settings()
+        progress.phase("checking")
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET {'LOCAL ' if outer else ''}work_mem = '256MB'")
+            cursor.execute("SELECT count(*) FROM inventory_inventory")
+            result.rows_checked = cursor.fetchone()[0]
+            cursor.execute(
+                f"""
+                SELECT i.id, p.sku, w.code, coalesce(i.on_hand, 0), coalesce(i.reserved, 0),
+                       coalesce(l.on_hand, 0), coalesce(l.reserved, 0), coalesce(o.open, 0)
+                FROM inventory_inventory i
+                FULL JOIN ({_LEDGER_SUMS}) l
+                  ON l.product_id = i.product_id AND l.warehouse_id = i.warehouse_id
+                LEFT JOIN ({_OPEN_LINES}) o ON o.inventory_id = i.id
+                JOIN inventory_product p ON p.id = coalesce(i.product_id, l.product_id)
+                JOIN warehouses_warehouse w ON w.id = coalesce(i.warehouse_id, l.warehouse_id)
+                WHERE coalesce(i.on_hand, 0) <> coalesce(l.on_hand, 0)
+                   OR coalesce(i.reserved, 0) <> coalesce(l.reserved, 0)
+                   OR coalesce(i.reserved, 0) <> coalesce(o.open, 0)
+                ORDER BY p.sku, w.code
+                LIMIT %s
+                """,
+                [limit + 1],
+            )
+            found = [Discrepancy(*row) for row in cursor.fetchall()]
+        result.truncated = len(found) > limit
+        result.discrepancies = found[:limit]
+        progress.advance(result.rows_checked)
+        if fix and result.discrepancies:
+            _reconcile_fix(result, reason=reason, progress=progress)
+        return result
+    finally:
+        progress.close()
+        if not outer:
+            _reset_session_settings()
+            with connection.cursor() as cursor:
+                cursor.execute("RESET work_mem")
+
+
+def _reconcile_fix(result: ReconcileResult, *, reason: str, progress: Progress) -> None:
+    from ..models import InventoryTransaction
+
+    orphans = [d for d in result.discrepancies if d.inventory_id is None]
+    if orphans:
+        with transaction.atomic(), connection.cursor() as cursor:
+            for d in orphans:
+                cursor.execute(
+                    """
+                    INSERT INTO inventory_inventory (id, product_id, warehouse_id, on_hand,
+                        reserved, backorder_allowance, reorder_threshold, reorder_quantity,
+                        version, updated_at)
+                    SELECT gen_random_uuid(), p.id, w.id, 0, 0,
+                           CASE WHEN p.stock_policy = 'normal' THEN 0 ELSE p.backorder_limit END,
+                           0, 0, 0, now()
+                    FROM inventory_product p, warehouses_warehouse w
+                    WHERE p.sku = %s AND w.code = %s
+                    ON CONFLICT (product_id, warehouse_id) DO NOTHING
+                    RETURNING id
+                    """,
+                    [d.sku, d.warehouse],
+                )
+                row = cursor.fetchone()
+                d.inventory_id = row[0] if row else None
+    by_id = {d.inventory_id: d for d in result.discrepancies if d.inventory_id is not None}
+    run = timezone.now()
+    reference_id = f"reconcile-{run:%Y%m%dT%H%M%SZ}"
+    progress.phase("fixing", total=len(by_id))
+    ids = sorted(by_id)
+    for start in range(0, len(ids), RECONCILE_BATCH):
+        batch = ids[start : start + RECONCILE_BATCH]
+        with transaction.atomic(), connection.cursor() as cursor:
+            # Lock in primary-key order, then recompute under the locks.
+            cursor.execute(
+                """
+                SELECT i.id, i.product_id, i.warehouse_id, i.on_hand, i.reserved,
+                       i.backorder_allowance, i.version,
+                       coalesce((SELECT sum(t.on_hand_delta) FROM inventory_inventorytransaction t
+                                 WHERE t.product_id = i.product_id
+                                   AND t.warehouse_id = i.warehouse_id), 0),
+                       coalesce((SELECT sum(t.reserved_delta) FROM inventory_inventorytransaction t
+                                 WHERE t.product_id = i.product_id
+                                   AND t.warehouse_id = i.warehouse_id), 0),
+                       coalesce((SELECT sum(r.quantity - r.quantity_fulfilled - r.quantity_released)
+                                 FROM inventory_reservationline r
+                                 WHERE r.inventory_id = i.id AND r.status = 'active'), 0)
+                FROM inventory_inventory i WHERE i.id = ANY(%s)
+                ORDER BY i.id FOR NO KEY UPDATE OF i
+                """,
+                [batch],
+            )
+            ledger_rows, committed = [], []
+            now = timezone.now()
+            for (inv_id, product_id, warehouse_id, on_hand, reserved, allowance, version,
+                 l_on_hand, l_reserved, open_reserved) in cursor.fetchall():  # fmt: skip
+                d = by_id[inv_id]
+                d.on_hand, d.reserved = on_hand, reserved
+                d.ledger_on_hand, d.ledger_reserved, d.open_reserved = (
+                    l_on_hand,
+                    l_reserved,
+                    open_reserved,
+                )
+                target_reserved = reserved
+                notes = []
+                if open_reserved != reserved:
+                    if on_hand - open_reserved >= -allowance:
+                        target_reserved = open_reserved
+                    else:
+                        notes.append(
+                            f"open order lines hold {open_reserved} but on hand is {on_hand} "
+                            f"(allowance {allowance}): release or re-route orders first"
+                        )
+                on_hand_delta = on_hand - l_on_hand
+                reserved_delta = target_reserved - l_reserved
+                if on_hand_delta or reserved_delta:
+                    text = (
+                        f"reconcile: on hand {on_hand} (ledger {l_on_hand}); reserved {reserved} "
+                        f"(ledger {l_reserved}, open order lines {open_reserved})"
+                    )
+                    if target_reserved != reserved:
+                        text += f"; reserved set to {target_reserved}"
+                    ledger_rows.append(
+                        InventoryTransaction(
+                            product_id=product_id,
+                            warehouse_id=warehouse_id,
+                            type=TransactionType.ADJUST,
+                            on_hand_delta=on_hand_delta,
+                            reserved_delta=reserved_delta,
+                            on_hand_after=on_hand,
+                            reserved_after=target_reserved,
+                            reference_type=ReferenceType.MANUAL,
+                            reference_id=reference_id,
+                            reason=f"{reason}: {text}" if reason else text,
+                            created_by=RECONCILE_ACTOR,
+                            created_at=now,
+                        )
+                    )
+                if target_reserved != reserved:
+                    cursor.execute(
+                        "UPDATE inventory_inventory SET reserved = %s, version = version + 1, "
+                        "updated_at = %s WHERE id = %s",
+                        [target_reserved, now, inv_id],
+                    )
+                    committed.append(
+                        stock.CommittedChange(
+                            inventory_id=inv_id,
+                            product_id=product_id,
+                            warehouse_id=warehouse_id,
+                            type=TransactionType.ADJUST,
+                            on_hand=on_hand,
+                            reserved=target_reserved,
+                            version=version + 1,
+                        )
+                    )
+                d.note = "; ".join(notes)
+                d.fixed = not notes
+                result.fixed += d.fixed
+                result.unfixable += not d.fixed
+            InventoryTransaction.objects.bulk_create(ledger_rows)
+            if committed:
+                transaction.on_commit(partial(stock._publish_committed_changes, tuple(committed)))
+        progress.advance(len(batch))
+    missing = [d for d in result.discrepancies if d.inventory_id is None]
+    for d in missing:  # product or warehouse vanished: nothing to attach a row to
+        d.note = "no product/warehouse to create an inventory row for"
+        result.unfixable += 1
