@@ -435,10 +435,17 @@ def _derived_key(
     operation: str, idempotency_key: str | None, reference: Reference | None, *parts: str
 ) -> str | None:
     if idempotency_key:
-        return f"{operation}:key:{idempotency_key}"
+        return _fit_key(operation, f"{operation}:key:{idempotency_key}")
     if reference is not None:
-        return ":".join([operation, reference.type, str(reference.id), *parts])
+        return _fit_key(operation, ":".join([operation, reference.type, str(reference.id), *parts]))
     return None
+
+
+def _fit_key(operation: str, key: str) -> str:
+    """Keys longer than the column (200) are stored as a hash; bulk_receive does the same."""
+    if len(key) <= 200:
+        return key
+    return f"{operation}:sha256:{hashlib.sha256(key.encode()).hexdigest()}"
 
 
 # --------------------------------------------------------------------------
@@ -1098,7 +1105,11 @@ def _close_order_lines(
         )
 
     operation = "fulfill" if txn_type == TransactionType.FULFILL else "release"
-    key = f"{operation}:order:{order_id}:key:{idempotency_key}" if idempotency_key else None
+    key = (
+        _fit_key(operation, f"{operation}:order:{order_id}:key:{idempotency_key}")
+        if idempotency_key
+        else None
+    )
     outcome = _run_idempotent(key, operation, payload, body)
     if outcome.replayed:
         reservation = Reservation.objects.get(order_id=order_id)

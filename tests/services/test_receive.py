@@ -95,3 +95,19 @@ def test_new_row_of_backorder_product_copies_allowance(warehouse):
     product = ProductFactory(sku="PRE-1", stock_policy="preorder", backorder_limit=7)
     services.stock_receive(sku=product.sku, warehouse=warehouse.code, quantity=1, actor="u")
     assert Inventory.objects.get().backorder_allowance == 7
+
+
+def test_long_references_and_keys_still_apply_once(product, warehouse):
+    reference = Reference("purchase_order", "P" * 100)
+    for _ in range(2):
+        services.stock_receive(
+            sku=product.sku, warehouse=warehouse.code, quantity=2, actor="u", reference=reference
+        )
+        services.stock_receive(
+            sku=product.sku,
+            warehouse=warehouse.code,
+            quantity=3,
+            actor="u",
+            idempotency_key="k" * 300,
+        )
+    assert Inventory.objects.get().on_hand == 5
