@@ -8,6 +8,8 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -51,18 +53,44 @@ def api_client_revoke(*, client: ApiClient) -> ApiClient:
     client.is_active = False
     client.revoked_at = timezone.now()
     client.save(update_fields=["is_active", "revoked_at"])
+    forget_authenticated_clients()
     return client
+
+
+# Authenticated clients, per process, for STOCKROOM_API_CLIENT_CACHE_SECONDS: a
+# storefront's every request (a sold-out refusal included) then needs no
+# database query to authenticate. A revocation takes effect at once in the
+# process that made it and within that many seconds everywhere else.
+_client_cache: dict[str, tuple[float, ApiClient]] = {}
+_client_cache_lock = threading.Lock()
+
+
+def forget_authenticated_clients() -> None:
+    with _client_cache_lock:
+        _client_cache.clear()
 
 
 def api_client_authenticate(*, key: str) -> ApiClient | None:
     """The active client holding `key`, or None."""
-    client = ApiClient.objects.filter(key_hash=hash_key(key), is_active=True).first()
+    key_hash = hash_key(key)
+    ttl = getattr(settings, "STOCKROOM_API_CLIENT_CACHE_SECONDS", 10)
+    now_mono = time.monotonic()
+    with _client_cache_lock:
+        cached = _client_cache.get(key_hash)
+    if cached is not None and cached[0] > now_mono:
+        return cached[1]
+    client = ApiClient.objects.filter(key_hash=key_hash, is_active=True).first()
     if client is not None:
         now = timezone.now()
         # Record use at most once a minute: no write per request.
         if client.last_used_at is None or now - client.last_used_at > timedelta(minutes=1):
             ApiClient.objects.filter(pk=client.pk).update(last_used_at=now)
             client.last_used_at = now
+        if ttl > 0:
+            with _client_cache_lock:
+                if len(_client_cache) > 10_000:
+                    _client_cache.clear()
+                _client_cache[key_hash] = (now_mono + ttl, client)
     return client
 
 

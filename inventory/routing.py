@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from itertools import combinations
 
-from . import errors, services
+from . import availability_cache, errors, services
 from .models import Reservation
-from .selectors import SupplySnapshot, WarehouseSite, supply_for_skus
+from .selectors import SupplySnapshot, WarehouseSite, active_warehouse_codes, supply_for_skus
 
 EARTH_RADIUS_KM = 6371.0088
 # Exhaustive search over warehouse sets is bounded; beyond it a greedy cover is used.
@@ -248,6 +248,15 @@ def reserve_order(
     """
     if not lines:
         raise errors.InvalidInput("An order needs at least one line.")
+    # The sold-out gate, before any database work: refused at cache speed only
+    # when every line is sold out everywhere it may come from (committed state).
+    sold_out = availability_cache.sold_out_lines(
+        [(line.sku, line.warehouse or None, line.quantity) for line in lines],
+        order_id=order_id,
+        active_codes=active_warehouse_codes(),
+    )
+    if sold_out:
+        raise errors.InsufficientStock(sold_out)
     existing = _existing(order_id, lines)
     if existing is not None:
         return existing

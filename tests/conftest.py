@@ -51,6 +51,7 @@ def _empty_availability_cache():
     previous test's SKUs must not leak into the next (the suite owns this Redis db)."""
     from django_redis import get_redis_connection
 
+    from api.services import forget_authenticated_clients
     from inventory import availability_cache
     from inventory.selectors import forget_active_warehouses
 
@@ -58,9 +59,11 @@ def _empty_availability_cache():
     get_redis_connection("default").flushdb()
     availability_cache.STATS.clear()
     forget_active_warehouses()
+    forget_authenticated_clients()
     yield
     availability_cache.reset_store()
     forget_active_warehouses()
+    forget_authenticated_clients()
 
 
 @pytest.fixture

@@ -183,6 +183,9 @@ STOCKROOM_RESERVE_ENGINE = env.str("STOCKROOM_RESERVE_ENGINE", default="sql")
 # write-through is ever lost.
 STOCKROOM_AVAILABILITY_TTL = env.int("STOCKROOM_AVAILABILITY_TTL", default=60)
 STOCKROOM_AVAILABILITY_CACHE = env.bool("STOCKROOM_AVAILABILITY_CACHE", default=True)
+# API clients are remembered per process this long after authenticating (no
+# query per request); a revocation reaches other processes within it.
+STOCKROOM_API_CLIENT_CACHE_SECONDS = env.int("STOCKROOM_API_CLIENT_CACHE_SECONDS", default=10)
 STOCKROOM_AVAILABILITY_KEY_PREFIX = env.str("CACHE_KEY_PREFIX", default="stockroom")
 # Refuse reservations whose every line is sold out in the committed cached
 # state without touching the database (flash sales). The database still decides
