@@ -453,6 +453,30 @@ def _fit_key(operation: str, key: str) -> str:
 # --------------------------------------------------------------------------
 
 
+def _lock_one_row(sku: str, warehouse: str) -> Inventory:
+    """Lock one (active-warehouse) row, creating it empty if the product has none there."""
+    return _lock_rows([(sku, warehouse)], create_missing=True, require_active=[warehouse])[
+        (sku, warehouse)
+    ]
+
+
+def _change_one_row(
+    row: Inventory,
+    txn_type: str,
+    on_hand_delta: int,
+    actor: str,
+    reference: Reference | None,
+    reason: str,
+) -> OperationResult:
+    ledger = _apply_changes(
+        [_Change(row, txn_type, on_hand_delta=on_hand_delta)],
+        actor=actor,
+        reference=reference,
+        reason=reason,
+    )
+    return OperationResult(transactions=ledger, reference=reference)
+
+
 @_translate_lock_timeouts
 def stock_receive(
     *,
@@ -473,16 +497,8 @@ def stock_receive(
     payload = {"sku": sku, "warehouse": warehouse, "quantity": quantity}
 
     def body() -> OperationResult:
-        row = _lock_rows([(sku, warehouse)], create_missing=True, require_active=[warehouse])[
-            (sku, warehouse)
-        ]
-        ledger = _apply_changes(
-            [_Change(row, TransactionType.RECEIVE, on_hand_delta=quantity)],
-            actor=actor,
-            reference=reference,
-            reason=reason,
-        )
-        return OperationResult(transactions=ledger, reference=reference)
+        row = _lock_one_row(sku, warehouse)
+        return _change_one_row(row, TransactionType.RECEIVE, quantity, actor, reference, reason)
 
     key = _derived_key("receive", idempotency_key, reference, sku, warehouse)
     return _run_idempotent(key, "receive", payload, body)
@@ -529,9 +545,7 @@ def stock_adjust(
     }
 
     def body() -> OperationResult:
-        row = _lock_rows([(sku, warehouse)], create_missing=True, require_active=[warehouse])[
-            (sku, warehouse)
-        ]
+        row = _lock_one_row(sku, warehouse)
         if expected_on_hand is not None and row.on_hand != expected_on_hand:
             raise errors.StockChanged(
                 f"On hand of {sku} in {warehouse} is now {row.on_hand}, "
@@ -560,13 +574,8 @@ def stock_adjust(
                     "requested_on_hand": new_on_hand,
                 },
             )
-        ledger = _apply_changes(
-            [_Change(row, TransactionType.ADJUST, on_hand_delta=new_on_hand - row.on_hand)],
-            actor=actor,
-            reference=reference,
-            reason=reason,
-        )
-        return OperationResult(transactions=ledger, reference=reference)
+        delta_on_hand = new_on_hand - row.on_hand
+        return _change_one_row(row, TransactionType.ADJUST, delta_on_hand, actor, reference, reason)
 
     key = _derived_key("adjust", idempotency_key, reference, sku, warehouse)
     return _run_idempotent(key, "adjust", payload, body)
