@@ -229,7 +229,9 @@ class OrderLineInput(StrictSerializer):
 
 
 def _reservation_response(reservation, created: bool = False) -> Response:
-    reservation = selectors.reservation_get(order_id=reservation.order_id)
+    # A reservation the service just created carries its lines; otherwise reload.
+    if not getattr(reservation, "_prefetched_objects_cache", {}).get("lines"):
+        reservation = selectors.reservation_get(order_id=reservation.order_id)
     return Response(
         ReservationOutput(reservation).data,
         status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,

@@ -31,7 +31,15 @@ from itertools import combinations
 
 from . import availability_cache, errors, services
 from .models import Reservation
-from .selectors import SupplySnapshot, WarehouseSite, active_warehouse_codes, supply_for_skus
+from .selectors import (
+    SupplySnapshot,
+    WarehouseSite,
+    active_warehouse_codes,
+    supply_for_skus,
+    supply_from_read_model,
+)
+
+_NO_SUPPLY = SupplySnapshot((), {}, frozenset())
 
 EARTH_RADIUS_KM = 6371.0088
 # Exhaustive search over warehouse sets is bounded; beyond it a greedy cover is used.
@@ -257,12 +265,20 @@ def reserve_order(
     )
     if sold_out:
         raise errors.InsufficientStock(sold_out)
-    existing = _existing(order_id, lines)
-    if existing is not None:
-        return existing
     skus = sorted({line.sku for line in lines})
+    routed_order = any(not line.warehouse for line in lines)
+    if routed_order:
+        # A retry may route differently now; recognise it before planning.
+        existing = _existing(order_id, lines)
+        if existing is not None:
+            return existing
     for attempt in range(2):
-        routed = route_lines(lines, ship_to, supply_for_skus(skus))
+        if not routed_order:
+            routed = route_lines(lines, ship_to, _NO_SUPPLY)  # every line names its warehouse
+        elif attempt == 0:
+            routed = route_lines(lines, ship_to, supply_from_read_model(skus))
+        else:
+            routed = route_lines(lines, ship_to, supply_for_skus(skus))
         try:
             return services.stock_reserve(
                 order_id=order_id, lines=routed, actor=actor, expires_at=expires_at
@@ -277,6 +293,10 @@ def reserve_order(
             if attempt == 1:
                 raise
             # Stock moved since the snapshot, or lapsed holds still reserve it:
-            # release the lapsed holds on these SKUs, then route once more.
-            services.reservations_expire(skus=skus)
+            # release the lapsed holds on these SKUs, then route once more from
+            # the database (an order naming its warehouses only retries if a
+            # lapsed hold was released).
+            released = services.reservations_expire(skus=skus)
+            if not routed_order and not released:
+                raise
     raise AssertionError("unreachable")  # pragma: no cover

@@ -214,24 +214,38 @@ def _availability_from_snapshot(snap, active: frozenset[str]) -> SkuAvailability
     )
 
 
-_active_codes: tuple[float, frozenset[str]] = (0.0, frozenset())
+_active_sites: tuple[float, tuple] = (0.0, ())
+
+
+def active_warehouse_sites() -> tuple[WarehouseSite, ...]:
+    """Active warehouses with their coordinates, cached in-process for
+    ACTIVE_WAREHOUSES_SECONDS (a handful of rows; activating or closing a site
+    shows within that time)."""
+    global _active_sites
+    now = time.monotonic()
+    expires, sites = _active_sites
+    if now >= expires:
+        sites = tuple(
+            WarehouseSite(
+                code,
+                float(lat) if lat is not None else None,
+                float(lon) if lon is not None else None,
+            )
+            for code, lat, lon in Warehouse.objects.filter(is_active=True)
+            .order_by("code")
+            .values_list("code", "latitude", "longitude")
+        )
+        _active_sites = (now + ACTIVE_WAREHOUSES_SECONDS, sites)
+    return sites
 
 
 def active_warehouse_codes() -> frozenset[str]:
-    """Codes of active warehouses, cached in-process for ACTIVE_WAREHOUSES_SECONDS
-    (a handful of rows; activating or closing a site shows within that time)."""
-    global _active_codes
-    now = time.monotonic()
-    expires, codes = _active_codes
-    if now >= expires:
-        codes = frozenset(Warehouse.objects.filter(is_active=True).values_list("code", flat=True))
-        _active_codes = (now + ACTIVE_WAREHOUSES_SECONDS, codes)
-    return codes
+    return frozenset(site.code for site in active_warehouse_sites())
 
 
 def forget_active_warehouses() -> None:
-    global _active_codes
-    _active_codes = (0.0, frozenset())
+    global _active_sites
+    _active_sites = (0.0, ())
 
 
 ACTIVE_WAREHOUSES_SECONDS = 5.0
@@ -318,6 +332,26 @@ def supply_for_skus(skus: Collection[str], *, now: datetime | None = None) -> Su
             if row.code is not None and row.is_active:
                 reservable[(sku, row.code)] = max(row.free + allowance, 0)
     return SupplySnapshot(sites, reservable, frozenset(by_sku))
+
+
+def supply_from_read_model(skus: Collection[str]) -> SupplySnapshot:
+    """The routing snapshot from the availability read model (no database work on
+    cache hits). Routing plans from it first; if the plan meets a shortage the
+    database snapshot (`supply_for_skus`) is used for the second attempt."""
+    from . import availability_cache
+
+    sites = active_warehouse_sites()
+    snapshots = availability_cache.get_many(list(skus))
+    reservable: dict[tuple[str, str], int] = {}
+    for sku, snap in snapshots.items():
+        for site in sites:
+            available = snap.warehouses.get(site.code)
+            if available is None:
+                if snap.allowance:
+                    reservable[(sku, site.code)] = snap.allowance
+            else:
+                reservable[(sku, site.code)] = max(available + snap.allowance, 0)
+    return SupplySnapshot(sites, reservable, frozenset(snapshots))
 
 
 # --- Lists ----------------------------------------------------------------

@@ -752,18 +752,19 @@ def stock_reserve(
             actor=actor,
             reference=Reference(ReferenceType.ORDER, order_id),
         )
-        ReservationLine.objects.bulk_create(
+        new_lines = ReservationLine.objects.bulk_create(
             [
                 ReservationLine(
                     reservation=reservation,
                     inventory=rows[pair],
-                    product_id=rows[pair].product_id,
-                    warehouse_id=rows[pair].warehouse_id,
+                    product=rows[pair].product,
+                    warehouse=rows[pair].warehouse,
                     quantity=qty,
                 )
                 for pair, qty in ordered
             ]
         )
+        reservation._prefetched_objects_cache = {"lines": new_lines}
         transaction.on_commit(partial(availability_cache.remember_order, order_id))
         return ReservationResult(reservation, created=True, transactions=ledger)
 
@@ -863,6 +864,7 @@ def _reserve_in_database(
             )
             for c in payload["changes"]
         )
+        names = {(c.product_id, c.warehouse_id): (c.sku, c.warehouse_code) for c in changes}
         at = datetime.fromisoformat(payload["at"])
         ledger_by_order: dict[str, list[InventoryTransaction]] = {}
         for entry in payload["ledger"]:
@@ -902,11 +904,9 @@ def _reserve_in_database(
                 )
                 reservation._state.adding = False
                 reservation._state.db = "default"
-                outcome.result = ReservationResult(
-                    reservation,
-                    created=True,
-                    transactions=ledger_by_order.get(request.order_id, []),
-                )
+                txns = ledger_by_order.get(request.order_id, [])
+                _attach_new_lines(reservation, txns, names)
+                outcome.result = ReservationResult(reservation, created=True, transactions=txns)
                 transaction.on_commit(partial(availability_cache.remember_order, request.order_id))
             elif status == "exists":
                 reservation = Reservation.objects.get(order_id=request.order_id)
@@ -935,6 +935,29 @@ def _reserve_in_database(
             break
         pending = retry
     return [outcomes[r.order_id] for r in requests]
+
+
+def _attach_new_lines(
+    reservation: Reservation,
+    transactions: Sequence[InventoryTransaction],
+    names: dict[tuple[uuid.UUID, uuid.UUID], tuple[str, str]],
+) -> None:
+    """Give a just-created reservation its lines (from its RESERVE ledger rows), as
+    if prefetched: `reservation.lines.all()` then needs no query."""
+    from warehouses.models import Warehouse
+
+    lines = []
+    for txn in transactions:
+        sku, code = names[(txn.product_id, txn.warehouse_id)]
+        line = ReservationLine(
+            reservation=reservation,
+            product=Product(id=txn.product_id, sku=sku),
+            warehouse=Warehouse(id=txn.warehouse_id, code=code),
+            quantity=txn.reserved_delta,
+        )
+        line._state.adding = False
+        lines.append(line)
+    reservation._prefetched_objects_cache = {"lines": lines}
 
 
 @dataclass(frozen=True)

@@ -169,6 +169,8 @@ def test_reroutes_once_when_the_snapshot_went_stale(storefront, sites, monkeypat
         calls.append(snapshot)
         return snapshot
 
+    # The first plan comes from the read model, the re-route from the database.
+    monkeypatch.setattr(routing, "supply_from_read_model", snapshot_then_a_competing_order)
     monkeypatch.setattr(routing, "supply_for_skus", snapshot_then_a_competing_order)
     assert reserve(storefront, [{"sku": "A", "quantity": 2}]) == {"A": "BER"}
     assert len(calls) == 2
@@ -182,6 +184,7 @@ def test_gives_up_after_one_reroute(storefront, sites, monkeypatch):
             (WarehouseSite("HAM", 53.55, 9.993),), {("A", "HAM"): 5}, frozenset({"A"})
         )
 
+    monkeypatch.setattr(routing, "supply_from_read_model", always_stale)
     monkeypatch.setattr(routing, "supply_for_skus", always_stale)
     response = storefront.post(
         "/api/v1/reservations/", {"order_id": "o", "lines": [{"sku": "A", "quantity": 2}]}
