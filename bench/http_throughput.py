@@ -43,6 +43,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -84,13 +85,6 @@ function request() return wrk.format("GET", "/api/v1/ping/") end
 function request()
   local body = '{"order_id":"' .. next_id() .. '","lines":[{"sku":"' ..
     sku(math.random(0, SKUS - 1)) .. '","quantity":1,"warehouse":"BW01"}]}'
-  return wrk.format("POST", "/api/v1/reservations/", nil, body)
-end
-""",
-    "reserve-hot": r"""
-function request()
-  local body = '{"order_id":"' .. next_id() ..
-    '","lines":[{"sku":"' .. HOT .. '","quantity":1,"warehouse":"BW01"}]}'
   return wrk.format("POST", "/api/v1/reservations/", nil, body)
 end
 """,
@@ -145,6 +139,13 @@ function request()
   return wrk.format("GET", "/api/v1/availability/?" .. table.concat(parts, "&"))
 end
 """,
+    "reserve-hot": r"""
+function request()
+  local body = '{"order_id":"' .. next_id() ..
+    '","lines":[{"sku":"' .. HOT .. '","quantity":1,"warehouse":"BW01"}]}'
+  return wrk.format("POST", "/api/v1/reservations/", nil, body)
+end
+""",
 }
 
 ROW_LABELS = {
@@ -159,6 +160,9 @@ ROW_LABELS = {
     "availability-100": "GET /availability/?sku= x100",
 }
 ORDERS_PER_REQUEST = {"batch": 100, "batch-hot": 100, "availability-100": 100}
+# A 100-order batch takes far longer than a ping: with 32 connections queued on 4
+# sync workers a request would wait most of a short run. 2 per worker keeps them busy.
+CONNECTIONS = {"batch": 8, "batch-hot": 8}
 
 # (configuration, gunicorn arguments, extra environment, rows)
 CONFIGS = [
@@ -219,8 +223,12 @@ class PgBouncer:
         shutil.chown(self.dir, "postgres")
         for name in ("userlist.txt", "pgbouncer.ini"):
             shutil.chown(self.dir / name, "postgres")
+        # Started as `postgres` directly (pgbouncer refuses root), so that the
+        # signal in stop() reaches pgbouncer itself, not a wrapper.
         self.proc = subprocess.Popen(
-            ["runuser", "-u", "postgres", "--", "pgbouncer", str(self.dir / "pgbouncer.ini")],
+            ["pgbouncer", str(self.dir / "pgbouncer.ini")],
+            user="postgres",
+            group="postgres",
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -333,6 +341,25 @@ for start in range(0, {WORKING_SET}, 100):
         raise SystemExit(f"warming the read model failed: {out.stderr[-2000:]}")
 
 
+def drain(port: int, key: str, timeout: float = 90) -> None:
+    """Wait until the requests wrk left queued have been served: a ping answered
+    quickly. (A sync worker serves every queued request, even after wrk hung up.)"""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/v1/ping/", headers={"Authorization": f"Token {key}"}
+        )
+        started = time.monotonic()
+        try:
+            with urllib.request.urlopen(request, timeout=timeout):
+                pass
+        except OSError:
+            pass
+        if time.monotonic() - started < 0.25:
+            return
+    print(f"# server still busy after {timeout}s", flush=True)
+
+
 def run_wrk(
     port: int, row: str, key: str, duration: int, connections: int, threads: int, prep: str
 ) -> dict:
@@ -384,6 +411,8 @@ def main() -> None:
     parser.add_argument("--configs", help="comma-separated config numbers (1-4) to run")
     parser.add_argument("--rows", help=f"comma-separated rows: {', '.join(LUA_ROWS)}")
     args = parser.parse_args()
+    # SIGTERM too runs the `finally` blocks that stop gunicorn and PgBouncer.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     configs = list(enumerate(CONFIGS, 1))
     if args.configs:
@@ -414,9 +443,11 @@ def main() -> None:
             # Workers boot and import lazily: warm every one up before measuring.
             for row in ("ping", "reserve", "availability"):
                 run_wrk(server.port, row, key, 3, args.connections, args.threads, "")
+            drain(server.port, key)
             for repeat in range(args.repeats):
                 for row in rows:
                     prep = ""
+                    drain(server.port, key)
                     if row in ("release", "fulfill"):
                         prep = f"prep{uuid.uuid4().hex[:8]}"
                         prepare_orders(env0, prep, PREPARED_ORDERS)
@@ -432,7 +463,8 @@ def main() -> None:
                     timer.start()
                     try:
                         result = run_wrk(server.port, row, key, args.duration,
-                                         args.connections, args.threads, prep)  # fmt: skip
+                                         CONNECTIONS.get(row, args.connections), args.threads,
+                                         prep)  # fmt: skip
                     finally:
                         timer.cancel()
                     result["rss"] = max(samples) if samples else float("nan")
@@ -450,12 +482,13 @@ def main() -> None:
 
     print()
     elapsed = time.monotonic() - started
+    print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"wrk {args.threads} threads, {args.connections} connections, {args.repeats} x "
           f"{args.duration}s per row (medians); total {elapsed:.0f}s")  # fmt: skip
     print()
-    print("| configuration | row | req/s | orders or SKUs/s | p50 ms | p99 ms | vs ping "
-          "| non-2xx | worker RSS MB |")  # fmt: skip
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| configuration | row | connections | req/s | orders or SKUs/s | p50 ms | p99 ms "
+          "| vs ping | non-2xx | worker RSS MB |")  # fmt: skip
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for config, *_ in CONFIGS:
         ping = [r["rps"] for r in results.get((config, "ping"), [])] or [
             r["rps"] for r in results.get((CONFIGS[0][0], "ping"), [])
@@ -470,7 +503,8 @@ def main() -> None:
             vs = f"{rps / ceiling:.0%}" if ceiling else ""
             non2xx = sum(r["non2xx"] for r in runs)
             total = sum(r["total"] for r in runs)
-            print(f"| {config} | {ROW_LABELS[row]} | {rps:,.0f} | {per:,.0f} "
+            print(f"| {config} | {ROW_LABELS[row]} | {CONNECTIONS.get(row, args.connections)} "
+                  f"| {rps:,.0f} | {per:,.0f} "
                   f"| {statistics.median(r['p50'] for r in runs):.1f} "
                   f"| {statistics.median(r['p99'] for r in runs):.1f} | {vs} "
                   f"| {non2xx}/{total} | {max(r['rss'] for r in runs):.0f} |")  # fmt: skip

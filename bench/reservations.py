@@ -192,6 +192,10 @@ def _service_worker(args) -> tuple[int, list[float]]:
     from inventory import errors, services
     from inventory.services import OrderRequest, ReserveLine
 
+    if workload.startswith("sold out"):
+        from inventory import selectors
+
+        selectors.availability_for_skus([SOLD_OUT_SKU])  # the read model knows it is sold out
     rng = random.Random(seed)
     prefix = uuid.uuid4().hex[:8]
     done, latencies, n = 0, [], 0
@@ -292,6 +296,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32, help="pgbench connections")
     parser.add_argument("--processes", type=int, default=4, help="service-level processes")
     parser.add_argument("--only", choices=["ceiling", "service"], default=None)
+    parser.add_argument("--rows", help="only the rows whose label contains this text")
     args = parser.parse_args()
 
     create_database()
@@ -307,6 +312,10 @@ def main() -> None:
 
     results: dict[str, list[dict]] = {}
     scripts = pgbench_scripts(args.skus)
+    if args.rows:
+        scripts = {k: v for k, v in scripts.items() if args.rows in f"ceiling: {k}"}
+    service_rows = [r for r in SERVICE_ROWS if not args.rows or args.rows in r[0]]
+    load_before = os.getloadavg()
     for repeat in range(args.repeats):
         if args.only in (None, "ceiling"):
             for name, script in scripts.items():
@@ -318,7 +327,7 @@ def main() -> None:
                     print(f"# {repeat + 1}/{args.repeats} {label}: "
                           f"{results[label][-1]['orders']:.0f}/s", flush=True)  # fmt: skip
         if args.only in (None, "service"):
-            for label, workload, engine, _ in SERVICE_ROWS:
+            for label, workload, engine, _ in service_rows:
                 results.setdefault(label, []).append(
                     run_service(workload, args.skus, args.duration, args.processes, engine)
                 )
@@ -335,6 +344,8 @@ def main() -> None:
     print()
     print(f"SKUs: {args.skus:,}; runs: {args.repeats} x {args.duration}s; pgbench "
           f"{args.clients} connections; service {args.processes} processes")  # fmt: skip
+    print(f"load average (1 min) before: {load_before[0]:.1f}, after: {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} CPUs")  # fmt: skip
     print()
     print("| row | orders/s (median) | p50 ms | p99 ms | vs ceiling | vs seed baseline |")
     print("|---|---:|---:|---:|---:|---:|")
