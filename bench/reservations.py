@@ -296,7 +296,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32, help="pgbench connections")
     parser.add_argument("--processes", type=int, default=4, help="service-level processes")
     parser.add_argument("--only", choices=["ceiling", "service"], default=None)
-    parser.add_argument("--rows", help="only the rows whose label contains this text")
+    parser.add_argument("--rows", help="only rows whose label has one of these, a,b")
     args = parser.parse_args()
 
     create_database()
@@ -312,9 +312,9 @@ def main() -> None:
 
     results: dict[str, list[dict]] = {}
     scripts = pgbench_scripts(args.skus)
-    if args.rows:
-        scripts = {k: v for k, v in scripts.items() if args.rows in f"ceiling: {k}"}
-    service_rows = [r for r in SERVICE_ROWS if not args.rows or args.rows in r[0]]
+    wanted = args.rows.split(",") if args.rows else [""]
+    scripts = {k: v for k, v in scripts.items() if any(w in f"ceiling: {k}" for w in wanted)}
+    service_rows = [r for r in SERVICE_ROWS if any(w in r[0] for w in wanted)]
     load_before = os.getloadavg()
     for repeat in range(args.repeats):
         if args.only in (None, "ceiling"):
