@@ -22,7 +22,9 @@ urlpatterns = [
         views.AvailabilityDetailView.as_view(),
         name="availability-detail",
     ),
+    path("ping/", views.PingView.as_view(), name="ping"),
     path("reservations/", views.ReservationCreateView.as_view(), name="reservation-create"),
+    path("reservations/batch/", views.ReservationBatchView.as_view(), name="reservation-batch"),
     path(
         "reservations/<str:order_id>/",
         views.ReservationDetailView.as_view(),

@@ -308,6 +308,200 @@ class ReservationCreateView(ApiView):
         return _reservation_response(result.reservation, created=result.created)
 
 
+class BatchOrderLineInput(StrictSerializer):
+    sku = SkuField()
+    quantity = QuantityField()
+    warehouse = WarehouseCodeField(help_text="Required in a batch: batches are not routed.")
+
+
+class BatchResultOutput(serializers.Serializer):
+    order_id = serializers.CharField()
+    outcome = serializers.ChoiceField(
+        choices=["created", "exists", "error"],
+        help_text="created: reserved now; exists: this order id already held these lines "
+        "(nothing reserved twice); error: nothing reserved for this order, see `error`.",
+    )
+    status_code = serializers.IntegerField(
+        help_text="What POST /reservations/ answers for this order alone: 201, 200, or the "
+        "error's status (409, 400)."
+    )
+    status = serializers.CharField(
+        allow_null=True, help_text="The reservation's status (active, released, ...)."
+    )
+    expires_at = serializers.DateTimeField(allow_null=True)
+    error = schema.ErrorDetailSerializer(allow_null=True)
+
+
+class ReservationBatchView(ApiView):
+    """Many orders in one request and one database statement (order-management systems).
+
+    Each order is all-or-nothing on its own and idempotent by order id; the
+    answer lists one result per order, in request order. Lines must name their
+    warehouse: routing reads a snapshot per order, which would cost the batch
+    its single round trip; route with POST /reservations/ instead.
+    """
+
+    read_scopes = (Scope.STOREFRONT, Scope.OPERATIONS)
+    write_scopes = (Scope.STOREFRONT,)
+
+    class InputSerializer(StrictSerializer):
+        class Order(StrictSerializer):
+            order_id = StrictCharField(max_length=100)
+            lines = BatchOrderLineInput(
+                many=True, allow_empty=False, max_length=settings.STOCKROOM_MAX_ORDER_LINES
+            )
+            expires_in = StrictIntegerField(
+                required=False, min_value=1, max_value=30 * 24 * 3600, help_text="Seconds."
+            )
+
+        orders = Order(many=True, allow_empty=False)
+
+        def to_internal_value(self, data):
+            # Count before validating each order: an oversized batch is refused cheaply.
+            limit = settings.STOCKROOM_MAX_BATCH_ORDERS
+            orders = data.get("orders") if isinstance(data, dict) else None
+            if isinstance(orders, list) and len(orders) > limit:
+                raise serializers.ValidationError({"orders": [f"At most {limit} per call."]})
+            return super().to_internal_value(data)
+
+        def validate_orders(self, orders):
+            seen, repeated = set(), []
+            for order in orders:
+                if order["order_id"] in seen:
+                    repeated.append(order["order_id"])
+                seen.add(order["order_id"])
+            if repeated:
+                raise serializers.ValidationError(
+                    f"Each order id once per batch; repeated: {', '.join(sorted(set(repeated)))}."
+                )
+            return orders
+
+    class OutputSerializer(serializers.Serializer):
+        results = BatchResultOutput(many=True)
+        created = serializers.IntegerField()
+        exists = serializers.IntegerField()
+        failed = serializers.IntegerField()
+
+    @extend_schema(
+        operation_id="reservations_batch",
+        request=InputSerializer,
+        description=(
+            f"Reserve up to {settings.STOCKROOM_MAX_BATCH_ORDERS} orders "
+            "(`STOCKROOM_MAX_BATCH_ORDERS`) in one call. Each order is all-or-nothing on "
+            "its own; one result per order, in request order. Idempotent by order id: "
+            "resend the whole batch after a lost answer. Every line names its warehouse. "
+            "Invalid input anywhere refuses the whole batch (400, nothing reserved); a "
+            "503 `stock_busy` means nothing of the batch was reserved: resend it."
+        ),
+        examples=[
+            OpenApiExample(
+                "Two orders",
+                request_only=True,
+                value={
+                    "orders": [
+                        {
+                            "order_id": "ORD-2001",
+                            "lines": [{"sku": "TSHIRT-M", "quantity": 2, "warehouse": "BER"}],
+                            "expires_in": 900,
+                        },
+                        {
+                            "order_id": "ORD-2002",
+                            "lines": [{"sku": "MUG-1", "quantity": 1, "warehouse": "HAM"}],
+                        },
+                    ]
+                },
+            )
+        ],
+        responses={
+            200: OpenApiResponse(OutputSerializer, description="One result per order."),
+            **schema.errors(*schema.WRITE, 503),
+        },
+    )
+    def post(self, request):
+        data = self.validated(self.InputSerializer, request.data)
+        now = timezone.now()
+        outcomes = services.stock_reserve_batch(
+            orders=[
+                services.OrderRequest(
+                    order_id=order["order_id"],
+                    lines=[
+                        services.ReserveLine(line["sku"], line["warehouse"], line["quantity"])
+                        for line in order["lines"]
+                    ],
+                    expires_at=(
+                        now + timedelta(seconds=order["expires_in"])
+                        if "expires_in" in order
+                        else None
+                    ),
+                )
+                for order in data["orders"]
+            ],
+            actor=self.actor,
+        )
+        results = [_batch_result(outcome) for outcome in outcomes]
+        return Response(
+            {
+                "results": results,
+                "created": sum(r["outcome"] == "created" for r in results),
+                "exists": sum(r["outcome"] == "exists" for r in results),
+                "failed": sum(r["outcome"] == "error" for r in results),
+            }
+        )
+
+    @extend_schema(exclude=True)
+    def get(self, request):
+        # This path shadows GET /reservations/{order_id}/ for an order named "batch".
+        return ReservationDetailView.get(self, request, order_id="batch")
+
+
+_DATETIME = serializers.DateTimeField()
+
+
+def _batch_result(outcome: services.ReservationOutcome) -> dict:
+    """One BatchResultOutput, built directly: at hundreds of results per call a
+    serializer per result costs more than the reservation itself."""
+    if outcome.error is not None:
+        return {
+            "order_id": outcome.order_id,
+            "outcome": "error",
+            "status_code": outcome.error.http_status,
+            "status": None,
+            "expires_at": None,
+            "error": outcome.error.as_dict(),
+        }
+    reservation = outcome.result.reservation
+    return {
+        "order_id": outcome.order_id,
+        "outcome": "created" if outcome.result.created else "exists",
+        "status_code": 201 if outcome.result.created else 200,
+        "status": reservation.status,
+        "expires_at": (
+            _DATETIME.to_representation(reservation.expires_at) if reservation.expires_at else None
+        ),
+        "error": None,
+    }
+
+
+class PingView(ApiView):
+    """The cheapest authenticated call: token, scope and throttle checks, no data.
+
+    For health checks that must pass authentication, and as the framework's own
+    ceiling in bench/http.py.
+    """
+
+    read_scopes = ALL_SCOPES
+
+    class OutputSerializer(serializers.Serializer):
+        ok = serializers.BooleanField()
+
+    @extend_schema(
+        operation_id="ping",
+        responses={200: OutputSerializer, **schema.errors(*schema.COMMON)},
+    )
+    def get(self, request):
+        return Response({"ok": True})
+
+
 class ReservationDetailView(ApiView):
     read_scopes = (Scope.STOREFRONT, Scope.OPERATIONS)
 

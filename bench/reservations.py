@@ -19,6 +19,7 @@ baseline. Figures go into docs/PERFORMANCE.md with this command.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing as mp
 import os
 import re
@@ -33,6 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BENCH_DB, create_database, ensure_catalogue, median, percentile, setup_django
 
 SKU = "'BENCH-' || lpad(CAST(:n AS text), 7, '0')"
+HOT_SKU = "BENCH-0000007"  # the flash-sale SKU (n = 7 in the pgbench scripts)
+SOLD_OUT_SKU = "BENCH-0000003"  # set to nothing available before the sold-out rows
 LOOKUP = f"""
     SELECT inv.id FROM inventory_inventory inv
     JOIN inventory_product p ON p.id = inv.product_id
@@ -125,6 +128,17 @@ SELECT stockroom_reserve_orders(
   array_fill(CAST('BW01' AS text), ARRAY[100]),
   array_fill(CAST(1 AS bigint), ARRAY[100]), 'system' || chr(58) || 'bench', '');
 """,
+        "project function, batch of 100 orders, hot SKU": f"""\\set r random(1, 1000000000000)
+SELECT stockroom_reserve_orders(
+  (SELECT array_agg('pgb-' || CAST(:client_id AS text) || '-' || CAST(:r AS text) || '-' || g)
+     FROM generate_series(1, 100) g),
+  array_fill(CAST('fp' AS text), ARRAY[100]),
+  array_fill(CAST(NULL AS timestamptz), ARRAY[100]),
+  array_fill(1, ARRAY[100]),
+  array_fill(CAST('{HOT_SKU}' AS text), ARRAY[100]),
+  array_fill(CAST('BW01' AS text), ARRAY[100]),
+  array_fill(CAST(1 AS bigint), ARRAY[100]), 'system' || chr(58) || 'bench', '');
+""",
         "availability SUM over a SKU's rows": f"""\\set n random(0, {skus - 1})
 SELECT sum(inv.available) FROM inventory_inventory inv
   JOIN inventory_product p ON p.id = inv.product_id WHERE p.sku = {SKU};
@@ -132,7 +146,10 @@ SELECT sum(inv.available) FROM inventory_inventory inv
     }
 
 
-ORDERS_PER_CALL = {"project function, batch of 100 orders": 100}
+ORDERS_PER_CALL = {
+    "project function, batch of 100 orders": 100,
+    "project function, batch of 100 orders, hot SKU": 100,
+}
 
 
 def run_pgbench(name: str, script: str, duration: int, clients: int, mode: str) -> dict:
@@ -168,13 +185,17 @@ def run_pgbench(name: str, script: str, duration: int, clients: int, mode: str) 
 def _service_worker(args) -> tuple[int, list[float]]:
     workload, skus, duration, seed, engine = args
     os.environ["STOCKROOM_RESERVE_ENGINE"] = engine
-    os.environ["STOCKROOM_SOLD_OUT_GATE"] = "false" if workload != "1 line + gate" else "true"
+    os.environ["STOCKROOM_SOLD_OUT_GATE"] = "true" if "gate on" in workload else "false"
     setup_django()
     import random
 
-    from inventory import services
+    from inventory import errors, services
     from inventory.services import OrderRequest, ReserveLine
 
+    if workload.startswith("sold out"):
+        from inventory import selectors
+
+        selectors.availability_for_skus([SOLD_OUT_SKU])  # the read model knows it is sold out
     rng = random.Random(seed)
     prefix = uuid.uuid4().hex[:8]
     done, latencies, n = 0, [], 0
@@ -182,19 +203,28 @@ def _service_worker(args) -> tuple[int, list[float]]:
     while time.perf_counter() < deadline:
         n += 1
         started = time.perf_counter()
-        if workload == "batch of 100 orders":
+        if workload.startswith("batch of 100 orders"):
+            hot = workload.endswith("hot SKU")
+            picks = [HOT_SKU if hot else f"BENCH-{rng.randrange(skus):07d}" for _ in range(100)]
             orders = [
-                OrderRequest(
-                    f"svc-{prefix}-{n}-{k}",
-                    [ReserveLine(f"BENCH-{rng.randrange(skus):07d}", "BW01", 1)],
-                )
-                for k in range(100)
+                OrderRequest(f"svc-{prefix}-{n}-{k}", [ReserveLine(sku, "BW01", 1)])
+                for k, sku in enumerate(picks)
             ]
             outcomes = services.stock_reserve_batch(orders=orders, actor="system:bench")
             done += sum(o.result is not None for o in outcomes)
+        elif workload.startswith("sold out"):
+            # A flash sale after the stock is gone: every attempt is refused; counted
+            # as attempts answered per second.
+            with contextlib.suppress(errors.InsufficientStock):
+                services.stock_reserve(
+                    order_id=f"svc-{prefix}-{n}",
+                    lines=[ReserveLine(SOLD_OUT_SKU, "BW01", 1)],
+                    actor="system:bench",
+                )
+            done += 1
         else:
             if workload == "hot SKU":
-                chosen = ["BENCH-0000007"]
+                chosen = [HOT_SKU]
             elif workload == "3 lines":
                 chosen = [f"BENCH-{rng.randrange(skus):07d}" for _ in range(3)]
             else:
@@ -207,6 +237,21 @@ def _service_worker(args) -> tuple[int, list[float]]:
             done += 1
         latencies.append((time.perf_counter() - started) * 1000)
     return done, latencies
+
+
+def sell_out(sku: str) -> None:
+    """Leave nothing available on `sku` (an ADJUST to what is reserved, in the
+    ledger), and fill its availability cache entry, as a sold-out flash sale."""
+    from inventory import selectors, services
+    from inventory.models import Inventory
+
+    row = Inventory.objects.get(product__sku=sku, warehouse__code="BW01")
+    if row.on_hand != row.reserved:
+        services.stock_adjust(
+            sku=sku, warehouse="BW01", counted=row.reserved, reason="bench: sold out",
+            actor="system:bench",
+        )  # fmt: skip
+    selectors.availability_for_skus([sku])
 
 
 def run_service(workload: str, skus: int, duration: int, processes: int, engine: str) -> dict:
@@ -236,6 +281,10 @@ SERVICE_ROWS = [
     ("service: stock_reserve, hot SKU", "hot SKU", "sql", "project function, hot SKU"),
     ("service: stock_reserve_batch, 100 orders", "batch of 100 orders", "sql",
      "project function, batch of 100 orders"),
+    ("service: stock_reserve_batch, 100 orders, hot SKU", "batch of 100 orders, hot SKU", "sql",
+     "project function, batch of 100 orders, hot SKU"),
+    ("service: sold-out SKU, gate off (attempts/s)", "sold out, gate off", "sql", None),
+    ("service: sold-out SKU, gate on (attempts/s)", "sold out, gate on", "sql", None),
 ]  # fmt: skip
 
 
@@ -247,6 +296,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32, help="pgbench connections")
     parser.add_argument("--processes", type=int, default=4, help="service-level processes")
     parser.add_argument("--only", choices=["ceiling", "service"], default=None)
+    parser.add_argument("--rows", help="only rows whose label has one of these, a,b")
     args = parser.parse_args()
 
     create_database()
@@ -255,12 +305,17 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
     ensure_catalogue(args.skus, 1)
+    sell_out(SOLD_OUT_SKU)
     from django.db import connection
 
     connection.close()
 
     results: dict[str, list[dict]] = {}
     scripts = pgbench_scripts(args.skus)
+    wanted = args.rows.split(",") if args.rows else [""]
+    scripts = {k: v for k, v in scripts.items() if any(w in f"ceiling: {k}" for w in wanted)}
+    service_rows = [r for r in SERVICE_ROWS if any(w in r[0] for w in wanted)]
+    load_before = os.getloadavg()
     for repeat in range(args.repeats):
         if args.only in (None, "ceiling"):
             for name, script in scripts.items():
@@ -272,7 +327,7 @@ def main() -> None:
                     print(f"# {repeat + 1}/{args.repeats} {label}: "
                           f"{results[label][-1]['orders']:.0f}/s", flush=True)  # fmt: skip
         if args.only in (None, "service"):
-            for label, workload, engine, _ in SERVICE_ROWS:
+            for label, workload, engine, _ in service_rows:
                 results.setdefault(label, []).append(
                     run_service(workload, args.skus, args.duration, args.processes, engine)
                 )
@@ -285,16 +340,18 @@ def main() -> None:
     baseline = med("ceiling: seed: SELECT FOR UPDATE + UPDATE + INSERT [simple]", "orders")
     ceilings = {shape: max(med(f"ceiling: {shape} [simple]", "orders"),
                            med(f"ceiling: {shape} [prepared]", "orders"))
-                for _, _, _, shape in SERVICE_ROWS}  # fmt: skip
+                for _, _, _, shape in SERVICE_ROWS if shape}  # fmt: skip
     print()
     print(f"SKUs: {args.skus:,}; runs: {args.repeats} x {args.duration}s; pgbench "
           f"{args.clients} connections; service {args.processes} processes")  # fmt: skip
+    print(f"load average (1 min) before: {load_before[0]:.1f}, after: {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} CPUs")  # fmt: skip
     print()
     print("| row | orders/s (median) | p50 ms | p99 ms | vs ceiling | vs seed baseline |")
     print("|---|---:|---:|---:|---:|---:|")
     for label in results:
         orders = med(label, "orders")
-        ceiling = next((ceilings[s] for lbl, _, _, s in SERVICE_ROWS if lbl == label), None)
+        ceiling = next((ceilings[s] for lbl, _, _, s in SERVICE_ROWS if lbl == label and s), None)
         vs_ceiling = f"{orders / ceiling:.0%}" if ceiling else ""
         vs_seed = f"{orders / baseline:.2f}x" if baseline == baseline and baseline else ""
         print(f"| {label} | {orders:,.0f} | {med(label, 'p50'):.2f} | {med(label, 'p99'):.2f} "

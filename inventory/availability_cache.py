@@ -433,11 +433,26 @@ def _order_key(order_id: str) -> str:
 def remember_order(order_id: str) -> None:
     """Note that an order holds a reservation (after commit), so the gate lets
     its retries through to the database, which replays the reservation."""
+    remember_orders([order_id])
+
+
+def remember_orders(order_ids: Sequence[str]) -> None:
+    """`remember_order` for many orders in one round trip (a batch reservation)."""
+    if not order_ids:
+        return
     try:
-        _store().remember(_order_key(order_id), ORDER_MEMORY_SECONDS)
+        store = _store()
+        if isinstance(store, _RedisStore):
+            pipe = store.client.pipeline(transaction=False)
+            for order_id in order_ids:
+                pipe.set(_order_key(order_id), "1", ex=ORDER_MEMORY_SECONDS)
+            pipe.execute()
+        else:
+            for order_id in order_ids:
+                store.remember(_order_key(order_id), ORDER_MEMORY_SECONDS)
     except Exception:
         STATS["errors"] += 1
-        logger.warning("availability cache could not remember order", exc_info=True)
+        logger.warning("availability cache could not remember orders", exc_info=True)
 
 
 # How long the gate remembers that an order id has a reservation.

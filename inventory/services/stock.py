@@ -850,6 +850,7 @@ def _reserve_in_database(
     for attempt in range(2):
         payload = _call_reserve_function(pending, actor)
         retry = []
+        created_ids: list[str] = []
         changes = tuple(
             CommittedChange(
                 inventory_id=uuid.UUID(c[0]),
@@ -907,7 +908,7 @@ def _reserve_in_database(
                 txns = ledger_by_order.get(request.order_id, [])
                 _attach_new_lines(reservation, txns, names)
                 outcome.result = ReservationResult(reservation, created=True, transactions=txns)
-                transaction.on_commit(partial(availability_cache.remember_order, request.order_id))
+                created_ids.append(request.order_id)
             elif status == "exists":
                 reservation = Reservation.objects.get(order_id=request.order_id)
                 outcome.result = ReservationResult(reservation, created=False)
@@ -931,6 +932,9 @@ def _reserve_in_database(
                     outcome.error = errors.InsufficientStock([])
         if changes:
             transaction.on_commit(partial(_publish_committed_changes, changes))
+        if created_ids:
+            # One Redis round trip for the whole batch (the gate's retry memory).
+            transaction.on_commit(partial(availability_cache.remember_orders, tuple(created_ids)))
         if not retry:
             break
         pending = retry

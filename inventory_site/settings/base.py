@@ -83,6 +83,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # keep connections open between requests and check them before reuse.
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=600)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Behind PgBouncer in transaction mode a cursor cannot outlive its transaction's
+    # server connection: set DB_DISABLE_SERVER_SIDE_CURSORS=true (docs/SCALING.md).
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = env.bool(
+        "DB_DISABLE_SERVER_SIDE_CURSORS", default=False
+    )
     DATABASES["default"].setdefault("OPTIONS", {})
     # Per-connection timeouts (not server-wide): a request waiting on a hot
     # row gives up after lock_timeout instead of piling up.
