@@ -49,14 +49,20 @@ def burst(url: str, key: str, body: dict, headers: dict | None = None) -> list[t
         return list(pool.map(one, range(BURST)))
 
 
+@pytest.fixture(scope="module")
+def gunicorn_url(django_db_setup, django_db_blocker):
+    """One gunicorn (and private Redis) for the module, on the test database."""
+    with django_db_blocker.unblock(), stack(database_url(), workers=3, threads=8) as (_, server):
+        yield server.url
+
+
 @pytest.fixture
-def server(transactional_db):
+def server(transactional_db, gunicorn_url):
     ProductFactory(sku="MUG")
     WarehouseFactory(code="BER")
     receive("MUG", "BER", 100)
     _, key = api_client_create(name="burst", scopes=["storefront", "operations"])
-    with stack(database_url(), workers=3, threads=8) as (_redis, gunicorn):
-        yield gunicorn.url, key
+    return gunicorn_url, key
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ SEED = 20261127
 
 @pytest.mark.parametrize("scenario", ["baseline", "redis", "pg_terminate", "kill_worker"])
 def test_no_oversell_loss_or_duplicate_under_fault(scenario):
-    report = run_scenario(scenario, seed=SEED, clients=8, ops_per_client=80, seconds=8)
+    report = run_scenario(scenario, seed=SEED, clients=8, ops_per_client=60, seconds=6)
     print(report.line())
 
     assert report.attempted > 40
