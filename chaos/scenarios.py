@@ -150,6 +150,11 @@ def stack(db_url: str, *, workers: int = 3, threads: int = 4, **env):
         redis.close()
 
 
+@contextmanager
+def _reuse(running):
+    yield running
+
+
 def api_key(prefix: str) -> tuple[object, str]:
     from api.services import api_client_create
 
@@ -167,7 +172,9 @@ def run_scenario(
     prefix: str | None = None,
     db_url: str | None = None,
     workers: int = 3,
+    running: tuple[processes.PrivateRedis, processes.Gunicorn] | None = None,
 ) -> Report:
+    """One scenario; on its own Redis and gunicorn, or on `running` ones (left running)."""
     prefix = prefix or f"{name[:2]}{seed}x"
     db_url = db_url or database_url()
     world = setup_world(prefix)
@@ -176,7 +183,7 @@ def run_scenario(
         cursor.execute("SELECT pg_backend_pid()")
         keep = {cursor.fetchone()[0]}
     started = time.monotonic()
-    with stack(db_url, workers=workers) as (redis, server):
+    with _reuse(running) if running else stack(db_url, workers=workers) as (redis, server):
         ctx = FaultContext(redis, server, random.Random(seed), threading.Event(), {}, keep)
         fault = threading.Thread(target=FAULTS[name], args=(ctx,), name=f"fault-{name}")
         fault.start()
