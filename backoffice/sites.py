@@ -43,6 +43,28 @@ class StockroomAdminSite(admin.AdminSite):
         ]
         return urls + super().get_urls()
 
+    def login(self, request, extra_context=None):
+        """Django's admin login, refused with 429 after too many failures (login_throttle)."""
+        from django.template.response import TemplateResponse
+
+        from . import login_throttle
+
+        if request.method != "POST":
+            return super().login(request, extra_context)
+        if login_throttle.is_locked_out(request):
+            return TemplateResponse(
+                request,
+                "backoffice/login_locked.html",
+                {**self.each_context(request), "title": "Too many failed logins"},
+                status=429,
+            )
+        response = super().login(request, extra_context)
+        if response.status_code == 302:
+            login_throttle.record_success(request)
+        else:
+            login_throttle.record_failure(request)
+        return response
+
     def each_context(self, request):
         from .views import actions_for
 

@@ -252,3 +252,12 @@ STOCKROOM_MAX_BULK_PRODUCTS = env.int("STOCKROOM_MAX_BULK_PRODUCTS", default=100
 STOCKROOM_LOW_STOCK_UNITS = env.int("STOCKROOM_LOW_STOCK_UNITS", default=5)
 # An Idempotency-Key still "running" after this long (its process died) may be taken over.
 STOCKROOM_IDEMPOTENCY_STALE_SECONDS = env.int("STOCKROOM_IDEMPOTENCY_STALE_SECONDS", default=60)
+# Admin login: failed attempts per username (x4 per address) before a lockout window.
+STOCKROOM_ADMIN_LOGIN_MAX_FAILURES = env.int("STOCKROOM_ADMIN_LOGIN_MAX_FAILURES", default=5)
+STOCKROOM_ADMIN_LOGIN_LOCKOUT_SECONDS = env.int(
+    "STOCKROOM_ADMIN_LOGIN_LOCKOUT_SECONDS", default=900
+)
+# Finished Idempotency-Key records are purged (api.tasks, daily on beat) after this long.
+STOCKROOM_IDEMPOTENCY_RETENTION_HOURS = env.int(
+    "STOCKROOM_IDEMPOTENCY_RETENTION_HOURS", default=7 * 24
+)

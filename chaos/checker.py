@@ -1,0 +1,261 @@
+"""The invariant checker: balances, ledger and every recorded operation, from the database.
+
+Runs in a process with Django configured for the same database as the server.
+Scoped to one world (its SKUs, order ids and keys share the world's prefix), so
+scenarios can run one after another in one database.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import requests
+from django.db import connection
+
+from .workload import FAILED, OK, UNKNOWN, Run, World
+
+EXPECTED_ROWS = {"receive": 1, "adjust": 1, "transfer": 2}
+REFERENCE_TYPE = {"receive": "purchase_order", "adjust": "manual", "transfer": "transfer"}
+
+
+@dataclass
+class Report:
+    scenario: str
+    seed: int
+    attempted: int = 0
+    acknowledged: int = 0
+    failed: int = 0
+    unknown_resolved: int = 0
+    unknown_left: int = 0
+    oversold_units: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    phantom: int = 0  # unacknowledged (failed) operations that left an effect
+    unattributed_ledger_rows: int = 0
+    invariant_violations: int = 0
+    cache_mismatches: int = 0
+    reads: dict = field(default_factory=dict)
+    outcome_codes: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    faults: dict = field(default_factory=dict)
+    details: list = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not (
+            self.oversold_units
+            or self.lost
+            or self.duplicated
+            or self.phantom
+            or self.unattributed_ledger_rows
+            or self.invariant_violations
+            or self.cache_mismatches
+            or self.unknown_left
+        )
+
+    def line(self) -> str:
+        return (
+            f"{self.scenario:<14} seed={self.seed} attempted={self.attempted} "
+            f"acknowledged={self.acknowledged} failed={self.failed} "
+            f"unknown→resolved={self.unknown_resolved} unresolved={self.unknown_left} "
+            f"oversold_units={self.oversold_units} lost={self.lost} "
+            f"duplicated={self.duplicated} phantom={self.phantom} "
+            f"unattributed={self.unattributed_ledger_rows} "
+            f"violations={self.invariant_violations} cache_mismatches={self.cache_mismatches} "
+            f"reads={dict(self.reads)} faults={self.faults} {self.seconds:.1f}s"
+        )
+
+
+def _rows(sql: str, params) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def balance_violations(world: World) -> tuple[int, int, list]:
+    """(violations, oversold units, details) over the world's stock rows."""
+    like = world.prefix + "%"
+    rows = _rows(
+        """
+        SELECT p.sku, w.code, i.on_hand, i.reserved, i.backorder_allowance,
+               COALESCE(l.on_hand, 0), COALESCE(l.reserved, 0), COALESCE(r.open, 0)
+        FROM inventory_inventory i
+        JOIN inventory_product p ON p.id = i.product_id
+        JOIN warehouses_warehouse w ON w.id = i.warehouse_id
+        LEFT JOIN (
+            SELECT product_id, warehouse_id,
+                   SUM(on_hand_delta) AS on_hand, SUM(reserved_delta) AS reserved
+            FROM inventory_inventorytransaction GROUP BY product_id, warehouse_id
+        ) l ON l.product_id = i.product_id AND l.warehouse_id = i.warehouse_id
+        LEFT JOIN (
+            SELECT inventory_id,
+                   SUM(quantity - quantity_fulfilled - quantity_released) AS open
+            FROM inventory_reservationline WHERE status = 'active' GROUP BY inventory_id
+        ) r ON r.inventory_id = i.id
+        WHERE p.sku LIKE %s
+        """,
+        [like],
+    )
+    violations, oversold, details = 0, 0, []
+    for sku, code, on_hand, reserved, allowance, l_on_hand, l_reserved, open_ in rows:
+        problems = []
+        if on_hand < 0:
+            problems.append("on_hand<0")
+        if reserved < 0:
+            problems.append("reserved<0")
+        if on_hand - reserved < -allowance:
+            problems.append("available<-allowance")
+            oversold += -allowance - (on_hand - reserved)
+        if reserved != open_:
+            problems.append(f"reserved {reserved} != open lines {open_}")
+        if (on_hand, reserved) != (l_on_hand, l_reserved):
+            problems.append(f"balance {on_hand}/{reserved} != ledger {l_on_hand}/{l_reserved}")
+        if problems:
+            violations += len(problems)
+            details.append((sku, code, problems))
+    return violations, oversold, details
+
+
+def check(
+    *, scenario: str, seed: int, world: World, run: Run, client_pk, base_url: str, key: str
+) -> Report:
+    report = Report(scenario=scenario, seed=seed)
+    outcomes = Counter(op.outcome for op in run.ops)
+    report.attempted = len(run.ops)
+    report.acknowledged = outcomes[OK]
+    report.failed = outcomes[FAILED]
+    report.unknown_left = outcomes[UNKNOWN]
+    report.unknown_resolved = sum(1 for op in run.ops if op.resolved and op.outcome != UNKNOWN)
+    report.reads = dict(run.reads)
+    report.outcome_codes = dict(Counter(f"{op.kind}:{op.code or op.status}" for op in run.ops))
+
+    v, oversold, details = balance_violations(world)
+    report.invariant_violations += v
+    report.oversold_units = oversold
+    report.details += details
+
+    like = world.prefix + "%"
+    # Every ledger row of the world's SKUs: id, type, reference id.
+    ledger = _rows(
+        """
+        SELECT t.id::text, t.type, t.reference_type, t.reference_id
+        FROM inventory_inventorytransaction t JOIN inventory_product p ON p.id = t.product_id
+        WHERE p.sku LIKE %s
+        """,
+        [like],
+    )
+    by_reference: dict[tuple[str, str], list[str]] = {}
+    for tid, ttype, _rtype, rid in ledger:
+        by_reference.setdefault((ttype, rid), []).append(tid)
+    applied = dict(
+        _rows(
+            "SELECT key, result FROM inventory_appliedoperation WHERE key LIKE %s",
+            [f"%:key:api:{client_pk}:{world.prefix}%"],
+        )
+    )
+    lines_per_order = dict(
+        _rows(
+            """
+            SELECT r.order_id, COUNT(l.id) FROM inventory_reservation r
+            JOIN inventory_reservationline l ON l.reservation_id = r.id
+            WHERE r.order_id LIKE %s GROUP BY r.order_id
+            """,
+            [like],
+        )
+    )
+    attributed: set[str] = {
+        tid
+        for (ttype, rid), ids in by_reference.items()
+        if ttype == "RECEIVE" and rid.startswith(world.prefix + "seed")
+        for tid in ids
+    }
+
+    for op in run.ops:
+        if op.kind == "reserve":
+            ids = by_reference.get(("RESERVE", op.handle), [])
+            expected = lines_per_order.get(op.handle, 0)
+            if op.outcome == OK:
+                if not ids or not expected:
+                    report.lost += 1
+                    report.details.append(("lost", op.kind, op.handle))
+                elif len(ids) > expected:
+                    report.duplicated += 1
+                    report.details.append(("duplicated", op.kind, op.handle, len(ids)))
+                attributed.update(ids)
+            elif op.outcome == FAILED and (ids or expected):
+                report.phantom += 1
+                report.details.append(("phantom", op.kind, op.handle, op.code))
+        elif op.kind in EXPECTED_ROWS:
+            ttype = op.kind.upper()
+            ids = by_reference.get((ttype, op.handle), [])
+            record = applied.get(f"{op.kind}:key:api:{client_pk}:{op.handle}")
+            if op.outcome == OK:
+                if not ids or record is None:
+                    report.lost += 1
+                    report.details.append(("lost", op.kind, op.handle))
+                elif len(ids) > EXPECTED_ROWS[op.kind]:
+                    report.duplicated += 1
+                    report.details.append(("duplicated", op.kind, op.handle, len(ids)))
+                attributed.update(ids)
+            elif op.outcome == FAILED and (ids or record is not None):
+                report.phantom += 1
+                report.details.append(("phantom", op.kind, op.handle, op.code))
+        else:  # release / fulfill, whole or partial, always under an Idempotency-Key
+            action = op.kind.removesuffix("_partial")
+            order_id = op.path.rstrip("/").split("/")[-2]
+            record = applied.get(f"{action}:order:{order_id}:key:api:{client_pk}:{op.handle}")
+            if op.outcome == OK:
+                if record is None:
+                    report.lost += 1
+                    report.details.append(("lost", op.kind, op.handle))
+                else:
+                    if isinstance(record, str):
+                        record = json.loads(record)
+                    ids = record["transactions"]
+                    known = set(by_reference.get((action.upper(), order_id), []))
+                    if any(tid not in known for tid in ids):
+                        report.lost += 1
+                        report.details.append(("lost", op.kind, op.handle))
+                    attributed.update(ids)
+            elif op.outcome == FAILED and record is not None:
+                report.phantom += 1
+                report.details.append(("phantom", op.kind, op.handle, op.code))
+
+    unattributed = [row for row in ledger if row[0] not in attributed]
+    report.unattributed_ledger_rows = len(unattributed)
+    report.details += [("unattributed", *row) for row in unattributed[:20]]
+    report.cache_mismatches = cache_mismatches(world, base_url, key)
+    return report
+
+
+def cache_mismatches(world: World, base_url: str, key: str, wait: float = 15.0) -> int:
+    """SKUs whose availability over the API (the Redis read model) differs from the
+    database's, after waiting up to `wait` seconds for the read model to converge."""
+    from inventory.selectors import availability_from_database
+
+    deadline = time.monotonic() + wait
+    skus = world.all_skus
+    while True:
+        truth = availability_from_database(skus)
+        expected = {
+            sku: (a.available, sorted((w.code, w.available) for w in a.warehouses))
+            for sku, a in truth.items()
+        }
+        response = requests.get(
+            f"{base_url}/api/v1/availability/",
+            params=[("sku", s) for s in skus],
+            headers={"Authorization": f"Token {key}"},
+            timeout=10,
+        )
+        response.raise_for_status()
+        served = {
+            r["sku"]: (r["available"], sorted((w["code"], w["available"]) for w in r["warehouses"]))
+            for r in response.json()["results"]
+        }
+        mismatched = [sku for sku in skus if served.get(sku) != expected[sku]]
+        if not mismatched or time.monotonic() > deadline:
+            return len(mismatched)
+        time.sleep(0.5)
