@@ -40,7 +40,7 @@ def recreate_database(url: str) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--scenario", action="append", choices=[*SCENARIOS, "hot_row"])
+    parser.add_argument("--scenario", action="append", choices=[*SCENARIOS, "hot_row", "broker"])
     parser.add_argument("--ops", type=int, default=100_000, help="client operations per scenario")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
@@ -67,11 +67,39 @@ def main() -> int:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    from chaos.scenarios import run_hot_row, run_scenario
+    from chaos.scenarios import run_broker, run_hot_row, run_scenario
 
     reports, clean = [], True
-    for name in args.scenario or [*SCENARIOS, "hot_row"]:
+    for name in args.scenario or [*SCENARIOS, "hot_row", "broker"]:
         started = time.monotonic()
+        if name == "broker":
+            broker = run_broker(
+                seed=args.seed,
+                clients=args.clients,
+                ops_per_client=-(-args.ops // args.clients),
+                seconds=args.max_seconds,
+                db_url=args.database,
+            )
+            ok = (
+                broker.report.clean
+                and broker.rows_covered_after_batch == broker.rows_below_threshold
+                and broker.lines_created_by_second_batch == 0
+                and broker.duplicate_open_lines == 0
+            )
+            print(
+                f"{broker.report.line()} below_threshold={broker.rows_below_threshold} "
+                f"ordered_by_batch={broker.rows_covered_after_batch} "
+                f"second_batch_lines={broker.lines_created_by_second_batch} "
+                f"duplicate_open_lines={broker.duplicate_open_lines}",
+                flush=True,
+            )
+            reports.append(
+                {k: v for k, v in broker.report.__dict__.items() if k != "details"}
+                | {k: v for k, v in broker.__dict__.items() if k != "report"}
+                | {"clean": ok}
+            )
+            clean &= ok
+            continue
         if name == "hot_row":
             hot = run_hot_row(seed=args.seed, db_url=args.database)
             ok = (

@@ -319,3 +319,135 @@ def run_hot_row(*, seed: int, lock_seconds: float = 5.0, db_url: str | None = No
         other_max_seconds=max((t for _, _, t in other_results), default=0.0),
         violations=violations,
     )
+
+
+# --- the broker: stopped and started under traffic ---------------------------
+
+
+@dataclass
+class BrokerReport:
+    report: Report
+    broker_stopped: int
+    rows_below_threshold: int
+    rows_covered_after_batch: int
+    lines_created_by_batch: int
+    lines_created_by_second_batch: int
+    duplicate_open_lines: int
+
+
+def _reorder_world(world: World) -> None:
+    """Every world row reorders below 40 units (most rows end a run below it),
+    from one supplier (pack of 1)."""
+    from inventory.models import Inventory, Product
+    from purchasing.models import ProductSupplier, Supplier
+
+    supplier, _ = Supplier.objects.get_or_create(
+        name=f"Chaos supplier {world.prefix}",
+        defaults={"lead_time_min_days": 3, "lead_time_max_days": 5},
+    )
+    for product in Product.objects.filter(sku__in=world.all_skus):
+        ProductSupplier.objects.get_or_create(
+            product=product, supplier=supplier, defaults={"is_preferred": True}
+        )
+    Inventory.objects.filter(product__sku__in=world.all_skus).update(
+        reorder_threshold=40, reorder_quantity=20
+    )
+
+
+def run_broker(
+    *,
+    seed: int,
+    clients: int,
+    ops_per_client: int,
+    seconds: float,
+    period: float = 1.5,
+    down: float = 1.0,
+    db_url: str | None = None,
+) -> BrokerReport:
+    """Stock operations while the Celery broker (a private Redis) goes away and
+    comes back; no worker consumes, so reorder work is done by the daily batch.
+
+    Checks, besides every invariant: stock operations kept succeeding, the batch
+    afterwards orders every row below its threshold exactly once (a second batch
+    adds nothing), and no row ever has two open reorder lines.
+    """
+    from django.db.models import Count, F
+
+    from inventory.models import Inventory
+    from purchasing.models import PurchaseOrderLine
+    from purchasing.services import reorder_batch
+
+    prefix = f"br{seed}x"
+    db_url = db_url or database_url()
+    world = setup_world(prefix)
+    _reorder_world(world)
+    client_pk, key = api_key(prefix)
+    broker = processes.PrivateRedis()
+    counts = {"broker_stopped": 0}
+    stop = threading.Event()
+
+    def fault() -> None:
+        try:
+            while not stop.wait(period):
+                broker.stop()
+                counts["broker_stopped"] += 1
+                stop.wait(down)
+                broker.start()
+        finally:
+            if not broker.up():
+                broker.start()
+
+    started = time.monotonic()
+    try:
+        broker.start()
+        env = {"CELERY_BROKER_URL": broker.url, "CELERY_TASK_ALWAYS_EAGER": "false"}
+        with stack(db_url, workers=3, **env) as (_redis, server):
+            thread = threading.Thread(target=fault, name="fault-broker")
+            thread.start()
+            try:
+                run = run_clients(
+                    base_url=server.url,
+                    key=key,
+                    world=world,
+                    seed=seed,
+                    clients=clients,
+                    ops_per_client=ops_per_client,
+                    seconds=seconds,
+                )
+            finally:
+                stop.set()
+                thread.join(timeout=30)
+            time.sleep(1.0)
+            resolve_unknowns(base_url=server.url, key=key, run=run)
+            report = check(
+                scenario="broker",
+                seed=seed,
+                world=world,
+                run=run,
+                client_pk=client_pk,
+                base_url=server.url,
+                key=key,
+            )
+    finally:
+        broker.close()
+    rows = Inventory.objects.filter(product__sku__in=world.all_skus)
+    below = rows.filter(on_hand__lt=F("reorder_threshold"))
+    below_keys = set(below.values_list("product_id", "warehouse_id"))
+    first = reorder_batch()
+    second = reorder_batch()
+    open_lines = PurchaseOrderLine.objects.filter(is_open=True, product__sku__in=world.all_skus)
+    covered = set(open_lines.values_list("product_id", "warehouse_id"))
+    duplicates = (
+        open_lines.values("product_id", "warehouse_id").annotate(n=Count("id")).filter(n__gt=1)
+    )
+    report.faults = dict(counts)
+    report.seconds = time.monotonic() - started
+    return BrokerReport(
+        report=report,
+        broker_stopped=counts["broker_stopped"],
+        rows_below_threshold=len(below_keys),
+        rows_covered_after_batch=len(below_keys & covered),
+        lines_created_by_batch=first.lines_created,
+        lines_created_by_second_batch=second.lines_created,
+        duplicate_open_lines=duplicates.count(),
+    )

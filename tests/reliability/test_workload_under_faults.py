@@ -66,3 +66,26 @@ def test_hot_row_fails_fast_with_503_while_other_skus_are_served():
     # the bound is loose; the hot requests each wait the whole lock_timeout).
     assert report.other_max_seconds < 2.0
     assert report.violations == 0
+
+
+def test_broker_stopped_repeatedly_loses_no_stock_operation_or_reorder():
+    from chaos.scenarios import run_broker
+
+    result = run_broker(seed=SEED, clients=6, ops_per_client=50, seconds=5)
+    report = result.report
+    print(report.line(), result)
+
+    assert result.broker_stopped >= 2
+    assert report.acknowledged > 15
+    assert report.unknown_left == 0, report.details
+    assert report.oversold_units == 0, report.details
+    assert report.lost == 0, report.details
+    assert report.duplicated == 0, report.details
+    assert report.phantom == 0, report.details
+    assert report.invariant_violations == 0, report.details
+    # Reorder work is not lost: the daily batch orders every row below its
+    # threshold, exactly once (a second run adds nothing, no row has two lines).
+    assert result.rows_below_threshold > 0
+    assert result.rows_covered_after_batch == result.rows_below_threshold
+    assert result.lines_created_by_second_batch == 0
+    assert result.duplicate_open_lines == 0
