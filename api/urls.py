@@ -55,5 +55,10 @@ urlpatterns = [
         name="inventory-detail",
     ),
     path("transactions/", views.TransactionListView.as_view(), name="transaction-list"),
+    path(
+        "purchase-orders/<str:number>/receive/",
+        views.PurchaseOrderReceiveView.as_view(),
+        name="purchase-order-receive",
+    ),
     re_path(r"^[\s\S]*$", not_found),  # [\s\S]: a newline in a path is still a JSON 404
 ]

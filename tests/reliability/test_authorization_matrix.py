@@ -52,8 +52,9 @@ API_MATRIX = {
     ("inventory-detail", "GET"): {OPS, R},
     ("inventory-detail", "PATCH"): {OPS},
     ("transaction-list", "GET"): {OPS, R},
+    ("purchase-order-receive", "POST"): {OPS},
 }
-KWARGS = {"sku": "MUG", "order_id": "ORD-M", "code": "BER", "warehouse": "BER"}
+KWARGS = {"sku": "MUG", "order_id": "ORD-M", "code": "BER", "warehouse": "BER", "number": "PO-M"}
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
