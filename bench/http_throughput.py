@@ -409,6 +409,7 @@ def run_wrk(
 
 
 def main() -> None:
+    global SKUS, WORKING_SET
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=int, default=8, help="seconds per wrk run")
     parser.add_argument("--repeats", type=int, default=3)
@@ -417,7 +418,19 @@ def main() -> None:
     parser.add_argument("--no-pgbouncer", action="store_true")
     parser.add_argument("--configs", help="comma-separated config numbers (1-4) to run")
     parser.add_argument("--rows", help=f"comma-separated rows: {', '.join(LUA_ROWS)}")
+    parser.add_argument(
+        "--skus",
+        type=int,
+        default=SKUS,
+        help="catalogue size of the bench database (BENCH_DATABASE_URL), e.g. 10000",
+    )
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="serve availability from the database (STOCKROOM_AVAILABILITY_CACHE=false)",
+    )
     args = parser.parse_args()
+    SKUS, WORKING_SET = args.skus, min(WORKING_SET, args.skus)
     # SIGTERM too runs the `finally` blocks that stop gunicorn and PgBouncer.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
@@ -446,6 +459,8 @@ def main() -> None:
             url = bouncer.start() if bouncer else BENCH_DB
             env = base_env(url)
             env.update({k: v for k, v in extra.items() if k != "PGBOUNCER"})
+            if args.no_cache:
+                env["STOCKROOM_AVAILABILITY_CACHE"] = "false"
             server = Gunicorn(gunicorn_args, env)
             # Workers boot and import lazily: warm every one up before measuring.
             for row in ("ping", "reserve", "availability"):
@@ -458,7 +473,7 @@ def main() -> None:
                     if row in ("release", "fulfill"):
                         prep = f"prep{uuid.uuid4().hex[:8]}"
                         prepare_orders(env0, prep, PREPARED_ORDERS)
-                    if row.startswith("availability") and repeat == 0:
+                    if row.startswith("availability") and repeat == 0 and not args.no_cache:
                         warm_read_model(env)
                     samples: list[float] = []
 
