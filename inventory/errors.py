@@ -85,6 +85,11 @@ class InsufficientStock(InventoryError):
         super().__init__(message, details={"lines": lines})
 
 
+class SoldOut(InsufficientStock):
+    """Refused by the sold-out gate from the committed cached state: the database
+    was not asked (same code and shape as InsufficientStock)."""
+
+
 class InsufficientOnHand(InsufficientStock):
     """Shipping more than is physically on hand (a backordered line not yet in stock)."""
 

@@ -256,18 +256,19 @@ def reserve_order(
     """
     if not lines:
         raise errors.InvalidInput("An order needs at least one line.")
-    # The sold-out gate, before any database work: refused at cache speed only
-    # when every line is sold out everywhere it may come from (committed state).
-    sold_out = availability_cache.sold_out_lines(
-        [(line.sku, line.warehouse or None, line.quantity) for line in lines],
-        order_id=order_id,
-        active_codes=active_warehouse_codes(),
-    )
-    if sold_out:
-        raise errors.InsufficientStock(sold_out)
     skus = sorted({line.sku for line in lines})
     routed_order = any(not line.warehouse for line in lines)
     if routed_order:
+        # The sold-out gate, before planning: refused at cache speed only when
+        # every line is sold out everywhere it may come from (committed state).
+        # Orders naming their warehouses meet the same gate in `stock_reserve`.
+        sold_out = availability_cache.sold_out_lines(
+            [(line.sku, line.warehouse or None, line.quantity) for line in lines],
+            order_id=order_id,
+            active_codes=active_warehouse_codes(),
+        )
+        if sold_out:
+            raise errors.SoldOut(sold_out)
         # A retry may route differently now; recognise it before planning.
         existing = _existing(order_id, lines)
         if existing is not None:
@@ -289,6 +290,8 @@ def reserve_order(
             if existing is not None:
                 return existing
             raise
+        except errors.SoldOut:
+            raise  # the gate answered from the cache: no database work to retry with
         except errors.InsufficientStock:
             if attempt == 1:
                 raise

@@ -709,7 +709,7 @@ def stock_reserve(
         [(sku, code, qty) for (sku, code), qty in sorted(merged.items())], order_id=order_id
     )
     if sold_out:
-        raise errors.InsufficientStock(sold_out)
+        raise errors.SoldOut(sold_out)
     fingerprint = _reservation_fingerprint(merged)
     if _use_sql_engine():
         request = _OrderRequest(order_id, merged, fingerprint, expires_at)
