@@ -316,17 +316,8 @@ class SupplySnapshot:
 
 
 def supply_for_skus(skus: Collection[str], *, now: datetime | None = None) -> SupplySnapshot:
-    """A point-in-time read for routing (two queries; no locks)."""
-    sites = tuple(
-        WarehouseSite(
-            code,
-            float(lat) if lat is not None else None,
-            float(lon) if lon is not None else None,
-        )
-        for code, lat, lon in Warehouse.objects.filter(is_active=True)
-        .order_by("code")
-        .values_list("code", "latitude", "longitude")
-    )
+    """A point-in-time read of stock for routing (one query; no locks)."""
+    sites = active_warehouse_sites()
     by_sku = _stock_rows(skus, now or timezone.now())
     reservable: dict[tuple[str, str], int] = {}
     for sku, rows in by_sku.items():
