@@ -181,9 +181,20 @@ class InventoryTransaction(models.Model):
     # Indexed by ledger_product_time / ledger_warehouse_time (which start with
     # these columns), not by single-column indexes: the ledger is the biggest
     # table and every index costs every insert.
-    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="+", db_index=False)
+    # No single-column foreign keys either: on PostgreSQL one composite key,
+    # ledger_inventory_row_fk (product_id, warehouse_id) -> the inventory row,
+    # checks both at once against the row the writing transaction holds locked
+    # (migration 0006). It also keeps products, warehouses and stock rows with
+    # history from being deleted.
+    product = models.ForeignKey(
+        Product, on_delete=models.PROTECT, related_name="+", db_index=False, db_constraint=False
+    )
     warehouse = models.ForeignKey(
-        "warehouses.Warehouse", on_delete=models.PROTECT, related_name="+", db_index=False
+        "warehouses.Warehouse",
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
     type = models.CharField(max_length=10, choices=TransactionType.choices)
     on_hand_delta = models.IntegerField(default=0)
@@ -241,7 +252,9 @@ class Reservation(models.Model):
     """The stock one order holds; lines say exactly what, where and how much."""
 
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
-    order_id = models.CharField(max_length=100, unique=True)
+    # Unique through reservation_order_id_unique (a constraint, not unique=True,
+    # which would add a LIKE index every reservation would pay for).
+    order_id = models.CharField(max_length=100)
     status = models.CharField(
         max_length=10, choices=ReservationStatus.choices, default=ReservationStatus.ACTIVE
     )
@@ -255,6 +268,9 @@ class Reservation(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["order_id"], name="reservation_order_id_unique"),
+        ]
         indexes = [
             models.Index(
                 fields=["expires_at"],
@@ -270,13 +286,25 @@ class Reservation(models.Model):
 
 class ReservationLine(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
-    reservation = models.ForeignKey(Reservation, on_delete=models.CASCADE, related_name="lines")
+    # Indexed by reservation_line_unique_row, which starts with it.
+    reservation = models.ForeignKey(
+        Reservation, on_delete=models.CASCADE, related_name="lines", db_index=False
+    )
     inventory = models.ForeignKey(
         Inventory, on_delete=models.PROTECT, related_name="+", db_index=False
     )
-    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="+")
+    # Copies of the inventory row's product and warehouse, written from the
+    # locked row: `inventory` is the foreign key; these carry no constraint or
+    # index of their own (each cost every reserved order a check; migration 0006).
+    product = models.ForeignKey(
+        Product, on_delete=models.PROTECT, related_name="+", db_index=False, db_constraint=False
+    )
     warehouse = models.ForeignKey(
-        "warehouses.Warehouse", on_delete=models.PROTECT, related_name="+"
+        "warehouses.Warehouse",
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
     quantity = models.PositiveIntegerField()
     quantity_fulfilled = models.PositiveIntegerField(default=0)
