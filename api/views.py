@@ -32,6 +32,7 @@ from inventory.models import ReferenceType, StockPolicy, TransactionType
 
 from . import schema
 from .authentication import ClientTokenAuthentication
+from .batch_input import well_formed_batch
 from .exceptions import api_exception_handler
 from .fields import (
     QuantityField,
@@ -418,7 +419,9 @@ class ReservationBatchView(ApiView):
         },
     )
     def post(self, request):
-        data = self.validated(self.InputSerializer, request.data)
+        orders = well_formed_batch(request.data)
+        if orders is None:  # the serializer answers with the errors
+            orders = self.validated(self.InputSerializer, request.data)["orders"]
         now = timezone.now()
         outcomes = services.stock_reserve_batch(
             orders=[
@@ -434,7 +437,7 @@ class ReservationBatchView(ApiView):
                         else None
                     ),
                 )
-                for order in data["orders"]
+                for order in orders
             ],
             actor=self.actor,
         )
@@ -469,14 +472,13 @@ def _batch_result(outcome: services.ReservationOutcome) -> dict:
             "expires_at": None,
             "error": outcome.error.as_dict(),
         }
-    reservation = outcome.result.reservation
     return {
         "order_id": outcome.order_id,
-        "outcome": "created" if outcome.result.created else "exists",
-        "status_code": 201 if outcome.result.created else 200,
-        "status": reservation.status,
+        "outcome": "created" if outcome.created else "exists",
+        "status_code": 201 if outcome.created else 200,
+        "status": outcome.status,
         "expires_at": (
-            _DATETIME.to_representation(reservation.expires_at) if reservation.expires_at else None
+            _DATETIME.to_representation(outcome.expires_at) if outcome.expires_at else None
         ),
         "error": None,
     }

@@ -46,29 +46,48 @@ STATS: Counter[str] = Counter()
 
 KEY_VERSION = "v1"
 
-# KEYS[1]: the SKU's hash. ARGV[1]: TTL seconds. ARGV[2]: meta JSON ('' for a
-# write-through). Then triples (warehouse code, version, available).
+# KEYS: the SKUs' hashes. ARGV[1]: TTL seconds. Then per key, in KEYS order: its
+# meta JSON ('' for a write-through), the number of fields n, and n triples
+# (warehouse code, version, available). One call applies a whole batch's writes.
 # A field is written only if its version is newer than the stored one. Only a
 # fill (meta given) sets the TTL; a write-through that creates a partial entry
-# gives it the TTL too, so nothing lives forever.
+# gives it the TTL too, so nothing lives forever. Multi-key: on Redis Cluster
+# the keys would have to share a slot (docs/ARCHITECTURE.md, read model).
 APPLY_SCRIPT = """
+local ttl = tonumber(ARGV[1])
 local applied = 0
-for i = 3, #ARGV, 3 do
-  local code = ARGV[i]
-  local version = tonumber(ARGV[i + 1])
-  local current = tonumber(redis.call('HGET', KEYS[1], 'v:' .. code) or '-1')
-  if version > current then
-    redis.call('HSET', KEYS[1], 'v:' .. code, version, 'a:' .. code, ARGV[i + 2])
-    applied = applied + 1
+local pos = 2
+for k = 1, #KEYS do
+  local key = KEYS[k]
+  local meta = ARGV[pos]
+  local n = tonumber(ARGV[pos + 1])
+  pos = pos + 2
+  for i = 1, n do
+    local code = ARGV[pos]
+    local version = tonumber(ARGV[pos + 1])
+    local current = tonumber(redis.call('HGET', key, 'v:' .. code) or '-1')
+    if version > current then
+      redis.call('HSET', key, 'v:' .. code, version, 'a:' .. code, ARGV[pos + 2])
+      applied = applied + 1
+    end
+    pos = pos + 3
+  end
+  if meta ~= '' then
+    redis.call('HSET', key, 'meta', meta)
+    redis.call('EXPIRE', key, ttl)
+  elseif redis.call('TTL', key) == -1 then
+    redis.call('EXPIRE', key, ttl)
   end
 end
-if ARGV[2] ~= '' then
-  redis.call('HSET', KEYS[1], 'meta', ARGV[2])
-  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
-elseif redis.call('TTL', KEYS[1]) == -1 then
-  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
-end
 return applied
+"""
+
+# KEYS: order memory keys. ARGV[1]: TTL seconds. One call for a whole batch.
+REMEMBER_SCRIPT = """
+for k = 1, #KEYS do
+  redis.call('SET', KEYS[k], '1', 'EX', ARGV[1])
+end
+return #KEYS
 """
 
 
@@ -114,6 +133,7 @@ class _RedisStore:
 
         self.client = get_redis_connection("default")
         self.script = self.client.register_script(APPLY_SCRIPT)
+        self.remember_script = self.client.register_script(REMEMBER_SCRIPT)
 
     def read(
         self, keys: Sequence[str], flag: str | None = None
@@ -131,18 +151,18 @@ class _RedisStore:
         ]
         return entries, bool(flag and raw[-1])
 
-    def remember(self, key: str, ttl: int) -> None:
-        self.client.set(key, "1", ex=ttl)
+    def remember(self, keys: Sequence[str], ttl: int) -> None:
+        self.remember_script(keys=list(keys), args=[ttl])
 
     def apply(self, writes: Sequence[tuple[str, str, list]]) -> int:
-        pipe = self.client.pipeline(transaction=False)
-        ttl = _ttl()
+        keys: list[str] = []
+        args: list[Any] = [_ttl()]
         for key, meta, fields in writes:
-            args: list[Any] = [ttl, meta]
+            keys.append(key)
+            args += [meta, len(fields)]
             for code, version, available in fields:
                 args += [code, version, available]
-            self.script(keys=[key], args=args, client=pipe)
-        return sum(int(n) for n in pipe.execute())
+        return int(self.script(keys=keys, args=args))
 
     def delete(self, keys: Sequence[str]) -> None:
         if keys:
@@ -173,9 +193,10 @@ class _LocalStore:
             entries = [dict(self._get(key) or {}) for key in keys]
             return entries, bool(flag and self._get(flag) is not None)
 
-    def remember(self, key: str, ttl: int) -> None:
+    def remember(self, keys: Sequence[str], ttl: int) -> None:
         with self.lock:
-            self.data[key] = (time.monotonic() + ttl, {})
+            for key in keys:
+                self.data[key] = (time.monotonic() + ttl, {})
 
     def apply(self, writes: Sequence[tuple[str, str, list]]) -> int:
         applied = 0
@@ -441,15 +462,7 @@ def remember_orders(order_ids: Sequence[str]) -> None:
     if not order_ids:
         return
     try:
-        store = _store()
-        if isinstance(store, _RedisStore):
-            pipe = store.client.pipeline(transaction=False)
-            for order_id in order_ids:
-                pipe.set(_order_key(order_id), "1", ex=ORDER_MEMORY_SECONDS)
-            pipe.execute()
-        else:
-            for order_id in order_ids:
-                store.remember(_order_key(order_id), ORDER_MEMORY_SECONDS)
+        _store().remember([_order_key(order_id) for order_id in order_ids], ORDER_MEMORY_SECONDS)
     except Exception:
         STATS["errors"] += 1
         logger.warning("availability cache could not remember orders", exc_info=True)

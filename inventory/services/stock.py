@@ -799,14 +799,51 @@ class _OrderRequest:
     expires_at: datetime | None
 
 
-@dataclass
 class ReservationOutcome:
     """One order's result in a batch: `result` when reserved (or already held),
-    `error` (an InventoryError) when not."""
+    `error` (an InventoryError) when not.
 
-    order_id: str
-    result: ReservationResult | None = None
-    error: errors.InventoryError | None = None
+    `created`, `status` and `expires_at` are plain values; `result` (the
+    Reservation with its lines and ledger rows, as model instances) is built
+    on first access, so a caller that only reports outcomes (the batch API) does
+    not pay for hundreds of model objects per call.
+    """
+
+    __slots__ = ("_build", "_result", "created", "error", "expires_at", "order_id", "status")
+
+    def __init__(
+        self,
+        order_id: str,
+        result: ReservationResult | None = None,
+        error: errors.InventoryError | None = None,
+        *,
+        created: bool | None = None,
+        status: str | None = None,
+        expires_at: datetime | None = None,
+        build: Callable[[], ReservationResult] | None = None,
+    ) -> None:
+        self.order_id = order_id
+        self.error = error
+        self._result = result
+        self._build = build
+        if result is not None:
+            created = result.created
+            status = result.reservation.status
+            expires_at = result.reservation.expires_at
+        self.created = created
+        self.status = status
+        self.expires_at = expires_at
+
+    @property
+    def result(self) -> ReservationResult | None:
+        if self._result is None and self._build is not None:
+            self._result = self._build()
+            self._build = None
+        return self._result
+
+    def __repr__(self) -> str:
+        state = "error" if self.error else ("created" if self.created else "exists")
+        return f"ReservationOutcome({self.order_id!r}, {state})"
 
 
 def _call_reserve_function(requests: Sequence[_OrderRequest], actor: str) -> dict:
@@ -847,10 +884,12 @@ def _reserve_in_database(
     in a new warehouse) get them, holding no locks, and are tried once more."""
     outcomes: dict[str, ReservationOutcome] = {}
     pending = list(requests)
+    request_id = current_request_id()
     for attempt in range(2):
         payload = _call_reserve_function(pending, actor)
         retry = []
         created_ids: list[str] = []
+        existing: list[str] = []
         changes = tuple(
             CommittedChange(
                 inventory_id=uuid.UUID(c[0]),
@@ -865,10 +904,86 @@ def _reserve_in_database(
             )
             for c in payload["changes"]
         )
-        names = {(c.product_id, c.warehouse_id): (c.sku, c.warehouse_code) for c in changes}
-        at = datetime.fromisoformat(payload["at"])
-        ledger_by_order: dict[str, list[InventoryTransaction]] = {}
-        for entry in payload["ledger"]:
+        batch = _CreatedBatch(payload, changes, actor, request_id)
+        for request, (status, reservation_id, detail) in zip(
+            pending, payload["orders"], strict=True
+        ):
+            order_id = request.order_id
+            if status == "created":
+                outcomes[order_id] = ReservationOutcome(
+                    order_id,
+                    created=True,
+                    status=ReservationStatus.ACTIVE,
+                    expires_at=request.expires_at,
+                    build=partial(batch.result, request, reservation_id),
+                )
+                created_ids.append(order_id)
+            elif status == "exists":
+                existing.append(order_id)
+            elif status == "conflict":
+                outcomes[order_id] = ReservationOutcome(
+                    order_id, error=errors.OrderConflict(details={"order_id": order_id})
+                )
+            elif status == "insufficient":
+                outcomes[order_id] = ReservationOutcome(
+                    order_id, error=errors.InsufficientStock(detail)
+                )
+            elif status == "inactive":
+                outcomes[order_id] = ReservationOutcome(
+                    order_id, error=errors.WarehouseInactive(detail)
+                )
+            elif status == "missing":
+                pairs = {(sku, code) for sku, code in detail}
+                try:
+                    _check_known(pairs)
+                except errors.InventoryError as exc:
+                    outcomes[order_id] = ReservationOutcome(order_id, error=exc)
+                    continue
+                if attempt == 0:
+                    _create_rows(pairs)
+                    retry.append(request)
+                else:  # pragma: no cover - rows exist after _create_rows
+                    outcomes[order_id] = ReservationOutcome(
+                        order_id, error=errors.InsufficientStock([])
+                    )
+        if existing:
+            # Retried orders: their reservations, in one query.
+            for reservation in Reservation.objects.filter(order_id__in=existing):
+                outcomes[reservation.order_id] = ReservationOutcome(
+                    reservation.order_id, ReservationResult(reservation, created=False)
+                )
+        if changes:
+            transaction.on_commit(partial(_publish_committed_changes, changes))
+        if created_ids:
+            # One Redis round trip for the whole batch (the gate's retry memory).
+            transaction.on_commit(partial(availability_cache.remember_orders, tuple(created_ids)))
+        if not retry:
+            break
+        pending = retry
+    return [outcomes[r.order_id] for r in requests]
+
+
+class _CreatedBatch:
+    """What one call of the reserve function answered, kept to build a created
+    order's ReservationResult (model instances) only when someone asks for it."""
+
+    def __init__(
+        self, payload: dict, changes: tuple[CommittedChange, ...], actor: str, request_id: str
+    ) -> None:
+        self.payload = payload
+        self.names = {(c.product_id, c.warehouse_id): (c.sku, c.warehouse_code) for c in changes}
+        self.actor = actor
+        self.request_id = request_id
+        self._ledger: dict[str, list[list]] | None = None
+
+    def result(self, request: _OrderRequest, reservation_id: str) -> ReservationResult:
+        at = datetime.fromisoformat(self.payload["at"])
+        if self._ledger is None:
+            self._ledger = {}
+            for entry in self.payload["ledger"]:
+                self._ledger.setdefault(entry[6], []).append(entry)
+        transactions = []
+        for entry in self._ledger.get(request.order_id, []):
             txn = InventoryTransaction(
                 id=uuid.UUID(entry[0]),
                 product_id=uuid.UUID(entry[1]),
@@ -881,64 +996,26 @@ def _reserve_in_database(
                 reference_type=ReferenceType.ORDER,
                 reference_id=entry[6],
                 created_at=at,
-                created_by=actor,
-                request_id=current_request_id(),
+                created_by=self.actor,
+                request_id=self.request_id,
             )
             txn._state.adding = False
             txn._state.db = "default"
-            ledger_by_order.setdefault(entry[6], []).append(txn)
-        for request, (status, reservation_id, detail) in zip(
-            pending, payload["orders"], strict=True
-        ):
-            outcome = ReservationOutcome(request.order_id)
-            outcomes[request.order_id] = outcome
-            if status == "created":
-                reservation = Reservation(
-                    id=uuid.UUID(reservation_id),
-                    order_id=request.order_id,
-                    status=ReservationStatus.ACTIVE,
-                    expires_at=request.expires_at,
-                    request_fingerprint=request.fingerprint,
-                    created_by=actor,
-                    created_at=at,
-                    updated_at=at,
-                )
-                reservation._state.adding = False
-                reservation._state.db = "default"
-                txns = ledger_by_order.get(request.order_id, [])
-                _attach_new_lines(reservation, txns, names)
-                outcome.result = ReservationResult(reservation, created=True, transactions=txns)
-                created_ids.append(request.order_id)
-            elif status == "exists":
-                reservation = Reservation.objects.get(order_id=request.order_id)
-                outcome.result = ReservationResult(reservation, created=False)
-            elif status == "conflict":
-                outcome.error = errors.OrderConflict(details={"order_id": request.order_id})
-            elif status == "insufficient":
-                outcome.error = errors.InsufficientStock(detail)
-            elif status == "inactive":
-                outcome.error = errors.WarehouseInactive(detail)
-            elif status == "missing":
-                pairs = {(sku, code) for sku, code in detail}
-                try:
-                    _check_known(pairs)
-                except errors.InventoryError as exc:
-                    outcome.error = exc
-                    continue
-                if attempt == 0:
-                    _create_rows(pairs)
-                    retry.append(request)
-                else:  # pragma: no cover - rows exist after _create_rows
-                    outcome.error = errors.InsufficientStock([])
-        if changes:
-            transaction.on_commit(partial(_publish_committed_changes, changes))
-        if created_ids:
-            # One Redis round trip for the whole batch (the gate's retry memory).
-            transaction.on_commit(partial(availability_cache.remember_orders, tuple(created_ids)))
-        if not retry:
-            break
-        pending = retry
-    return [outcomes[r.order_id] for r in requests]
+            transactions.append(txn)
+        reservation = Reservation(
+            id=uuid.UUID(reservation_id),
+            order_id=request.order_id,
+            status=ReservationStatus.ACTIVE,
+            expires_at=request.expires_at,
+            request_fingerprint=request.fingerprint,
+            created_by=self.actor,
+            created_at=at,
+            updated_at=at,
+        )
+        reservation._state.adding = False
+        reservation._state.db = "default"
+        _attach_new_lines(reservation, transactions, self.names)
+        return ReservationResult(reservation, created=True, transactions=transactions)
 
 
 def _attach_new_lines(
