@@ -13,7 +13,7 @@ gunicorn (and PgBouncer) itself, also on failure or Ctrl-C. Rows:
 * `GET /api/v1/ping/`: token, scope and throttle checks and nothing else (the
   framework's ceiling on this server);
 * `POST /reservations/` (1 line, random SKU of 1,000,000; and all on one hot SKU);
-* `POST /reservations/batch/` with 100 one-line orders (random; all on one hot SKU);
+* `POST /reservations/batch/` with 100 and 500 one-line orders (random; all on one hot SKU);
 * `POST /reservations/{id}/release/` and `…/fulfill/` of orders reserved before the run;
 * `GET /availability/{sku}/` and `GET /availability/?sku=…` x100, SKUs drawn from a
   working set of 10,000 (served from the Redis read model once warm).
@@ -112,6 +112,30 @@ function request()
     '{"orders":[' .. table.concat(parts, ",") .. ']}')
 end
 """,
+    "batch-500": r"""
+function request()
+  local id = next_id()
+  local parts = {}
+  for k = 1, 500 do
+    parts[k] = '{"order_id":"' .. id .. '-' .. k .. '","lines":[{"sku":"' ..
+      sku(math.random(0, SKUS - 1)) .. '","quantity":1,"warehouse":"BW01"}]}'
+  end
+  return wrk.format("POST", "/api/v1/reservations/batch/", nil,
+    '{"orders":[' .. table.concat(parts, ",") .. ']}')
+end
+""",
+    "batch-500-hot": r"""
+function request()
+  local id = next_id()
+  local parts = {}
+  for k = 1, 500 do
+    parts[k] = '{"order_id":"' .. id .. '-' .. k .. '","lines":[{"sku":"' .. HOT ..
+      '","quantity":1,"warehouse":"BW01"}]}'
+  end
+  return wrk.format("POST", "/api/v1/reservations/batch/", nil,
+    '{"orders":[' .. table.concat(parts, ",") .. ']}')
+end
+""",
     # Orders PREP-0 .. PREP-(N-1) exist; thread t of T takes t, t+T, t+2T, ...
     "release": r"""
 function request()
@@ -154,15 +178,23 @@ ROW_LABELS = {
     "reserve-hot": "POST /reservations/, 1 line, one hot SKU",
     "batch": "POST /reservations/batch/, 100 orders, uniform",
     "batch-hot": "POST /reservations/batch/, 100 orders, one hot SKU",
+    "batch-500": "POST /reservations/batch/, 500 orders, uniform",
+    "batch-500-hot": "POST /reservations/batch/, 500 orders, one hot SKU",
     "release": "POST /reservations/{id}/release/ (whole order)",
     "fulfill": "POST /reservations/{id}/fulfill/ (whole order)",
     "availability": "GET /availability/{sku}/",
     "availability-100": "GET /availability/?sku= x100",
 }
-ORDERS_PER_REQUEST = {"batch": 100, "batch-hot": 100, "availability-100": 100}
+ORDERS_PER_REQUEST = {
+    "batch": 100,
+    "batch-hot": 100,
+    "batch-500": 500,
+    "batch-500-hot": 500,
+    "availability-100": 100,
+}
 # A 100-order batch takes far longer than a ping: with 32 connections queued on 4
 # sync workers a request would wait most of a short run. 2 per worker keeps them busy.
-CONNECTIONS = {"batch": 8, "batch-hot": 8}
+CONNECTIONS = {"batch": 8, "batch-hot": 8, "batch-500": 8, "batch-500-hot": 8}
 
 # (configuration, gunicorn arguments, extra environment, rows)
 CONFIGS = [

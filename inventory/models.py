@@ -277,7 +277,6 @@ class Reservation(models.Model):
                 condition=Q(status="active", expires_at__isnull=False),
                 name="reservation_active_expiry",
             ),
-            models.Index(fields=["status", "-created_at"], name="reservation_status_time"),
         ]
 
     def __str__(self) -> str:
