@@ -5,8 +5,8 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api.batch_input import well_formed_batch
-from api.views import ReservationBatchView
+from api.batch_input import well_formed_batch, well_formed_order
+from api.views import ReservationBatchView, ReservationCreateView
 
 # Values near every rule's edges: types, blanks, whitespace, NUL, lengths, ranges.
 texts = st.one_of(
@@ -127,3 +127,65 @@ def test_edge_cases_fall_back_to_the_serializer():
         well_formed_batch({"orders": [{"order_id": "x", "lines": [{**line, "sku": "A\n"}]}]})
         is None
     )
+
+
+single_lines = st.fixed_dictionaries(
+    {"sku": skus, "quantity": st.integers(1, 1000)}, optional={"warehouse": codes}
+)
+coordinates = st.one_of(
+    st.floats(-200, 200), st.integers(-200, 200), st.sampled_from([True, "1", None, 90, -180.0])
+)
+
+
+@st.composite
+def single_bodies(draw):
+    """A valid single-order body, then (usually) one change near an edge."""
+    body = draw(
+        st.fixed_dictionaries(
+            {
+                "order_id": st.text(min_size=1, max_size=12).filter(lambda t: t.strip() == t),
+                "lines": st.lists(single_lines, min_size=1, max_size=3),
+            },
+            optional={
+                "expires_in": st.integers(1, 30 * 24 * 3600),
+                "ship_to": st.fixed_dictionaries(
+                    {"latitude": coordinates, "longitude": coordinates}
+                ),
+            },
+        )
+    )
+    mutation = draw(st.sampled_from(["none", "order", "line", "ship_to"]))
+    if mutation == "order":
+        key = draw(st.sampled_from(["order_id", "lines", "expires_in", "ship_to", "note"]))
+        body[key] = draw(texts | numbers)
+    elif mutation == "line":
+        line = draw(st.sampled_from(body["lines"]))
+        key = draw(st.sampled_from(["sku", "quantity", "warehouse", "note"]))
+        if draw(st.booleans()):
+            line.pop(key, None)
+        else:
+            line[key] = draw(texts | numbers)
+    elif mutation == "ship_to":
+        body["ship_to"] = draw(st.sampled_from([{}, {"latitude": 1}, [], "x"]))
+    return body
+
+
+@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
+@given(body=single_bodies())
+def test_fast_single_check_accepts_only_what_the_serializer_accepts_unchanged(body):
+    fast = well_formed_order(body)
+    if fast is None:
+        return
+    serializer = ReservationCreateView.InputSerializer(data=body)
+    assert serializer.is_valid(), serializer.errors
+    assert plain(serializer.validated_data) == plain(fast)
+
+
+def test_a_plain_storefront_order_takes_the_fast_path():
+    body = {
+        "order_id": "ORD-1",
+        "lines": [{"sku": "A-1", "quantity": 2}, {"sku": "B", "quantity": 1, "warehouse": "X"}],
+        "ship_to": {"latitude": 52, "longitude": 9.73},
+        "expires_in": 900,
+    }
+    assert well_formed_order(body) == {**body, "ship_to": {"latitude": 52.0, "longitude": 9.73}}

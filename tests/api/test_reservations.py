@@ -314,3 +314,30 @@ def test_fulfil_backordered_line_without_stock_is_409(storefront, db):
     assert error_code(response) == "insufficient_on_hand"
     receive("BACK", "BER", 3)
     assert storefront.post(f"{URL}b/fulfill/").status_code == 200
+
+
+def test_the_direct_representation_equals_the_documented_serializer(storefront, stocked):
+    """The views build reservation answers without the serializer (CPU); the
+    serializer stays the schema. Both must say the same, before and after a
+    partial release."""
+    from api.views import ReservationOutput, reservation_data
+    from inventory import selectors
+
+    storefront.post(
+        URL,
+        order(
+            lines=[
+                {"sku": "TSHIRT-M", "quantity": 2, "warehouse": "HAM"},
+                {"sku": "TSHIRT-M", "quantity": 1, "warehouse": "BER"},
+            ],
+            expires_in=900,
+        ),
+    )
+    reservation = selectors.reservation_get(order_id="o-1")
+    assert reservation_data(reservation) == ReservationOutput(reservation).data
+    storefront.post(
+        f"{URL}o-1/release/", {"lines": [{"sku": "TSHIRT-M", "quantity": 1, "warehouse": "HAM"}]}
+    )
+    reservation = selectors.reservation_get(order_id="o-1")
+    assert reservation_data(reservation) == ReservationOutput(reservation).data
+    assert storefront.get(f"{URL}o-1/").json() == ReservationOutput(reservation).data
