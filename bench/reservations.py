@@ -139,6 +139,29 @@ SELECT stockroom_reserve_orders(
   array_fill(CAST('BW01' AS text), ARRAY[100]),
   array_fill(CAST(1 AS bigint), ARRAY[100]), 'system' || chr(58) || 'bench', '');
 """,
+        "project function, batch of 500 orders": f"""\\set r random(1, 1000000000000)
+SELECT stockroom_reserve_orders(
+  (SELECT array_agg('pgb-' || CAST(:client_id AS text) || '-' || CAST(:r AS text) || '-' || g)
+     FROM generate_series(1, 500) g),
+  array_fill(CAST('fp' AS text), ARRAY[500]),
+  array_fill(CAST(NULL AS timestamptz), ARRAY[500]),
+  array_fill(1, ARRAY[500]),
+  (SELECT array_agg('BENCH-' || lpad(CAST(CAST(floor(random() * {skus}) AS int) AS text), 7, '0'))
+     FROM generate_series(1, 500)),
+  array_fill(CAST('BW01' AS text), ARRAY[500]),
+  array_fill(CAST(1 AS bigint), ARRAY[500]), 'system' || chr(58) || 'bench', '');
+""",
+        "project function, batch of 500 orders, hot SKU": f"""\\set r random(1, 1000000000000)
+SELECT stockroom_reserve_orders(
+  (SELECT array_agg('pgb-' || CAST(:client_id AS text) || '-' || CAST(:r AS text) || '-' || g)
+     FROM generate_series(1, 500) g),
+  array_fill(CAST('fp' AS text), ARRAY[500]),
+  array_fill(CAST(NULL AS timestamptz), ARRAY[500]),
+  array_fill(1, ARRAY[500]),
+  array_fill(CAST('{HOT_SKU}' AS text), ARRAY[500]),
+  array_fill(CAST('BW01' AS text), ARRAY[500]),
+  array_fill(CAST(1 AS bigint), ARRAY[500]), 'system' || chr(58) || 'bench', '');
+""",
         "availability SUM over a SKU's rows": f"""\\set n random(0, {skus - 1})
 SELECT sum(inv.available) FROM inventory_inventory inv
   JOIN inventory_product p ON p.id = inv.product_id WHERE p.sku = {SKU};
@@ -149,6 +172,8 @@ SELECT sum(inv.available) FROM inventory_inventory inv
 ORDERS_PER_CALL = {
     "project function, batch of 100 orders": 100,
     "project function, batch of 100 orders, hot SKU": 100,
+    "project function, batch of 500 orders": 500,
+    "project function, batch of 500 orders, hot SKU": 500,
 }
 
 
@@ -182,11 +207,22 @@ def run_pgbench(name: str, script: str, duration: int, clients: int, mode: str) 
 # --- service level -------------------------------------------------------------
 
 
+_start_barrier = None
+
+
+def _init_worker(barrier) -> None:
+    global _start_barrier
+    _start_barrier = barrier
+
+
 def _service_worker(args) -> tuple[int, list[float]]:
     workload, skus, duration, seed, engine = args
     os.environ["STOCKROOM_RESERVE_ENGINE"] = engine
     os.environ["STOCKROOM_SOLD_OUT_GATE"] = "true" if "gate on" in workload else "false"
     setup_django()
+    from django.db import connection
+
+    connection.ensure_connection()
     import random
 
     from inventory import errors, services
@@ -199,13 +235,18 @@ def _service_worker(args) -> tuple[int, list[float]]:
     rng = random.Random(seed)
     prefix = uuid.uuid4().hex[:8]
     done, latencies, n = 0, [], 0
+    # Start together, after every process has imported Django and connected:
+    # otherwise the later processes' start-up (a second or more of CPU each)
+    # runs inside the earlier ones' measured window on a 2-core machine.
+    _start_barrier.wait()
     deadline = time.perf_counter() + duration
     while time.perf_counter() < deadline:
         n += 1
         started = time.perf_counter()
-        if workload.startswith("batch of 100 orders"):
+        if workload.startswith("batch of "):
             hot = workload.endswith("hot SKU")
-            picks = [HOT_SKU if hot else f"BENCH-{rng.randrange(skus):07d}" for _ in range(100)]
+            size = int(workload.split()[2])
+            picks = [HOT_SKU if hot else f"BENCH-{rng.randrange(skus):07d}" for _ in range(size)]
             orders = [
                 OrderRequest(f"svc-{prefix}-{n}-{k}", [ReserveLine(sku, "BW01", 1)])
                 for k, sku in enumerate(picks)
@@ -254,9 +295,25 @@ def sell_out(sku: str) -> None:
     selectors.availability_for_skus([sku])
 
 
+def restock(sku: str, available: int = 1_000_000) -> None:
+    """Bring `sku` back to `available` units (a RECEIVE in the ledger) so that a
+    hot-SKU run measures reservations, not refusals of a sold-out row."""
+    from inventory import services
+    from inventory.models import Inventory
+
+    row = Inventory.objects.get(product__sku=sku, warehouse__code="BW01")
+    missing = available - row.available
+    if missing > 0:
+        services.stock_receive(
+            sku=sku, warehouse="BW01", quantity=missing, reason="bench: restock",
+            actor="system:bench",
+        )  # fmt: skip
+
+
 def run_service(workload: str, skus: int, duration: int, processes: int, engine: str) -> dict:
     ctx = mp.get_context("spawn")
-    with ctx.Pool(processes) as pool:
+    barrier = ctx.Barrier(processes)
+    with ctx.Pool(processes, initializer=_init_worker, initargs=(barrier,)) as pool:
         results = pool.map(
             _service_worker,
             [(workload, skus, duration, seed, engine) for seed in range(processes)],
@@ -283,6 +340,10 @@ SERVICE_ROWS = [
      "project function, batch of 100 orders"),
     ("service: stock_reserve_batch, 100 orders, hot SKU", "batch of 100 orders, hot SKU", "sql",
      "project function, batch of 100 orders, hot SKU"),
+    ("service: stock_reserve_batch, 500 orders", "batch of 500 orders", "sql",
+     "project function, batch of 500 orders"),
+    ("service: stock_reserve_batch, 500 orders, hot SKU", "batch of 500 orders, hot SKU", "sql",
+     "project function, batch of 500 orders, hot SKU"),
     ("service: sold-out SKU, gate off (attempts/s)", "sold out, gate off", "sql", None),
     ("service: sold-out SKU, gate on (attempts/s)", "sold out, gate on", "sql", None),
 ]  # fmt: skip
@@ -309,6 +370,13 @@ def main() -> None:
     from django.db import connection
 
     connection.close()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT name, setting, unit FROM pg_settings WHERE name IN "
+            "('shared_buffers', 'max_wal_size', 'checkpoint_timeout', 'synchronous_commit')"
+        )
+        settings_line = ", ".join(f"{n}={v}{u or ''}" for n, v, u in cursor.fetchall())
+    connection.close()
 
     results: dict[str, list[dict]] = {}
     scripts = pgbench_scripts(args.skus)
@@ -320,6 +388,8 @@ def main() -> None:
         if args.only in (None, "ceiling"):
             for name, script in scripts.items():
                 for mode in ("simple", "prepared"):
+                    if "hot SKU" in name:
+                        restock(HOT_SKU)
                     label = f"ceiling: {name} [{mode}]"
                     results.setdefault(label, []).append(
                         run_pgbench(name, script, args.duration, args.clients, mode)
@@ -328,6 +398,8 @@ def main() -> None:
                           f"{results[label][-1]['orders']:.0f}/s", flush=True)  # fmt: skip
         if args.only in (None, "service"):
             for label, workload, engine, _ in service_rows:
+                if "hot SKU" in workload:
+                    restock(HOT_SKU)
                 results.setdefault(label, []).append(
                     run_service(workload, args.skus, args.duration, args.processes, engine)
                 )
@@ -344,6 +416,7 @@ def main() -> None:
     print()
     print(f"SKUs: {args.skus:,}; runs: {args.repeats} x {args.duration}s; pgbench "
           f"{args.clients} connections; service {args.processes} processes")  # fmt: skip
+    print(f"PostgreSQL: {settings_line}")
     print(f"load average (1 min) before: {load_before[0]:.1f}, after: {os.getloadavg()[0]:.1f} "
           f"on {os.cpu_count()} CPUs")  # fmt: skip
     print()
