@@ -200,11 +200,12 @@ CONNECTIONS = {"batch": 8, "batch-hot": 8, "batch-500": 8, "batch-500-hot": 8}
 CONFIGS = [
     ("sync 4 workers, persistent connections", ["-k", "sync", "-w", "4"], {}, list(LUA_ROWS)),
     ("gthread 4x4, persistent connections", ["-k", "gthread", "-w", "4", "--threads", "4"], {},
-     ["ping", "reserve", "batch"]),
+     ["ping", "reserve", "batch-500"]),
     ("sync 4 workers, CONN_MAX_AGE=0", ["-k", "sync", "-w", "4"], {"DB_CONN_MAX_AGE": "0"},
      ["ping", "reserve"]),
     ("sync 4 workers, via PgBouncer (transaction pooling)", ["-k", "sync", "-w", "4"],
-     {"PGBOUNCER": "1", "DB_DISABLE_SERVER_SIDE_CURSORS": "true"}, ["reserve", "batch"]),
+     {"PGBOUNCER": "1", "DB_DISABLE_SERVER_SIDE_CURSORS": "true"},
+     ["ping", "reserve", "batch-500"]),
 ]  # fmt: skip
 
 
