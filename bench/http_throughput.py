@@ -77,6 +77,25 @@ local function next_id()
 end
 """
 
+
+def lua_batch(size: int, hot: bool) -> str:
+    """wrk request(): one POST /reservations/batch/ of `size` one-line orders, on
+    random SKUs or all on the hot SKU."""
+    pick = "HOT" if hot else "sku(math.random(0, SKUS - 1))"
+    return f"""
+function request()
+  local id = next_id()
+  local parts = {{}}
+  for k = 1, {size} do
+    parts[k] = '{{"order_id":"' .. id .. '-' .. k .. '","lines":[{{"sku":"' ..
+      {pick} .. '","quantity":1,"warehouse":"BW01"}}]}}'
+  end
+  return wrk.format("POST", "/api/v1/reservations/batch/", nil,
+    '{{"orders":[' .. table.concat(parts, ",") .. ']}}')
+end
+"""
+
+
 LUA_ROWS = {
     "ping": r"""
 function request() return wrk.format("GET", "/api/v1/ping/") end
@@ -88,54 +107,11 @@ function request()
   return wrk.format("POST", "/api/v1/reservations/", nil, body)
 end
 """,
-    "batch": r"""
-function request()
-  local id = next_id()
-  local parts = {}
-  for k = 1, 100 do
-    parts[k] = '{"order_id":"' .. id .. '-' .. k .. '","lines":[{"sku":"' ..
-      sku(math.random(0, SKUS - 1)) .. '","quantity":1,"warehouse":"BW01"}]}'
-  end
-  return wrk.format("POST", "/api/v1/reservations/batch/", nil,
-    '{"orders":[' .. table.concat(parts, ",") .. ']}')
-end
-""",
-    "batch-hot": r"""
-function request()
-  local id = next_id()
-  local parts = {}
-  for k = 1, 100 do
-    parts[k] = '{"order_id":"' .. id .. '-' .. k .. '","lines":[{"sku":"' .. HOT ..
-      '","quantity":1,"warehouse":"BW01"}]}'
-  end
-  return wrk.format("POST", "/api/v1/reservations/batch/", nil,
-    '{"orders":[' .. table.concat(parts, ",") .. ']}')
-end
-""",
-    "batch-500": r"""
-function request()
-  local id = next_id()
-  local parts = {}
-  for k = 1, 500 do
-    parts[k] = '{"order_id":"' .. id .. '-' .. k .. '","lines":[{"sku":"' ..
-      sku(math.random(0, SKUS - 1)) .. '","quantity":1,"warehouse":"BW01"}]}'
-  end
-  return wrk.format("POST", "/api/v1/reservations/batch/", nil,
-    '{"orders":[' .. table.concat(parts, ",") .. ']}')
-end
-""",
-    "batch-500-hot": r"""
-function request()
-  local id = next_id()
-  local parts = {}
-  for k = 1, 500 do
-    parts[k] = '{"order_id":"' .. id .. '-' .. k .. '","lines":[{"sku":"' .. HOT ..
-      '","quantity":1,"warehouse":"BW01"}]}'
-  end
-  return wrk.format("POST", "/api/v1/reservations/batch/", nil,
-    '{"orders":[' .. table.concat(parts, ",") .. ']}')
-end
-""",
+    **{
+        f"batch{'-500' if size == 500 else ''}{'-hot' if hot else ''}": lua_batch(size, hot)
+        for size in (100, 500)
+        for hot in (False, True)
+    },
     # Orders PREP-0 .. PREP-(N-1) exist; thread t of T takes t, t+T, t+2T, ...
     "release": r"""
 function request()

@@ -49,6 +49,28 @@ LEDGER_INSERT = """
 """
 
 
+def batch_script(orders: int, skus: int, hot: bool) -> str:
+    """pgbench script: one call of the reserve function with `orders` one-line
+    orders, on random SKUs or all on the hot SKU."""
+    picks = (
+        f"array_fill(CAST('{HOT_SKU}' AS text), ARRAY[{orders}])"
+        if hot
+        else "(SELECT array_agg('BENCH-' || lpad(CAST(CAST(floor(random() * "
+        f"{skus}) AS int) AS text), 7, '0'))\n     FROM generate_series(1, {orders}))"
+    )
+    return f"""\\set r random(1, 1000000000000)
+SELECT stockroom_reserve_orders(
+  (SELECT array_agg('pgb-' || CAST(:client_id AS text) || '-' || CAST(:r AS text) || '-' || g)
+     FROM generate_series(1, {orders}) g),
+  array_fill(CAST('fp' AS text), ARRAY[{orders}]),
+  array_fill(CAST(NULL AS timestamptz), ARRAY[{orders}]),
+  array_fill(1, ARRAY[{orders}]),
+  {picks},
+  array_fill(CAST('BW01' AS text), ARRAY[{orders}]),
+  array_fill(CAST(1 AS bigint), ARRAY[{orders}]), 'system' || chr(58) || 'bench', '');
+"""
+
+
 def pgbench_scripts(skus: int) -> dict[str, str]:
     rand = f"\\set n random(0, {skus - 1})\n\\set r random(1, 1000000000000)\n"
     one_order = (
@@ -116,52 +138,11 @@ COMMIT;
             codes_sql="ARRAY['BW01']",
             qtys_sql="CAST(ARRAY[1] AS bigint[])",
         ),
-        "project function, batch of 100 orders": f"""\\set r random(1, 1000000000000)
-SELECT stockroom_reserve_orders(
-  (SELECT array_agg('pgb-' || CAST(:client_id AS text) || '-' || CAST(:r AS text) || '-' || g)
-     FROM generate_series(1, 100) g),
-  array_fill(CAST('fp' AS text), ARRAY[100]),
-  array_fill(CAST(NULL AS timestamptz), ARRAY[100]),
-  array_fill(1, ARRAY[100]),
-  (SELECT array_agg('BENCH-' || lpad(CAST(CAST(floor(random() * {skus}) AS int) AS text), 7, '0'))
-     FROM generate_series(1, 100)),
-  array_fill(CAST('BW01' AS text), ARRAY[100]),
-  array_fill(CAST(1 AS bigint), ARRAY[100]), 'system' || chr(58) || 'bench', '');
-""",
-        "project function, batch of 100 orders, hot SKU": f"""\\set r random(1, 1000000000000)
-SELECT stockroom_reserve_orders(
-  (SELECT array_agg('pgb-' || CAST(:client_id AS text) || '-' || CAST(:r AS text) || '-' || g)
-     FROM generate_series(1, 100) g),
-  array_fill(CAST('fp' AS text), ARRAY[100]),
-  array_fill(CAST(NULL AS timestamptz), ARRAY[100]),
-  array_fill(1, ARRAY[100]),
-  array_fill(CAST('{HOT_SKU}' AS text), ARRAY[100]),
-  array_fill(CAST('BW01' AS text), ARRAY[100]),
-  array_fill(CAST(1 AS bigint), ARRAY[100]), 'system' || chr(58) || 'bench', '');
-""",
-        "project function, batch of 500 orders": f"""\\set r random(1, 1000000000000)
-SELECT stockroom_reserve_orders(
-  (SELECT array_agg('pgb-' || CAST(:client_id AS text) || '-' || CAST(:r AS text) || '-' || g)
-     FROM generate_series(1, 500) g),
-  array_fill(CAST('fp' AS text), ARRAY[500]),
-  array_fill(CAST(NULL AS timestamptz), ARRAY[500]),
-  array_fill(1, ARRAY[500]),
-  (SELECT array_agg('BENCH-' || lpad(CAST(CAST(floor(random() * {skus}) AS int) AS text), 7, '0'))
-     FROM generate_series(1, 500)),
-  array_fill(CAST('BW01' AS text), ARRAY[500]),
-  array_fill(CAST(1 AS bigint), ARRAY[500]), 'system' || chr(58) || 'bench', '');
-""",
-        "project function, batch of 500 orders, hot SKU": f"""\\set r random(1, 1000000000000)
-SELECT stockroom_reserve_orders(
-  (SELECT array_agg('pgb-' || CAST(:client_id AS text) || '-' || CAST(:r AS text) || '-' || g)
-     FROM generate_series(1, 500) g),
-  array_fill(CAST('fp' AS text), ARRAY[500]),
-  array_fill(CAST(NULL AS timestamptz), ARRAY[500]),
-  array_fill(1, ARRAY[500]),
-  array_fill(CAST('{HOT_SKU}' AS text), ARRAY[500]),
-  array_fill(CAST('BW01' AS text), ARRAY[500]),
-  array_fill(CAST(1 AS bigint), ARRAY[500]), 'system' || chr(58) || 'bench', '');
-""",
+        **{
+            f"project function, batch of {n} orders{label}": batch_script(n, skus, hot)
+            for n in (100, 500)
+            for label, hot in (("", False), (", hot SKU", True))
+        },
         "availability SUM over a SKU's rows": f"""\\set n random(0, {skus - 1})
 SELECT sum(inv.available) FROM inventory_inventory inv
   JOIN inventory_product p ON p.id = inv.product_id WHERE p.sku = {SKU};

@@ -56,6 +56,16 @@ valid_orders = st.fixed_dictionaries(
 )
 
 
+def mutate_a_line(draw, lines):
+    """Drop one field of one line, or give it a value near some rule's edge."""
+    line = draw(st.sampled_from(lines))
+    key = draw(st.sampled_from(["sku", "quantity", "warehouse", "note"]))
+    if draw(st.booleans()):
+        line.pop(key, None)
+    else:
+        line[key] = draw(texts | numbers)
+
+
 @st.composite
 def bodies(draw):
     """A valid body, then (usually) one change near an edge of some rule."""
@@ -67,12 +77,7 @@ def bodies(draw):
             texts | numbers
         )
     elif mutation == "line":
-        line = draw(st.sampled_from(order["lines"]))
-        key = draw(st.sampled_from(["sku", "quantity", "warehouse", "note"]))
-        if draw(st.booleans()):
-            line.pop(key, None)
-        else:
-            line[key] = draw(texts | numbers)
+        mutate_a_line(draw, order["lines"])
     elif mutation == "extra":
         body[draw(st.sampled_from(["extra", "ship_to"]))] = draw(texts)
     elif mutation == "duplicate":
@@ -159,12 +164,7 @@ def single_bodies(draw):
         key = draw(st.sampled_from(["order_id", "lines", "expires_in", "ship_to", "note"]))
         body[key] = draw(texts | numbers)
     elif mutation == "line":
-        line = draw(st.sampled_from(body["lines"]))
-        key = draw(st.sampled_from(["sku", "quantity", "warehouse", "note"]))
-        if draw(st.booleans()):
-            line.pop(key, None)
-        else:
-            line[key] = draw(texts | numbers)
+        mutate_a_line(draw, body["lines"])
     elif mutation == "ship_to":
         body["ship_to"] = draw(st.sampled_from([{}, {"latitude": 1}, [], "x"]))
     return body
