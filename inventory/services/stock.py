@@ -1108,6 +1108,8 @@ def _close_order_lines(
 ) -> ReservationResult:
     """Release or fulfil what an order holds: all of it, or the given lines."""
     order_id = _check_order_id(order_id)
+    if lines is None and idempotency_key is None and _use_sql_engine():
+        return _close_in_database(order_id, txn_type, closing_status, actor, reason)
     requested: list[OrderLine] | None = None
     if lines is not None:
         if not lines:
@@ -1228,6 +1230,116 @@ def _close_order_lines(
         reservation = Reservation.objects.get(order_id=order_id)
         return ReservationResult(reservation, created=False, transactions=outcome.transactions)
     return result_holder["result"]
+
+
+def _close_in_database(
+    order_id: str, txn_type: str, closing_status: str, actor: str, reason: str
+) -> ReservationResult:
+    """A whole order's release or fulfilment in one statement
+    (`stockroom_close_order`, migration 0008); the same result as the ORM path."""
+    from django.db import connection
+
+    from warehouses.models import Warehouse
+
+    request_id = current_request_id()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT stockroom_close_order(%s, %s, %s, %s, %s, %s)",
+            [order_id, txn_type, closing_status, actor, reason, request_id],
+        )
+        (payload,) = cursor.fetchone()
+    payload = json.loads(payload) if isinstance(payload, str) else payload
+    if payload["status"] == "not_found":
+        raise errors.ReservationNotFound(details={"order_id": order_id})
+    if payload["status"] == "short":
+        raise errors.InsufficientOnHand(payload["short"])
+    at = datetime.fromisoformat(payload["at"])
+    res_id, status, expires_at, fingerprint, created_by, created_at, updated_at = payload[
+        "reservation"
+    ]
+    reservation = Reservation(
+        id=uuid.UUID(res_id),
+        order_id=order_id,
+        status=status,
+        expires_at=datetime.fromisoformat(expires_at) if expires_at else None,
+        request_fingerprint=fingerprint,
+        created_by=created_by,
+        created_at=datetime.fromisoformat(created_at),
+        updated_at=datetime.fromisoformat(updated_at),
+    )
+    reservation._state.adding = False
+    reservation._state.db = "default"
+    lines = []
+    for (
+        line_id,
+        product_id,
+        warehouse_id,
+        sku,
+        code,
+        qty,
+        fulfilled,
+        released,
+        line_status,
+    ) in payload["lines"]:
+        line = ReservationLine(
+            id=uuid.UUID(line_id),
+            reservation=reservation,
+            product=Product(id=uuid.UUID(product_id), sku=sku),
+            warehouse=Warehouse(id=uuid.UUID(warehouse_id), code=code),
+            quantity=qty,
+            quantity_fulfilled=fulfilled,
+            quantity_released=released,
+            status=line_status,
+        )
+        line._state.adding = False
+        lines.append(line)
+    reservation._prefetched_objects_cache = {"lines": lines}
+    transactions = []
+    for (
+        txn_id,
+        product_id,
+        warehouse_id,
+        on_hand_delta,
+        reserved_delta,
+        on_hand,
+        reserved,
+    ) in payload["ledger"]:
+        txn = InventoryTransaction(
+            id=uuid.UUID(txn_id),
+            product_id=uuid.UUID(product_id),
+            warehouse_id=uuid.UUID(warehouse_id),
+            type=txn_type,
+            on_hand_delta=on_hand_delta,
+            reserved_delta=reserved_delta,
+            on_hand_after=on_hand,
+            reserved_after=reserved,
+            reference_type=ReferenceType.ORDER,
+            reference_id=order_id,
+            reason=reason,
+            created_at=at,
+            created_by=actor,
+            request_id=request_id,
+        )
+        txn._state.adding = False
+        txn._state.db = "default"
+        transactions.append(txn)
+    changes = tuple(
+        CommittedChange(
+            inventory_id=uuid.UUID(c[0]),
+            product_id=uuid.UUID(c[1]),
+            warehouse_id=uuid.UUID(c[2]),
+            type=txn_type,
+            on_hand=c[3],
+            reserved=c[4],
+            version=c[5],
+            sku=c[6],
+            warehouse_code=c[7],
+        )
+        for c in payload["changes"]
+    )
+    if changes:
+        transaction.on_commit(partial(_publish_committed_changes, changes))
+    return ReservationResult(reservation, created=False, transactions=transactions)
 
 
 def _order_status(lines: Iterable[ReservationLine], closing_status: str) -> str:

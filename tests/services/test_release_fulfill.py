@@ -151,3 +151,31 @@ def test_expired_holds_are_released_by_the_sweeper(product, warehouse):
     assert balances() == (5, 1, 4)
     assert Reservation.objects.get(order_id="old").status == ReservationStatus.EXPIRED
     assert Reservation.objects.get(order_id="new").status == ReservationStatus.ACTIVE
+
+
+@pytest.mark.parametrize("close", ["release", "fulfill"])
+def test_a_whole_order_closes_in_one_statement_and_answers_what_it_wrote(
+    order, reserve_engine, close, django_assert_max_num_queries
+):
+    """On PostgreSQL a whole-order release or fulfilment is one statement
+    (`stockroom_close_order`); both engines answer with the same lines, status
+    and ledger rows as the database then holds."""
+    service = getattr(services, f"reservation_{close}")
+    with django_assert_max_num_queries(1 if reserve_engine == "sql" else 20):
+        result = service(order_id="o-1", actor="client:shop", reason="done")
+    stored = Reservation.objects.get(order_id="o-1")
+    assert result.reservation.status == stored.status
+    assert [
+        (line.product.sku, line.warehouse.code, line.quantity_released, line.quantity_fulfilled,
+         line.status)
+        for line in result.reservation.lines.all()
+    ] == [
+        (line.product.sku, line.warehouse.code, line.quantity_released, line.quantity_fulfilled,
+         line.status)
+        for line in stored.lines.select_related("product", "warehouse").order_by("id")
+    ]  # fmt: skip
+    written = InventoryTransaction.objects.filter(reference_id="o-1").exclude(type="RESERVE")
+    assert sorted(str(t.id) for t in result.transactions) == sorted(str(t.id) for t in written)
+    assert [(t.on_hand_after, t.reserved_after, t.created_by, t.reason) for t in written] == [
+        (t.on_hand_after, t.reserved_after, t.created_by, t.reason) for t in result.transactions
+    ]
