@@ -46,18 +46,23 @@ STATS: Counter[str] = Counter()
 
 KEY_VERSION = "v1"
 
-# KEYS: the SKUs' hashes. ARGV[1]: TTL seconds. Then per key, in KEYS order: its
-# meta JSON ('' for a write-through), the number of fields n, and n triples
-# (warehouse code, version, available). One call applies a whole batch's writes.
+# KEYS: the SKUs' hashes, then order-memory keys. ARGV[1]: TTL seconds of the
+# hashes; ARGV[2]: how many KEYS are hashes; ARGV[3]: TTL of the order memory.
+# Then per hash, in KEYS order: its meta JSON ('' for a write-through), the
+# number of fields n, and n triples (warehouse code, version, available). The
+# remaining KEYS are set to '1' with the order-memory TTL (the sold-out gate's
+# "this order holds a reservation"). One call carries a whole commit: the
+# write-through of every row a batch changed and the memory of its orders.
 # A field is written only if its version is newer than the stored one. Only a
 # fill (meta given) sets the TTL; a write-through that creates a partial entry
 # gives it the TTL too, so nothing lives forever. Multi-key: on Redis Cluster
 # the keys would have to share a slot (docs/ARCHITECTURE.md, read model).
 APPLY_SCRIPT = """
 local ttl = tonumber(ARGV[1])
+local hashes = tonumber(ARGV[2])
 local applied = 0
-local pos = 2
-for k = 1, #KEYS do
+local pos = 4
+for k = 1, hashes do
   local key = KEYS[k]
   local meta = ARGV[pos]
   local n = tonumber(ARGV[pos + 1])
@@ -79,15 +84,10 @@ for k = 1, #KEYS do
     redis.call('EXPIRE', key, ttl)
   end
 end
-return applied
-"""
-
-# KEYS: order memory keys. ARGV[1]: TTL seconds. One call for a whole batch.
-REMEMBER_SCRIPT = """
-for k = 1, #KEYS do
-  redis.call('SET', KEYS[k], '1', 'EX', ARGV[1])
+for k = hashes + 1, #KEYS do
+  redis.call('SET', KEYS[k], '1', 'EX', ARGV[3])
 end
-return #KEYS
+return applied
 """
 
 
@@ -133,7 +133,6 @@ class _RedisStore:
 
         self.client = get_redis_connection("default")
         self.script = self.client.register_script(APPLY_SCRIPT)
-        self.remember_script = self.client.register_script(REMEMBER_SCRIPT)
 
     def read(
         self, keys: Sequence[str], flag: str | None = None
@@ -151,18 +150,16 @@ class _RedisStore:
         ]
         return entries, bool(flag and raw[-1])
 
-    def remember(self, keys: Sequence[str], ttl: int) -> None:
-        self.remember_script(keys=list(keys), args=[ttl])
-
-    def apply(self, writes: Sequence[tuple[str, str, list]]) -> int:
+    def apply(self, writes: Sequence[tuple[str, str, list]], remember: Sequence[str] = ()) -> int:
+        """Apply versioned writes and set order-memory keys, in one call."""
         keys: list[str] = []
-        args: list[Any] = [_ttl()]
+        args: list[Any] = [_ttl(), len(writes), ORDER_MEMORY_SECONDS]
         for key, meta, fields in writes:
             keys.append(key)
             args += [meta, len(fields)]
             for code, version, available in fields:
                 args += [code, version, available]
-        return int(self.script(keys=keys, args=args))
+        return int(self.script(keys=keys + list(remember), args=args))
 
     def delete(self, keys: Sequence[str]) -> None:
         if keys:
@@ -193,14 +190,11 @@ class _LocalStore:
             entries = [dict(self._get(key) or {}) for key in keys]
             return entries, bool(flag and self._get(flag) is not None)
 
-    def remember(self, keys: Sequence[str], ttl: int) -> None:
-        with self.lock:
-            for key in keys:
-                self.data[key] = (time.monotonic() + ttl, {})
-
-    def apply(self, writes: Sequence[tuple[str, str, list]]) -> int:
+    def apply(self, writes: Sequence[tuple[str, str, list]], remember: Sequence[str] = ()) -> int:
         applied = 0
         with self.lock:
+            for key in remember:
+                self.data[key] = (time.monotonic() + ORDER_MEMORY_SECONDS, {})
             for key, meta, fields in writes:
                 entry = self._get(key)
                 expires = self.data[key][0] if entry is not None else None
@@ -395,7 +389,9 @@ def apply_committed_changes(changes: Sequence[Any]) -> None:
     """The write-through: apply committed balances (service-layer listener).
 
     `changes` are `inventory.services.CommittedChange`s. Several changes to one
-    row in one transaction collapse to the newest version.
+    row in one transaction collapse to the newest version. When `changes`
+    carries `created_orders` (a reservation's commit), their gate memory is
+    written in the same call.
     """
     latest: dict[tuple[str, str], Any] = {}
     unresolved = [c for c in changes if not c.sku or not c.warehouse_code]
@@ -412,10 +408,13 @@ def apply_committed_changes(changes: Sequence[Any]) -> None:
     by_key: dict[str, list] = {}
     for (sku, code), change in latest.items():
         by_key.setdefault(_key(sku), []).append((code, change.version, change.available))
-    if not by_key:
+    remember = [_order_key(o) for o in getattr(changes, "created_orders", ())]
+    if not by_key and not remember:
         return
     try:
-        applied = _store().apply([(key, "", fields) for key, fields in by_key.items()])
+        applied = _store().apply(
+            [(key, "", fields) for key, fields in by_key.items()], remember=remember
+        )
         STATS["write_throughs"] += applied
         STATS["stale_writes"] += len(latest) - applied
     except Exception:
@@ -462,7 +461,7 @@ def remember_orders(order_ids: Sequence[str]) -> None:
     if not order_ids:
         return
     try:
-        _store().remember([_order_key(order_id) for order_id in order_ids], ORDER_MEMORY_SECONDS)
+        _store().apply([], remember=[_order_key(order_id) for order_id in order_ids])
     except Exception:
         STATS["errors"] += 1
         logger.warning("availability cache could not remember orders", exc_info=True)

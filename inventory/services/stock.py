@@ -131,6 +131,20 @@ class CommittedChange:
         return self.on_hand - self.reserved
 
 
+class CommittedChanges(tuple):
+    """The changes of one commit, as listeners receive them (a tuple of
+    CommittedChange). `created_orders`: order ids that hold a reservation from
+    this commit, for the availability cache's gate memory, which it writes in
+    the same Redis call as the write-through."""
+
+    created_orders: tuple[str, ...]
+
+    def __new__(cls, changes: Iterable[CommittedChange], created_orders: Iterable[str] = ()):
+        instance = super().__new__(cls, changes)
+        instance.created_orders = tuple(created_orders)
+        return instance
+
+
 # --------------------------------------------------------------------------
 # Validation helpers
 # --------------------------------------------------------------------------
@@ -953,10 +967,12 @@ def _reserve_in_database(
                     reservation.order_id, ReservationResult(reservation, created=False)
                 )
         if changes:
-            transaction.on_commit(partial(_publish_committed_changes, changes))
-        if created_ids:
-            # One Redis round trip for the whole batch (the gate's retry memory).
-            transaction.on_commit(partial(availability_cache.remember_orders, tuple(created_ids)))
+            # One after-commit publication: the availability cache writes the
+            # rows and remembers the created orders (the gate's retry memory) in
+            # one Redis call for the whole batch.
+            transaction.on_commit(
+                partial(_publish_committed_changes, CommittedChanges(changes, created_ids))
+            )
         if not retry:
             break
         pending = retry

@@ -288,3 +288,30 @@ def test_gate_can_be_switched_off(warehouse, settings, django_capture_on_commit_
     ProductFactory(sku="HOT")
     availability_cache.get_many(["HOT"])
     assert availability_cache.sold_out_lines([("HOT", "BER", 1)]) is None
+
+
+def test_an_order_a_batch_reserved_passes_the_gate_on_its_retry(
+    warehouse, django_capture_on_commit_callbacks
+):
+    """The batch's one after-commit Redis call writes the rows and the orders'
+    gate memory: a retry through the single path of an order that took the last
+    unit replays it; a new order is refused by the gate."""
+    ProductFactory(sku="HOT")
+    with django_capture_on_commit_callbacks(execute=True):
+        receive("HOT", "BER", 2)
+    availability_cache.get_many(["HOT"])
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        outcomes = services.stock_reserve_batch(
+            orders=[
+                services.OrderRequest(f"b-{n}", [ReserveLine("HOT", "BER", 1)]) for n in (1, 2)
+            ],
+            actor="c",
+        )
+    assert [o.created for o in outcomes] == [True, True]
+    assert len(callbacks) == 1
+    assert cached_view("HOT") == {"BER": 0}
+
+    retry = services.stock_reserve(order_id="b-2", lines=[ReserveLine("HOT", "BER", 1)], actor="c")
+    assert retry.created is False
+    with pytest.raises(errors.SoldOut):
+        services.stock_reserve(order_id="new", lines=[ReserveLine("HOT", "BER", 1)], actor="c")
