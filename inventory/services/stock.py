@@ -904,20 +904,7 @@ def _reserve_in_database(
         retry = []
         created_ids: list[str] = []
         existing: list[str] = []
-        changes = tuple(
-            CommittedChange(
-                inventory_id=uuid.UUID(c[0]),
-                product_id=uuid.UUID(c[1]),
-                warehouse_id=uuid.UUID(c[2]),
-                type=TransactionType.RESERVE,
-                on_hand=c[3],
-                reserved=c[4],
-                version=c[5],
-                sku=c[6],
-                warehouse_code=c[7],
-            )
-            for c in payload["changes"]
-        )
+        changes = _changes_from_sql(payload["changes"], TransactionType.RESERVE)
         batch = _CreatedBatch(payload, changes, actor, request_id)
         for request, (status, reservation_id, detail) in zip(
             pending, payload["orders"], strict=True
@@ -979,6 +966,33 @@ def _reserve_in_database(
     return [outcomes[r.order_id] for r in requests]
 
 
+def _changes_from_sql(rows: Sequence[list], txn_type: str) -> tuple[CommittedChange, ...]:
+    """The changed rows a stock function answered ([id, product, warehouse,
+    on_hand, reserved, version, sku, code]) as CommittedChanges to publish."""
+    return tuple(
+        CommittedChange(
+            inventory_id=uuid.UUID(c[0]),
+            product_id=uuid.UUID(c[1]),
+            warehouse_id=uuid.UUID(c[2]),
+            type=txn_type,
+            on_hand=c[3],
+            reserved=c[4],
+            version=c[5],
+            sku=c[6],
+            warehouse_code=c[7],
+        )
+        for c in rows
+    )
+
+
+def _ledger_row(**fields: Any) -> InventoryTransaction:
+    """A ledger row a stock function wrote, as a saved model instance."""
+    txn = InventoryTransaction(**fields)
+    txn._state.adding = False
+    txn._state.db = "default"
+    return txn
+
+
 class _CreatedBatch:
     """What one call of the reserve function answered, kept to build a created
     order's ReservationResult (model instances) only when someone asks for it."""
@@ -1000,7 +1014,7 @@ class _CreatedBatch:
                 self._ledger.setdefault(entry[6], []).append(entry)
         transactions = []
         for entry in self._ledger.get(request.order_id, []):
-            txn = InventoryTransaction(
+            txn = _ledger_row(
                 id=uuid.UUID(entry[0]),
                 product_id=uuid.UUID(entry[1]),
                 warehouse_id=uuid.UUID(entry[2]),
@@ -1015,8 +1029,6 @@ class _CreatedBatch:
                 created_by=self.actor,
                 request_id=self.request_id,
             )
-            txn._state.adding = False
-            txn._state.db = "default"
             transactions.append(txn)
         reservation = Reservation(
             id=uuid.UUID(reservation_id),
@@ -1320,7 +1332,7 @@ def _close_in_database(
         on_hand,
         reserved,
     ) in payload["ledger"]:
-        txn = InventoryTransaction(
+        txn = _ledger_row(
             id=uuid.UUID(txn_id),
             product_id=uuid.UUID(product_id),
             warehouse_id=uuid.UUID(warehouse_id),
@@ -1336,23 +1348,8 @@ def _close_in_database(
             created_by=actor,
             request_id=request_id,
         )
-        txn._state.adding = False
-        txn._state.db = "default"
         transactions.append(txn)
-    changes = tuple(
-        CommittedChange(
-            inventory_id=uuid.UUID(c[0]),
-            product_id=uuid.UUID(c[1]),
-            warehouse_id=uuid.UUID(c[2]),
-            type=txn_type,
-            on_hand=c[3],
-            reserved=c[4],
-            version=c[5],
-            sku=c[6],
-            warehouse_code=c[7],
-        )
-        for c in payload["changes"]
-    )
+    changes = _changes_from_sql(payload["changes"], txn_type)
     if changes:
         transaction.on_commit(partial(_publish_committed_changes, changes))
     return ReservationResult(reservation, created=False, transactions=transactions)
