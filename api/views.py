@@ -32,7 +32,6 @@ from inventory.models import ReferenceType, StockPolicy, TransactionType
 
 from . import schema
 from .authentication import ClientTokenAuthentication
-from .batch_input import well_formed_batch, well_formed_order
 from .exceptions import api_exception_handler
 from .fields import (
     QuantityField,
@@ -55,6 +54,7 @@ from .services import (
     request_fingerprint,
 )
 from .throttling import ClientRateThrottle
+from .well_formed import well_formed_batch, well_formed_order
 
 ALL_SCOPES = (Scope.STOREFRONT, Scope.OPERATIONS, Scope.READ)
 LIST_SCOPES = (Scope.OPERATIONS, Scope.READ)

@@ -450,23 +450,6 @@ def _order_key(order_id: str) -> str:
     return f"{prefix}:order:{KEY_VERSION}:{order_id}"
 
 
-def remember_order(order_id: str) -> None:
-    """Note that an order holds a reservation (after commit), so the gate lets
-    its retries through to the database, which replays the reservation."""
-    remember_orders([order_id])
-
-
-def remember_orders(order_ids: Sequence[str]) -> None:
-    """`remember_order` for many orders in one round trip (a batch reservation)."""
-    if not order_ids:
-        return
-    try:
-        _store().apply([], remember=[_order_key(order_id) for order_id in order_ids])
-    except Exception:
-        STATS["errors"] += 1
-        logger.warning("availability cache could not remember orders", exc_info=True)
-
-
 # How long the gate remembers that an order id has a reservation.
 ORDER_MEMORY_SECONDS = 24 * 60 * 60
 

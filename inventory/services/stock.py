@@ -26,10 +26,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial, wraps
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import IntegrityError, OperationalError, transaction
+from django.db import IntegrityError, OperationalError, models, transaction
 from django.utils import timezone
 
 from .. import availability_cache, errors
@@ -287,11 +287,14 @@ def _apply_changes(
     actor: str,
     reference: Reference | None,
     reason: str = "",
+    created_orders: Sequence[str] = (),
 ) -> list[InventoryTransaction]:
     """Apply deltas to locked rows, write their ledger rows, publish after commit.
 
     The only function that writes inventory balances. Rows must already be
     locked by the caller (the balances it computes from are the locked ones).
+    `created_orders` (a reservation) travel with the published changes, for the
+    sold-out gate's memory.
     """
     now = timezone.now()
     ledger: list[InventoryTransaction] = []
@@ -351,7 +354,9 @@ def _apply_changes(
             strict=True,
         )
     )
-    transaction.on_commit(partial(_publish_committed_changes, committed))
+    transaction.on_commit(
+        partial(_publish_committed_changes, CommittedChanges(committed, created_orders))
+    )
     return ledger
 
 
@@ -765,6 +770,7 @@ def stock_reserve(
             ],
             actor=actor,
             reference=Reference(ReferenceType.ORDER, order_id),
+            created_orders=[order_id],
         )
         new_lines = ReservationLine.objects.bulk_create(
             [
@@ -779,7 +785,6 @@ def stock_reserve(
             ]
         )
         reservation._prefetched_objects_cache = {"lines": new_lines}
-        transaction.on_commit(partial(availability_cache.remember_order, order_id))
         return ReservationResult(reservation, created=True, transactions=ledger)
 
     try:
@@ -860,9 +865,17 @@ class ReservationOutcome:
         return f"ReservationOutcome({self.order_id!r}, {state})"
 
 
-def _call_reserve_function(requests: Sequence[_OrderRequest], actor: str) -> dict:
+def _call_stock_function(sql: str, params: Sequence[Any]) -> dict:
+    """Run one of the PostgreSQL stock functions (migrations 0003-0008); its JSON answer."""
     from django.db import connection
 
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        (payload,) = cursor.fetchone()
+    return json.loads(payload) if isinstance(payload, str) else payload
+
+
+def _call_reserve_function(requests: Sequence[_OrderRequest], actor: str, request_id: str) -> dict:
     skus, codes, qtys, counts = [], [], [], []
     for request in requests:
         items = sorted(request.merged.items())
@@ -871,23 +884,20 @@ def _call_reserve_function(requests: Sequence[_OrderRequest], actor: str) -> dic
             skus.append(sku)
             codes.append(code)
             qtys.append(qty)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT stockroom_reserve_orders(%s, %s, %s::timestamptz[], %s, %s, %s, %s, %s, %s)",
-            [
-                [r.order_id for r in requests],
-                [r.fingerprint for r in requests],
-                [r.expires_at for r in requests],
-                counts,
-                skus,
-                codes,
-                qtys,
-                actor,
-                current_request_id(),
-            ],
-        )
-        (payload,) = cursor.fetchone()
-    return json.loads(payload) if isinstance(payload, str) else payload
+    return _call_stock_function(
+        "SELECT stockroom_reserve_orders(%s, %s, %s::timestamptz[], %s, %s, %s, %s, %s, %s)",
+        [
+            [r.order_id for r in requests],
+            [r.fingerprint for r in requests],
+            [r.expires_at for r in requests],
+            counts,
+            skus,
+            codes,
+            qtys,
+            actor,
+            request_id,
+        ],
+    )
 
 
 def _reserve_in_database(
@@ -900,7 +910,7 @@ def _reserve_in_database(
     pending = list(requests)
     request_id = current_request_id()
     for attempt in range(2):
-        payload = _call_reserve_function(pending, actor)
+        payload = _call_reserve_function(pending, actor, request_id)
         retry = []
         created_ids: list[str] = []
         existing: list[str] = []
@@ -985,12 +995,15 @@ def _changes_from_sql(rows: Sequence[list], txn_type: str) -> tuple[CommittedCha
     )
 
 
-def _ledger_row(**fields: Any) -> InventoryTransaction:
-    """A ledger row a stock function wrote, as a saved model instance."""
-    txn = InventoryTransaction(**fields)
-    txn._state.adding = False
-    txn._state.db = "default"
-    return txn
+ModelT = TypeVar("ModelT", bound=models.Model)
+
+
+def _saved(instance: ModelT) -> ModelT:
+    """A model instance built from a row a stock function wrote: marked as saved,
+    so Django treats it as loaded from the database."""
+    instance._state.adding = False
+    instance._state.db = "default"
+    return instance
 
 
 class _CreatedBatch:
@@ -1001,48 +1014,59 @@ class _CreatedBatch:
         self, payload: dict, changes: tuple[CommittedChange, ...], actor: str, request_id: str
     ) -> None:
         self.payload = payload
-        self.names = {(c.product_id, c.warehouse_id): (c.sku, c.warehouse_code) for c in changes}
+        self.changes = changes
         self.actor = actor
         self.request_id = request_id
+        self._at: datetime | None = None
+        self._names: dict[tuple[uuid.UUID, uuid.UUID], tuple[str, str]] | None = None
         self._ledger: dict[str, list[list]] | None = None
 
+    def _index(self) -> None:
+        self._at = datetime.fromisoformat(self.payload["at"])
+        self._names = {
+            (c.product_id, c.warehouse_id): (c.sku, c.warehouse_code) for c in self.changes
+        }
+        self._ledger = {}
+        for entry in self.payload["ledger"]:
+            self._ledger.setdefault(entry[6], []).append(entry)
+
     def result(self, request: _OrderRequest, reservation_id: str) -> ReservationResult:
-        at = datetime.fromisoformat(self.payload["at"])
         if self._ledger is None:
-            self._ledger = {}
-            for entry in self.payload["ledger"]:
-                self._ledger.setdefault(entry[6], []).append(entry)
-        transactions = []
-        for entry in self._ledger.get(request.order_id, []):
-            txn = _ledger_row(
-                id=uuid.UUID(entry[0]),
-                product_id=uuid.UUID(entry[1]),
-                warehouse_id=uuid.UUID(entry[2]),
-                type=TransactionType.RESERVE,
-                on_hand_delta=0,
-                reserved_delta=entry[3],
-                on_hand_after=entry[4],
-                reserved_after=entry[5],
-                reference_type=ReferenceType.ORDER,
-                reference_id=entry[6],
-                created_at=at,
-                created_by=self.actor,
-                request_id=self.request_id,
+            self._index()
+        at = self._at
+        transactions = [
+            _saved(
+                InventoryTransaction(
+                    id=uuid.UUID(entry[0]),
+                    product_id=uuid.UUID(entry[1]),
+                    warehouse_id=uuid.UUID(entry[2]),
+                    type=TransactionType.RESERVE,
+                    on_hand_delta=0,
+                    reserved_delta=entry[3],
+                    on_hand_after=entry[4],
+                    reserved_after=entry[5],
+                    reference_type=ReferenceType.ORDER,
+                    reference_id=entry[6],
+                    created_at=at,
+                    created_by=self.actor,
+                    request_id=self.request_id,
+                )
             )
-            transactions.append(txn)
-        reservation = Reservation(
-            id=uuid.UUID(reservation_id),
-            order_id=request.order_id,
-            status=ReservationStatus.ACTIVE,
-            expires_at=request.expires_at,
-            request_fingerprint=request.fingerprint,
-            created_by=self.actor,
-            created_at=at,
-            updated_at=at,
+            for entry in self._ledger.get(request.order_id, [])
+        ]
+        reservation = _saved(
+            Reservation(
+                id=uuid.UUID(reservation_id),
+                order_id=request.order_id,
+                status=ReservationStatus.ACTIVE,
+                expires_at=request.expires_at,
+                request_fingerprint=request.fingerprint,
+                created_by=self.actor,
+                created_at=at,
+                updated_at=at,
+            )
         )
-        reservation._state.adding = False
-        reservation._state.db = "default"
-        _attach_new_lines(reservation, transactions, self.names)
+        _attach_new_lines(reservation, transactions, self._names)
         return ReservationResult(reservation, created=True, transactions=transactions)
 
 
@@ -1058,13 +1082,14 @@ def _attach_new_lines(
     lines = []
     for txn in transactions:
         sku, code = names[(txn.product_id, txn.warehouse_id)]
-        line = ReservationLine(
-            reservation=reservation,
-            product=Product(id=txn.product_id, sku=sku),
-            warehouse=Warehouse(id=txn.warehouse_id, code=code),
-            quantity=txn.reserved_delta,
+        line = _saved(
+            ReservationLine(
+                reservation=reservation,
+                product=Product(id=txn.product_id, sku=sku),
+                warehouse=Warehouse(id=txn.warehouse_id, code=code),
+                quantity=txn.reserved_delta,
+            )
         )
-        line._state.adding = False
         lines.append(line)
     reservation._prefetched_objects_cache = {"lines": lines}
 
@@ -1265,18 +1290,13 @@ def _close_in_database(
 ) -> ReservationResult:
     """A whole order's release or fulfilment in one statement
     (`stockroom_close_order`, migration 0008); the same result as the ORM path."""
-    from django.db import connection
-
     from warehouses.models import Warehouse
 
     request_id = current_request_id()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT stockroom_close_order(%s, %s, %s, %s, %s, %s)",
-            [order_id, txn_type, closing_status, actor, reason, request_id],
-        )
-        (payload,) = cursor.fetchone()
-    payload = json.loads(payload) if isinstance(payload, str) else payload
+    payload = _call_stock_function(
+        "SELECT stockroom_close_order(%s, %s, %s, %s, %s, %s)",
+        [order_id, txn_type, closing_status, actor, reason, request_id],
+    )
     if payload["status"] == "not_found":
         raise errors.ReservationNotFound(details={"order_id": order_id})
     if payload["status"] == "short":
@@ -1285,18 +1305,18 @@ def _close_in_database(
     res_id, status, expires_at, fingerprint, created_by, created_at, updated_at = payload[
         "reservation"
     ]
-    reservation = Reservation(
-        id=uuid.UUID(res_id),
-        order_id=order_id,
-        status=status,
-        expires_at=datetime.fromisoformat(expires_at) if expires_at else None,
-        request_fingerprint=fingerprint,
-        created_by=created_by,
-        created_at=datetime.fromisoformat(created_at),
-        updated_at=datetime.fromisoformat(updated_at),
+    reservation = _saved(
+        Reservation(
+            id=uuid.UUID(res_id),
+            order_id=order_id,
+            status=status,
+            expires_at=datetime.fromisoformat(expires_at) if expires_at else None,
+            request_fingerprint=fingerprint,
+            created_by=created_by,
+            created_at=datetime.fromisoformat(created_at),
+            updated_at=datetime.fromisoformat(updated_at),
+        )
     )
-    reservation._state.adding = False
-    reservation._state.db = "default"
     lines = []
     for (
         line_id,
@@ -1309,17 +1329,18 @@ def _close_in_database(
         released,
         line_status,
     ) in payload["lines"]:
-        line = ReservationLine(
-            id=uuid.UUID(line_id),
-            reservation=reservation,
-            product=Product(id=uuid.UUID(product_id), sku=sku),
-            warehouse=Warehouse(id=uuid.UUID(warehouse_id), code=code),
-            quantity=qty,
-            quantity_fulfilled=fulfilled,
-            quantity_released=released,
-            status=line_status,
+        line = _saved(
+            ReservationLine(
+                id=uuid.UUID(line_id),
+                reservation=reservation,
+                product=Product(id=uuid.UUID(product_id), sku=sku),
+                warehouse=Warehouse(id=uuid.UUID(warehouse_id), code=code),
+                quantity=qty,
+                quantity_fulfilled=fulfilled,
+                quantity_released=released,
+                status=line_status,
+            )
         )
-        line._state.adding = False
         lines.append(line)
     reservation._prefetched_objects_cache = {"lines": lines}
     transactions = []
@@ -1332,21 +1353,23 @@ def _close_in_database(
         on_hand,
         reserved,
     ) in payload["ledger"]:
-        txn = _ledger_row(
-            id=uuid.UUID(txn_id),
-            product_id=uuid.UUID(product_id),
-            warehouse_id=uuid.UUID(warehouse_id),
-            type=txn_type,
-            on_hand_delta=on_hand_delta,
-            reserved_delta=reserved_delta,
-            on_hand_after=on_hand,
-            reserved_after=reserved,
-            reference_type=ReferenceType.ORDER,
-            reference_id=order_id,
-            reason=reason,
-            created_at=at,
-            created_by=actor,
-            request_id=request_id,
+        txn = _saved(
+            InventoryTransaction(
+                id=uuid.UUID(txn_id),
+                product_id=uuid.UUID(product_id),
+                warehouse_id=uuid.UUID(warehouse_id),
+                type=txn_type,
+                on_hand_delta=on_hand_delta,
+                reserved_delta=reserved_delta,
+                on_hand_after=on_hand,
+                reserved_after=reserved,
+                reference_type=ReferenceType.ORDER,
+                reference_id=order_id,
+                reason=reason,
+                created_at=at,
+                created_by=actor,
+                request_id=request_id,
+            )
         )
         transactions.append(txn)
     changes = _changes_from_sql(payload["changes"], txn_type)

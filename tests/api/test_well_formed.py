@@ -1,12 +1,12 @@
-"""The batch endpoint's fast input check never accepts what the serializer refuses."""
+"""The fast input checks (single and batch orders) never accept what the serializers refuse."""
 
 import json
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api.batch_input import well_formed_batch, well_formed_order
 from api.views import ReservationBatchView, ReservationCreateView
+from api.well_formed import well_formed_batch, well_formed_order
 
 # Values near every rule's edges: types, blanks, whitespace, NUL, lengths, ranges.
 texts = st.one_of(

@@ -7,7 +7,7 @@ CPU building serializer fields than waiting for its database statement).
 input serializers in plain Python and return the data when the body passes them
 all; for anything else they return None and the view runs the serializer, which
 produces the error answer. They only ever accept a subset of what the
-serializer accepts, with the same values (tests/api/test_batch_input.py checks
+serializer accepts, with the same values (tests/api/test_well_formed.py checks
 that against the serializers with generated bodies), so the error messages have
 one source: the serializers.
 """
