@@ -291,11 +291,13 @@ def test_gate_can_be_switched_off(warehouse, settings, django_capture_on_commit_
 
 
 def test_an_order_a_batch_reserved_passes_the_gate_on_its_retry(
-    warehouse, django_capture_on_commit_callbacks
+    warehouse, settings, django_capture_on_commit_callbacks
 ):
     """The batch's one after-commit Redis call writes the rows and the orders'
     gate memory: a retry through the single path of an order that took the last
-    unit replays it; a new order is refused by the gate."""
+    unit replays it; a new order is refused by the gate. (The one-statement
+    engine: the ORM engine reserves a batch order by order.)"""
+    settings.STOCKROOM_RESERVE_ENGINE = "sql"
     ProductFactory(sku="HOT")
     with django_capture_on_commit_callbacks(execute=True):
         receive("HOT", "BER", 2)
