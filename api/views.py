@@ -209,6 +209,11 @@ class AvailabilityBatchView(ApiView):
 _DATETIME = serializers.DateTimeField()
 
 
+def _when(value):
+    """A datetime as the API writes it (DRF's DateTimeField), or None."""
+    return _DATETIME.to_representation(value) if value else None
+
+
 class ReservationLineOutput(serializers.Serializer):
     sku = serializers.CharField(source="product.sku")
     warehouse = serializers.CharField(source="warehouse.code")
@@ -251,9 +256,7 @@ def reservation_data(reservation) -> dict:
             }
             for line in reservation.lines.all()
         ],
-        "expires_at": (
-            _DATETIME.to_representation(reservation.expires_at) if reservation.expires_at else None
-        ),
+        "expires_at": _when(reservation.expires_at),
         "created_at": _DATETIME.to_representation(reservation.created_at),
     }
 
@@ -505,9 +508,7 @@ def _batch_result(outcome: services.ReservationOutcome) -> dict:
         "outcome": "created" if outcome.created else "exists",
         "status_code": 201 if outcome.created else 200,
         "status": outcome.status,
-        "expires_at": (
-            _DATETIME.to_representation(outcome.expires_at) if outcome.expires_at else None
-        ),
+        "expires_at": _when(outcome.expires_at),
         "error": None,
     }
 
