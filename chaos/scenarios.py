@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import requests
 from django.db import connection, connections
@@ -74,6 +74,10 @@ class FaultContext:
     stop: threading.Event
     counts: dict
     keep_pids: set[int]
+    outages: list[tuple[float, float]] = field(default_factory=list)  # Redis down, monotonic
+
+    def reads_during_outages(self, run) -> int:
+        return sum(1 for at, _ in run.read_log if any(a <= at < b for a, b in self.outages))
 
 
 def fault_none(ctx: FaultContext) -> None:
@@ -86,7 +90,9 @@ def fault_redis(ctx: FaultContext, period: float = 1.5, down: float = 1.0) -> No
         while not ctx.stop.wait(period):
             ctx.redis.stop()
             ctx.counts["redis_stopped"] = ctx.counts.get("redis_stopped", 0) + 1
+            went_down = time.monotonic()
             ctx.stop.wait(down)
+            ctx.outages.append((went_down, time.monotonic()))
             ctx.redis.start()
             ctx.redis.flush()
             ctx.counts["redis_flushed"] = ctx.counts.get("redis_flushed", 0) + 1
@@ -212,6 +218,8 @@ def run_scenario(
             key=key,
         )
         report.faults = dict(ctx.counts)
+        if ctx.outages:
+            report.faults["reads_while_redis_down"] = ctx.reads_during_outages(run)
     report.seconds = time.monotonic() - started
     return report
 

@@ -74,6 +74,7 @@ class World:
 class Run:
     ops: list[Op] = field(default_factory=list)
     reads: Counter = field(default_factory=Counter)
+    read_log: list[tuple[float, object]] = field(default_factory=list)  # (sent at, status)
     orders: list[dict] = field(default_factory=list)  # acknowledged reservations
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -145,6 +146,7 @@ class Client(threading.Thread):
 
     def read(self) -> None:
         sku = self.rng.choice(self.world.all_skus)
+        sent_at = time.monotonic()
         try:
             response = self.session.get(
                 f"{self.base_url}/api/v1/availability/{sku}/", timeout=self.timeout
@@ -156,6 +158,7 @@ class Client(threading.Thread):
             status = "error"
         with self.run_.lock:
             self.run_.reads[status] += 1
+            self.run_.read_log.append((sent_at, status))
 
     def make_reserve(self, kind) -> Op:
         rng, w = self.rng, self.world

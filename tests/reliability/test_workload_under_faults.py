@@ -42,8 +42,10 @@ def test_no_oversell_loss_or_duplicate_under_fault(scenario, running):
     assert report.invariant_violations == 0, report.details
     assert report.cache_mismatches == 0
     if scenario == "redis":
-        # The API kept answering availability from the database while Redis was away.
-        assert report.faults["redis_stopped"] >= 2
+        # The API kept answering availability from the database while Redis was away:
+        # reads were sent during an outage, and every read was a 200.
+        assert report.faults["redis_stopped"] >= 1
+        assert report.faults["reads_while_redis_down"] >= 1, report.faults
         assert set(report.reads) == {200}, report.reads
     if scenario == "pg_terminate":
         assert report.faults["backends_terminated"] > 0
