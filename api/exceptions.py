@@ -1,14 +1,17 @@
 """The one exception handler: every error answer is {"error": {"code", "message", "details"}}.
 
 Domain errors (`inventory.errors.InventoryError`) keep their stable code and
-HTTP status; DRF's own errors get the codes below. Unexpected exceptions are
-logged and answered with a 500 in the same shape.
+HTTP status; DRF's own errors get the codes below. A database error that is not
+a domain error (a lost connection, a statement timeout) is a 503
+`database_unavailable` with Retry-After. Unexpected exceptions are logged and
+answered with a 500 in the same shape.
 """
 
 import logging
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -18,7 +21,8 @@ from inventory import errors
 
 logger = logging.getLogger(__name__)
 
-STOCK_BUSY_RETRY_AFTER_SECONDS = 1
+RETRY_AFTER_SECONDS = 1
+RETRY_LATER = (errors.StockBusy, errors.DatabaseUnavailable)
 
 DRF_CODES = [
     (exceptions.ParseError, "validation_error"),
@@ -43,11 +47,32 @@ def error_body(code: str, message: str, details=None) -> dict:
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
 
+def connection_lost(exc: BaseException) -> bool:
+    """Whether `exc` means the database connection itself is gone (not a query's failure).
+
+    psycopg gives no SQLSTATE when the socket dies; PostgreSQL sends class 08
+    (connection exception) or 57P01-57P03 (terminated by an administrator,
+    crash, not accepting connections yet).
+    """
+    if isinstance(exc, InterfaceError):
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    sqlstate = getattr(exc.__cause__, "sqlstate", None)
+    return sqlstate is None or sqlstate.startswith("08") or sqlstate in {"57P01", "57P02", "57P03"}
+
+
 def api_exception_handler(exc, context):
+    lost = False
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        lost = connection_lost(exc)
+        logger.warning("Database unavailable in %s: %s", context.get("view"), exc)
+        exc = errors.DatabaseUnavailable()
     if isinstance(exc, errors.InventoryError):
         response = Response(error_body(exc.code, exc.message, exc.details), status=exc.http_status)
-        if isinstance(exc, errors.StockBusy):
-            response["Retry-After"] = str(STOCK_BUSY_RETRY_AFTER_SECONDS)
+        if isinstance(exc, RETRY_LATER):
+            response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        response.connection_lost = lost  # ApiView.dispatch answers a read once more
         return response
 
     if isinstance(exc, RequestDataTooBig):

@@ -32,10 +32,12 @@ ERROR_DESCRIPTIONS = {
     415: "`unsupported_media_type`: send `Content-Type: application/json`",
     422: "`idempotency_conflict`: the Idempotency-Key was used with a different request",
     429: "`throttled`: too many requests for this client; see Retry-After",
-    503: "`stock_busy`: a stock row stayed locked; retry after Retry-After seconds",
+    503: "`stock_busy`: a stock row stayed locked; `database_unavailable`: the database "
+    "connection was lost or timed out (a write's outcome is unknown: retry it with the same "
+    "order id or Idempotency-Key). Retry after Retry-After seconds",
 }
 
-COMMON = (400, 401, 403, 404, 405, 429)
+COMMON = (400, 401, 403, 404, 405, 429, 503)
 WRITE = (*COMMON, 415)
 
 

@@ -13,6 +13,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import connections
 from django.utils import timezone
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -58,6 +59,7 @@ from .well_formed import well_formed_batch, well_formed_order
 
 ALL_SCOPES = (Scope.STOREFRONT, Scope.OPERATIONS, Scope.READ)
 LIST_SCOPES = (Scope.OPERATIONS, Scope.READ)
+READ_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
 class ApiView(APIView):
@@ -72,6 +74,16 @@ class ApiView(APIView):
 
     def get_exception_handler(self):
         return api_exception_handler
+
+    def dispatch(self, request, *args, **kwargs):
+        response = super().dispatch(request, *args, **kwargs)
+        if getattr(response, "connection_lost", False) and request.method in READ_METHODS:
+            # A read changed nothing: drop the dead connection and answer it once more
+            # (a write is answered 503 and retried by the client with its order id/key).
+            for connection in connections.all(initialized_only=True):
+                connection.close_if_unusable_or_obsolete()
+            response = super().dispatch(request, *args, **kwargs)
+        return response
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)

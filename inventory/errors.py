@@ -149,6 +149,22 @@ class StockBusy(InventoryError):
     default_message = "The stock row is busy; retry shortly."
 
 
+class DatabaseUnavailable(InventoryError):
+    """The database connection was lost or the database did not answer in time.
+
+    A read can simply be retried. A write's outcome is unknown to the server too
+    (the connection may have died during COMMIT): retry it with the same order id
+    or Idempotency-Key, which answers the first outcome if it was applied.
+    """
+
+    code = "database_unavailable"
+    http_status = 503
+    default_message = (
+        "The database is unavailable; retry shortly. A write may or may not have been "
+        "applied: retry it with the same order id or Idempotency-Key."
+    )
+
+
 # --- Catalogue (added with the API) ---------------------------------------
 
 
