@@ -21,6 +21,8 @@ from django.core.validators import MaxValueValidator
 from inventory.models import Inventory, Product
 from warehouses.models import Warehouse
 
+from .access import limit_warehouses
+
 MAX_LINES = 500
 MAX_UPLOAD_BYTES = 1_000_000
 SIGNING_SALT = "backoffice.confirm"
@@ -155,11 +157,29 @@ def collect_lines(formset, source_form, *, min_quantity: int) -> tuple[list[tupl
     return [(sku, value) for sku, value, _ in lines], problems
 
 
-class CycleCountForm(forms.Form):
+class _WarehousesOfUser:
+    """Offers, in the fields named by `user_warehouse_fields`, only the warehouses the
+    user works at (`backoffice.access`); any other code is "not a valid choice"."""
+
+    user_warehouse_fields: tuple[str, ...] = ()
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in self.user_warehouse_fields:
+            field = self.fields[name]
+            field.queryset = limit_warehouses(field.queryset, user)
+
+
+class CycleCountForm(_WarehousesOfUser, forms.Form):
+    user_warehouse_fields = ("warehouse",)
     warehouse = _warehouse_field(active_only=True, label="Warehouse")
 
 
-class TransferForm(forms.Form):
+class TransferForm(_WarehousesOfUser, forms.Form):
+    """Staff book a transfer where the stock leaves: the source is one of their
+    warehouses, the destination any active one."""
+
+    user_warehouse_fields = ("source",)
     source = _warehouse_field(active_only=False, label="From warehouse")
     destination = _warehouse_field(active_only=True, label="To warehouse")
     reason = forms.CharField(max_length=500, required=False, label="Reason (optional)")
@@ -192,7 +212,8 @@ def sign_payload(data: dict) -> str:
     return signing.dumps(data, salt=SIGNING_SALT)
 
 
-class ReceiveForm(forms.Form):
+class ReceiveForm(_WarehousesOfUser, forms.Form):
+    user_warehouse_fields = ("warehouse",)
     warehouse = _warehouse_field(active_only=True, label="Warehouse")
     product = forms.ModelChoiceField(
         queryset=Product.objects.all(),

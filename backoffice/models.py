@@ -6,6 +6,7 @@ they can be granted to groups like any other permission
 (`backoffice.cycle_count`, …; see `backoffice.roles`).
 """
 
+from django.conf import settings
 from django.db import models
 
 
@@ -27,3 +28,30 @@ class StaffAction(models.Model):
 CYCLE_COUNT = "backoffice.cycle_count"
 TRANSFER_STOCK = "backoffice.transfer_stock"
 RECEIVE_STOCK = "backoffice.receive_stock"
+
+
+class StaffWarehouse(models.Model):
+    """A staff user works at a warehouse (`backoffice.access`).
+
+    A user with no row here may act in every warehouse (a small team needs no
+    set-up); a user with rows acts only in those: counts, direct receipts,
+    transfers out of, and purchase-order deliveries into them. Superusers are
+    never limited. Everyone may still *see* every warehouse's stock.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="staff_warehouses"
+    )
+    warehouse = models.ForeignKey(
+        "warehouses.Warehouse", on_delete=models.CASCADE, related_name="staff"
+    )
+
+    class Meta:
+        verbose_name = "warehouse this user works at"
+        verbose_name_plural = "warehouses this user works at"
+        constraints = [
+            models.UniqueConstraint(fields=["user", "warehouse"], name="staff_warehouse_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.warehouse}"

@@ -24,6 +24,7 @@ from inventory.models import ReferenceType
 from inventory.services import Reference, TransferLine
 
 from . import selectors
+from .access import require_warehouses
 from .forms import (
     ConfirmForm,
     CountLineFormSet,
@@ -138,7 +139,7 @@ def cycle_count_view(request):
     _require(request, CYCLE_COUNT)
     if request.method == "POST" and request.POST.get("step") == "confirm":
         return _cycle_count_confirm(request)
-    form = CycleCountForm(request.POST or None)
+    form = CycleCountForm(request.POST or None, user=request.user)
     formset = CountLineFormSet(request.POST or None, prefix="lines")
     source = LinesSourceForm(request.POST or None, request.FILES or None)
     if request.method == "POST":
@@ -177,6 +178,7 @@ def _cycle_count_confirm(request):
         return _count_preview_response(request, payload["warehouse"], preview, confirm)
     payload = confirm.cleaned_data["payload"]
     warehouse = payload["warehouse"]
+    require_warehouses(request.user, warehouse)  # assignments may change after the preview
     try:
         result = cycle_count_apply(
             warehouse=warehouse,
@@ -267,7 +269,7 @@ def transfer_view(request):
     _require(request, TRANSFER_STOCK)
     if request.method == "POST" and request.POST.get("step") == "confirm":
         return _transfer_confirm(request)
-    form = TransferForm(request.POST or None)
+    form = TransferForm(request.POST or None, user=request.user)
     formset = TransferLineFormSet(request.POST or None, prefix="lines")
     source = LinesSourceForm(request.POST or None, request.FILES or None)
     if request.method == "POST":
@@ -302,6 +304,7 @@ def _transfer_confirm(request):
         _errors(request, confirm.errors.get("payload", []))
         return HttpResponseRedirect(reverse("admin:backoffice_transfer"))
     payload = confirm.cleaned_data["payload"]
+    require_warehouses(request.user, payload["source"])
     reference = Reference(ReferenceType.TRANSFER, payload["transfer_id"])
     try:
         result = services.stock_transfer(
@@ -343,9 +346,9 @@ def _transfer_confirm(request):
 def receive_view(request):
     _require(request, RECEIVE_STOCK)
     if request.method != "POST":
-        form = ReceiveForm(initial={"token": uuid.uuid4()})
+        form = ReceiveForm(initial={"token": uuid.uuid4()}, user=request.user)
     else:
-        form = ReceiveForm(request.POST)
+        form = ReceiveForm(request.POST, user=request.user)
         if form.is_valid():
             data = form.cleaned_data
             token = str(data["token"])

@@ -2,9 +2,10 @@
 
 Mounted from inventory_site/urls.py at admin/bulk-receive/, wrapped in
 `admin.site.admin_view` (staff login) and guarded by the `inventory.change_inventory`
-permission. The upload is read as a stream (Django spools big files to disk), so
-memory stays flat; very large files are better run with the command, which has
-no request timeout (docs/BULK.md).
+permission; a user limited to some warehouses (`backoffice.access`) is refused,
+since a file may name any warehouse. The upload is read as a stream (Django
+spools big files to disk), so memory stays flat; very large files are better
+run with the command, which has no request timeout (docs/BULK.md).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.template.response import TemplateResponse
+
+from backoffice.access import warehouse_codes_for
 
 from . import errors, services
 from .actors import actor_for_user
@@ -52,7 +55,7 @@ class BulkReceiveForm(forms.Form):
 
 
 def bulk_receive_view(request):
-    if not request.user.has_perm(PERMISSION):
+    if not request.user.has_perm(PERMISSION) or warehouse_codes_for(request.user) is not None:
         raise PermissionDenied
     result = None
     format_error = None

@@ -16,6 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from backoffice.access import may_act_in, require_warehouses
 from inventory.actors import actor_for_user
 from inventory.errors import InventoryError
 
@@ -200,12 +201,13 @@ class PurchaseOrderAdmin(admin.ModelAdmin):
     @admin.action(description="Receive everything outstanding", permissions=["change"])
     def receive_outstanding(self, request, queryset):
         actor = actor_for_user(request.user)
-        self._each(
-            request,
-            queryset,
-            lambda po: services.purchase_order_receive(purchase_order=po, actor=actor),
-            "received in full",
-        )
+
+        def receive(po):
+            if not may_act_in(request.user, po.warehouse.code):
+                raise InventoryError(f"You do not work at warehouse {po.warehouse.code}.")
+            services.purchase_order_receive(purchase_order=po, actor=actor)
+
+        self._each(request, queryset.select_related("warehouse"), receive, "received in full")
 
     @admin.action(description="Cancel selected purchase orders", permissions=["change"])
     def cancel(self, request, queryset):
@@ -235,6 +237,7 @@ class PurchaseOrderAdmin(admin.ModelAdmin):
             raise Http404("No such purchase order.")
         if not self.has_change_permission(request, po):
             raise PermissionDenied
+        require_warehouses(request.user, po.warehouse.code)
         lines = list(po.lines.select_related("product").order_by("id"))
         form = ReceiveForm(request.POST or None, lines=lines)
         if request.method == "POST" and form.is_valid():
