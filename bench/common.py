@@ -75,9 +75,9 @@ def ensure_catalogue(skus: int, warehouses: int, on_hand: int = 1_000_000) -> No
         started = time.perf_counter()
         # Foreign keys checked once, set-based, when restored (as seed_demo does on
         # an initial load): a deferred check per ledger row costs minutes here.
-        from inventory.services.demo import _drop_stock_foreign_keys, _restore_foreign_keys
+        from inventory.services.demo import drop_stock_foreign_keys, restore_stock_foreign_keys
 
-        dropped = _drop_stock_foreign_keys()
+        dropped = drop_stock_foreign_keys()
         cursor.execute(
             """
             INSERT INTO warehouses_warehouse
@@ -122,7 +122,7 @@ def ensure_catalogue(skus: int, warehouses: int, on_hand: int = 1_000_000) -> No
             FROM inventory_inventory i
             """
         )
-        _restore_foreign_keys(dropped)
+        restore_stock_foreign_keys(dropped)
         print(
             f"# built {skus:,} SKUs x {warehouses} warehouses in "
             f"{time.perf_counter() - started:.1f}s",

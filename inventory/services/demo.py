@@ -221,7 +221,7 @@ def _seed_sql(
     )
     try:
         with transaction.atomic() if initial_load else nullcontext():
-            dropped = _drop_stock_foreign_keys() if initial_load else []
+            dropped = drop_stock_foreign_keys() if initial_load else []
             progress.phase("products", total=skus)
             for lo in range(0, skus, SEED_CHUNK):
                 hi = min(lo + SEED_CHUNK, skus) - 1
@@ -243,7 +243,7 @@ def _seed_sql(
                 progress.advance((hi - lo + 1) * len(codes))
             if dropped:
                 progress.phase("checking foreign keys")
-                _restore_foreign_keys(dropped)
+                restore_stock_foreign_keys(dropped)
         progress.phase("analyze")
         with connection.cursor() as cursor:
             for table in ("inventory_product", *_STOCK_TABLES):
@@ -254,14 +254,15 @@ def _seed_sql(
             cursor.execute("RESET work_mem")
 
 
-def _drop_stock_foreign_keys() -> list[tuple[str, str, str]]:
+def drop_stock_foreign_keys() -> list[tuple[str, str, str]]:
     """Drop the stock tables' foreign keys for an initial load, returning how to restore them.
 
     Per-row foreign-key checks (deferred to commit) cost more than the inserts
     themselves at ten million rows; re-adding the constraint checks every row
-    in one join. Only used inside the initial-load transaction, so the
-    constraints are never missing for anyone else: the tables are locked until
-    commit, and a failure rolls the drop back.
+    in one join. Call it only inside the transaction that loads (the initial
+    demo seed, the bench catalogue build), so the constraints are never missing
+    for anyone else: the tables are locked until commit, and a failure rolls
+    the drop back. `restore_stock_foreign_keys` adds them again.
     """
     with connection.cursor() as cursor:
         cursor.execute(
@@ -275,7 +276,7 @@ def _drop_stock_foreign_keys() -> list[tuple[str, str, str]]:
     return constraints
 
 
-def _restore_foreign_keys(constraints: list[tuple[str, str, str]]) -> None:
+def restore_stock_foreign_keys(constraints: list[tuple[str, str, str]]) -> None:
     with connection.cursor() as cursor:
         for table, name, definition in constraints:
             cursor.execute(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
