@@ -95,6 +95,12 @@ class ApiView(APIView):
     def actor(self) -> str:
         return actor_for_client(self.request.user.name)
 
+    @property
+    def orders_of(self) -> str | None:
+        """Whose orders this client may read, release and fulfil: a storefront client
+        only its own (placed under its actor), an operations client every order."""
+        return None if Scope.OPERATIONS in self.request.user.scopes else self.actor
+
     @staticmethod
     def validated(serializer_class, data) -> dict:
         serializer = serializer_class(data=data)
@@ -553,7 +559,8 @@ class ReservationDetailView(ApiView):
         responses={200: ReservationOutput, **schema.errors(*schema.COMMON)},
     )
     def get(self, request, order_id: str):
-        return Response(reservation_data(selectors.reservation_get(order_id=order_id)))
+        reservation = selectors.reservation_get(order_id=order_id, placed_by=self.orders_of)
+        return Response(reservation_data(reservation))
 
 
 class CloseLinesInput(StrictSerializer):
@@ -579,6 +586,7 @@ class _CloseOrderView(ApiView):
             ),
             reason=data.get("reason", ""),
             idempotency_key=f"api:{request.user.pk}:{key}" if key else None,
+            placed_by=self.orders_of,
         )
         return _reservation_response(result.reservation)
 

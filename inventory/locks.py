@@ -36,10 +36,12 @@ def lock_inventory_rows(pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str
     return {(row.product.sku, row.warehouse.code): row for row in rows}
 
 
-def lock_reservation(order_id: str) -> Reservation | None:
-    """Lock one order's reservation row (serialises release/fulfil of the same order)."""
-    return (
-        Reservation.objects.select_for_update(no_key=True, of=("self",))
-        .filter(order_id=order_id)
-        .first()
+def lock_reservation(order_id: str, placed_by: str | None = None) -> Reservation | None:
+    """Lock one order's reservation row (serialises release/fulfil of the same order).
+    With `placed_by`, only if that actor placed the order."""
+    found = Reservation.objects.select_for_update(no_key=True, of=("self",)).filter(
+        order_id=order_id
     )
+    if placed_by is not None:
+        found = found.filter(created_by=placed_by)
+    return found.first()

@@ -231,11 +231,15 @@ def _same_request(reservation: Reservation, lines: Sequence[RequestedLine]) -> b
     return wanted == held and all(held_at.get(k, 0) >= q for k, q in wanted_at.items())
 
 
-def _existing(order_id: str, lines: Sequence[RequestedLine]) -> services.ReservationResult | None:
+def _existing(
+    order_id: str, lines: Sequence[RequestedLine], actor: str
+) -> services.ReservationResult | None:
+    """The order's reservation if this is a retry of it: the same lines from the same
+    actor (another actor's order id is a conflict, never its reservation)."""
     reservation = Reservation.objects.filter(order_id=order_id).first()
     if reservation is None:
         return None
-    if not _same_request(reservation, lines):
+    if reservation.created_by != actor or not _same_request(reservation, lines):
         raise errors.OrderConflict(details={"order_id": order_id})
     return services.ReservationResult(reservation, created=False)
 
@@ -270,7 +274,7 @@ def reserve_order(
         if sold_out:
             raise errors.SoldOut(sold_out)
         # A retry may route differently now; recognise it before planning.
-        existing = _existing(order_id, lines)
+        existing = _existing(order_id, lines, actor)
         if existing is not None:
             return existing
     for attempt in range(2):
@@ -286,7 +290,7 @@ def reserve_order(
             )
         except errors.OrderConflict:
             # A concurrent duplicate of this order won and routed differently.
-            existing = _existing(order_id, lines)
+            existing = _existing(order_id, lines, actor)
             if existing is not None:
                 return existing
             raise

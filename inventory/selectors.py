@@ -463,14 +463,15 @@ def transaction_list(*, filters: Mapping[str, Any] | None = None) -> QuerySet[In
     return TransactionFilter(filters, queryset).filtered()
 
 
-def reservation_get(*, order_id: str):
+def reservation_get(*, order_id: str, placed_by: str | None = None):
+    """One order's reservation with its lines; with `placed_by`, only if that actor
+    placed it (ReservationNotFound otherwise, as for an unknown order)."""
     from .models import Reservation
 
-    reservation = (
-        Reservation.objects.filter(order_id=order_id)
-        .prefetch_related("lines__product", "lines__warehouse")
-        .first()
-    )
+    found = Reservation.objects.filter(order_id=order_id)
+    if placed_by is not None:
+        found = found.filter(created_by=placed_by)
+    reservation = found.prefetch_related("lines__product", "lines__warehouse").first()
     if reservation is None:
         raise errors.ReservationNotFound(details={"order_id": order_id})
     return reservation

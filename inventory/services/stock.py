@@ -686,8 +686,12 @@ def _normalise_reserve_lines(lines: Sequence[ReserveLine]) -> dict[tuple[str, st
     return merged
 
 
-def _reservation_fingerprint(merged: dict[tuple[str, str], int]) -> str:
-    return _fingerprint(sorted([sku, code, qty] for (sku, code), qty in merged.items()))
+def _reservation_fingerprint(merged: dict[tuple[str, str], int], actor: str) -> str:
+    """Identifies "the same order again": the same lines, placed by the same actor.
+    Another actor sending a taken order id with the same lines gets OrderConflict,
+    never the other's reservation."""
+    lines = sorted([sku, code, qty] for (sku, code), qty in merged.items())
+    return _fingerprint({"placed_by": actor, "lines": lines})
 
 
 def _existing_reservation(order_id: str, fingerprint: str) -> Reservation | None:
@@ -729,7 +733,7 @@ def stock_reserve(
     )
     if sold_out:
         raise errors.SoldOut(sold_out)
-    fingerprint = _reservation_fingerprint(merged)
+    fingerprint = _reservation_fingerprint(merged, actor)
     if _use_sql_engine():
         request = _OrderRequest(order_id, merged, fingerprint, expires_at)
         outcome = _reserve_in_database([request], actor=actor)[0]
@@ -1132,7 +1136,9 @@ def stock_reserve_batch(*, orders: Sequence[OrderRequest], actor: str) -> list[R
         seen.add(order_id)
         merged = _normalise_reserve_lines(order.lines)
         requests.append(
-            _OrderRequest(order_id, merged, _reservation_fingerprint(merged), order.expires_at)
+            _OrderRequest(
+                order_id, merged, _reservation_fingerprint(merged, actor), order.expires_at
+            )
         )
     if _use_sql_engine():
         return _reserve_in_database(requests, actor=actor)
@@ -1158,11 +1164,13 @@ def _close_order_lines(
     txn_type: str,
     closing_status: str,
     idempotency_key: str | None,
+    placed_by: str | None,
 ) -> ReservationResult:
-    """Release or fulfil what an order holds: all of it, or the given lines."""
+    """Release or fulfil what an order holds: all of it, or the given lines.
+    With `placed_by`, only an order that actor placed is found."""
     order_id = _check_order_id(order_id)
     if lines is None and idempotency_key is None and _use_sql_engine():
-        return _close_in_database(order_id, txn_type, closing_status, actor, reason)
+        return _close_in_database(order_id, txn_type, closing_status, actor, reason, placed_by)
     requested: list[OrderLine] | None = None
     if lines is not None:
         if not lines:
@@ -1181,7 +1189,7 @@ def _close_order_lines(
     result_holder: dict[str, ReservationResult] = {}
 
     def body() -> OperationResult:
-        reservation = lock_reservation(order_id)
+        reservation = lock_reservation(order_id, placed_by=placed_by)
         if reservation is None:
             raise errors.ReservationNotFound(details={"order_id": order_id})
         res_lines = list(reservation.lines.select_related("product", "warehouse").order_by("id"))
@@ -1286,16 +1294,21 @@ def _close_order_lines(
 
 
 def _close_in_database(
-    order_id: str, txn_type: str, closing_status: str, actor: str, reason: str
+    order_id: str,
+    txn_type: str,
+    closing_status: str,
+    actor: str,
+    reason: str,
+    placed_by: str | None,
 ) -> ReservationResult:
     """A whole order's release or fulfilment in one statement
-    (`stockroom_close_order`, migration 0008); the same result as the ORM path."""
+    (`stockroom_close_order`, migrations 0008-0009); the same result as the ORM path."""
     from warehouses.models import Warehouse
 
     request_id = current_request_id()
     payload = _call_stock_function(
-        "SELECT stockroom_close_order(%s, %s, %s, %s, %s, %s)",
-        [order_id, txn_type, closing_status, actor, reason, request_id],
+        "SELECT stockroom_close_order(%s, %s, %s, %s, %s, %s, %s)",
+        [order_id, txn_type, closing_status, actor, reason, request_id, placed_by],
     )
     if payload["status"] == "not_found":
         raise errors.ReservationNotFound(details={"order_id": order_id})
@@ -1397,11 +1410,14 @@ def reservation_release(
     lines: Sequence[OrderLine] | None = None,
     reason: str = "",
     idempotency_key: str | None = None,
+    placed_by: str | None = None,
 ) -> ReservationResult:
     """RELEASE: give back what an order holds (order cancelled), all or the given lines.
 
     Releasing a whole order that holds nothing any more is a no-op (so a retried
     cancel is harmless); a partial release is idempotent by `idempotency_key`.
+    `placed_by` (an actor): only an order that actor placed is found, any
+    other is ReservationNotFound (how storefront API clients are kept to their own).
     Locks: the order's Reservation row, then its inventory rows in pk order.
     """
     return _close_order_lines(
@@ -1412,6 +1428,7 @@ def reservation_release(
         txn_type=TransactionType.RELEASE,
         closing_status=ReservationStatus.RELEASED,
         idempotency_key=idempotency_key,
+        placed_by=placed_by,
     )
 
 
@@ -1423,12 +1440,15 @@ def reservation_fulfill(
     lines: Sequence[OrderLine] | None = None,
     reason: str = "",
     idempotency_key: str | None = None,
+    placed_by: str | None = None,
 ) -> ReservationResult:
     """FULFILL: the order shipped; on hand and reserved both drop by what ships.
 
     Partial fulfilment is allowed; shipping more than is on hand (a backordered
     line whose stock has not arrived) raises InsufficientOnHand. A whole-order
     fulfil of an order with nothing open is a no-op.
+    `placed_by` (an actor): only an order that actor placed is found, any
+    other is ReservationNotFound (how storefront API clients are kept to their own).
     Locks: the order's Reservation row, then its inventory rows in pk order.
     """
     return _close_order_lines(
@@ -1439,6 +1459,7 @@ def reservation_fulfill(
         txn_type=TransactionType.FULFILL,
         closing_status=ReservationStatus.FULFILLED,
         idempotency_key=idempotency_key,
+        placed_by=placed_by,
     )
 
 
@@ -1471,6 +1492,7 @@ def reservations_expire(
             txn_type=TransactionType.RELEASE,
             closing_status=ReservationStatus.EXPIRED,
             idempotency_key=None,
+            placed_by=None,
         )
         expired += bool(result.transactions)
     return expired
