@@ -175,6 +175,20 @@ class AvailabilityOutput(serializers.Serializer):
     ships_in_days = ShipsInDaysOutput(allow_null=True)
 
 
+def availability_data(found: selectors.SkuAvailability) -> dict:
+    """AvailabilityOutput's representation, built directly: for a 100-SKU answer
+    the nested serializers cost ~10 ms of CPU, more than the Redis read.
+    tests/api/test_availability.py checks it equals the serializer's output."""
+    ships = found.ships_in_days
+    return {
+        "sku": found.sku,
+        "available": found.available,
+        "status": found.status,
+        "warehouses": [{"code": w.code, "available": w.available} for w in found.warehouses],
+        "ships_in_days": {"min": ships["min"], "max": ships["max"]} if ships else None,
+    }
+
+
 class AvailabilityDetailView(ApiView):
     read_scopes = ALL_SCOPES
 
@@ -186,7 +200,7 @@ class AvailabilityDetailView(ApiView):
         found = selectors.availability_for_skus([sku])[sku]
         if found is None:
             raise exceptions.NotFound(f"Unknown SKU {sku!r}.")
-        return Response(AvailabilityOutput(found).data)
+        return Response(availability_data(found))
 
 
 class AvailabilityBatchView(ApiView):
@@ -214,11 +228,12 @@ class AvailabilityBatchView(ApiView):
         if any(not s or len(s) > 64 or "\x00" in s for s in skus):
             raise exceptions.ValidationError({"sku": ["A SKU has 1 to 64 characters, no NUL."]})
         found = selectors.availability_for_skus(skus)
-        data = {
-            "results": [found[s] for s in skus if found[s] is not None],
-            "unknown_skus": [s for s in skus if found[s] is None],
-        }
-        return Response(self.OutputSerializer(data).data)
+        return Response(
+            {
+                "results": [availability_data(found[s]) for s in skus if found[s] is not None],
+                "unknown_skus": [s for s in skus if found[s] is None],
+            }
+        )
 
 
 # --- Reservations -------------------------------------------------------

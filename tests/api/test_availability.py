@@ -180,3 +180,39 @@ def test_ships_in_days_comes_from_one_function(reader, db, monkeypatch):
 
 def test_ships_in_days_is_empty_until_purchasing_is_wired(db):
     assert selectors.ships_in_days_for_products([ProductFactory().id]) == {}
+
+
+@pytest.mark.parametrize(
+    "status, warehouses, ships",
+    [
+        ("in_stock", (("BER", 7), ("HAM", 3)), None),
+        ("low_stock", (("BER", 1),), None),
+        ("out_of_stock", (), {"min": 3, "max": 5}),
+        ("backorder", (("BER", 0),), {"min": 0, "max": 2}),
+    ],
+)
+def test_answers_are_built_exactly_as_the_documented_serializer_writes_them(
+    status, warehouses, ships
+):
+    import uuid
+
+    from api.views import AvailabilityOutput, availability_data
+
+    found = selectors.SkuAvailability(
+        sku="S-1",
+        product_id=uuid.uuid4(),
+        available=sum(n for _, n in warehouses),
+        status=status,
+        warehouses=tuple(selectors.WarehouseAvailability(c, n) for c, n in warehouses),
+        ships_in_days=ships,
+    )
+    assert availability_data(found) == AvailabilityOutput(found).data
+
+
+def test_a_real_answer_equals_the_serializer_output(reader, stocked):
+    from api.views import AvailabilityOutput
+
+    found = selectors.availability_for_skus(["TSHIRT-M"])["TSHIRT-M"]
+    assert reader.get("/api/v1/availability/TSHIRT-M/").json() == AvailabilityOutput(found).data
+    batch = reader.get("/api/v1/availability/", {"sku": ["TSHIRT-M"]}).json()
+    assert batch == {"results": [AvailabilityOutput(found).data], "unknown_skus": []}
