@@ -17,7 +17,11 @@ from inventory.services import CommittedChange
 
 logger = logging.getLogger(__name__)
 
-TRIGGER_TYPES = frozenset({TransactionType.FULFILL, TransactionType.ADJUST})
+# The changes that can take on hand down. A transfer queues a check for both of
+# its rows; the receiving row's check finds nothing to order.
+TRIGGER_TYPES = frozenset(
+    {TransactionType.FULFILL, TransactionType.ADJUST, TransactionType.TRANSFER}
+)
 
 # Publishing gives up quickly when the broker is unreachable: the request that
 # changed stock is waiting on this call.

@@ -1,4 +1,5 @@
-"""The reorder trigger: committed FULFILL and ADJUST changes queue a check for their row.
+"""The reorder trigger: committed FULFILL, ADJUST and TRANSFER changes queue a check
+for their rows.
 
 Celery runs tasks inline here (the test settings), so a queued check runs at once.
 """
@@ -43,6 +44,25 @@ def test_adjustment_below_threshold_orders(supplier, django_capture_on_commit_ca
         stock.stock_adjust(sku="MUG", warehouse="BER", counted=3, reason="count", actor="u")
 
     assert PurchaseOrderLine.objects.count() == 1
+
+
+def test_transfer_out_below_threshold_orders_for_the_source_only(
+    supplier, django_capture_on_commit_callbacks
+):
+    stocked_row("MUG", "BER", on_hand=12, threshold=10, supplier=supplier)
+    stocked_row("MUG", "HAM", on_hand=0, threshold=10, supplier=supplier)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        stock.stock_transfer(
+            source="BER",
+            destination="HAM",
+            lines=[stock.TransferLine("MUG", 11)],
+            actor="u",
+        )
+
+    # BER fell to 1 (below 10): ordered. HAM rose to 11: nothing to order.
+    [line] = PurchaseOrderLine.objects.all()
+    assert (line.warehouse.code, line.quantity_ordered) == ("BER", 50)
 
 
 def test_receive_and_reserve_do_not_trigger_checks(supplier, django_capture_on_commit_callbacks):
