@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import secrets
 import time
 import uuid
 from collections.abc import Sequence
@@ -86,10 +85,21 @@ def packs_rounded_up(quantity: int, pack_size: int) -> int:
     return -(-quantity // pack_size) * pack_size
 
 
+# `PO-` and at least six digits, from one sequence (migration 0003) that the
+# daily batch's SQL draws from too.
+PO_NUMBER_SQL = "'PO-' || lpad(nextval('purchasing_po_number')::text, 6, '0')"
+
+
 def new_purchase_order_number() -> str:
-    # Random rather than sequential so that the batch can create numbers in SQL
-    # too; the unique constraint has the last word (a collision is retried).
-    return f"PO-{timezone.now():%Y%m%d}-{secrets.token_hex(4).upper()}"
+    """The next purchase-order number: PO-000001, PO-000002, … (gaps where a
+    transaction rolled back; never a repeat)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT {PO_NUMBER_SQL}")
+            return cursor.fetchone()[0]
+    # SQLite (the embedded single-user default): no sequences; the unique
+    # constraint refuses a number taken meanwhile.
+    return f"PO-{PurchaseOrder.objects.count() + 1:06d}"
 
 
 # --------------------------------------------------------------------------
@@ -221,14 +231,13 @@ _CREATE_DRAFTS_SQL = """
 INSERT INTO purchasing_purchaseorder
     (number, supplier_id, warehouse_id, status, origin, created_by, notes,
      created_at, updated_at)
-SELECT 'PO-' || to_char(now() AT TIME ZONE 'UTC', 'YYYYMMDD') || '-'
-           || upper(substr(md5(random()::text || clock_timestamp()::text), 1, 8)),
+SELECT {po_number},
        g.supplier_id, g.warehouse_id, 'draft', 'reorder', %(actor)s, '', now(), now()
 FROM (SELECT DISTINCT supplier_id, warehouse_id FROM reorder_candidates) g
 ORDER BY g.supplier_id, g.warehouse_id
 ON CONFLICT DO NOTHING
 RETURNING id
-"""
+""".replace("{po_number}", PO_NUMBER_SQL)
 
 # Lock the drafts in id order (as `_reorder_draft` does) before adding lines.
 _LOCK_DRAFTS_SQL = """

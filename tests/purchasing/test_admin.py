@@ -130,3 +130,12 @@ def test_actions_mark_ordered_receive_outstanding_and_report_errors(admin_client
     draft.refresh_from_db()
     assert draft.status == PurchaseOrderStatus.RECEIVED
     assert any(f"{draft.number}: " in t and "cannot be cancelled" in t for t in texts(response))
+
+
+def test_purchase_order_numbers_are_sequential(admin_client, supplier):
+    from purchasing.services import new_purchase_order_number
+
+    first = new_purchase_order_number()
+    second = new_purchase_order_number()
+    assert first.startswith("PO-") and len(first) >= 9
+    assert int(second.removeprefix("PO-")) == int(first.removeprefix("PO-")) + 1

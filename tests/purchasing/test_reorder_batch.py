@@ -63,6 +63,14 @@ def test_batch_orders_every_row_below_threshold_grouped_per_supplier_and_warehou
     assert all(
         po.created_by == "system:reorder" for po in PurchaseOrder.objects.filter(origin="reorder")
     )
+    # Numbered from the same sequence as orders made in Python: consecutive, after them.
+    numbers = sorted(
+        int(n.removeprefix("PO-"))
+        for n in PurchaseOrder.objects.filter(origin="reorder").values_list("number", flat=True)
+    )
+    assert numbers == list(range(numbers[0], numbers[0] + 3))
+    following = services.new_purchase_order_number()
+    assert int(following.removeprefix("PO-")) == numbers[-1] + 1
 
 
 def test_batch_creates_the_same_orders_as_per_row_checks(supplier):

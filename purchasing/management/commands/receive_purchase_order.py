@@ -1,6 +1,6 @@
 """Receive a delivery against a purchase order from the command line.
 
-    manage.py receive_purchase_order PO-20261127-1A2B3C4D                # everything outstanding
+    manage.py receive_purchase_order PO-000042                # everything outstanding
     manage.py receive_purchase_order PO-… --line MUG=6 --line CUP=4      # a partial delivery
     manage.py receive_purchase_order PO-… --line MUG=12 --allow-over-receipt
     manage.py receive_purchase_order PO-… --line MUG=6 --receipt-id DN-4711   # safe to re-run
@@ -30,7 +30,7 @@ class Command(BaseCommand):
     help = "Receive a purchase order, fully or per line (SKU=QTY), through the purchasing service."
 
     def add_arguments(self, parser):
-        parser.add_argument("number", help="Purchase order number, e.g. PO-20261127-1A2B3C4D.")
+        parser.add_argument("number", help="Purchase order number, e.g. PO-000042.")
         parser.add_argument(
             "--line",
             action="append",
