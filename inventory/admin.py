@@ -147,12 +147,18 @@ class ProductAdmin(BigTableAdmin):
         obj.backorder_limit = form.initial["backorder_limit"]
         obj.save()
         try:
-            services.product_set_stock_policy(
-                product=obj, stock_policy=policy, backorder_limit=limit
-            )
+            # A savepoint: a refused policy change rolls back alone, and the admin's
+            # own transaction (the change log entry) stays usable.
+            with transaction.atomic():
+                services.product_set_stock_policy(
+                    product=obj, stock_policy=policy, backorder_limit=limit
+                )
         except errors.InventoryError as exc:
-            transaction.set_rollback(True)
-            self.message_user(request, exc.message, messages.ERROR)
+            obj.stock_policy, obj.backorder_limit = (
+                form.initial["stock_policy"],
+                form.initial["backorder_limit"],
+            )
+            self.message_user(request, f"Stock policy not changed: {exc.message}", messages.ERROR)
 
 
 # --- Inventory rows ------------------------------------------------------------------

@@ -200,3 +200,24 @@ def test_a_policy_change_that_would_oversell_is_refused_with_a_message(manager_c
     assert (product.stock_policy, product.backorder_limit) == ("backorder", 5)
     row = Inventory.objects.get(product=product)
     assert (row.available, row.backorder_allowance) == (-3, 5)
+
+
+def test_a_policy_the_service_refuses_on_save_is_a_message_not_a_500(manager_client, warehouse):
+    from ..factories import BackorderProductFactory
+
+    product = BackorderProductFactory(sku="BO-2", backorder_limit=5)
+    url = reverse("admin:inventory_product_change", args=[product.pk])
+    data = {
+        "sku": "BO-2",
+        "name": "Renamed too",
+        "category": "general",
+        "weight_g": "500",
+        "stock_policy": "backorder",
+        "backorder_limit": "2000000",  # above STOCKROOM_MAX_QUANTITY: the service refuses
+    }
+    response = manager_client.post(url, data, follow=True)
+
+    assert response.status_code == 200
+    assert any("Stock policy not changed" in str(m) for m in response.context["messages"])
+    product.refresh_from_db()
+    assert (product.name, product.backorder_limit) == ("Renamed too", 5)
