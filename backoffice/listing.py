@@ -13,6 +13,7 @@
 import datetime
 
 from django.contrib import admin
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import Q, QuerySet
@@ -106,7 +107,11 @@ class DateRangeFilter(admin.DateFieldListFilter):
     """Django's date filter (today, past 7 days, …) plus a from/to date form.
 
     The built-in links pass full timestamps; the form passes bare dates, turned
-    here into midnight UTC, with the "to" date inclusive.
+    here into midnight UTC, with the "to" date inclusive. A bare date that is no
+    date (2024-02-30) or has no next day ("to" 9999-12-31) is a bad lookup like
+    any other: `IncorrectLookupParameters`, which the changelist answers as
+    Django does for every invalid filter value, with a redirect to the unfiltered
+    list and `?e=1` (never a 500).
     """
 
     template = "backoffice/filters/date_range.html"
@@ -122,12 +127,15 @@ class DateRangeFilter(admin.DateFieldListFilter):
                 continue
             converted = []
             for value in values if isinstance(values, list) else [values]:
-                day = parse_date(value) if isinstance(value, str) and len(value) == 10 else None
-                if day is None:
-                    converted.append(value)
-                    continue
-                if key == self.lookup_kwarg_until:
-                    day += datetime.timedelta(days=1)
+                try:
+                    day = parse_date(value) if isinstance(value, str) and len(value) == 10 else None
+                    if day is None:
+                        converted.append(value)  # a timestamp: the field validates it
+                        continue
+                    if key == self.lookup_kwarg_until:
+                        day += datetime.timedelta(days=1)
+                except (ValueError, OverflowError) as exc:
+                    raise IncorrectLookupParameters(exc) from exc
                 converted.append(
                     datetime.datetime.combine(day, datetime.time(), tzinfo=datetime.UTC)
                 )

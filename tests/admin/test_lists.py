@@ -121,6 +121,36 @@ def test_ledger_date_range_with_inclusive_end(staff_client, stocked):
     assert b'type="date"' in up_to_today.content
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"created_at__gte": "2024-02-30"},  # no such day
+        {"created_at__lt": "2024-13-01"},
+        {"created_at__lt": "9999-12-31"},  # inclusive end: the next day does not exist
+        {"created_at__gte": "2024-02-30 00:00:00"},  # a bad timestamp, left to Django
+    ],
+)
+def test_ledger_date_range_with_an_impossible_date_is_a_bad_lookup_not_a_500(
+    staff_client, stocked, params
+):
+    """As Django answers any invalid filter value: back to the unfiltered list with ?e=1."""
+    response = staff_client.get(LEDGER, params)
+
+    assert response.status_code == 302
+    assert response["Location"] == f"{LEDGER}?e=1"
+    unfiltered = staff_client.get(response["Location"])
+    assert unfiltered.status_code == 200
+    assert len(listed(unfiltered)) == 4
+
+
+def test_ledger_date_range_at_the_edges_of_the_calendar(staff_client, stocked):
+    from_the_last_day = staff_client.get(LEDGER, {"created_at__gte": "9999-12-31"})
+    up_to_the_first_day = staff_client.get(LEDGER, {"created_at__lt": "0001-01-01"})
+
+    assert from_the_last_day.status_code == up_to_the_first_day.status_code == 200
+    assert listed(from_the_last_day) == listed(up_to_the_first_day) == []
+
+
 def test_inventory_filters_below_threshold_and_out_of_stock(staff_client, stocked):
     Inventory.objects.filter(product__sku="A-1", warehouse__code="BER").update(reorder_threshold=15)
     services.stock_reserve(
