@@ -1,11 +1,13 @@
 """The admin's bulk receive page: upload a CSV, the same service as `manage.py bulk_receive`.
 
 Mounted from inventory_site/urls.py at admin/bulk-receive/, wrapped in
-`admin.site.admin_view` (staff login) and guarded by the `inventory.change_inventory`
-permission; a user limited to some warehouses (`backoffice.access`) is refused,
-since a file may name any warehouse. The upload is read as a stream (Django
-spools big files to disk), so memory stays flat; very large files are better
-run with the command, which has no request timeout (docs/BULK.md).
+`admin.site.admin_view` (staff login) and guarded by the `backoffice.receive_stock`
+permission, the one the single *Receive stock* page checks (Warehouse staff and
+Inventory managers; not Purchasing, whose `inventory.change_inventory` is only
+for reorder settings); a user limited to some warehouses (`backoffice.access`)
+is refused, since a file may name any warehouse. The upload is read as a stream
+(Django spools big files to disk), so memory stays flat; very large files are
+better run with the command, which has no request timeout (docs/BULK.md).
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ from django.db import connection
 from django.template.response import TemplateResponse
 
 from backoffice.access import warehouse_codes_for
+from backoffice.models import RECEIVE_STOCK
 
 from . import errors, services
 from .actors import actor_for_user
 from .models import ReferenceType
 
-PERMISSION = "inventory.change_inventory"
+PERMISSION = RECEIVE_STOCK
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # ~1.5 million rows; beyond that use the command
 
 

@@ -156,7 +156,7 @@ CUSTOM_PAGES = {
     "admin:backoffice_cycle_count": "backoffice.cycle_count",
     "admin:backoffice_transfer": "backoffice.transfer_stock",
     "admin:backoffice_receive": "backoffice.receive_stock",
-    "admin-bulk-receive": "inventory.change_inventory",  # inventory/admin_bulk.py
+    "admin-bulk-receive": "backoffice.receive_stock",  # inventory/admin_bulk.py
 }
 
 
