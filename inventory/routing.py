@@ -278,13 +278,15 @@ def reserve_order(
         if existing is not None:
             return existing
     for attempt in range(2):
-        if not routed_order:
-            routed = route_lines(lines, ship_to, _NO_SUPPLY)  # every line names its warehouse
-        elif attempt == 0:
-            routed = route_lines(lines, ship_to, supply_from_read_model(skus))
-        else:
-            routed = route_lines(lines, ship_to, supply_for_skus(skus))
         try:
+            # A plan that comes up short is retried like a reservation that does:
+            # the read model may still count lapsed holds, or lag a change.
+            if not routed_order:
+                routed = route_lines(lines, ship_to, _NO_SUPPLY)  # every line names its warehouse
+            elif attempt == 0:
+                routed = route_lines(lines, ship_to, supply_from_read_model(skus))
+            else:
+                routed = route_lines(lines, ship_to, supply_for_skus(skus))
             return services.stock_reserve(
                 order_id=order_id, lines=routed, actor=actor, expires_at=expires_at
             )

@@ -3,8 +3,13 @@
 A storefront API client may release or fulfil only orders it placed (the
 reservation's `created_by`); the function finds no other order for it, so the
 check costs nothing extra and holds under the same row lock. NULL (staff,
-commands, operations clients, the expiry sweeper) finds any order. Otherwise
-the same function as 0008 (its text, with the lookup changed).
+commands, operations clients, the expiry sweeper) finds any order.
+
+And a close that finds nothing open leaves the order's status alone: in 0008 a
+late whole-order fulfil of a cancelled order answered (and stored) `fulfilled`,
+and a sweep racing a cancel stored `expired`, with no stock moved.
+
+Otherwise the same function as 0008 (its text, with those two changes).
 """
 
 from importlib import import_module
@@ -19,6 +24,13 @@ REPLACEMENTS = [
     (
         "    p_request_id text\n) RETURNS jsonb",
         "    p_request_id text,\n    p_placed_by text DEFAULT NULL\n) RETURNS jsonb",
+    ),
+    (
+        "    v_status := coalesce(v_status, v_res.status);\n",
+        "    IF r_ids IS NULL THEN\n"
+        "        v_status := v_res.status;  -- nothing was open, nothing closed\n"
+        "    END IF;\n"
+        "    v_status := coalesce(v_status, v_res.status);\n",
     ),
     (
         "    WHERE order_id = p_order_id FOR NO KEY UPDATE;",

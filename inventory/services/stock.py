@@ -1271,7 +1271,9 @@ def _close_order_lines(
             ReservationLine.objects.bulk_update(
                 [by_pk[pk] for pk in take], ["quantity_fulfilled", "quantity_released", "status"]
             )
-        new_status = _order_status(res_lines, closing_status)
+        # Nothing open (a late fulfil of a cancelled order, a sweep of one just
+        # cancelled): nothing closed, so the order's status stays what it is.
+        new_status = _order_status(res_lines, closing_status) if take else reservation.status
         if new_status != reservation.status:
             reservation.status = new_status
             reservation.save(update_fields=["status", "updated_at"])

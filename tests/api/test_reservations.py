@@ -341,3 +341,23 @@ def test_the_direct_representation_equals_the_documented_serializer(storefront, 
     reservation = selectors.reservation_get(order_id="o-1")
     assert reservation_data(reservation) == ReservationOutput(reservation).data
     assert storefront.get(f"{URL}o-1/").json() == ReservationOutput(reservation).data
+
+
+def test_a_plan_short_only_in_the_read_model_is_retried_from_the_database(
+    storefront, stocked, django_capture_on_commit_callbacks
+):
+    WarehouseFactory._meta.model.objects.filter(code="HAM").update(is_active=False)
+    with django_capture_on_commit_callbacks(execute=True):  # the read model hears: 1 left
+        cart = order("cart", lines=[{"sku": "TSHIRT-M", "quantity": 9}], expires_in=60)
+        assert storefront.post(URL, cart).status_code == 201
+    Reservation.objects.filter(order_id="cart").update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+
+    # The read model still counts the lapsed hold (1 available); the database
+    # plan, after expiring it, has 10.
+    response = storefront.post(URL, order("paid", lines=[{"sku": "TSHIRT-M", "quantity": 3}]))
+
+    assert response.status_code == 201, response.json()
+    assert Reservation.objects.get(order_id="cart").status == "expired"
+    assert reserved("BER") == 3

@@ -179,3 +179,18 @@ def test_a_whole_order_closes_in_one_statement_and_answers_what_it_wrote(
     assert [(t.on_hand_after, t.reserved_after, t.created_by, t.reason) for t in written] == [
         (t.on_hand_after, t.reserved_after, t.created_by, t.reason) for t in result.transactions
     ]
+
+
+def test_closing_an_order_with_nothing_open_leaves_its_status_alone(order):
+    services.reservation_release(order_id="o-1", actor="client:shop", reason="cancelled")
+    ledger = InventoryTransaction.objects.count()
+
+    # A late fulfilment of the cancelled order, and a sweep racing the cancel.
+    late = services.reservation_fulfill(order_id="o-1", actor="system:wms")
+    assert late.reservation.status == ReservationStatus.RELEASED
+    assert late.transactions == []
+    services.reservation_release(order_id="o-1", actor="system:sweeper")
+
+    assert Reservation.objects.get(order_id="o-1").status == ReservationStatus.RELEASED
+    assert InventoryTransaction.objects.count() == ledger
+    assert balances() == (10, 0, 10)
