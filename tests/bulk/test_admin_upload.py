@@ -17,7 +17,9 @@ def upload(text: str, name: str = "container.csv") -> SimpleUploadedFile:
 @pytest.fixture
 def staff(client):
     user = User.objects.create_user("clerk", password="pw", is_staff=True)
-    user.user_permissions.add(Permission.objects.get(codename="change_inventory"))
+    user.user_permissions.add(
+        Permission.objects.get(content_type__app_label="backoffice", codename="receive_stock")
+    )
     client.force_login(user)
     return user
 
