@@ -9,6 +9,8 @@ class HasScope(permissions.BasePermission):
     """Allow a client holding any of the view's scopes.
 
     Views set `read_scopes` (GET/HEAD/OPTIONS) and `write_scopes` (everything else).
+    A method the view does not implement is let through for an authenticated client,
+    so that the view answers 405 method_not_allowed rather than 403.
     """
 
     message = "This client's scopes do not allow this call."
@@ -17,6 +19,8 @@ class HasScope(permissions.BasePermission):
         client = request.user
         if not isinstance(client, ApiClient):
             return False
+        if request.method not in view.allowed_methods:
+            return True  # no handler: APIView.dispatch answers 405 method_not_allowed
         if request.method in permissions.SAFE_METHODS:
             allowed = getattr(view, "read_scopes", ())
         else:

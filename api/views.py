@@ -127,10 +127,15 @@ class Cursor(CursorPagination):
         return int(raw)
 
     def decode_cursor(self, request):
+        invalid = exceptions.ValidationError({"cursor": ["Invalid cursor."]})
         try:
-            return super().decode_cursor(request)
+            cursor = super().decode_cursor(request)
         except exceptions.NotFound as exc:
-            raise exceptions.ValidationError({"cursor": ["Invalid cursor."]}) from exc
+            raise invalid from exc
+        # PostgreSQL text cannot hold a NUL: filtering on such a position is a DataError.
+        if cursor is not None and cursor.position is not None and "\x00" in cursor.position:
+            raise invalid
+        return cursor
 
 
 class ListView(ApiView):
