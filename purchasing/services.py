@@ -85,14 +85,15 @@ def packs_rounded_up(quantity: int, pack_size: int) -> int:
     return -(-quantity // pack_size) * pack_size
 
 
-# `PO-` and at least six digits, from one sequence (migration 0003) that the
-# daily batch's SQL draws from too.
-PO_NUMBER_SQL = "'PO-' || lpad(nextval('purchasing_po_number')::text, 6, '0')"
+# `PO-` and at least six digits (PO-999999 is followed by PO-1000000), from the
+# SQL function of migration 0003 over one sequence, which the daily batch's SQL
+# calls too. One call takes one number.
+PO_NUMBER_SQL = "purchasing_next_po_number()"
 
 
 def new_purchase_order_number() -> str:
-    """The next purchase-order number: PO-000001, PO-000002, … (gaps where a
-    transaction rolled back; never a repeat)."""
+    """The next purchase-order number: PO-000001, PO-000002, …, PO-999999,
+    PO-1000000, … (gaps where a transaction rolled back; never a repeat)."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(f"SELECT {PO_NUMBER_SQL}")
@@ -225,8 +226,10 @@ WHERE {id_range}
   )
 """
 
-# One draft reorder PO per (supplier, warehouse) that has candidates; existing
-# drafts are kept (ON CONFLICT on the one-draft index).
+# One draft reorder PO per (supplier, warehouse) that has candidates and no
+# draft yet: only those groups draw a number. A draft created meanwhile by a
+# per-row check wins on the one-draft index (ON CONFLICT DO NOTHING; that group's
+# number is then a gap, as for any rolled-back insert).
 _CREATE_DRAFTS_SQL = """
 INSERT INTO purchasing_purchaseorder
     (number, supplier_id, warehouse_id, status, origin, created_by, notes,
@@ -234,6 +237,11 @@ INSERT INTO purchasing_purchaseorder
 SELECT {po_number},
        g.supplier_id, g.warehouse_id, 'draft', 'reorder', %(actor)s, '', now(), now()
 FROM (SELECT DISTINCT supplier_id, warehouse_id FROM reorder_candidates) g
+WHERE NOT EXISTS (
+    SELECT 1 FROM purchasing_purchaseorder po
+    WHERE po.supplier_id = g.supplier_id AND po.warehouse_id = g.warehouse_id
+      AND po.status = 'draft' AND po.origin = 'reorder'
+)
 ORDER BY g.supplier_id, g.warehouse_id
 ON CONFLICT DO NOTHING
 RETURNING id

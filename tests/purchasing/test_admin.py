@@ -139,3 +139,62 @@ def test_purchase_order_numbers_are_sequential(admin_client, supplier):
     second = new_purchase_order_number()
     assert first.startswith("PO-") and len(first) >= 9
     assert int(second.removeprefix("PO-")) == int(first.removeprefix("PO-")) + 1
+
+
+@pytest.fixture
+def po_sequence_at(db):
+    """Set the PO-number sequence so that the next number is `n`; put back afterwards.
+
+    setval is not rolled back with the test's transaction, hence the restore.
+    """
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT last_value, is_called FROM purchasing_po_number")
+        saved = cursor.fetchone()
+
+    def set_next(n: int) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT setval('purchasing_po_number', %s)", [n - 1])
+
+    yield set_next
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT setval('purchasing_po_number', %s, %s)", list(saved))
+
+
+def test_purchase_order_numbers_grow_past_six_digits_without_repeating(po_sequence_at):
+    from purchasing.services import new_purchase_order_number
+
+    po_sequence_at(999_999)
+
+    assert [new_purchase_order_number() for _ in range(3)] == [
+        "PO-999999",
+        "PO-1000000",  # lpad(…, 6) would have cut this to PO-100000, a repeat
+        "PO-1000001",
+    ]
+
+
+def test_staff_create_a_po_after_the_millionth_number(admin_client, supplier, po_sequence_at):
+    """PO-100000 exists; the next number must not come out as PO-100000 again."""
+    purchase_order(supplier, "BER", {"MUG": 1}, number="PO-100000")
+    po_sequence_at(1_000_000)
+    data = {
+        "supplier": supplier.pk,
+        "warehouse": WarehouseFactory(code="BER").pk,
+        "expected_arrival_date": "2030-01-02",
+        "notes": "",
+        "lines-TOTAL_FORMS": "1",
+        "lines-INITIAL_FORMS": "0",
+        "lines-0-product": str(ProductFactory(sku="CUP").pk),
+        "lines-0-quantity_ordered": "5",
+        "receipts-TOTAL_FORMS": "0",
+        "receipts-INITIAL_FORMS": "0",
+    }
+
+    response = admin_client.post(reverse("admin:purchasing_purchaseorder_add"), data)
+
+    assert response.status_code == 302
+    assert set(PurchaseOrder.objects.values_list("number", flat=True)) == {
+        "PO-100000",
+        "PO-1000000",
+    }

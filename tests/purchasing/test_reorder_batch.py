@@ -94,15 +94,48 @@ def test_second_batch_creates_nothing(supplier):
     assert (PurchaseOrder.objects.count(), PurchaseOrderLine.objects.count()) == before
 
 
+def _last_po_number() -> int:
+    """The sequence's last value, read without drawing a number."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT last_value FROM purchasing_po_number")
+        return cursor.fetchone()[0]
+
+
+def test_a_batch_over_groups_that_have_drafts_takes_no_numbers(supplier):
+    _scenario(supplier)
+    services.reorder_batch()
+    last = max(
+        int(n.removeprefix("PO-"))
+        for n in PurchaseOrder.objects.filter(origin="reorder").values_list("number", flat=True)
+    )
+    # New rows below threshold, all in groups (supplier, warehouse) that have a draft.
+    stocked_row("BOWL", "BER", on_hand=0, supplier=supplier)
+    stocked_row("BOWL", "HAM", on_hand=0, supplier=supplier)
+    stocked_row("BULB", "BER", on_hand=0, supplier=SupplierFactory(name="Globex"))
+
+    again = services.reorder_batch()
+    third = services.reorder_batch()
+
+    assert (again.lines_created, again.orders_created) == (3, 0)
+    assert (third.lines_created, third.orders_created) == (0, 0)
+    assert _last_po_number() == last
+    assert services.new_purchase_order_number() == f"PO-{last + 1:06d}"
+
+
 def test_batch_adds_to_an_existing_reorder_draft_and_skips_rows_a_check_ordered(supplier):
     mug = stocked_row("MUG", "BER", on_hand=1, supplier=supplier)
     stocked_row("CUP", "BER", on_hand=1, supplier=supplier)
     draft = services.reorder_check(inventory_id=mug.pk).purchase_order
 
+    before = _last_po_number()
+
     result = services.reorder_batch()
 
     assert (result.lines_created, result.orders_created) == (1, 0)
     assert set(draft.lines.values_list("product__sku", flat=True)) == {"MUG", "CUP"}
+    assert _last_po_number() == before  # the draft existed: no number drawn
 
 
 def test_small_chunks_walk_the_whole_table(supplier):
