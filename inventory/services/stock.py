@@ -1486,18 +1486,30 @@ def reservations_expire(
     order_ids = list(due.order_by("expires_at").values_list("order_id", flat=True)[:limit])
     expired = 0
     for order_id in order_ids:
-        result = _close_order_lines(
-            order_id=order_id,
-            lines=None,
-            actor=SYSTEM_SWEEPER,
-            reason="reservation hold expired",
-            txn_type=TransactionType.RELEASE,
-            closing_status=ReservationStatus.EXPIRED,
-            idempotency_key=None,
-            placed_by=None,
-        )
+        try:
+            with transaction.atomic():  # a failure rolls back this order only
+                result = _close_order_lines(
+                    order_id=order_id,
+                    lines=None,
+                    actor=SYSTEM_SWEEPER,
+                    reason="reservation hold expired",
+                    txn_type=TransactionType.RELEASE,
+                    closing_status=ReservationStatus.EXPIRED,
+                    idempotency_key=None,
+                    placed_by=None,
+                )
+        except OperationalError as exc:
+            if getattr(exc.__cause__, "sqlstate", None) not in _BUSY_SQLSTATES:
+                raise
+            # A row held past lock_timeout (a bulk import, a stuck session): the
+            # next sweep tries this order again; the others go on now.
+            logger.warning("expiring order %s skipped, its stock rows are busy: %s", order_id, exc)
+            continue
         expired += bool(result.transactions)
     return expired
+
+
+_BUSY_SQLSTATES = {"55P03", "40P01"}  # lock_not_available, deadlock_detected
 
 
 # --- Catalogue ------------------------------------------------------------

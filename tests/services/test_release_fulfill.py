@@ -194,3 +194,53 @@ def test_closing_an_order_with_nothing_open_leaves_its_status_alone(order):
     assert Reservation.objects.get(order_id="o-1").status == ReservationStatus.RELEASED
     assert InventoryTransaction.objects.count() == ledger
     assert balances() == (10, 0, 10)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_busy_order_does_not_stop_the_sweep(product, warehouse):
+    import threading
+    from datetime import timedelta
+
+    from django.db import connection, connections, transaction
+    from django.utils import timezone
+
+    ProductFactory(sku="MUG")
+    receive(product.sku, "BER", 10)
+    receive("MUG", "BER", 10)
+    past = timezone.now() - timedelta(seconds=1)
+    for order_id, sku in (("busy", product.sku), ("free", "MUG")):
+        services.stock_reserve(
+            order_id=order_id, lines=[ReserveLine(sku, "BER", 2)], actor="c", expires_at=past
+        )
+    Reservation.objects.filter(order_id="busy").update(expires_at=past - timedelta(seconds=5))
+    locked, done = threading.Event(), threading.Event()
+
+    def hold_busy_row():
+        try:
+            with transaction.atomic():
+                list(
+                    Inventory.objects.select_for_update()
+                    .filter(product__sku=product.sku)
+                    .values_list("id")
+                )
+                locked.set()
+                done.wait(30)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=hold_busy_row)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '300ms'")
+        assert services.reservations_expire() == 1  # "busy" first, skipped; "free" expired
+    finally:
+        done.set()
+        holder.join(30)
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
+
+    statuses = dict(Reservation.objects.values_list("order_id", "status"))
+    assert statuses == {"busy": "active", "free": "expired"}
+    assert services.reservations_expire() == 1  # the next sweep gets it
