@@ -704,6 +704,11 @@ def _existing_reservation(order_id: str, fingerprint: str) -> Reservation | None
 def _check_order_id(order_id: str) -> str:
     if not isinstance(order_id, str) or not order_id.strip() or len(order_id) > 100:
         raise errors.InvalidInput("order_id must be a string of 1 to 100 characters.")
+    if "/" in order_id:
+        # The order's own URL (/reservations/{order_id}/...) could not name it.
+        raise errors.InvalidInput(
+            "order_id may not contain '/'.", details={"order_id": ["May not contain '/'."]}
+        )
     return order_id
 
 

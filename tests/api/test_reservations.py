@@ -361,3 +361,25 @@ def test_a_plan_short_only_in_the_read_model_is_retried_from_the_database(
     assert response.status_code == 201, response.json()
     assert Reservation.objects.get(order_id="cart").status == "expired"
     assert reserved("BER") == 3
+
+
+def test_an_order_id_with_a_slash_is_refused_since_its_url_could_not_name_it(storefront, stocked):
+    for url, body in (
+        (URL, order("SHOP/1")),
+        (
+            URL + "batch/",
+            {
+                "orders": [
+                    {
+                        "order_id": "SHOP/2",
+                        "lines": [{"sku": "TSHIRT-M", "warehouse": "BER", "quantity": 1}],
+                    }
+                ]
+            },
+        ),
+    ):
+        response = storefront.post(url, body)
+        assert response.status_code == 400, response.content
+        assert error_code(response) == "validation_error"
+    assert not Reservation.objects.exists()
+    assert reserved("BER") == 0
