@@ -232,12 +232,17 @@ def _lock_rows(
     return rows
 
 
-def _check_known(pairs: set[tuple[str, str]]) -> tuple[dict[str, Product], dict[str, Any]]:
+def _check_known(
+    pairs: set[tuple[str, str]], *, lock_products: bool = False
+) -> tuple[dict[str, Product], dict[str, Any]]:
     from warehouses.models import Warehouse
 
     skus = {sku for sku, _ in pairs}
     codes = {code for _, code in pairs}
-    products = {p.sku: p for p in Product.objects.filter(sku__in=skus)}
+    found = Product.objects.filter(sku__in=skus)
+    if lock_products:
+        found = found.select_for_update(no_key=True, of=("self",)).order_by("pk")
+    products = {p.sku: p for p in found}
     warehouses = {w.code: w for w in Warehouse.objects.filter(code__in=codes)}
     if skus - products.keys():
         raise errors.UnknownSku(list(skus - products.keys()))
@@ -247,19 +252,26 @@ def _check_known(pairs: set[tuple[str, str]]) -> tuple[dict[str, Product], dict[
 
 
 def _create_rows(pairs: set[tuple[str, str]]) -> None:
-    """Create empty inventory rows (on hand 0); rows that already exist are left alone."""
-    products, warehouses = _check_known(pairs)
-    Inventory.objects.bulk_create(
-        [
-            Inventory(
-                product=products[sku],
-                warehouse=warehouses[code],
-                backorder_allowance=products[sku].allowance,
-            )
-            for sku, code in pairs
-        ],
-        ignore_conflicts=True,
-    )
+    """Create empty inventory rows (on hand 0); rows that already exist are left alone.
+
+    The products are locked (FOR NO KEY UPDATE, in pk order): a stock-policy
+    change in flight (`product_set_stock_policy` updates the product row) finishes first,
+    so the allowance copied here is the committed one, and a change that starts
+    meanwhile waits and then also updates these rows.
+    """
+    with transaction.atomic():
+        products, warehouses = _check_known(pairs, lock_products=True)
+        Inventory.objects.bulk_create(
+            [
+                Inventory(
+                    product=products[sku],
+                    warehouse=warehouses[code],
+                    backorder_allowance=products[sku].allowance,
+                )
+                for sku, code in pairs
+            ],
+            ignore_conflicts=True,
+        )
 
 
 def _in_transaction(body: Callable[[], Any]) -> Any:
@@ -1538,7 +1550,12 @@ def product_set_stock_policy(
             product.stock_policy = stock_policy
             product.backorder_limit = backorder_limit
             product.save(update_fields=["stock_policy", "backorder_limit", "updated_at"])
-            Inventory.objects.filter(product=product).update(backorder_allowance=product.allowance)
+            # The rows are locked in primary-key order first (the rule of
+            # inventory.locks): a bare UPDATE would lock them in index order and
+            # could deadlock with a reservation holding one of them.
+            rows = Inventory.objects.select_for_update(no_key=True).filter(product=product)
+            list(rows.order_by("pk").values_list("pk", flat=True))
+            rows.update(backorder_allowance=product.allowance)
             # The cached entry carries the policy: drop it once this commits.
             transaction.on_commit(partial(availability_cache.invalidate, [product.sku]))
     except IntegrityError as exc:

@@ -239,3 +239,52 @@ def test_concurrent_batches_over_shared_skus_never_deadlock_or_oversell():
     for row in Inventory.objects.all():
         assert 0 <= row.reserved <= row.on_hand == 40
     assert_invariants()
+
+
+def test_a_row_created_during_a_policy_change_gets_the_new_allowance():
+    """A backorder SKU switched to normal while a reservation creates its first row in
+    another warehouse: the new row must not keep the old allowance (which would let
+    that warehouse go below zero for a normal SKU)."""
+    product = BackorderProductFactory(sku="PRE", backorder_limit=5)
+    WarehouseFactory(code="BER")
+    WarehouseFactory(code="HAM")
+    receive("PRE", "BER", 1)  # one existing row
+    in_change, go_on = threading.Event(), threading.Event()
+
+    def change_policy():
+        from django.db import transaction
+
+        try:
+            with transaction.atomic():
+                services.product_set_stock_policy(
+                    product=product, stock_policy="normal", backorder_limit=0
+                )
+                in_change.set()
+                go_on.wait(30)  # the change holds its locks, uncommitted
+        finally:
+            connections.close_all()
+
+    def reserve_in_new_warehouse():
+        try:
+            return services.stock_reserve(
+                order_id="pre-1", lines=[ReserveLine("PRE", "HAM", 2)], actor="c"
+            )
+        except errors.InventoryError as exc:
+            return exc
+        finally:
+            connections.close_all()
+
+    changer = threading.Thread(target=change_policy)
+    changer.start()
+    assert in_change.wait(10)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        reservation = pool.submit(reserve_in_new_warehouse)
+        threading.Event().wait(0.5)  # the reservation is now waiting on the change
+        go_on.set()
+        outcome = reservation.result(timeout=30)
+    changer.join(30)
+
+    assert isinstance(outcome, errors.InsufficientStock), outcome
+    row = Inventory.objects.get(product__sku="PRE", warehouse__code="HAM")
+    assert (row.backorder_allowance, row.reserved) == (0, 0)
+    assert_invariants()
