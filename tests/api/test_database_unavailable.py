@@ -107,3 +107,25 @@ def test_a_write_whose_connection_dies_is_a_503_that_changed_nothing_and_retries
     assert storefront.post("/api/v1/reservations/", order).status_code == 200
     assert Inventory.objects.get().reserved == 3
     assert InventoryTransaction.objects.count() == ledger_before + 1
+
+
+def test_a_stock_operation_whose_connection_dies_frees_its_idempotency_key(
+    operations, stocked_committed
+):
+    body = {"sku": "LAMP", "warehouse": "BER", "quantity": 5}
+    headers = {"Idempotency-Key": "GRN-KILLED"}
+    with kill_connection_on("FOR NO KEY UPDATE") as killed:
+        first = operations.post("/api/v1/stock/receive/", body, headers=headers)
+    assert len(killed) == 1
+    assert first.status_code == 503
+    assert first.json()["error"]["code"] == "database_unavailable"
+    assert Inventory.objects.get().on_hand == 10
+
+    # The key was freed (Django drops the dead connection when the operation's
+    # transaction cannot roll back, so the key is deleted over a new one): the
+    # retry with the same key is applied now, not 409 idempotency_in_progress for
+    # a minute, and once.
+    retry = operations.post("/api/v1/stock/receive/", body, headers=headers)
+    assert retry.status_code == 201, retry.content
+    assert operations.post("/api/v1/stock/receive/", body, headers=headers).status_code == 201
+    assert Inventory.objects.get().on_hand == 15
