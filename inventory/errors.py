@@ -67,10 +67,8 @@ class WarehouseInactive(InventoryError):
     default_message = "The warehouse is inactive."
 
     def __init__(self, codes: list[str]) -> None:
-        super().__init__(
-            f"Warehouse inactive: {', '.join(sorted(codes))}.",
-            details={"warehouses": sorted(codes)},
-        )
+        codes = sorted(set(codes))  # the reserve function lists a code once per line
+        super().__init__(f"Warehouse inactive: {', '.join(codes)}.", details={"warehouses": codes})
 
 
 class InsufficientStock(InventoryError):

@@ -158,6 +158,19 @@ def test_inactive_warehouse_refuses_reservations(product, warehouse):
     assert not Reservation.objects.exists()
 
 
+def test_an_inactive_warehouse_is_named_once_however_many_lines_it_has(product, warehouse):
+    ProductFactory(sku="MUG")
+    receive(product.sku, warehouse.code, 10)
+    receive("MUG", warehouse.code, 10)
+    warehouse.is_active = False
+    warehouse.save()
+    lines = [ReserveLine(product.sku, "BER", 1), ReserveLine("MUG", "BER", 1)]
+    with pytest.raises(errors.WarehouseInactive) as refused:
+        services.stock_reserve(order_id="x", lines=lines, actor="c")
+    assert refused.value.details == {"warehouses": ["BER"]}
+    assert refused.value.message == "Warehouse inactive: BER."
+
+
 def test_reports_every_short_line(warehouse):
     for sku in ("A", "B", "C"):
         ProductFactory(sku=sku)
