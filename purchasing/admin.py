@@ -53,8 +53,45 @@ class ProductSupplierAdmin(admin.ModelAdmin):
     raw_id_fields = ["product"]
 
 
+class PurchaseOrderLineForm(forms.ModelForm):
+    class Meta:
+        model = PurchaseOrderLine
+        fields = ["product", "quantity_ordered"]
+
+    def clean(self):
+        data = super().clean()
+        line, product = self.instance, data.get("product")
+        # A reorder line moved to another product must not make that product's
+        # second open reorder line in the warehouse (the database refuses it).
+        if (
+            line.pk
+            and line.origin == Origin.REORDER
+            and line.is_open
+            and product is not None
+            and product.pk != line.product_id
+        ):
+            other = (
+                PurchaseOrderLine.objects.filter(
+                    product=product,
+                    warehouse_id=line.warehouse_id,
+                    is_open=True,
+                    origin=Origin.REORDER,
+                )
+                .exclude(pk=line.pk)
+                .select_related("purchase_order")
+                .first()
+            )
+            if other is not None:
+                raise forms.ValidationError(
+                    f"{product.sku} already has an open reorder line in this warehouse, "
+                    f"on {other.purchase_order.number}."
+                )
+        return data
+
+
 class PurchaseOrderLineInline(admin.TabularInline):
     model = PurchaseOrderLine
+    form = PurchaseOrderLineForm
     fields = ["product", "quantity_ordered", "quantity_received", "origin", "is_open"]
     readonly_fields = ["quantity_received", "origin", "is_open"]
     raw_id_fields = ["product"]
@@ -158,7 +195,10 @@ class PurchaseOrderAdmin(admin.ModelAdmin):
         if not change:
             obj.number = services.new_purchase_order_number()
             obj.created_by = actor_for_user(request.user)
-        super().save_model(request, obj, form, change)
+            return super().save_model(request, obj, form, change)
+        # Only what the form edits: status and its dates belong to the services, and
+        # the copy read for the form may be older than a cancel or "mark ordered".
+        obj.save(update_fields=[*form.fields, "updated_at"])
 
     def save_formset(self, request, form, formset, change):
         if formset.model is PurchaseOrderLine:

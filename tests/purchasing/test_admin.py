@@ -10,7 +10,7 @@ from purchasing.models import PurchaseOrder, PurchaseOrderReceipt, PurchaseOrder
 from tests.factories import ProductFactory, WarehouseFactory
 
 from .conftest import purchase_order
-from .factories import ProductSupplierFactory
+from .factories import ProductSupplierFactory, SupplierFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -198,3 +198,85 @@ def test_staff_create_a_po_after_the_millionth_number(admin_client, supplier, po
         "PO-100000",
         "PO-1000000",
     }
+
+
+def _change_form_data(po, lines=(), **overrides):
+    data = {
+        "supplier": po.supplier_id,
+        "warehouse": po.warehouse_id,
+        "expected_arrival_date": "2030-01-02",
+        "notes": "",
+        "lines-TOTAL_FORMS": str(len(lines)),
+        "lines-INITIAL_FORMS": str(len(lines)),
+        "receipts-TOTAL_FORMS": "0",
+        "receipts-INITIAL_FORMS": "0",
+        **overrides,
+    }
+    for i, (line, product) in enumerate(lines):
+        data[f"lines-{i}-id"] = str(line.pk)
+        data[f"lines-{i}-purchase_order"] = str(po.pk)
+        data[f"lines-{i}-product"] = str(product.pk)
+        data[f"lines-{i}-quantity_ordered"] = str(line.quantity_ordered)
+    return data
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cancel_committed_while_the_change_form_saves_is_not_undone(admin_client, supplier):
+    import threading
+
+    from django.db import connections
+    from django.db.models.signals import pre_save
+
+    from purchasing import services
+
+    po = purchase_order(supplier, "BER", {"MUG": 10})
+    url = reverse("admin:purchasing_purchaseorder_change", args=[po.pk])
+
+    def cancel_meanwhile(sender, instance, **kwargs):
+        # Another user cancels the order between the admin reading it and saving it.
+        def cancel():
+            try:
+                services.purchase_order_cancel(purchase_order=po.number, actor="user:other")
+            finally:
+                connections.close_all()
+
+        if instance.pk == po.pk and instance.status != PurchaseOrderStatus.CANCELLED:
+            other = threading.Thread(target=cancel)
+            other.start()
+            other.join(30)
+
+    pre_save.connect(cancel_meanwhile, sender=PurchaseOrder)
+    try:
+        response = admin_client.post(url, _change_form_data(po, notes="call first"))
+    finally:
+        pre_save.disconnect(cancel_meanwhile, sender=PurchaseOrder)
+
+    assert response.status_code == 302
+    po.refresh_from_db()
+    assert (po.status, po.notes) == (PurchaseOrderStatus.CANCELLED, "call first")
+    assert not po.lines.filter(is_open=True).exists()
+
+
+def test_moving_a_reorder_line_onto_a_product_already_on_order_is_a_form_error(
+    admin_client, supplier
+):
+    from purchasing.models import Origin, PurchaseOrderLine
+
+    draft = purchase_order(supplier, "BER", {"MUG": 10}, status=PurchaseOrderStatus.DRAFT)
+    draft.lines.update(origin=Origin.REORDER)
+    other = purchase_order(
+        SupplierFactory(name="Other"), "BER", {"CUP": 5}, status=PurchaseOrderStatus.DRAFT
+    )
+    other.lines.update(origin=Origin.REORDER)
+    [line] = draft.lines.all()
+    cup = PurchaseOrderLine.objects.get(purchase_order=other).product
+
+    url = reverse("admin:purchasing_purchaseorder_change", args=[draft.pk])
+    response = admin_client.post(url, _change_form_data(draft, lines=[(line, cup)]))
+
+    assert response.status_code == 200  # the form again, with the error
+    assert f"already has an open reorder line in this warehouse, on {other.number}" in (
+        response.content.decode()
+    )
+    line.refresh_from_db()
+    assert line.product.sku == "MUG"
