@@ -872,6 +872,11 @@ class ProductFieldsInput(StrictSerializer):
 class ProductInput(ProductFieldsInput):
     sku = SkuField()
 
+    def validate_sku(self, value):
+        if value == "bulk":  # /products/bulk/ is the bulk upsert, not this product's URL
+            raise serializers.ValidationError("'bulk' is reserved; choose another SKU.")
+        return value
+
 
 class ProductListCreateView(ListView):
     write_scopes = (Scope.OPERATIONS,)

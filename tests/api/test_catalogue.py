@@ -48,6 +48,7 @@ def test_create_existing_product_is_409(operations, db):
         {"sku": ""},
         {"sku": "-bad"},
         {"sku": "x" * 65},
+        {"sku": "bulk"},  # /products/bulk/ is the bulk upsert
         {"name": ""},
         {"name": 5},
         {"weight_g": -1},
@@ -258,4 +259,10 @@ def test_an_oversized_body_is_400(operations, db, settings):
     response = operations.post("/api/v1/products/bulk/", {"products": items})
     assert response.status_code == 400
     assert error_code(response) == "validation_error"
+    assert not Product.objects.exists()
+
+
+def test_bulk_upsert_refuses_the_reserved_sku_too(operations, db):
+    response = operations.post("/api/v1/products/bulk/", {"products": [{**PRODUCT, "sku": "bulk"}]})
+    assert response.status_code == 400
     assert not Product.objects.exists()
