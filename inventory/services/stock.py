@@ -1217,6 +1217,19 @@ def _close_order_lines(
                 if line.quantity_open > 0:
                     take[line.pk] = line.quantity_open
         else:
+            stocked: dict[tuple[str, str], Inventory] = {}
+            if txn_type == TransactionType.FULFILL:
+                # Ship from lines whose stock has arrived first: a backordered line
+                # (nothing on hand) must not refuse what another warehouse's line
+                # can ship. Locks the candidates' rows now, in pk order.
+                wanted = {want.sku for want in requested}
+                stocked = lock_inventory_rows(
+                    {
+                        (line.product.sku, line.warehouse.code)
+                        for line in res_lines
+                        if line.product.sku in wanted and line.quantity_open > 0
+                    }
+                )
             short = []
             for want in requested:
                 candidates = [
@@ -1225,6 +1238,12 @@ def _close_order_lines(
                     if line.product.sku == want.sku
                     and (want.warehouse is None or line.warehouse.code == want.warehouse)
                 ]
+                if stocked:  # stable: line order among equals
+                    candidates.sort(
+                        key=lambda line: (
+                            stocked[(line.product.sku, line.warehouse.code)].on_hand <= 0
+                        )
+                    )
                 remaining = want.quantity
                 for line in candidates:
                     can = line.quantity_open - take.get(line.pk, 0)

@@ -113,6 +113,26 @@ def test_cannot_ship_a_backordered_line_before_stock_arrives(warehouse):
     assert balances("BACK") == (0, 0, 0)
 
 
+def test_a_partial_fulfilment_ships_from_the_line_whose_stock_has_arrived(
+    warehouse, other_warehouse
+):
+    BackorderProductFactory(sku="BACK", backorder_limit=5)
+    receive("BACK", "HAM", 5)
+    # The backordered BER line comes first in the order.
+    services.stock_reserve(
+        order_id="b2",
+        lines=[ReserveLine("BACK", "BER", 2), ReserveLine("BACK", "HAM", 2)],
+        actor="c",
+    )
+
+    result = services.reservation_fulfill(order_id="b2", actor="c", lines=[OrderLine("BACK", 2)])
+
+    [shipped] = result.transactions
+    assert (shipped.warehouse.code, shipped.on_hand_delta) == ("HAM", -2)
+    assert balances("BACK", "HAM") == (3, 0, 3)
+    assert balances("BACK", "BER") == (0, 2, -2)
+
+
 def test_multi_warehouse_order_release_by_sku_spans_lines(product, warehouse, other_warehouse):
     receive(product.sku, "BER", 2)
     receive(product.sku, "HAM", 2)
