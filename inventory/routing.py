@@ -35,6 +35,7 @@ from .selectors import (
     SupplySnapshot,
     WarehouseSite,
     active_warehouse_codes,
+    forget_active_warehouses,
     supply_for_skus,
     supply_from_read_model,
 )
@@ -298,6 +299,13 @@ def reserve_order(
             raise
         except errors.SoldOut:
             raise  # the gate answered from the cache: no database work to retry with
+        except errors.WarehouseInactive:
+            # Routing chose a site closed within the last few seconds (the active
+            # list is cached in-process): plan again from a fresh list. An order
+            # that named the closed warehouse itself is refused.
+            if not routed_order or attempt == 1:
+                raise
+            forget_active_warehouses()
         except errors.InsufficientStock:
             if attempt == 1:
                 raise

@@ -230,3 +230,14 @@ def test_greedy_cover_when_too_many_sets(monkeypatch):
 def test_unknown_sku_in_a_routed_line():
     with pytest.raises(errors.UnknownSku):
         routing.route_lines([RequestedLine("X", 1)], None, _snapshot(HAM={"A": 1}))
+
+
+def test_a_site_closed_seconds_ago_is_routed_around_not_refused(storefront, sites):
+    from inventory.selectors import active_warehouse_codes
+
+    stock(A={"HAM": 5, "BER": 5})
+    assert "HAM" in active_warehouse_codes()  # the in-process list is cached for a few seconds
+    Warehouse.objects.filter(code="HAM").update(is_active=False)  # closed meanwhile
+
+    # Hannover's closest site is HAM; it is closed, so the order goes to BER.
+    assert reserve(storefront, [{"sku": "A", "quantity": 2}]) == {"A": "BER"}
