@@ -16,7 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from backoffice.access import may_act_in, require_warehouses
+from backoffice.access import may_act_in, require_warehouses, warehouse_codes_for
 from inventory.actors import actor_for_user
 from inventory.errors import InventoryError
 
@@ -245,7 +245,9 @@ class PurchaseOrderAdmin(admin.ModelAdmin):
         def receive(po):
             if not may_act_in(request.user, po.warehouse.code):
                 raise InventoryError(f"You do not work at warehouse {po.warehouse.code}.")
-            services.purchase_order_receive(purchase_order=po, actor=actor)
+            services.purchase_order_receive(
+                purchase_order=po, actor=actor, warehouses=warehouse_codes_for(request.user)
+            )
 
         self._each(request, queryset.select_related("warehouse"), receive, "received in full")
 
@@ -295,6 +297,7 @@ class PurchaseOrderAdmin(admin.ModelAdmin):
                         receipt_id=form.cleaned_data["receipt_id"],
                         allow_over_receipt=form.cleaned_data["allow_over_receipt"],
                         reason=form.cleaned_data["reason"],
+                        warehouses=warehouse_codes_for(request.user),
                     )
                 except InventoryError as exc:
                     self.message_user(request, exc.message, messages.ERROR)

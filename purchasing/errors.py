@@ -13,6 +13,14 @@ class PurchaseOrderNotFound(InventoryError):
     default_message = "No such purchase order."
 
 
+class WarehouseNotAllowed(InventoryError):
+    """The acting user does not work at the purchase order's warehouse."""
+
+    code = "warehouse_not_allowed"
+    http_status = 403
+    default_message = "You do not work at this purchase order's warehouse."
+
+
 class PurchaseOrderClosed(InventoryError):
     code = "purchase_order_closed"
     http_status = 409

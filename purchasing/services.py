@@ -22,7 +22,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -518,8 +518,12 @@ def purchase_order_receive(
     receipt_id: str | None = None,
     allow_over_receipt: bool = False,
     reason: str = "",
+    warehouses: Collection[str] | None = None,
 ) -> ReceiptResult:
     """Book a delivery against a PO: RECEIVE ledger rows referencing it, lines and status.
+
+    `warehouses` (codes; None = any): the order's warehouse, read under its lock,
+    must be one of them, else WarehouseNotAllowed (staff limited to their sites).
 
     `lines` (SKU and quantity) receive part of the order; None receives everything
     still outstanding. More than ordered raises OverReceipt unless
@@ -563,6 +567,10 @@ def purchase_order_receive(
     try:
         with transaction.atomic():
             po = _lock_purchase_order(number)
+            if warehouses is not None and po.warehouse.code not in warehouses:
+                raise errors.WarehouseNotAllowed(
+                    details={"number": po.number, "warehouse": po.warehouse.code}
+                )
             # A concurrent duplicate may have committed while we waited for the lock.
             existing = PurchaseOrderReceipt.objects.filter(key=key).first()
             if existing is not None:

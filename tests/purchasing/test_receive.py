@@ -193,3 +193,18 @@ def test_receiving_everything_of_a_received_po_is_refused(supplier):
 def test_unknown_po_number(db):
     with pytest.raises(errors.PurchaseOrderNotFound):
         services.purchase_order_receive(purchase_order="PO-NOPE", actor="u")
+
+
+def test_a_user_limited_to_other_warehouses_cannot_book_the_delivery(supplier):
+    po = purchase_order(supplier, "HAM", {"MUG": 10})
+
+    with pytest.raises(errors.WarehouseNotAllowed) as refused:
+        services.purchase_order_receive(purchase_order=po, actor="user:wanda", warehouses={"BER"})
+
+    assert refused.value.http_status == 403
+    assert refused.value.details == {"number": po.number, "warehouse": "HAM"}
+    assert on_hand("MUG", "HAM") == 0
+    assert not PurchaseOrderReceipt.objects.exists()
+    # The same call for someone who works there books it.
+    services.purchase_order_receive(purchase_order=po, actor="user:hans", warehouses={"HAM"})
+    assert on_hand("MUG", "HAM") == 10
