@@ -82,8 +82,13 @@ class ApiView(APIView):
             # (a write is answered 503 and retried by the client with its order id/key).
             for connection in connections.all(initialized_only=True):
                 connection.close_if_unusable_or_obsolete()
+            self.answering_again = True  # the client's request was counted once already
             response = super().dispatch(request, *args, **kwargs)
         return response
+
+    def check_throttles(self, request):
+        if not getattr(self, "answering_again", False):
+            super().check_throttles(request)
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)

@@ -129,3 +129,15 @@ def test_a_stock_operation_whose_connection_dies_frees_its_idempotency_key(
     assert retry.status_code == 201, retry.content
     assert operations.post("/api/v1/stock/receive/", body, headers=headers).status_code == 201
     assert Inventory.objects.get().on_hand == 15
+
+
+def test_a_read_answered_once_more_counts_once_against_the_rate_limit(
+    reader, stocked_committed, settings
+):
+    settings.STOCKROOM_AVAILABILITY_CACHE = False
+    settings.STOCKROOM_API_THROTTLE_RATE = "2/minute"
+    with kill_connection_on("inventory_inventory") as killed:
+        assert reader.get("/api/v1/availability/LAMP/").status_code == 200
+    assert len(killed) == 1
+    assert reader.get("/api/v1/availability/LAMP/").status_code == 200  # the 2nd of 2
+    assert reader.get("/api/v1/availability/LAMP/").status_code == 429
