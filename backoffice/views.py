@@ -24,7 +24,7 @@ from inventory.models import ReferenceType
 from inventory.services import Reference, TransferLine
 
 from . import selectors
-from .access import require_warehouses
+from .access import require_warehouses, warehouse_codes_for
 from .forms import (
     ConfirmForm,
     CountLineFormSet,
@@ -39,10 +39,13 @@ from .forms import (
 from .models import CYCLE_COUNT, RECEIVE_STOCK, TRANSFER_STOCK
 from .services import CountLine, cycle_count_apply
 
+# (permission, label, url name, only for users not limited to some warehouses)
 ACTIONS = [
-    (CYCLE_COUNT, "Cycle count", "admin:backoffice_cycle_count"),
-    (TRANSFER_STOCK, "Transfer", "admin:backoffice_transfer"),
-    (RECEIVE_STOCK, "Receive stock", "admin:backoffice_receive"),
+    (CYCLE_COUNT, "Cycle count", "admin:backoffice_cycle_count", False),
+    (TRANSFER_STOCK, "Transfer", "admin:backoffice_transfer", False),
+    (RECEIVE_STOCK, "Receive stock", "admin:backoffice_receive", False),
+    # A CSV may name any warehouse (inventory/admin_bulk.py).
+    (RECEIVE_STOCK, "Bulk receive (CSV)", "admin-bulk-receive", True),
 ]
 
 
@@ -50,11 +53,11 @@ def actions_for(user) -> list[dict]:
     """The back-office actions `user` may take (what the start page and header show)."""
     if not getattr(user, "is_active", False) or not getattr(user, "is_staff", False):
         return []
-    return [
-        {"label": label, "url": reverse(url_name)}
-        for perm, label, url_name in ACTIONS
-        if user.has_perm(perm)
-    ]
+    allowed = [action for action in ACTIONS if user.has_perm(action[0])]
+    if any(every_warehouse for *_, every_warehouse in allowed):
+        limited = warehouse_codes_for(user) is not None
+        allowed = [action for action in allowed if not (action[3] and limited)]
+    return [{"label": label, "url": reverse(url_name)} for _, label, url_name, _ in allowed]
 
 
 def _require(request, perm: str) -> None:

@@ -194,3 +194,16 @@ def test_a_limited_user_receives_into_their_own_warehouse(staff_client, at_berli
     data = receive_form(Product.objects.get(sku="A-1"), token=str(uuid.uuid4()))
     assert staff_client.post(RECEIVE_URL, data).status_code == 302
     assert on_hand("A-1", "BER") == 22
+
+
+def test_the_bulk_receive_button_shows_only_to_users_who_may_open_it(
+    staff_client, buyer_client, staff_user, warehouse
+):
+    index = reverse("admin:index")
+    bulk = reverse("admin-bulk-receive")
+    assert bulk in staff_client.get(index).content.decode()
+    assert bulk not in buyer_client.get(index).content.decode()  # no receive_stock
+    StaffWarehouse.objects.create(user=staff_user, warehouse=warehouse)
+    page = staff_client.get(index).content.decode()
+    assert bulk not in page  # limited to BER: the page would refuse them
+    assert reverse("admin:backoffice_receive") in page
