@@ -272,7 +272,7 @@ def reserve_order(
             order_id=order_id,
             active_codes=active_warehouse_codes(),
         )
-        if sold_out:
+        if sold_out and not services.reservation_exists(order_id):
             raise errors.SoldOut(sold_out)
         # A retry may route differently now; recognise it before planning.
         existing = _existing(order_id, lines, actor)

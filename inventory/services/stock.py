@@ -713,6 +713,17 @@ def _existing_reservation(order_id: str, fingerprint: str) -> Reservation | None
     return existing
 
 
+def reservation_exists(order_id: str) -> bool:
+    """Whether an order id holds a reservation (any status).
+
+    Asked before the sold-out gate's refusal stands: the gate's memory of placed
+    orders is written after commit and can be lost (a process killed between the
+    two), and a retry of a placed order must get its reservation, not "sold out".
+    One index lookup, only on a refusal.
+    """
+    return Reservation.objects.filter(order_id=order_id).exists()
+
+
 def _check_order_id(order_id: str) -> str:
     if not isinstance(order_id, str) or not order_id.strip() or len(order_id) > 100:
         raise errors.InvalidInput("order_id must be a string of 1 to 100 characters.")
@@ -748,7 +759,7 @@ def stock_reserve(
     sold_out = availability_cache.sold_out_lines(
         [(sku, code, qty) for (sku, code), qty in sorted(merged.items())], order_id=order_id
     )
-    if sold_out:
+    if sold_out and not reservation_exists(order_id):
         raise errors.SoldOut(sold_out)
     fingerprint = _reservation_fingerprint(merged, actor)
     if _use_sql_engine():

@@ -263,7 +263,7 @@ def test_gate_opens_as_soon_as_stock_is_committed(warehouse, django_capture_on_c
     assert availability_cache.sold_out_lines([("HOT", None, 1)]) is None
 
 
-def test_sold_out_reservation_is_refused_without_touching_the_database(
+def test_sold_out_reservation_is_refused_without_stock_work(
     warehouse, django_capture_on_commit_callbacks, django_assert_num_queries
 ):
     ProductFactory(sku="HOT")
@@ -272,9 +272,13 @@ def test_sold_out_reservation_is_refused_without_touching_the_database(
         services.stock_reserve(order_id="first", lines=[ReserveLine("HOT", "BER", 1)], actor="c")
     availability_cache.get_many(["HOT"])
 
-    with django_assert_num_queries(0), pytest.raises(errors.InsufficientStock) as exc:
+    # One look-up of the order id (is it a retry of a placed order?), no stock work.
+    with django_assert_num_queries(1) as queries, pytest.raises(errors.InsufficientStock) as exc:
         services.stock_reserve(order_id="late", lines=[ReserveLine("HOT", "BER", 1)], actor="c")
     assert exc.value.lines[0]["available"] == 0
+    [lookup] = queries.captured_queries
+    assert '"a" FROM "inventory_reservation"' in lookup["sql"]
+    assert "FOR" not in lookup["sql"]
 
     # A retry of the order that got the last unit reaches the database and replays.
     retry = services.stock_reserve(
@@ -316,4 +320,34 @@ def test_an_order_a_batch_reserved_passes_the_gate_on_its_retry(
     retry = services.stock_reserve(order_id="b-2", lines=[ReserveLine("HOT", "BER", 1)], actor="c")
     assert retry.created is False
     with pytest.raises(errors.SoldOut):
+        services.stock_reserve(order_id="new", lines=[ReserveLine("HOT", "BER", 1)], actor="c")
+
+
+def test_a_placed_order_whose_gate_memory_was_lost_is_replayed_not_refused(
+    warehouse, django_capture_on_commit_callbacks
+):
+    """The process that reserved was killed between its commit and the after-commit
+    Redis write: the read model then learns the row is sold out from later changes,
+    but not that this order holds it. Its retry must get the reservation back."""
+    from inventory import routing
+
+    ProductFactory(sku="HOT")
+    with django_capture_on_commit_callbacks(execute=True):
+        receive("HOT", "BER", 1)
+    availability_cache.get_many(["HOT"])
+    # Committed; its write-through (rows and gate memory) never runs.
+    services.stock_reserve(order_id="lost-1", lines=[ReserveLine("HOT", "BER", 1)], actor="c")
+    availability_cache.invalidate(["HOT"])
+    availability_cache.get_many(["HOT"])  # refilled from the database: sold out
+    assert cached_view("HOT") == {"BER": 0}
+
+    retry = services.stock_reserve(
+        order_id="lost-1", lines=[ReserveLine("HOT", "BER", 1)], actor="c"
+    )
+    assert retry.created is False
+    routed = routing.reserve_order(
+        order_id="lost-1", lines=[routing.RequestedLine("HOT", 1, None)], actor="c"
+    )
+    assert routed.created is False
+    with pytest.raises(errors.SoldOut):  # a new order is still refused by the gate
         services.stock_reserve(order_id="new", lines=[ReserveLine("HOT", "BER", 1)], actor="c")
