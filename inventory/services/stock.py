@@ -1249,12 +1249,8 @@ def _close_order_lines(
                     if line.product.sku == want.sku
                     and (want.warehouse is None or line.warehouse.code == want.warehouse)
                 ]
-                if stocked:  # stable: line order among equals
-                    candidates.sort(
-                        key=lambda line: (
-                            stocked[(line.product.sku, line.warehouse.code)].on_hand <= 0
-                        )
-                    )
+                if stocked:  # stable: line order among equals; closed lines have no row here
+                    candidates.sort(key=lambda line: _nothing_on_hand(stocked, line))
                 remaining = want.quantity
                 for line in candidates:
                     can = line.quantity_open - take.get(line.pk, 0)
@@ -1340,6 +1336,11 @@ def _close_order_lines(
         reservation = Reservation.objects.get(order_id=order_id)
         return ReservationResult(reservation, created=False, transactions=outcome.transactions)
     return result_holder["result"]
+
+
+def _nothing_on_hand(rows: dict[tuple[str, str], Inventory], line: ReservationLine) -> bool:
+    row = rows.get((line.product.sku, line.warehouse.code))
+    return row is None or row.on_hand <= 0
 
 
 def _close_in_database(

@@ -133,6 +133,26 @@ def test_a_partial_fulfilment_ships_from_the_line_whose_stock_has_arrived(
     assert balances("BACK", "BER") == (0, 2, -2)
 
 
+def test_a_partial_fulfilment_by_sku_after_one_line_was_closed(warehouse, other_warehouse):
+    BackorderProductFactory(sku="BACK", backorder_limit=5)
+    receive("BACK", "BER", 5)
+    receive("BACK", "HAM", 5)
+    services.stock_reserve(
+        order_id="b3",
+        lines=[ReserveLine("BACK", "BER", 2), ReserveLine("BACK", "HAM", 2)],
+        actor="c",
+    )
+    services.reservation_fulfill(
+        order_id="b3", actor="c", lines=[OrderLine("BACK", 2, "BER")]
+    )  # the BER line is closed now
+
+    result = services.reservation_fulfill(order_id="b3", actor="c", lines=[OrderLine("BACK", 1)])
+
+    [shipped] = result.transactions
+    assert (shipped.warehouse.code, shipped.on_hand_delta) == ("HAM", -1)
+    assert balances("BACK", "HAM") == (4, 1, 3)
+
+
 def test_multi_warehouse_order_release_by_sku_spans_lines(product, warehouse, other_warehouse):
     receive(product.sku, "BER", 2)
     receive(product.sku, "HAM", 2)
