@@ -16,7 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from backoffice.access import may_act_in, require_warehouses, warehouse_codes_for
+from backoffice.access import require_warehouses, warehouse_codes_for
 from inventory.actors import actor_for_user
 from inventory.errors import InventoryError
 
@@ -241,15 +241,15 @@ class PurchaseOrderAdmin(admin.ModelAdmin):
     @admin.action(description="Receive everything outstanding", permissions=["change"])
     def receive_outstanding(self, request, queryset):
         actor = actor_for_user(request.user)
-
-        def receive(po):
-            if not may_act_in(request.user, po.warehouse.code):
-                raise InventoryError(f"You do not work at warehouse {po.warehouse.code}.")
-            services.purchase_order_receive(
-                purchase_order=po, actor=actor, warehouses=warehouse_codes_for(request.user)
-            )
-
-        self._each(request, queryset.select_related("warehouse"), receive, "received in full")
+        warehouses = warehouse_codes_for(request.user)  # the service checks them under lock
+        self._each(
+            request,
+            queryset,
+            lambda po: services.purchase_order_receive(
+                purchase_order=po, actor=actor, warehouses=warehouses
+            ),
+            "received in full",
+        )
 
     @admin.action(description="Cancel selected purchase orders", permissions=["change"])
     def cancel(self, request, queryset):

@@ -569,7 +569,8 @@ def purchase_order_receive(
             po = _lock_purchase_order(number)
             if warehouses is not None and po.warehouse.code not in warehouses:
                 raise errors.WarehouseNotAllowed(
-                    details={"number": po.number, "warehouse": po.warehouse.code}
+                    f"You do not work at warehouse {po.warehouse.code}.",
+                    details={"number": po.number, "warehouse": po.warehouse.code},
                 )
             # A concurrent duplicate may have committed while we waited for the lock.
             existing = PurchaseOrderReceipt.objects.filter(key=key).first()
