@@ -14,7 +14,7 @@ class StaffWarehouseInline(admin.TabularInline):
     verbose_name = "warehouse"
     verbose_name_plural = (
         "Works at (counts, receipts, transfers out and deliveries only in these; "
-        "none = every warehouse)"
+        "none = no warehouse, unless the user may act in all warehouses)"
     )
 
 

@@ -159,7 +159,7 @@ def collect_lines(formset, source_form, *, min_quantity: int) -> tuple[list[tupl
 
 class _WarehousesOfUser:
     """Offers, in the fields named by `user_warehouse_fields`, only the warehouses the
-    user works at (`backoffice.access`); any other code is "not a valid choice"."""
+    user may act in (`backoffice.access`; maybe none); any other code is refused."""
 
     user_warehouse_fields: tuple[str, ...] = ()
 
@@ -168,6 +168,7 @@ class _WarehousesOfUser:
         for name in self.user_warehouse_fields:
             field = self.fields[name]
             field.queryset = limit_warehouses(field.queryset, user)
+            field.error_messages["invalid_choice"] = "Select one of the warehouses you work at."
 
 
 class CycleCountForm(_WarehousesOfUser, forms.Form):

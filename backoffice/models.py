@@ -19,6 +19,7 @@ class StaffAction(models.Model):
             ("cycle_count", "Can perform cycle counts (stock adjustments)"),
             ("transfer_stock", "Can transfer stock between warehouses"),
             ("receive_stock", "Can receive stock directly"),
+            ("act_in_all_warehouses", "Can act in all warehouses (whatever Works at says)"),
         ]
 
     def __str__(self) -> str:
@@ -28,15 +29,18 @@ class StaffAction(models.Model):
 CYCLE_COUNT = "backoffice.cycle_count"
 TRANSFER_STOCK = "backoffice.transfer_stock"
 RECEIVE_STOCK = "backoffice.receive_stock"
+ALL_WAREHOUSES = "backoffice.act_in_all_warehouses"
 
 
 class StaffWarehouse(models.Model):
     """A staff user works at a warehouse (`backoffice.access`).
 
-    A user with no row here may act in every warehouse (a small team needs no
-    set-up); a user with rows acts only in those: counts, direct receipts,
-    transfers out of, and purchase-order deliveries into them. Superusers are
-    never limited. Everyone may still *see* every warehouse's stock.
+    A user with rows here acts only in those warehouses: counts, direct
+    receipts, transfers out of, and purchase-order deliveries into them. A user
+    with no row acts in **no** warehouse, unless they hold
+    `backoffice.act_in_all_warehouses` or are a superuser (then every warehouse,
+    whatever the rows say). Deleting a warehouse deletes its rows, which only
+    narrows access. Everyone may still *see* every warehouse's stock.
     """
 
     user = models.ForeignKey(

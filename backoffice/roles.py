@@ -10,7 +10,11 @@ changes nothing, and a permission removed here is removed from the group).
   permission of the `purchasing` app (by app label, so models added there later
   are picked up by the next run).
 * **Inventory manager** — all of the above plus adding and editing products and
-  warehouses.
+  warehouses, and acting in every warehouse (`backoffice.act_in_all_warehouses`).
+
+Warehouse staff and Purchasing act only in the warehouses they work at
+(*Users → Works at*; none assigned = no warehouse, `backoffice.access`), unless
+a user is given `backoffice.act_in_all_warehouses` individually.
 
 No role may delete products, warehouses or stock rows, nor touch the ledger:
 stock changes only through the back-office pages.
@@ -37,6 +41,7 @@ STOCK_ACTIONS = [
     "backoffice.transfer_stock",
     "backoffice.receive_stock",
 ]
+ALL_WAREHOUSES = ["backoffice.act_in_all_warehouses"]
 EDIT_REORDER_SETTINGS = ["inventory.change_inventory"]
 EDIT_CATALOGUE = [
     "inventory.add_product",
@@ -50,7 +55,7 @@ ROLES: dict[str, tuple[list[str], list[str]]] = {
     WAREHOUSE_STAFF: (VIEW_STOCK + STOCK_ACTIONS, []),
     PURCHASING: (VIEW_STOCK + EDIT_REORDER_SETTINGS, ["purchasing"]),
     INVENTORY_MANAGER: (
-        VIEW_STOCK + STOCK_ACTIONS + EDIT_REORDER_SETTINGS + EDIT_CATALOGUE,
+        VIEW_STOCK + STOCK_ACTIONS + EDIT_REORDER_SETTINGS + EDIT_CATALOGUE + ALL_WAREHOUSES,
         ["purchasing"],
     ),
 }

@@ -24,7 +24,7 @@ from inventory.models import ReferenceType
 from inventory.services import Reference, TransferLine
 
 from . import selectors
-from .access import require_warehouses, warehouse_codes_for
+from .access import NO_WAREHOUSE_MESSAGE, acts_in_all_warehouses, require_warehouses, works_nowhere
 from .forms import (
     ConfirmForm,
     CountLineFormSet,
@@ -39,7 +39,7 @@ from .forms import (
 from .models import CYCLE_COUNT, RECEIVE_STOCK, TRANSFER_STOCK
 from .services import CountLine, cycle_count_apply
 
-# (permission, label, url name, only for users not limited to some warehouses)
+# (permission, label, url name, only for users who act in all warehouses)
 ACTIONS = [
     (CYCLE_COUNT, "Cycle count", "admin:backoffice_cycle_count", False),
     (TRANSFER_STOCK, "Transfer", "admin:backoffice_transfer", False),
@@ -55,8 +55,8 @@ def actions_for(user) -> list[dict]:
         return []
     allowed = [action for action in ACTIONS if user.has_perm(action[0])]
     if any(every_warehouse for *_, every_warehouse in allowed):
-        limited = warehouse_codes_for(user) is not None
-        allowed = [action for action in allowed if not (action[3] and limited)]
+        everywhere = acts_in_all_warehouses(user)
+        allowed = [action for action in allowed if everywhere or not action[3]]
     return [{"label": label, "url": reverse(url_name)} for _, label, url_name, _ in allowed]
 
 
@@ -66,6 +66,8 @@ def _require(request, perm: str) -> None:
 
 
 def _render(request, template: str, title: str, context: dict) -> TemplateResponse:
+    if works_nowhere(request.user):
+        messages.error(request, NO_WAREHOUSE_MESSAGE)
     return TemplateResponse(
         request, template, {**admin.site.each_context(request), "title": title, **context}
     )

@@ -4,8 +4,8 @@ Mounted from inventory_site/urls.py at admin/bulk-receive/, wrapped in
 `admin.site.admin_view` (staff login) and guarded by the `backoffice.receive_stock`
 permission, the one the single *Receive stock* page checks (Warehouse staff and
 Inventory managers; not Purchasing, whose `inventory.change_inventory` is only
-for reorder settings); a user limited to some warehouses (`backoffice.access`)
-is refused, since a file may name any warehouse. The upload is read as a stream
+for reorder settings); only a user who acts in all warehouses (`backoffice.access`)
+may use it, since a file may name any warehouse. The upload is read as a stream
 (Django spools big files to disk), so memory stays flat; very large files are
 better run with the command, which has no request timeout (docs/BULK.md).
 """
@@ -20,7 +20,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.template.response import TemplateResponse
 
-from backoffice.access import warehouse_codes_for
+from backoffice.access import require_all_warehouses
 from backoffice.models import RECEIVE_STOCK
 
 from . import errors, services
@@ -58,8 +58,9 @@ class BulkReceiveForm(forms.Form):
 
 
 def bulk_receive_view(request):
-    if not request.user.has_perm(PERMISSION) or warehouse_codes_for(request.user) is not None:
+    if not request.user.has_perm(PERMISSION):
         raise PermissionDenied
+    require_all_warehouses(request.user)
     result = None
     format_error = None
     if request.method == "POST":

@@ -4,6 +4,7 @@ import pytest
 from django.contrib.messages import get_messages
 from django.test import Client
 
+from backoffice.models import StaffWarehouse
 from backoffice.roles import INVENTORY_MANAGER, PURCHASING, WAREHOUSE_STAFF, roles_setup
 from inventory.models import Inventory
 
@@ -29,8 +30,12 @@ def _client_for(user) -> Client:
 
 
 @pytest.fixture
-def staff_user(roles):
-    return StaffUserFactory(username="wanda", groups=[WAREHOUSE_STAFF])
+def staff_user(roles, warehouse, other_warehouse):
+    """Wanda, warehouse staff working at BER and HAM (with none she could act nowhere)."""
+    wanda = StaffUserFactory(username="wanda", groups=[WAREHOUSE_STAFF])
+    for site in (warehouse, other_warehouse):
+        StaffWarehouse.objects.create(user=wanda, warehouse=site)
+    return wanda
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.db import connections
 
+from backoffice.models import StaffWarehouse
 from backoffice.roles import WAREHOUSE_STAFF, roles_setup
 from inventory.models import Inventory, InventoryTransaction, TransactionType
 
@@ -70,9 +71,10 @@ def browser_page():
 @pytest.fixture
 def shop(transactional_db):
     roles_setup()
-    StaffUserFactory(username="wanda", groups=[WAREHOUSE_STAFF])
-    WarehouseFactory(code="BER", name="Berlin fulfilment centre")
-    WarehouseFactory(code="HAM", name="Hamburg fulfilment centre")
+    wanda = StaffUserFactory(username="wanda", groups=[WAREHOUSE_STAFF])
+    for code, name in (("BER", "Berlin fulfilment centre"), ("HAM", "Hamburg fulfilment centre")):
+        # Warehouse staff act only where they work (none assigned: nowhere).
+        StaffWarehouse.objects.create(user=wanda, warehouse=WarehouseFactory(code=code, name=name))
     for sku, name, quantity in [
         ("TSHIRT-M", "Organic T-shirt, size M", 40),
         ("MUG-01", "Enamel mug", 25),

@@ -17,8 +17,12 @@ def upload(text: str, name: str = "container.csv") -> SimpleUploadedFile:
 @pytest.fixture
 def staff(client):
     user = User.objects.create_user("clerk", password="pw", is_staff=True)
+    # A file may name any warehouse: the page needs "act in all warehouses" too.
     user.user_permissions.add(
-        Permission.objects.get(content_type__app_label="backoffice", codename="receive_stock")
+        *Permission.objects.filter(
+            content_type__app_label="backoffice",
+            codename__in=["receive_stock", "act_in_all_warehouses"],
+        )
     )
     client.force_login(user)
     return user

@@ -5,7 +5,9 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 
+from backoffice.models import StaffWarehouse
 from backoffice.roles import INVENTORY_MANAGER, PURCHASING, WAREHOUSE_STAFF, roles_setup
+from warehouses.models import Warehouse
 
 DEMO_USERNAME = "admin"
 DEMO_PASSWORD = "stockroom-demo"
@@ -35,6 +37,9 @@ class Command(BaseCommand):
                 staff.set_password(DEMO_PASSWORD)
                 staff.save()
             staff.groups.add(Group.objects.get(name=role))
+            if role != INVENTORY_MANAGER:  # managers act everywhere; the others where they work
+                for warehouse in Warehouse.objects.all():
+                    StaffWarehouse.objects.get_or_create(user=staff, warehouse=warehouse)
         self.stdout.write(
             f"Demo admin: http://127.0.0.1:8000/admin/  user {DEMO_USERNAME!r}  "
             f"password {DEMO_PASSWORD!r}"
