@@ -16,6 +16,25 @@ class BackofficeConfig(AppConfig):
     verbose_name = "Back office"
     default_auto_field = "django.db.models.BigAutoField"
 
+    def ready(self):
+        from django.core import checks
+
+        checks.register(_trusted_proxies_check)
+
+
+def _trusted_proxies_check(app_configs=None, **kwargs):
+    """STOCKROOM_TRUSTED_PROXIES must parse (`manage.py check`, migrate, runserver)."""
+    from django.core import checks
+    from django.core.exceptions import ImproperlyConfigured
+
+    from .login_throttle import trusted_proxies
+
+    try:
+        trusted_proxies()
+    except ImproperlyConfigured as exc:
+        return [checks.Error(str(exc), id="backoffice.E001")]
+    return []
+
 
 # Subclassed through the module: a class imported here by name would count as
 # a second default config for this app.

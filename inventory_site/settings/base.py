@@ -257,6 +257,9 @@ STOCKROOM_ADMIN_LOGIN_MAX_FAILURES = env.int("STOCKROOM_ADMIN_LOGIN_MAX_FAILURES
 STOCKROOM_ADMIN_LOGIN_LOCKOUT_SECONDS = env.int(
     "STOCKROOM_ADMIN_LOGIN_LOCKOUT_SECONDS", default=900
 )
+# Peers (IPs or CIDRs, comma-separated) whose X-Forwarded-For names the client for the
+# admin login lockout; default none: REMOTE_ADDR (backoffice/login_throttle.py).
+STOCKROOM_TRUSTED_PROXIES = env.list("STOCKROOM_TRUSTED_PROXIES", default=[])
 # Finished Idempotency-Key records are purged (api.tasks, daily on beat) after this long.
 STOCKROOM_IDEMPOTENCY_RETENTION_HOURS = env.int(
     "STOCKROOM_IDEMPOTENCY_RETENTION_HOURS", default=7 * 24
