@@ -10,6 +10,7 @@ error, a message or a 403 with a message (never a 500) and changes nothing.
 """
 
 import importlib
+import io
 import types
 import uuid
 
@@ -501,3 +502,21 @@ def test_the_upgrade_keeps_unassigned_staff_unrestricted_and_nobody_else(
     )
     assert warehouse_codes_for(User.objects.get(pk=assigned.pk)) == frozenset({"BER"})
     assert_acts_everywhere(_client(User.objects.get(pk=unassigned.pk)), purchase_orders)
+
+
+def test_the_demo_users_can_act_after_the_change(db, settings, warehouse, other_warehouse):
+    """`manage.py demo_admin`: the demo staff and buyer work at every demo warehouse,
+    the manager acts everywhere by role."""
+    from django.core.management import call_command
+
+    settings.DEBUG = True
+    call_command("demo_admin", stdout=io.StringIO())
+    codes = {
+        name: warehouse_codes_for(User.objects.get(username=name))
+        for name in ("staff", "buyer", "manager")
+    }
+    assert codes == {
+        "staff": frozenset({"BER", "HAM"}),
+        "buyer": frozenset({"BER", "HAM"}),
+        "manager": None,
+    }
