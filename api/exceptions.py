@@ -1,8 +1,10 @@
 """The one exception handler: every error answer is {"error": {"code", "message", "details"}}.
 
 Domain errors (`inventory.errors.InventoryError`) keep their stable code and
-HTTP status; DRF's own errors get the codes below. A database error that is not
-a domain error (a lost connection, a statement timeout) is a 503
+HTTP status; DRF's own errors get the codes below. A lock timeout, deadlock or
+serialization failure (the services retry the last two first) is a 503
+`stock_busy` with Retry-After: nothing was applied. Any other database error that
+is not a domain error (a lost connection, a statement timeout) is a 503
 `database_unavailable` with Retry-After. Unexpected exceptions are logged and
 answered with a 500 in the same shape.
 """
@@ -17,7 +19,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from inventory import errors
+from inventory import db_errors, errors
 
 logger = logging.getLogger(__name__)
 
@@ -47,24 +49,19 @@ def error_body(code: str, message: str, details=None) -> dict:
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
 
-def connection_lost(exc: BaseException) -> bool:
-    """Whether `exc` means the database connection itself is gone (not a query's failure).
-
-    psycopg gives no SQLSTATE when the socket dies; PostgreSQL sends class 08
-    (connection exception) or 57P01-57P03 (terminated by an administrator,
-    crash, not accepting connections yet).
-    """
-    if isinstance(exc, InterfaceError):
-        return True
-    if not isinstance(exc, OperationalError):
-        return False
-    sqlstate = getattr(exc.__cause__, "sqlstate", None)
-    return sqlstate is None or sqlstate.startswith("08") or sqlstate in {"57P01", "57P02", "57P03"}
+# Whether a database error means the connection itself is gone (SQLSTATEs are
+# known in one place, inventory.db_errors).
+connection_lost = db_errors.connection_lost
 
 
 def api_exception_handler(exc, context):
     lost = False
-    if isinstance(exc, (OperationalError, InterfaceError)):
+    if db_errors.is_busy(exc):
+        # A lock timeout, deadlock or serialization failure that no service
+        # translated: the transaction rolled back, nothing was applied.
+        logger.warning("Stock busy in %s: %s", context.get("view"), exc)
+        exc = errors.StockBusy(reason=db_errors.REASONS[db_errors.sqlstate(exc)])
+    elif isinstance(exc, (OperationalError, InterfaceError)):
         lost = connection_lost(exc)
         logger.warning("Database unavailable in %s: %s", context.get("view"), exc)
         exc = errors.DatabaseUnavailable()

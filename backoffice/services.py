@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from django.db import OperationalError, transaction
+from django.db import transaction
 
-from inventory import errors, services
+from inventory import services
 from inventory.locks import lock_inventory_rows
 from inventory.models import InventoryTransaction, ReferenceType
 from inventory.services import Reference
@@ -31,6 +31,7 @@ class CycleCountResult:
     reference: Reference
 
 
+@services.retry_busy
 def cycle_count_apply(
     *, warehouse: str, lines: Sequence[CountLine], reason: str, actor: str, count_id: str
 ) -> CycleCountResult:
@@ -41,22 +42,22 @@ def cycle_count_apply(
     one transaction (the services join it), so any refused line (`StockChanged`,
     `BelowReserved`, `WarehouseInactive`, …) rolls back the whole count.
 
-    Locks: the count's existing inventory rows first, in one statement in
-    primary-key order (the rule in `inventory.locks`), so two counts touching the
-    same rows cannot deadlock; each `stock_adjust` then re-locks a row it holds.
-    A SKU with no row in the warehouse yet gets one created by `stock_adjust`.
+    Locks (the order of `inventory.locks`): missing inventory rows are created
+    first (`stock_rows_create`, which locks the products), then the count's rows
+    are locked in one statement in primary-key order, so two counts, or a count
+    and a receipt, cannot deadlock; each `stock_adjust` then re-locks a row it
+    holds. A deadlock or serialization failure is retried (`retry_busy`); a row
+    locked past lock_timeout, or retries run out: StockBusy, nothing applied.
     Idempotent by `count_id`: confirming the same preview twice adjusts once.
     """
     reference = Reference(ReferenceType.CYCLE_COUNT, count_id)
     ledger: list[InventoryTransaction] = []
     replayed = False
     with transaction.atomic():
-        try:
-            lock_inventory_rows((line.sku, warehouse) for line in lines)
-        except OperationalError as exc:
-            if getattr(exc.__cause__, "sqlstate", None) == "55P03":  # lock_not_available
-                raise errors.StockBusy() from exc
-            raise
+        # The order of inventory.locks: products (creating missing rows) first,
+        # then every inventory row of the count in one statement in pk order.
+        services.stock_rows_create((line.sku, warehouse) for line in lines)
+        lock_inventory_rows((line.sku, warehouse) for line in lines)
         for line in sorted(lines, key=lambda line: line.sku):
             result = services.stock_adjust(
                 sku=line.sku,

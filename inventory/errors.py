@@ -140,11 +140,19 @@ class AllowanceBelowBackorders(InventoryError):
 
 
 class StockBusy(InventoryError):
-    """A row stayed locked past lock_timeout (a hot SKU or a stuck session)."""
+    """The operation lost a fight over rows and was rolled back: a row stayed
+    locked past lock_timeout (a hot SKU or a stuck session), or a deadlock or
+    serialization failure persisted through the service's own retries
+    (`inventory.db_errors`). Nothing was applied; the same call can be retried.
+
+    `details["reason"]`: lock_timeout, deadlock or serialization_failure."""
 
     code = "stock_busy"
     http_status = 503
-    default_message = "The stock row is busy; retry shortly."
+    default_message = "The stock rows are busy; nothing was applied. Retry shortly."
+
+    def __init__(self, message: str | None = None, *, reason: str = "lock_timeout") -> None:
+        super().__init__(message, details={"reason": reason, "applied": False})
 
 
 class DatabaseUnavailable(InventoryError):

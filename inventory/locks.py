@@ -1,10 +1,26 @@
 """Row locks for stock changes, in one place so the deadlock rule can be checked here.
 
-The rule: every transaction that changes stock locks
-  1. at most one Reservation row (the order it acts on), then
-  2. inventory rows, all in one statement, ordered by primary key.
-Two transactions therefore always acquire overlapping inventory locks in the
-same order and cannot deadlock, whatever order an order's lines arrive in.
+The rule: one global order. Every transaction that changes stock takes its locks
+in this order, each step optional, never going back to an earlier step:
+
+  0. the purchase order it books a delivery against (receipts of one PO are
+     serialised; `purchasing.services`);
+  1. products, by primary key: FOR SHARE to create missing inventory rows
+     (`services.stock_rows_create`, the one way rows are born; the allowance comes
+     from the product under this lock), or the product UPDATE of a stock-policy
+     change (`product_set_stock_policy`), which conflicts with FOR SHARE;
+  2. at most one Reservation row (the order it acts on);
+  3. inventory rows, all in one statement, ordered by primary key
+     (`lock_inventory_rows`; bulk work: `ORDER BY id FOR NO KEY UPDATE` per chunk).
+
+Consequences: rows are created before any inventory row is locked (a transaction
+holding inventory locks that finds a row missing rolls back and creates it first,
+`stock._in_transaction`; a purchase-order receipt and a cycle count create all
+their rows up front); two transactions always acquire overlapping locks in the
+same order and cannot deadlock, whatever order an order's lines, a delivery's or
+a count's SKUs arrive in. A deadlock or serialization failure that happens all
+the same (a path outside this rule, the database's own choices) is retried by
+`services.retry_busy` and never reaches a user as anything but 503 `stock_busy`.
 `FOR NO KEY UPDATE` is enough (we never change keys) and does not block the
 foreign-key share locks that ledger and reservation-line inserts take.
 """

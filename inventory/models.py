@@ -356,3 +356,29 @@ class AppliedOperation(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class AllowanceCorrection(models.Model):
+    """Audit trail of a stock row's backorder allowance set back to its product's
+    policy by `reconcile --fix` (who, why, from what to what, when).
+
+    The ledger records balance changes only (every ledger row changes on hand or
+    reserved); an allowance is no balance, so its corrections are kept here.
+    Append-only by convention: nothing updates or deletes these rows.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    inventory = models.ForeignKey(Inventory, on_delete=models.PROTECT, related_name="+")
+    old_allowance = models.PositiveIntegerField()
+    new_allowance = models.PositiveIntegerField()
+    stock_policy = models.CharField(max_length=16)
+    reference_id = models.CharField(max_length=100)
+    reason = models.TextField()
+    created_by = models.CharField(max_length=150)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"allowance {self.old_allowance} -> {self.new_allowance} ({self.inventory_id})"

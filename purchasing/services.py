@@ -35,6 +35,7 @@ from inventory import errors as stock_errors
 from inventory import services as stock_services
 from inventory.actors import SYSTEM_REORDER
 from inventory.models import Inventory, InventoryTransaction, ReferenceType
+from inventory.services import retry_busy
 
 from . import errors
 from .models import (
@@ -510,6 +511,7 @@ def _replay_receipt(receipt: PurchaseOrderReceipt, fingerprint: str) -> ReceiptR
     )
 
 
+@retry_busy
 def purchase_order_receive(
     *,
     purchase_order: PurchaseOrder | str,
@@ -532,8 +534,11 @@ def purchase_order_receive(
     Give one per physical delivery (the admin and the command do); without one a
     fresh id is used and a retry books the delivery twice.
 
-    Locks: the PO row (receipts of one PO are serialised), then each line's
-    inventory row through `stock_receive`, in inventory primary-key order.
+    Locks: the PO row (receipts of one PO are serialised), then the products (to
+    create missing inventory rows, `stock_rows_create`), then each line's inventory
+    row through `stock_receive`, in inventory primary-key order. A deadlock or
+    serialization failure is retried (`retry_busy`: the receipt owns its
+    transaction); when retries run out, or a row stays locked, StockBusy.
     """
     number = purchase_order.number if isinstance(purchase_order, PurchaseOrder) else purchase_order
     receipt_id = receipt_id or uuid.uuid4().hex
@@ -640,17 +645,18 @@ def _receive_locked(
                 details={"number": po.number, "lines": over},
             )
 
-    # Lock inventory rows in primary-key order, as every stock operation does
-    # (inventory.locks): rows that do not exist yet come last, nobody else can
-    # hold a lock on a row this transaction creates.
+    # The order of inventory.locks: (the PO row, held) then the products, to
+    # create the rows this delivery needs (`stock_rows_create`, one call for every
+    # SKU, so two receipts naming the same new SKUs in opposite order cannot
+    # deadlock), then the inventory rows in primary-key order.
+    stock_services.stock_rows_create((sku, po.warehouse.code) for sku in take)
     row_ids = dict(
         Inventory.objects.filter(
             warehouse_id=po.warehouse_id,
             product_id__in=[by_sku[sku].product_id for sku in take],
         ).values_list("product_id", "id")
     )
-    nil = uuid.UUID(int=(1 << 128) - 1)
-    order = sorted(take, key=lambda sku: row_ids.get(by_sku[sku].product_id, nil))
+    order = sorted(take, key=lambda sku: row_ids[by_sku[sku].product_id])
 
     reference = stock_services.Reference(ReferenceType.PURCHASE_ORDER, po.number)
     transactions: list[InventoryTransaction] = []

@@ -30,8 +30,8 @@ from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from .. import errors
-from ..models import ReferenceType, TransactionType
+from .. import availability_cache, errors
+from ..models import Inventory, ReferenceType, TransactionType
 from . import stock
 
 # A time-ordered UUIDv7 computed in SQL (PostgreSQL 15 has no uuidv7()): the
@@ -484,23 +484,13 @@ _TODO = "s.error IS NULL AND NOT s.already_applied AND s.line BETWEEN %(lo)s AND
 
 
 def _create_missing_rows(res: str, lo: int, hi: int) -> None:
-    """Empty inventory rows for new (product, warehouse) pairs, committed holding no locks."""
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            INSERT INTO inventory_inventory (id, product_id, warehouse_id, on_hand, reserved,
-                backorder_allowance, reorder_threshold, reorder_quantity, version, updated_at)
-            SELECT gen_random_uuid(), s.product_id, s.warehouse_id, 0, 0, s.allowance, 0, 0, 0,
-                   now()
-            FROM {res} s
-            WHERE {_TODO} AND NOT EXISTS (
-                SELECT 1 FROM inventory_inventory i
-                WHERE i.product_id = s.product_id AND i.warehouse_id = s.warehouse_id)
-            ORDER BY s.product_id, s.warehouse_id
-            ON CONFLICT (product_id, warehouse_id) DO NOTHING
-            """,
-            {"lo": lo, "hi": hi},
-        )
+    """Empty inventory rows for new (product, warehouse) pairs, committed holding no
+    row locks, through the one row-creating function (`stock.create_rows_sql`): the
+    products are locked FOR SHARE and each row's allowance comes from its product
+    at that moment (not from the policy read at validation, minutes earlier)."""
+    stock.create_rows_sql(
+        f"SELECT s.product_id, s.warehouse_id FROM {res} s WHERE {_TODO}", {"lo": lo, "hi": hi}
+    )
 
 
 def _apply_chunk(
@@ -710,6 +700,8 @@ class Discrepancy:
     ledger_on_hand: int
     ledger_reserved: int
     open_reserved: int
+    allowance: int = 0  # the row's backorder allowance
+    policy_allowance: int = 0  # what its product's stock policy allows now
     fixed: bool = False
     note: str = ""
 
@@ -724,6 +716,11 @@ class Discrepancy:
             found.append(f"reserved {self.reserved} but ledger sums to {self.ledger_reserved}")
         if self.reserved != self.open_reserved:
             found.append(f"reserved {self.reserved} but open order lines hold {self.open_reserved}")
+        if self.allowance != self.policy_allowance:
+            found.append(
+                f"backorder allowance {self.allowance} but the product's stock policy "
+                f"allows {self.policy_allowance}"
+            )
         return found
 
 
@@ -745,6 +742,9 @@ _LEDGER_SUMS = """
            sum(on_hand_delta) AS on_hand, sum(reserved_delta) AS reserved
     FROM inventory_inventorytransaction GROUP BY product_id, warehouse_id
 """
+# What a product's stock policy allows (Product.allowance; the same rule as the
+# trigger of migration 0012 that sets a new row's allowance).
+_POLICY_ALLOWANCE = "(CASE WHEN p.stock_policy = 'normal' THEN 0 ELSE p.backorder_limit END)"
 _OPEN_LINES = """
     SELECT inventory_id, sum(quantity - quantity_fulfilled - quantity_released) AS open
     FROM inventory_reservationline WHERE status = 'active' GROUP BY inventory_id
@@ -776,7 +776,14 @@ def inventory_reconcile(
       cannot cover the open lines (it would oversell), the row is left as is
       and reported as unfixable: release or re-route those orders first.
     * a ledger with no inventory row gets an empty row (created holding no
-      locks), then is fixed like any other.
+      locks, by `stock.stock_rows_create`), then is fixed like any other.
+    * backorder allowance: a row's allowance must be what its product's stock
+      policy allows now (the no-oversell CHECK trusts it). It is set to that,
+      under the product's lock (FOR SHARE, so no policy change runs meanwhile),
+      and recorded in `AllowanceCorrection` (who, why, old and new; the ledger
+      holds balance changes only). If open orders already hold more than the
+      policy allows (an oversell the stale allowance let through) the row is
+      left as is and reported as unfixable.
 
     Balance changes are published to the after-commit listeners as ADJUST.
     """
@@ -794,7 +801,8 @@ def inventory_reconcile(
             cursor.execute(
                 f"""
                 SELECT i.id, p.sku, w.code, coalesce(i.on_hand, 0), coalesce(i.reserved, 0),
-                       coalesce(l.on_hand, 0), coalesce(l.reserved, 0), coalesce(o.open, 0)
+                       coalesce(l.on_hand, 0), coalesce(l.reserved, 0), coalesce(o.open, 0),
+                       coalesce(i.backorder_allowance, {_POLICY_ALLOWANCE}), {_POLICY_ALLOWANCE}
                 FROM inventory_inventory i
                 FULL JOIN ({_LEDGER_SUMS}) l
                   ON l.product_id = i.product_id AND l.warehouse_id = i.warehouse_id
@@ -804,6 +812,7 @@ def inventory_reconcile(
                 WHERE coalesce(i.on_hand, 0) <> coalesce(l.on_hand, 0)
                    OR coalesce(i.reserved, 0) <> coalesce(l.reserved, 0)
                    OR coalesce(i.reserved, 0) <> coalesce(o.open, 0)
+                   OR i.backorder_allowance <> {_POLICY_ALLOWANCE}
                 ORDER BY p.sku, w.code
                 LIMIT %s
                 """,
@@ -824,30 +833,36 @@ def inventory_reconcile(
                 cursor.execute("RESET work_mem")
 
 
+def _known_pairs(pairs: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The (sku, code) pairs whose product and warehouse both still exist."""
+    from warehouses.models import Warehouse
+
+    from ..models import Product
+
+    skus = set(Product.objects.filter(sku__in={s for s, _ in pairs}).values_list("sku", flat=True))
+    codes = set(
+        Warehouse.objects.filter(code__in={c for _, c in pairs}).values_list("code", flat=True)
+    )
+    return {(sku, code) for sku, code in pairs if sku in skus and code in codes}
+
+
 def _reconcile_fix(result: ReconcileResult, *, reason: str, progress: Progress) -> None:
-    from ..models import InventoryTransaction
+    from ..models import AllowanceCorrection, InventoryTransaction
 
     orphans = [d for d in result.discrepancies if d.inventory_id is None]
     if orphans:
-        with transaction.atomic(), connection.cursor() as cursor:
-            for d in orphans:
-                cursor.execute(
-                    """
-                    INSERT INTO inventory_inventory (id, product_id, warehouse_id, on_hand,
-                        reserved, backorder_allowance, reorder_threshold, reorder_quantity,
-                        version, updated_at)
-                    SELECT gen_random_uuid(), p.id, w.id, 0, 0,
-                           CASE WHEN p.stock_policy = 'normal' THEN 0 ELSE p.backorder_limit END,
-                           0, 0, 0, now()
-                    FROM inventory_product p, warehouses_warehouse w
-                    WHERE p.sku = %s AND w.code = %s
-                    ON CONFLICT (product_id, warehouse_id) DO NOTHING
-                    RETURNING id
-                    """,
-                    [d.sku, d.warehouse],
-                )
-                row = cursor.fetchone()
-                d.inventory_id = row[0] if row else None
+        # Born through the one row-creating function (allowance from the product).
+        known = _known_pairs({(d.sku, d.warehouse) for d in orphans})
+        stock.stock_rows_create(known)  # unknown ones are reported as unfixable below
+        ids = {
+            (sku, code): pk
+            for pk, sku, code in Inventory.objects.filter(
+                product__sku__in={sku for sku, _ in known},
+                warehouse__code__in={code for _, code in known},
+            ).values_list("pk", "product__sku", "warehouse__code")
+        }
+        for d in orphans:
+            d.inventory_id = ids.get((d.sku, d.warehouse))
     by_id = {d.inventory_id: d for d in result.discrepancies if d.inventory_id is not None}
     run = timezone.now()
     reference_id = f"reconcile-{run:%Y%m%dT%H%M%SZ}"
@@ -856,11 +871,23 @@ def _reconcile_fix(result: ReconcileResult, *, reason: str, progress: Progress) 
     for start in range(0, len(ids), RECONCILE_BATCH):
         batch = ids[start : start + RECONCILE_BATCH]
         with transaction.atomic(), connection.cursor() as cursor:
-            # Lock in primary-key order, then recompute under the locks.
+            # The products first, FOR SHARE in pk order (a policy change waits;
+            # the order of inventory.locks), then the rows in primary-key order;
+            # then recompute under the locks.
             cursor.execute(
                 """
+                SELECT count(*) FROM (
+                    SELECT p.id FROM inventory_product p
+                    WHERE p.id IN (SELECT product_id FROM inventory_inventory WHERE id = ANY(%s))
+                    ORDER BY p.id FOR SHARE OF p
+                ) locked
+                """,
+                [batch],
+            )
+            cursor.execute(
+                f"""
                 SELECT i.id, i.product_id, i.warehouse_id, i.on_hand, i.reserved,
-                       i.backorder_allowance, i.version,
+                       i.backorder_allowance, i.version, {_POLICY_ALLOWANCE}, p.stock_policy,
                        coalesce((SELECT sum(t.on_hand_delta) FROM inventory_inventorytransaction t
                                  WHERE t.product_id = i.product_id
                                    AND t.warehouse_id = i.warehouse_id), 0),
@@ -870,17 +897,20 @@ def _reconcile_fix(result: ReconcileResult, *, reason: str, progress: Progress) 
                        coalesce((SELECT sum(r.quantity - r.quantity_fulfilled - r.quantity_released)
                                  FROM inventory_reservationline r
                                  WHERE r.inventory_id = i.id AND r.status = 'active'), 0)
-                FROM inventory_inventory i WHERE i.id = ANY(%s)
+                FROM inventory_inventory i JOIN inventory_product p ON p.id = i.product_id
+                WHERE i.id = ANY(%s)
                 ORDER BY i.id FOR NO KEY UPDATE OF i
                 """,
                 [batch],
             )
-            ledger_rows, committed = [], []
+            ledger_rows, committed, corrections = [], [], []
             now = timezone.now()
             for (inv_id, product_id, warehouse_id, on_hand, reserved, allowance, version,
-                 l_on_hand, l_reserved, open_reserved) in cursor.fetchall():  # fmt: skip
+                 policy_allowance, policy, l_on_hand, l_reserved,
+                 open_reserved) in cursor.fetchall():  # fmt: skip
                 d = by_id[inv_id]
                 d.on_hand, d.reserved = on_hand, reserved
+                d.allowance, d.policy_allowance = allowance, policy_allowance
                 d.ledger_on_hand, d.ledger_reserved, d.open_reserved = (
                     l_on_hand,
                     l_reserved,
@@ -921,11 +951,36 @@ def _reconcile_fix(result: ReconcileResult, *, reason: str, progress: Progress) 
                             created_at=now,
                         )
                     )
-                if target_reserved != reserved:
+                target_allowance = allowance
+                if policy_allowance != allowance:
+                    if on_hand - target_reserved >= -policy_allowance:
+                        target_allowance = policy_allowance
+                        text = (
+                            f"reconcile: backorder allowance {allowance} but stock policy "
+                            f"{policy} allows {policy_allowance}; set to {policy_allowance}"
+                        )
+                        corrections.append(
+                            AllowanceCorrection(
+                                inventory_id=inv_id,
+                                old_allowance=allowance,
+                                new_allowance=policy_allowance,
+                                stock_policy=policy,
+                                reference_id=reference_id,
+                                reason=f"{reason}: {text}" if reason else text,
+                                created_by=RECONCILE_ACTOR,
+                            )
+                        )
+                    else:
+                        notes.append(
+                            f"open order lines hold {target_reserved} with on hand {on_hand}, "
+                            f"more than stock policy {policy} allows (allowance "
+                            f"{policy_allowance}): release or re-route orders first"
+                        )
+                if target_reserved != reserved or target_allowance != allowance:
                     cursor.execute(
-                        "UPDATE inventory_inventory SET reserved = %s, version = version + 1, "
-                        "updated_at = %s WHERE id = %s",
-                        [target_reserved, now, inv_id],
+                        "UPDATE inventory_inventory SET reserved = %s, backorder_allowance = %s, "
+                        "version = version + 1, updated_at = %s WHERE id = %s",
+                        [target_reserved, target_allowance, now, inv_id],
                     )
                     committed.append(
                         stock.CommittedChange(
@@ -943,6 +998,10 @@ def _reconcile_fix(result: ReconcileResult, *, reason: str, progress: Progress) 
                 result.fixed += d.fixed
                 result.unfixable += not d.fixed
             InventoryTransaction.objects.bulk_create(ledger_rows)
+            AllowanceCorrection.objects.bulk_create(corrections)
+            if corrections:  # a cached availability entry carries the allowance
+                skus = sorted({by_id[c.inventory_id].sku for c in corrections})
+                transaction.on_commit(partial(availability_cache.invalidate, skus))
             if committed:
                 transaction.on_commit(partial(stock._publish_committed_changes, tuple(committed)))
         progress.advance(len(batch))

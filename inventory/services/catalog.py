@@ -20,7 +20,7 @@ from warehouses.models import Warehouse
 
 from .. import availability_cache, errors
 from ..models import Inventory, Product, StockPolicy
-from .stock import product_set_stock_policy
+from .stock import product_set_stock_policy, stock_rows_create
 
 PRODUCT_FIELDS = ("name", "category", "weight_g", "length_mm", "width_mm", "height_mm")
 WAREHOUSE_FIELDS = ("name", "address", "latitude", "longitude", "capacity", "is_active")
@@ -196,7 +196,8 @@ def inventory_set_reorder(
     reorder_threshold: int | None = None,
     reorder_quantity: int | None = None,
 ) -> Inventory:
-    """Set a row's reorder threshold and/or quantity (creating the empty row if needed).
+    """Set a row's reorder threshold and/or quantity (creating the empty row if
+    needed, through `stock_rows_create`).
 
     Written with UPDATE ... SET of those two columns only, so it never races with
     the stock columns that the stock operations change under row locks.
@@ -215,10 +216,8 @@ def inventory_set_reorder(
         )
         if v is not None
     }
-    Inventory.objects.bulk_create(
-        [Inventory(product=product, warehouse=site, backorder_allowance=product.allowance)],
-        ignore_conflicts=True,
-    )
+    # Born like every stock row (the allowance from the product, under its lock).
+    stock_rows_create([(sku, warehouse)])
     if values:
         Inventory.objects.filter(product=product, warehouse=site).update(**values)
         # The cached availability entry carries thresholds (for low_stock).

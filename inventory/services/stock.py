@@ -21,6 +21,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import random
+import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,10 +31,10 @@ from functools import partial, wraps
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import IntegrityError, OperationalError, models, transaction
+from django.db import IntegrityError, OperationalError, connection, models, transaction
 from django.utils import timezone
 
-from .. import availability_cache, errors
+from .. import availability_cache, db_errors, errors
 from ..context import current_request_id
 from ..locks import lock_inventory_rows, lock_reservation
 from ..models import (
@@ -176,19 +178,61 @@ def _fingerprint(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _translate_lock_timeouts(func: Callable) -> Callable:
-    """Turn PostgreSQL's lock_timeout into StockBusy (HTTP 503 + Retry-After upstream)."""
+def _busy_retries() -> int:
+    return getattr(settings, "STOCKROOM_BUSY_RETRIES", 3)
+
+
+def _backoff(attempt: int) -> float:
+    """Seconds before retry `attempt` (1, 2, ...): 20 ms doubling, full jitter, at most 0.5 s."""
+    return random.uniform(0.5, 1.5) * min(0.02 * 2 ** (attempt - 1), 0.5)
+
+
+def retry_busy(func: Callable) -> Callable:
+    """The one place a stock operation is retried after losing a fight over rows.
+
+    A deadlock (40P01) or serialization failure (40001) rolled the whole
+    transaction back, changing nothing: when the decorated service owns the whole
+    transaction (it was not called inside an outer `atomic` block), it runs again
+    from the start, up to STOCKROOM_BUSY_RETRIES (3) more times with jittered
+    backoff. Inside an outer block the caller owns the transaction (it may have
+    done work of its own) and must decide: the error is raised as `StockBusy`,
+    and a decorated caller that owns its transaction retries it in turn.
+
+    A lock timeout (55P03), a retryable error after the last retry, or one inside
+    an outer block become `errors.StockBusy` (HTTP 503 `stock_busy` with
+    Retry-After; "nothing was applied"). SQLSTATEs: `inventory.db_errors`.
+    """
 
     @wraps(func)
     def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except OperationalError as exc:
-            if getattr(exc.__cause__, "sqlstate", None) == "55P03":  # lock_not_available
-                raise errors.StockBusy() from exc
-            raise
+        owns_transaction = not connection.in_atomic_block
+        retries = _busy_retries() if owns_transaction else 0
+        attempt = 0
+        while True:
+            try:
+                return func(*args, **kwargs)
+            except (OperationalError, errors.StockBusy) as exc:
+                state = db_errors.sqlstate(exc)
+                if state not in db_errors.BUSY:
+                    raise
+                if state in db_errors.RETRYABLE and attempt < retries:
+                    attempt += 1
+                    logger.info(
+                        "%s: %s, retry %d of %d", func.__name__, db_errors.REASONS[state],
+                        attempt, retries,
+                    )  # fmt: skip
+                    time.sleep(_backoff(attempt))
+                    continue
+                if isinstance(exc, errors.StockBusy):
+                    raise
+                raise errors.StockBusy(reason=db_errors.REASONS[state]) from exc
 
     return wrapper
+
+
+# The name the stock operations are decorated with (it began by translating
+# lock timeouts only).
+_translate_lock_timeouts = retry_busy
 
 
 # --------------------------------------------------------------------------
@@ -233,16 +277,13 @@ def _lock_rows(
 
 
 def _check_known(
-    pairs: set[tuple[str, str]], *, lock_products: bool = False
+    pairs: set[tuple[str, str]],
 ) -> tuple[dict[str, Product], dict[str, Any]]:
     from warehouses.models import Warehouse
 
     skus = {sku for sku, _ in pairs}
     codes = {code for _, code in pairs}
-    found = Product.objects.filter(sku__in=skus)
-    if lock_products:
-        found = found.select_for_update(no_key=True, of=("self",)).order_by("pk")
-    products = {p.sku: p for p in found}
+    products = {p.sku: p for p in Product.objects.filter(sku__in=skus)}
     warehouses = {w.code: w for w in Warehouse.objects.filter(code__in=codes)}
     if skus - products.keys():
         raise errors.UnknownSku(list(skus - products.keys()))
@@ -251,27 +292,90 @@ def _check_known(
     return products, warehouses
 
 
-def _create_rows(pairs: set[tuple[str, str]]) -> None:
-    """Create empty inventory rows (on hand 0); rows that already exist are left alone.
+def stock_rows_create(pairs: Iterable[tuple[str, str]]) -> None:
+    """The one way inventory rows are born: empty (on hand 0) rows for (sku,
+    warehouse code) pairs that have none; existing rows are left alone. Every
+    caller that needs a row that may not exist yet comes here (receive, adjust,
+    transfer, reserve, reorder settings, bulk receive, purchase-order receipts,
+    cycle counts, reconcile --fix).
 
-    The products are locked (FOR NO KEY UPDATE, in pk order): a stock-policy
-    change in flight (`product_set_stock_policy` updates the product row) finishes first,
-    so the allowance copied here is the committed one, and a change that starts
-    meanwhile waits and then also updates these rows.
+    Locks (the order of `inventory.locks`): the products, FOR SHARE in primary-key
+    order, then the new rows are inserted in (product, warehouse) order. A
+    stock-policy change holds its product row for update until it commits, so
+    it conflicts: a change in flight commits first and the allowance the row is
+    born with is the new one; a change that starts later waits for this
+    transaction and then updates the new row too. On PostgreSQL the allowance is
+    set by the database itself (trigger `inventory_allowance_from_product`,
+    migration 0012), whatever the INSERT says, so a raw SQL insert is born right
+    too. Call it before locking any inventory row in the transaction.
+    Unknown SKUs or warehouses raise UnknownSku / UnknownWarehouse.
     """
+    pairs = set(pairs)
+    if not pairs:
+        return
+    products, warehouses = _check_known(pairs)
+    ids = sorted({(products[sku].pk, warehouses[code].pk) for sku, code in pairs})
+    if connection.vendor == "postgresql":
+        create_rows_sql(
+            "SELECT * FROM unnest(%s::uuid[], %s::uuid[]) AS w(product_id, warehouse_id)",
+            [[p for p, _ in ids], [w for _, w in ids]],
+        )
+        return
+    # SQLite (embedded, one writer at a time): the same rows through the ORM.
     with transaction.atomic():
-        products, warehouses = _check_known(pairs, lock_products=True)
+        by_pk = {p.pk: p for p in Product.objects.filter(pk__in={p for p, _ in ids})}
         Inventory.objects.bulk_create(
             [
                 Inventory(
-                    product=products[sku],
-                    warehouse=warehouses[code],
-                    backorder_allowance=products[sku].allowance,
+                    product_id=p,
+                    warehouse_id=w,
+                    backorder_allowance=by_pk[p].allowance,
                 )
-                for sku, code in pairs
+                for p, w in ids
             ],
             ignore_conflicts=True,
         )
+
+
+def create_rows_sql(source_sql: str, params: Any) -> int:
+    """PostgreSQL: create the missing inventory rows for the (product_id,
+    warehouse_id) pairs that `source_sql` selects; how many were created.
+
+    The set-based core of `stock_rows_create`, which bulk receive calls with its
+    staging table as the source. Products are locked FOR SHARE in pk order first
+    (a policy change in flight commits before; one that starts waits for us).
+    """
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT count(*) FROM (
+                SELECT p.id FROM inventory_product p
+                WHERE p.id IN (SELECT w.product_id FROM ({source_sql}) w)
+                ORDER BY p.id FOR SHARE OF p
+            ) locked
+            """,
+            params,
+        )
+        # backorder_allowance: the trigger sets it from the (locked) product row.
+        cursor.execute(
+            f"""
+            INSERT INTO inventory_inventory (id, product_id, warehouse_id, on_hand, reserved,
+                backorder_allowance, reorder_threshold, reorder_quantity, version, updated_at)
+            SELECT gen_random_uuid(), w.product_id, w.warehouse_id, 0, 0, 0, 0, 0, 0, now()
+            FROM (SELECT DISTINCT product_id, warehouse_id FROM ({source_sql}) s) w
+            WHERE NOT EXISTS (
+                SELECT 1 FROM inventory_inventory i
+                WHERE i.product_id = w.product_id AND i.warehouse_id = w.warehouse_id)
+            ORDER BY w.product_id, w.warehouse_id
+            ON CONFLICT (product_id, warehouse_id) DO NOTHING
+            """,
+            params,
+        )
+        return cursor.rowcount
+
+
+# The reserve paths call it by this name.
+_create_rows = stock_rows_create
 
 
 def _in_transaction(body: Callable[[], Any]) -> Any:
@@ -281,7 +385,7 @@ def _in_transaction(body: Callable[[], Any]) -> Any:
             with transaction.atomic():
                 return body()
         except _RowsMissing as missing:
-            _create_rows(missing.pairs)
+            stock_rows_create(missing.pairs)
     raise RuntimeError("inventory rows could not be created")  # pragma: no cover
 
 
@@ -1547,7 +1651,7 @@ def reservations_expire(
                     placed_by=None,
                 )
         except OperationalError as exc:
-            if getattr(exc.__cause__, "sqlstate", None) not in _BUSY_SQLSTATES:
+            if db_errors.sqlstate(exc) not in db_errors.BUSY:
                 raise
             # A row held past lock_timeout (a bulk import, a stuck session): the
             # next sweep tries this order again; the others go on now.
@@ -1555,9 +1659,6 @@ def reservations_expire(
             continue
         expired += bool(result.transactions)
     return expired
-
-
-_BUSY_SQLSTATES = {"55P03", "40P01"}  # lock_not_available, deadlock_detected
 
 
 # --- Catalogue ------------------------------------------------------------

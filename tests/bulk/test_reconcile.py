@@ -154,3 +154,58 @@ def test_report_file_lists_every_discrepancy(stocked, tmp_path):
     lines = report.read_text().splitlines()
     assert lines[0].startswith("sku,warehouse,on_hand,ledger_on_hand")
     assert lines[1].startswith("SKU-A,BER,10,0,3,3,3")
+
+
+def plant_stale_allowance(sku: str, code: str, allowance: int) -> None:
+    """What a row born before the fix could carry: an allowance its product's
+    policy does not give (a direct UPDATE; the trigger guards INSERTs only)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE inventory_inventory i SET backorder_allowance = %s FROM inventory_product p,"
+            " warehouses_warehouse w WHERE p.id = i.product_id AND w.id = i.warehouse_id"
+            " AND p.sku = %s AND w.code = %s",
+            [allowance, sku, code],
+        )
+
+
+def test_a_stale_allowance_is_reported_and_fixed_with_an_audit_entry(stocked):
+    from inventory.models import AllowanceCorrection
+
+    plant_stale_allowance("SKU-A", "BER", 20)
+    code, text = reconcile()
+    assert code == 1
+    assert "SKU-A @ BER: backorder allowance 20 but the product's stock policy allows 0" in text
+    ledger_before = InventoryTransaction.objects.count()
+
+    code, text = reconcile("--fix", "--reason", "stale since the import")
+    assert code == 1 and "all 1 repaired" in text
+    row = Inventory.objects.get(product__sku="SKU-A", warehouse__code="BER")
+    assert (row.backorder_allowance, row.on_hand, row.reserved) == (0, 10, 3)
+    entry = AllowanceCorrection.objects.get()
+    assert (entry.inventory_id, entry.old_allowance, entry.new_allowance) == (row.pk, 20, 0)
+    assert (entry.stock_policy, entry.created_by) == ("normal", "system:reconcile")
+    assert entry.reason == (
+        "stale since the import: reconcile: backorder allowance 20 but stock policy "
+        "normal allows 0; set to 0"
+    )
+    assert entry.reference_id.startswith("reconcile-")
+    assert InventoryTransaction.objects.count() == ledger_before  # balances untouched
+    assert reconcile() == (0, "2 inventory rows checked: all balanced.\n")
+
+
+def test_orders_that_a_stale_allowance_let_through_are_left_for_a_person(stocked):
+    """The issue's oversell: a normal SKU's row with allowance 20 took orders
+    beyond on hand. Setting the allowance would break the CHECK; reported."""
+    plant_stale_allowance("SKU-A", "BER", 20)
+    services.stock_reserve(
+        order_id="O-2", lines=[services.ReserveLine("SKU-A", "BER", 10)], actor="user:t"
+    )
+    row = Inventory.objects.get(product__sku="SKU-A", warehouse__code="BER")
+    assert (row.on_hand, row.reserved) == (10, 13)
+
+    code, text = reconcile("--fix")
+    assert code == 2
+    assert "backorder allowance 20 but the product's stock policy allows 0 [NOT fixed:" in text
+    assert "release or re-route orders first" in text
+    row.refresh_from_db()
+    assert row.backorder_allowance == 20

@@ -1,8 +1,10 @@
-"""reconcile [--fix]: check every inventory row against its ledger and open order lines.
+"""reconcile [--fix]: check every inventory row against its ledger, its open order
+lines and its product's stock policy (the backorder allowance).
 
 A thin wrapper over `inventory.services.inventory_reconcile`. Exit status: 0
 clean; 1 discrepancies found (with --fix: all repaired through ADJUST ledger
-rows); 2 some could not be repaired automatically. See docs/BULK.md.
+rows, allowances through AllowanceCorrection entries); 2 some could not be
+repaired automatically. See docs/BULK.md.
 """
 
 import csv
@@ -48,11 +50,13 @@ class Command(BaseCommand):
             with open(report, "w", newline="", encoding="utf-8") as handle:
                 writer = csv.writer(handle)
                 writer.writerow(["sku", "warehouse", "on_hand", "ledger_on_hand", "reserved",
-                                 "ledger_reserved", "open_reserved", "fixed", "note"])  # fmt: skip
+                                 "ledger_reserved", "open_reserved", "fixed", "note",
+                                 "allowance", "policy_allowance"])  # fmt: skip
                 for d in result.discrepancies:
                     writer.writerow(
                         [d.sku, d.warehouse, d.on_hand, d.ledger_on_hand, d.reserved,
-                         d.ledger_reserved, d.open_reserved, d.fixed, d.note]
+                         d.ledger_reserved, d.open_reserved, d.fixed, d.note, d.allowance,
+                         d.policy_allowance]
                     )  # fmt: skip
         more = " (more than the limit: run again)" if result.truncated else ""
         summary = (
@@ -67,5 +71,7 @@ class Command(BaseCommand):
                 returncode=2,
             )
         raise CommandError(
-            f"{summary}; all {result.fixed} repaired through ADJUST ledger rows.", returncode=1
+            f"{summary}; all {result.fixed} repaired through ADJUST ledger rows "
+            "(allowances: AllowanceCorrection entries).",
+            returncode=1,
         )
