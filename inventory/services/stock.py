@@ -179,7 +179,7 @@ def _fingerprint(payload: Any) -> str:
 
 
 def _busy_retries() -> int:
-    return getattr(settings, "STOCKROOM_BUSY_RETRIES", 3)
+    return settings.STOCKROOM_BUSY_RETRIES
 
 
 def _backoff(attempt: int) -> float:

@@ -180,6 +180,9 @@ SPECTACULAR_SETTINGS = {
 STOCKROOM_MAX_QUANTITY = env.int("STOCKROOM_MAX_QUANTITY", default=1_000_000)
 STOCKROOM_MAX_ORDER_LINES = env.int("STOCKROOM_MAX_ORDER_LINES", default=100)
 STOCKROOM_MAX_BATCH_ORDERS = env.int("STOCKROOM_MAX_BATCH_ORDERS", default=500)
+# Deadlocks and serialization failures (40P01, 40001) are retried this many more
+# times inside the service layer before the answer is 503 stock_busy.
+STOCKROOM_BUSY_RETRIES = env.int("STOCKROOM_BUSY_RETRIES", default=3)
 # "sql": on PostgreSQL a reservation (or a batch) is one statement calling
 # stockroom_reserve_orders (migration inventory 0003). "python": the ORM path.
 STOCKROOM_RESERVE_ENGINE = env.str("STOCKROOM_RESERVE_ENGINE", default="sql")
