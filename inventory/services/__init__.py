@@ -27,6 +27,7 @@ from .catalog import (
 from .stock import (
     COMMITTED_CHANGE_LISTENERS,
     HOLD_CHANGE_LISTENERS,
+    MAX_HOLD_SECONDS,
     CommittedChange,
     ConfirmOutcome,
     ConfirmRequest,
@@ -56,6 +57,7 @@ from .stock import (
 __all__ = [
     "COMMITTED_CHANGE_LISTENERS",
     "HOLD_CHANGE_LISTENERS",
+    "MAX_HOLD_SECONDS",
     "BadRow",
     "BulkFormatError",
     "BulkReceiveResult",
