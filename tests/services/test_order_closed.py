@@ -191,3 +191,17 @@ def test_a_storefront_cannot_learn_about_another_actors_order(product, warehouse
     with pytest.raises(errors.ReservationNotFound):
         services.reservation_release(order_id="o-1", actor="c", placed_by="client:other")
     assert Reservation.objects.get().status == ReservationStatus.ACTIVE  # not expired by it
+
+
+def test_a_lapsed_hold_part_of_which_shipped_ends_fulfilled_as_the_sweeper_leaves_it(
+    product, warehouse
+):
+    receive(product.sku, "BER", 10)
+    hold("L1", 4, seconds=60)
+    services.reservation_fulfill(order_id="L1", actor="c", lines=[OrderLine(product.sku, 1)])
+    clock.advance(60)
+    with pytest.raises(errors.OrderClosed) as refused:
+        services.reservation_fulfill(order_id="L1", actor="c")
+    assert refused.value.details["status"] == "fulfilled"
+    assert balances() == (9, 0)
+    assert ledger("L1", "RELEASE") == [("RELEASE", 0, -3, SYSTEM_SWEEPER)]
