@@ -205,3 +205,56 @@ def test_a_lapsed_hold_part_of_which_shipped_ends_fulfilled_as_the_sweeper_leave
     assert refused.value.details["status"] == "fulfilled"
     assert balances() == (9, 0)
     assert ledger("L1", "RELEASE") == [("RELEASE", 0, -3, SYSTEM_SWEEPER)]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("second", ["fulfill", "release"])
+def test_two_closes_racing_on_one_order_one_wins_the_other_is_order_closed(
+    product, warehouse, second
+):
+    """A warehouse system's fulfil and a second close of the same order start
+    together (a barrier, per order): exactly one applies; the other answers
+    order_closed naming the winner's status. Never two ledger closes."""
+    import threading
+
+    from django.db import connections
+
+    orders = [f"o-{i}" for i in range(10)]
+    receive(product.sku, "BER", 30)
+    for order_id in orders:
+        hold(order_id, 2)
+    outcome: dict[str, list[str]] = {order_id: [] for order_id in orders}
+    failures = []
+
+    def run(kind, order_id, barrier):
+        try:
+            barrier.wait(10)
+            CLOSE[kind](order_id=order_id, actor=f"client:{kind}")
+            outcome[order_id].append("ok")
+        except errors.OrderClosed as exc:
+            outcome[order_id].append(exc.details["status"])
+        except Exception as exc:  # pragma: no cover - reported below
+            failures.append(exc)
+        finally:
+            connections.close_all()
+
+    for order_id in orders:
+        barrier = threading.Barrier(2)
+        threads = [
+            threading.Thread(target=run, args=(kind, order_id, barrier))
+            for kind in ("fulfill", second)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+
+    assert failures == []
+    shipped = 0
+    for order_id in orders:
+        status = Reservation.objects.get(order_id=order_id).status
+        assert sorted(outcome[order_id]) == sorted(["ok", status])
+        closes = ledger(order_id, "FULFILL", "RELEASE")
+        assert len(closes) == 1
+        shipped += closes[0][0] == "FULFILL"
+    assert balances() == (30 - 2 * shipped, 0)
