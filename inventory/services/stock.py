@@ -1831,12 +1831,11 @@ def reservations_confirm_batch(
         if changed:
             Reservation.objects.bulk_update([r for r, _ in changed], _CONFIRM_FIELDS)
             _hold_changes_on_commit(changed)
+    expire = _translate_lock_timeouts(_expire_lapsed)
     for order_id in lapsed:
         try:
-            error = _expire_lapsed(order_id, placed_by)
-        except OperationalError as exc:
-            if getattr(exc.__cause__, "sqlstate", None) not in _BUSY_SQLSTATES:
-                raise
+            error = expire(order_id, placed_by)
+        except errors.StockBusy:
             # Its rows are busy: the sweeper expires it later; lapsed, it is closed now.
             error = errors.OrderClosed(order_id, ReservationStatus.EXPIRED)
         outcomes[order_id] = ConfirmOutcome(order_id, error=error)

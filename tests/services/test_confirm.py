@@ -307,3 +307,58 @@ def test_confirm_racing_a_release_of_the_same_order_is_serialised(product, wareh
         assert (stored[order_id].confirmed_at is not None) == confirmed
     assert balances() == (40, 0)
     assert_invariants()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lapsed_hold_whose_rows_are_busy_is_still_answered_closed_in_a_batch(product, warehouse):
+    """The batch's confirmations commit; a lapsed hold whose stock row stays locked
+    past lock_timeout is left to the sweeper and answered order_closed `expired`
+    (lapsed, it is closed either way), not a 503 for the whole batch."""
+    from django.db import connection, transaction
+
+    from ..factories import ProductFactory
+
+    ProductFactory(sku="MUG")
+    receive(product.sku, "BER", 10)
+    receive("MUG", "BER", 10)
+    hold("paid", seconds=600)
+    services.stock_reserve(
+        order_id="late",
+        lines=[ReserveLine("MUG", "BER", 1)],
+        actor="client:shop",
+        expires_at=clock.now() + timedelta(seconds=5),
+    )
+    clock.advance(10)
+    locked, done = threading.Event(), threading.Event()
+
+    def hold_mug_row():
+        try:
+            with transaction.atomic():
+                list(Inventory.objects.select_for_update().filter(product__sku="MUG").values("id"))
+                locked.set()
+                done.wait(30)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=hold_mug_row)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '300ms'")
+        outcomes = services.reservations_confirm_batch(
+            orders=[ConfirmRequest("paid"), ConfirmRequest("late")], actor="client:shop"
+        )
+    finally:
+        done.set()
+        holder.join(30)
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
+
+    assert outcomes[0].error is None
+    assert outcomes[1].error.details == {"order_id": "late", "status": "expired"}
+    stored = {r.order_id: r for r in Reservation.objects.all()}
+    assert stored["paid"].expires_at is None
+    assert stored["late"].status == "active"  # the sweeper's, later
+    assert services.reservations_expire(now=clock.now()) == 1
+    assert_invariants()
