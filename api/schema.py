@@ -27,7 +27,8 @@ ERROR_DESCRIPTIONS = {
     404: "`not_found`",
     405: "`method_not_allowed`",
     409: "`insufficient_stock`, `order_conflict`, `warehouse_inactive`, `below_reserved`, "
-    "`stock_changed`, `exceeds_reservation`, `insufficient_on_hand`, `already_exists`, "
+    "`stock_changed`, `exceeds_reservation`, `order_closed`, `insufficient_on_hand`, "
+    "`already_exists`, "
     "`allowance_below_backorders`, `idempotency_in_progress`",
     415: "`unsupported_media_type`: send `Content-Type: application/json`",
     422: "`idempotency_conflict`: the Idempotency-Key was used with a different request",

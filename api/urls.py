@@ -26,6 +26,11 @@ urlpatterns = [
     path("reservations/", views.ReservationCreateView.as_view(), name="reservation-create"),
     path("reservations/batch/", views.ReservationBatchView.as_view(), name="reservation-batch"),
     path(
+        "reservations/batch/confirm/",
+        views.ReservationBatchConfirmView.as_view(),
+        name="reservation-batch-confirm",
+    ),
+    path(
         "reservations/<str:order_id>/",
         views.ReservationDetailView.as_view(),
         name="reservation-detail",
@@ -39,6 +44,11 @@ urlpatterns = [
         "reservations/<str:order_id>/fulfill/",
         views.ReservationFulfillView.as_view(),
         name="reservation-fulfill",
+    ),
+    path(
+        "reservations/<str:order_id>/confirm/",
+        views.ReservationConfirmView.as_view(),
+        name="reservation-confirm",
     ),
     path("stock/receive/", views.StockReceiveView.as_view(), name="stock-receive"),
     path("stock/adjust/", views.StockAdjustView.as_view(), name="stock-adjust"),

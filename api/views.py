@@ -270,7 +270,14 @@ class ReservationOutput(serializers.Serializer):
     order_id = serializers.CharField()
     status = serializers.CharField()
     lines = ReservationLineOutput(many=True, source="lines.all")
-    expires_at = serializers.DateTimeField(allow_null=True)
+    expires_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the hold lapses; null: it never lapses."
+    )
+    confirmed_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text="When the hold was last confirmed or extended (POST .../confirm/); "
+        "null if never.",
+    )
     created_at = serializers.DateTimeField()
 
 
@@ -300,6 +307,7 @@ def reservation_data(reservation) -> dict:
             for line in reservation.lines.all()
         ],
         "expires_at": _when(reservation.expires_at),
+        "confirmed_at": _when(reservation.confirmed_at),
         "created_at": _DATETIME.to_representation(reservation.created_at),
     }
 
@@ -623,17 +631,32 @@ _CLOSE_SCHEMA = {
             "Idempotency-Key",
             str,
             location=OpenApiParameter.HEADER,
-            description="Makes a partial release/fulfilment safe to retry.",
+            description="Makes a release/fulfilment safe to retry: the same key and body "
+            "replay the first successful answer (a whole-order close retried without "
+            "it answers 409 `order_closed`).",
         )
     ],
     "responses": {200: ReservationOutput, **schema.errors(*schema.WRITE, 409, 422, 503)},
 }
 
+_CLOSED_NOTE = (
+    " An order that holds nothing any more (released, fulfilled or expired) is 409 "
+    "`order_closed` with the order's `status` in `details`, and nothing changes. A hold "
+    "already past its `expires_at` counts as expired even before the sweeper ran: this "
+    "call expires it (its units return to stock) and answers 409 `order_closed` "
+    "(status expired). A storefront client closes only its own orders (404 otherwise)."
+)
+
 
 class ReservationReleaseView(_CloseOrderView):
     service = staticmethod(services.reservation_release)
 
-    @extend_schema(operation_id="reservations_release", **_CLOSE_SCHEMA)
+    @extend_schema(
+        operation_id="reservations_release",
+        description="Release what the order holds (cancelled): all of it, or the given "
+        "lines." + _CLOSED_NOTE,
+        **_CLOSE_SCHEMA,
+    )
     def post(self, request, order_id: str):
         return super().post(request, order_id)
 
@@ -641,9 +664,233 @@ class ReservationReleaseView(_CloseOrderView):
 class ReservationFulfillView(_CloseOrderView):
     service = staticmethod(services.reservation_fulfill)
 
-    @extend_schema(operation_id="reservations_fulfill", **_CLOSE_SCHEMA)
+    @extend_schema(
+        operation_id="reservations_fulfill",
+        description="Ship what the order holds: all of it, or the given lines; on hand "
+        "and reserved both drop." + _CLOSED_NOTE,
+        **_CLOSE_SCHEMA,
+    )
     def post(self, request, order_id: str):
         return super().post(request, order_id)
+
+
+def _replayable(request, respond: Callable[[], Response]) -> Response:
+    """Answer `respond()`, made safe to retry by an optional Idempotency-Key: the
+    same key and body replay the first successful answer (as for stock operations,
+    api.services); a refusal stores nothing, so a retry is answered afresh."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return respond()
+    claimed = idempotency_begin(
+        client=request.user,
+        key=key,
+        fingerprint=request_fingerprint(
+            method=request.method, path=request.path, body=request.data
+        ),
+    )
+    if isinstance(claimed, StoredResponse):
+        response = Response(claimed.body, status=claimed.status)
+        response["Idempotent-Replayed"] = "true"
+        return response
+    try:
+        response = respond()
+    except BaseException:
+        idempotency_abandon(record=claimed)
+        raise
+    idempotency_finish(record=claimed, status=response.status_code, body=response.data)
+    return response
+
+
+_EXPIRES_IN_HELP = (
+    "Seconds: extend the hold to lapse this long from now, instead of confirming it for good."
+)
+
+
+class ConfirmInput(StrictSerializer):
+    expires_in = StrictIntegerField(
+        required=False, min_value=1, max_value=services.MAX_HOLD_SECONDS, help_text=_EXPIRES_IN_HELP
+    )
+
+
+class ReservationConfirmView(ApiView):
+    """A payment arrived: the order's hold can no longer lapse (or, with
+    `expires_in`, lapses that many seconds from now)."""
+
+    write_scopes = (Scope.STOREFRONT, Scope.OPERATIONS)
+
+    @extend_schema(
+        operation_id="reservations_confirm",
+        request=ConfirmInput,
+        description=(
+            "Confirm the order's hold: `expires_at` becomes null, the hold no longer "
+            "lapses. With `expires_in` (seconds) the hold is extended instead: "
+            "`expires_at` = now + expires_in. Records `confirmed_at`; changes no stock "
+            "and writes no ledger row. Confirming a confirmed order again answers 200 "
+            "with the same body. A released, fulfilled or expired order - or a hold "
+            "already past its `expires_at`, which this call expires - is 409 "
+            "`order_closed` with the order's status in `details`. A storefront client "
+            "confirms only its own orders (404 for any other)."
+        ),
+        parameters=[schema.IDEMPOTENCY_KEY],
+        examples=[
+            OpenApiExample("Confirm (payment captured)", request_only=True, value={}),
+            OpenApiExample("Extend by 10 minutes", request_only=True, value={"expires_in": 600}),
+        ],
+        responses={
+            200: OpenApiResponse(ReservationOutput, description="Confirmed (or extended)."),
+            **schema.errors(*schema.WRITE, 409, 422),
+        },
+    )
+    def post(self, request, order_id: str):
+        return _replayable(request, lambda: _confirm_order(self, request, order_id))
+
+
+def _confirm_order(view: ApiView, request, order_id: str) -> Response:
+    data = view.validated(ConfirmInput, request.data)
+    result = services.reservation_confirm(
+        order_id=order_id,
+        actor=view.actor,
+        expires_in=data.get("expires_in"),
+        placed_by=view.orders_of,
+    )
+    return _reservation_response(result.reservation)
+
+
+class ConfirmResultOutput(serializers.Serializer):
+    order_id = serializers.CharField()
+    outcome = serializers.ChoiceField(
+        choices=["confirmed", "error"],
+        help_text="confirmed: the hold is confirmed (or extended); error: nothing "
+        "changed for this order, see `error`.",
+    )
+    status_code = serializers.IntegerField(
+        help_text="What POST /reservations/{order_id}/confirm/ answers for this order "
+        "alone: 200, or the error's status (404, 409)."
+    )
+    status = serializers.CharField(allow_null=True, help_text="The reservation's status.")
+    expires_at = serializers.DateTimeField(allow_null=True)
+    confirmed_at = serializers.DateTimeField(allow_null=True)
+    error = schema.ErrorDetailSerializer(allow_null=True)
+
+
+class ReservationBatchConfirmView(ApiView):
+    """Confirm (or extend) many orders' holds in one call; each order on its own."""
+
+    write_scopes = (Scope.STOREFRONT, Scope.OPERATIONS)
+
+    class InputSerializer(StrictSerializer):
+        class Order(StrictSerializer):
+            order_id = StrictCharField(max_length=100)
+            expires_in = StrictIntegerField(
+                required=False,
+                min_value=1,
+                max_value=services.MAX_HOLD_SECONDS,
+                help_text=_EXPIRES_IN_HELP,
+            )
+
+        orders = Order(many=True, allow_empty=False)
+
+        def to_internal_value(self, data):
+            limit = settings.STOCKROOM_MAX_BATCH_ORDERS
+            orders = data.get("orders") if isinstance(data, dict) else None
+            if isinstance(orders, list) and len(orders) > limit:
+                raise serializers.ValidationError({"orders": [f"At most {limit} per call."]})
+            return super().to_internal_value(data)
+
+        def validate_orders(self, orders):
+            seen, repeated = set(), []
+            for order in orders:
+                if order["order_id"] in seen:
+                    repeated.append(order["order_id"])
+                seen.add(order["order_id"])
+            if repeated:
+                raise serializers.ValidationError(
+                    f"Each order id once per batch; repeated: {', '.join(sorted(set(repeated)))}."
+                )
+            return orders
+
+    class OutputSerializer(serializers.Serializer):
+        results = ConfirmResultOutput(many=True)
+        confirmed = serializers.IntegerField()
+        failed = serializers.IntegerField()
+
+    @extend_schema(
+        operation_id="reservations_batch_confirm",
+        request=InputSerializer,
+        description=(
+            f"Confirm up to {settings.STOCKROOM_MAX_BATCH_ORDERS} orders' holds "
+            "(`STOCKROOM_MAX_BATCH_ORDERS`) in one call: per order what "
+            "POST /reservations/{order_id}/confirm/ would do for it alone (an order "
+            "with `expires_in` is extended instead), one result per order in request "
+            "order. Invalid input anywhere (an order id twice, a bad `expires_in`) "
+            "refuses the whole batch (400, nothing confirmed). Safe to resend after "
+            "a lost answer; an Idempotency-Key replays the first answer exactly. (A "
+            "body without `orders` confirms the order named `batch` itself.)"
+        ),
+        parameters=[schema.IDEMPOTENCY_KEY],
+        examples=[
+            OpenApiExample(
+                "Two payments captured, one still pending",
+                request_only=True,
+                value={
+                    "orders": [
+                        {"order_id": "ORD-2001"},
+                        {"order_id": "ORD-2002"},
+                        {"order_id": "ORD-2003", "expires_in": 600},
+                    ]
+                },
+            )
+        ],
+        responses={
+            200: OpenApiResponse(OutputSerializer, description="One result per order."),
+            **schema.errors(*schema.WRITE, 409, 422),
+        },
+    )
+    def post(self, request):
+        if not (isinstance(request.data, dict) and "orders" in request.data):
+            # This path shadows POST /reservations/{order_id}/confirm/ for an order
+            # named "batch": a single order's body confirms that order.
+            return _replayable(request, lambda: _confirm_order(self, request, "batch"))
+        return _replayable(request, lambda: self.confirm_orders(request))
+
+    def confirm_orders(self, request) -> Response:
+        orders = self.validated(self.InputSerializer, request.data)["orders"]
+        outcomes = services.reservations_confirm_batch(
+            orders=[
+                services.ConfirmRequest(order["order_id"], order.get("expires_in"))
+                for order in orders
+            ],
+            actor=self.actor,
+            placed_by=self.orders_of,
+        )
+        results = [_confirm_result(outcome) for outcome in outcomes]
+        confirmed = sum(r["outcome"] == "confirmed" for r in results)
+        return Response(
+            {"results": results, "confirmed": confirmed, "failed": len(results) - confirmed}
+        )
+
+
+def _confirm_result(outcome: services.ConfirmOutcome) -> dict:
+    if outcome.error is not None:
+        return {
+            "order_id": outcome.order_id,
+            "outcome": "error",
+            "status_code": outcome.error.http_status,
+            "status": outcome.error.details.get("status"),
+            "expires_at": None,
+            "confirmed_at": None,
+            "error": outcome.error.as_dict(),
+        }
+    reservation = outcome.reservation
+    return {
+        "order_id": outcome.order_id,
+        "outcome": "confirmed",
+        "status_code": 200,
+        "status": reservation.status,
+        "expires_at": _when(reservation.expires_at),
+        "confirmed_at": _when(reservation.confirmed_at),
+        "error": None,
+    }
 
 
 # --- Stock operations ---------------------------------------------------

@@ -121,6 +121,27 @@ class ExceedsReservation(InventoryError):
     default_message = "More than the order still holds."
 
 
+class OrderClosed(ExceedsReservation):
+    """The order holds nothing any more: it was released, fulfilled or expired
+    (a hold past its `expires_at` counts as expired even before the sweeper ran).
+
+    `details`: `{"order_id": ..., "status": <the order's status>}`, so a client
+    retrying after a lost answer learns that and how the order was closed. A
+    kind of ExceedsReservation (the order holds less than asked: nothing).
+    """
+
+    code = "order_closed"
+    http_status = 409
+    default_message = "The order is closed: it holds nothing any more."
+
+    def __init__(self, order_id: str, status: str) -> None:
+        self.status = status
+        super().__init__(
+            f"Order {order_id} is closed ({status}): it holds nothing any more.",
+            details={"order_id": order_id, "status": status},
+        )
+
+
 class OrderConflict(InventoryError):
     code = "order_conflict"
     http_status = 409

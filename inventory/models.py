@@ -259,6 +259,11 @@ class Reservation(models.Model):
         max_length=10, choices=ReservationStatus.choices, default=ReservationStatus.ACTIVE
     )
     expires_at = models.DateTimeField(null=True, blank=True)
+    # When and by whom the hold was last confirmed (POST .../confirm/: a payment
+    # arrived); a confirm clears or extends `expires_at` and writes no ledger row.
+    # The database default lets the reserve function's INSERT leave them out.
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    confirmed_by = models.CharField(max_length=150, blank=True, default="", db_default="")
     # Hash of the normalised requested lines: a retry with the same lines is
     # recognised as the same request, different lines as a conflict.
     request_fingerprint = models.CharField(max_length=64)

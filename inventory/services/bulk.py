@@ -743,7 +743,7 @@ _LEDGER_SUMS = """
     FROM inventory_inventorytransaction GROUP BY product_id, warehouse_id
 """
 # What a product's stock policy allows (Product.allowance; the same rule as the
-# trigger of migration 0012 that sets a new row's allowance).
+# trigger of migration 0010 that sets a new row's allowance).
 _POLICY_ALLOWANCE = "(CASE WHEN p.stock_policy = 'normal' THEN 0 ELSE p.backorder_limit END)"
 _OPEN_LINES = """
     SELECT inventory_id, sum(quantity - quantity_fulfilled - quantity_released) AS open

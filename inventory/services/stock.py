@@ -26,7 +26,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial, wraps
 from typing import Any, TypeVar
 
@@ -34,7 +34,7 @@ from django.conf import settings
 from django.db import IntegrityError, OperationalError, connection, models, transaction
 from django.utils import timezone
 
-from .. import availability_cache, db_errors, errors
+from .. import availability_cache, clock, db_errors, errors
 from ..context import current_request_id
 from ..locks import lock_inventory_rows, lock_reservation
 from ..models import (
@@ -306,7 +306,7 @@ def stock_rows_create(pairs: Iterable[tuple[str, str]]) -> None:
     born with is the new one; a change that starts later waits for this
     transaction and then updates the new row too. On PostgreSQL the allowance is
     set by the database itself (trigger `inventory_allowance_from_product`,
-    migration 0012), whatever the INSERT says, so a raw SQL insert is born right
+    migration 0010), whatever the INSERT says, so a raw SQL insert is born right
     too. Call it before locking any inventory row in the transaction.
     Unknown SKUs or warehouses raise UnknownSku / UnknownWarehouse.
     """
@@ -1299,10 +1299,20 @@ def _close_order_lines(
     placed_by: str | None,
 ) -> ReservationResult:
     """Release or fulfil what an order holds: all of it, or the given lines.
-    With `placed_by`, only an order that actor placed is found."""
+    With `placed_by`, only an order that actor placed is found.
+
+    An order with nothing open (released, fulfilled, expired) raises OrderClosed
+    naming its status; so does a hold past its `expires_at` (`clock.now()`),
+    which is first expired as the sweeper would (`_expire_lapsed`). The sweeper
+    itself (`closing_status` expired) finding nothing open is a no-op: it raced
+    a release or fulfilment, which won.
+    """
     order_id = _check_order_id(order_id)
+    now = clock.now()
     if lines is None and idempotency_key is None and _use_sql_engine():
-        return _close_in_database(order_id, txn_type, closing_status, actor, reason, placed_by)
+        return _close_in_database(
+            order_id, txn_type, closing_status, actor, reason, placed_by, now=now
+        )
     requested: list[OrderLine] | None = None
     if lines is not None:
         if not lines:
@@ -1324,7 +1334,12 @@ def _close_order_lines(
         reservation = lock_reservation(order_id, placed_by=placed_by)
         if reservation is None:
             raise errors.ReservationNotFound(details={"order_id": order_id})
+        sweeping = closing_status == ReservationStatus.EXPIRED
+        if not sweeping and _lapsed(reservation, now):
+            raise _HoldLapsed()
         res_lines = list(reservation.lines.select_related("product", "warehouse").order_by("id"))
+        if not sweeping and not any(line.quantity_open > 0 for line in res_lines):
+            raise errors.OrderClosed(order_id, reservation.status)
         # How much to take from each reservation line.
         take: dict[uuid.UUID, int] = {}
         if requested is None:
@@ -1418,8 +1433,8 @@ def _close_order_lines(
             ReservationLine.objects.bulk_update(
                 [by_pk[pk] for pk in take], ["quantity_fulfilled", "quantity_released", "status"]
             )
-        # Nothing open (a late fulfil of a cancelled order, a sweep of one just
-        # cancelled): nothing closed, so the order's status stays what it is.
+        # Nothing open (a sweep of an order just cancelled; a release or fulfil
+        # raised OrderClosed above): nothing closed, the order's status stays.
         new_status = _order_status(res_lines, closing_status) if take else reservation.status
         if new_status != reservation.status:
             reservation.status = new_status
@@ -1435,11 +1450,52 @@ def _close_order_lines(
         if idempotency_key
         else None
     )
-    outcome = _run_idempotent(key, operation, payload, body)
+    try:
+        outcome = _run_idempotent(key, operation, payload, body)
+    except _HoldLapsed:
+        raise _expire_lapsed(order_id, placed_by) from None
     if outcome.replayed:
         reservation = Reservation.objects.get(order_id=order_id)
         return ReservationResult(reservation, created=False, transactions=outcome.transactions)
     return result_holder["result"]
+
+
+class _HoldLapsed(Exception):
+    """The order's hold is past its `expires_at`: rolls back a release, fulfilment or
+    confirmation, which `_expire_lapsed` then turns into the expiry."""
+
+
+# The ledger's reason on the RELEASE rows of an expired hold (sweeper or close).
+EXPIRY_REASON = "reservation hold expired"
+
+
+def _lapsed(reservation: Reservation, now: datetime) -> bool:
+    """An active hold past its `expires_at`: it counts as expired, swept or not."""
+    return (
+        reservation.status == ReservationStatus.ACTIVE
+        and reservation.expires_at is not None
+        and reservation.expires_at <= now
+    )
+
+
+def _expire_lapsed(order_id: str, placed_by: str | None) -> errors.OrderClosed:
+    """Expire a lapsed hold now, exactly as the sweeper would (RELEASE rows by the
+    sweeper, status expired), and return the OrderClosed to raise for the call
+    that found it lapsed. Committed even though that call answers an error: the
+    hold is gone either way, and its units are sellable at once."""
+    from ..actors import SYSTEM_SWEEPER
+
+    result = _close_order_lines(
+        order_id=order_id,
+        lines=None,
+        actor=SYSTEM_SWEEPER,
+        reason=EXPIRY_REASON,
+        txn_type=TransactionType.RELEASE,
+        closing_status=ReservationStatus.EXPIRED,
+        idempotency_key=None,
+        placed_by=placed_by,
+    )
+    return errors.OrderClosed(order_id, result.reservation.status)
 
 
 def _nothing_on_hand(rows: dict[tuple[str, str], Inventory], line: ReservationLine) -> bool:
@@ -1454,30 +1510,65 @@ def _close_in_database(
     actor: str,
     reason: str,
     placed_by: str | None,
+    *,
+    now: datetime,
 ) -> ReservationResult:
     """A whole order's release or fulfilment in one statement
-    (`stockroom_close_order`, migrations 0008-0009); the same result as the ORM path."""
+    (`stockroom_close_order`, migrations 0008-0011); the same result as the ORM path.
+
+    A hold past its `expires_at` at `now` is expired by the same statement (as the
+    sweeper would) and answered 'lapsed'; an order with nothing open 'closed'.
+    Both raise OrderClosed (the expiry is committed by then, unless the caller's
+    own transaction rolls it back)."""
     from warehouses.models import Warehouse
+
+    from ..actors import SYSTEM_SWEEPER
 
     request_id = current_request_id()
     payload = _call_stock_function(
-        "SELECT stockroom_close_order(%s, %s, %s, %s, %s, %s, %s)",
-        [order_id, txn_type, closing_status, actor, reason, request_id, placed_by],
+        "SELECT stockroom_close_order(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        [
+            order_id,
+            txn_type,
+            closing_status,
+            actor,
+            reason,
+            request_id,
+            placed_by,
+            now,
+            SYSTEM_SWEEPER,
+            EXPIRY_REASON,
+        ],
     )
     if payload["status"] == "not_found":
         raise errors.ReservationNotFound(details={"order_id": order_id})
     if payload["status"] == "short":
         raise errors.InsufficientOnHand(payload["short"])
+    if payload["status"] == "closed":
+        raise errors.OrderClosed(order_id, payload["order_status"])
+    if payload["status"] == "lapsed":
+        changes = _changes_from_sql(payload["changes"], TransactionType.RELEASE)
+        if changes:
+            transaction.on_commit(partial(_publish_committed_changes, changes))
+        raise errors.OrderClosed(order_id, payload["reservation"][1])
     at = datetime.fromisoformat(payload["at"])
-    res_id, status, expires_at, fingerprint, created_by, created_at, updated_at = payload[
-        "reservation"
-    ]
+    (
+        res_id,
+        status,
+        expires_at,
+        fingerprint,
+        created_by,
+        created_at,
+        updated_at,
+        confirmed_at,
+    ) = payload["reservation"]
     reservation = _saved(
         Reservation(
             id=uuid.UUID(res_id),
             order_id=order_id,
             status=status,
             expires_at=datetime.fromisoformat(expires_at) if expires_at else None,
+            confirmed_at=datetime.fromisoformat(confirmed_at) if confirmed_at else None,
             request_fingerprint=fingerprint,
             created_by=created_by,
             created_at=datetime.fromisoformat(created_at),
@@ -1568,8 +1659,10 @@ def reservation_release(
 ) -> ReservationResult:
     """RELEASE: give back what an order holds (order cancelled), all or the given lines.
 
-    Releasing a whole order that holds nothing any more is a no-op (so a retried
-    cancel is harmless); a partial release is idempotent by `idempotency_key`.
+    Releasing an order that holds nothing any more (released, fulfilled, expired)
+    raises OrderClosed naming its status, and changes nothing; a hold past its
+    `expires_at` is expired (as the sweeper would) and raises OrderClosed too. A
+    retry with the same `idempotency_key` replays the first (successful) result.
     `placed_by` (an actor): only an order that actor placed is found, any
     other is ReservationNotFound (how storefront API clients are kept to their own).
     Locks: the order's Reservation row, then its inventory rows in pk order.
@@ -1599,8 +1692,12 @@ def reservation_fulfill(
     """FULFILL: the order shipped; on hand and reserved both drop by what ships.
 
     Partial fulfilment is allowed; shipping more than is on hand (a backordered
-    line whose stock has not arrived) raises InsufficientOnHand. A whole-order
-    fulfil of an order with nothing open is a no-op.
+    line whose stock has not arrived) raises InsufficientOnHand. Fulfilling an
+    order with nothing open raises OrderClosed naming its status (nothing ships);
+    a hold past its `expires_at` is expired (as the sweeper would) and raises
+    OrderClosed (status expired): a lapsed hold's units may already be sold to
+    another order. A retry with the same `idempotency_key` replays the first
+    result.
     `placed_by` (an actor): only an order that actor placed is found, any
     other is ReservationNotFound (how storefront API clients are kept to their own).
     Locks: the order's Reservation row, then its inventory rows in pk order.
@@ -1615,6 +1712,238 @@ def reservation_fulfill(
         idempotency_key=idempotency_key,
         placed_by=placed_by,
     )
+
+
+# --- Confirming holds ------------------------------------------------------
+
+
+# The longest hold: what `expires_in` may ask for (reserving and confirming).
+MAX_HOLD_SECONDS = 30 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class HoldChange:
+    """A hold's expiry changed by a confirmation (`expires_at` None: it can no
+    longer lapse) or an extension; published after commit to
+    HOLD_CHANGE_LISTENERS. `lines`: (sku, warehouse code, units still held) of
+    the order's open lines. No stock changed, so nothing goes to
+    COMMITTED_CHANGE_LISTENERS."""
+
+    order_id: str
+    expires_at: datetime | None
+    previous_expires_at: datetime | None
+    lines: tuple[tuple[str, str, int], ...]
+
+
+# Called after commit with the holds whose expiry a confirmation changed (a read
+# model that counts holds by expiry registers here). Errors are logged, never raised.
+HOLD_CHANGE_LISTENERS: list[Callable[[tuple[HoldChange, ...]], None]] = []
+
+
+def _publish_hold_changes(changes: tuple[HoldChange, ...]) -> None:
+    for listener in HOLD_CHANGE_LISTENERS:
+        try:
+            listener(changes)
+        except Exception:
+            logger.exception("hold-change listener %r failed", listener)
+
+
+def _hold_changes_on_commit(changed: Sequence[tuple[Reservation, datetime | None]]) -> None:
+    """Publish after commit what `changed` ((reservation, previous expiry)) did to
+    each hold's expiry; reads the open lines only if anyone listens."""
+    if not HOLD_CHANGE_LISTENERS:
+        return
+    moved = [(r, before) for r, before in changed if r.expires_at != before]
+    if not moved:
+        return
+    open_lines: dict[uuid.UUID, list[tuple[str, str, int]]] = {}
+    for res_id, sku, code, qty, fulfilled, released in ReservationLine.objects.filter(
+        reservation__in=[r.pk for r, _ in moved], status=ReservationStatus.ACTIVE
+    ).values_list(
+        "reservation_id",
+        "product__sku",
+        "warehouse__code",
+        "quantity",
+        "quantity_fulfilled",
+        "quantity_released",
+    ):
+        open_lines.setdefault(res_id, []).append((sku, code, qty - fulfilled - released))
+    changes = tuple(
+        HoldChange(r.order_id, r.expires_at, before, tuple(open_lines.get(r.pk, ())))
+        for r, before in moved
+    )
+    transaction.on_commit(partial(_publish_hold_changes, changes))
+
+
+def _check_expires_in(expires_in: Any) -> int | None:
+    if expires_in is None:
+        return None
+    if (
+        isinstance(expires_in, bool)
+        or not isinstance(expires_in, int)
+        or not 1 <= expires_in <= MAX_HOLD_SECONDS
+    ):
+        raise errors.InvalidInput(
+            f"expires_in must be a whole number of seconds from 1 to {MAX_HOLD_SECONDS}, "
+            f"got {expires_in!r}.",
+            details={"field": "expires_in", "min": 1, "max": MAX_HOLD_SECONDS},
+        )
+    return expires_in
+
+
+_UNCHANGED, _CHANGED, _LAPSED = "unchanged", "changed", "lapsed"
+
+
+def _confirm_locked(
+    reservation: Reservation, *, actor: str, expires_in: int | None, now: datetime
+) -> str:
+    """Confirm (no `expires_in`) or extend one locked reservation in memory.
+
+    Returns _CHANGED (the caller saves it), _UNCHANGED (a confirmed order confirmed
+    again: nothing to write, the same answer) or _LAPSED (past its expiry: the
+    caller expires it). A closed order raises OrderClosed."""
+    if reservation.status != ReservationStatus.ACTIVE:
+        raise errors.OrderClosed(reservation.order_id, reservation.status)
+    if _lapsed(reservation, now):
+        return _LAPSED
+    if expires_in is None and reservation.expires_at is None and reservation.confirmed_at:
+        return _UNCHANGED
+    reservation.expires_at = None if expires_in is None else now + timedelta(seconds=expires_in)
+    reservation.confirmed_at = now
+    reservation.confirmed_by = actor
+    reservation.updated_at = timezone.now()
+    return _CHANGED
+
+
+_CONFIRM_FIELDS = ["expires_at", "confirmed_at", "confirmed_by", "updated_at"]
+
+
+@_translate_lock_timeouts
+def reservation_confirm(
+    *,
+    order_id: str,
+    actor: str,
+    expires_in: int | None = None,
+    placed_by: str | None = None,
+) -> ReservationResult:
+    """CONFIRM an order's hold (a payment arrived): it can no longer lapse.
+
+    With `expires_in` (seconds) the hold is extended instead: it lapses at
+    `clock.now() + expires_in`. Records `confirmed_at`/`confirmed_by`; changes no
+    stock and writes no ledger row. Confirming a confirmed order again changes
+    nothing (the same answer). A closed order (released, fulfilled, expired)
+    raises OrderClosed; so does a hold already past its `expires_at`, which is
+    expired first, as the sweeper would. `placed_by`: as for release.
+    Locks: the order's Reservation row only.
+    """
+    order_id = _check_order_id(order_id)
+    expires_in = _check_expires_in(expires_in)
+    now = clock.now()
+    with transaction.atomic():
+        reservation = lock_reservation(order_id, placed_by=placed_by)
+        if reservation is None:
+            raise errors.ReservationNotFound(details={"order_id": order_id})
+        before = reservation.expires_at
+        outcome = _confirm_locked(reservation, actor=actor, expires_in=expires_in, now=now)
+        if outcome == _CHANGED:
+            reservation.save(update_fields=_CONFIRM_FIELDS)
+            _hold_changes_on_commit([(reservation, before)])
+    if outcome == _LAPSED:
+        raise _expire_lapsed(order_id, placed_by)
+    return ReservationResult(reservation, created=False)
+
+
+@dataclass(frozen=True)
+class ConfirmRequest:
+    """One order of a batch confirmation; `expires_in` extends instead."""
+
+    order_id: str
+    expires_in: int | None = None
+
+
+@dataclass
+class ConfirmOutcome:
+    """One order's result in a batch confirmation: the reservation, or the error
+    (ReservationNotFound, OrderClosed) that order alone got."""
+
+    order_id: str
+    reservation: Reservation | None = None
+    error: errors.InventoryError | None = None
+
+
+@_translate_lock_timeouts
+def reservations_confirm_batch(
+    *, orders: Sequence[ConfirmRequest], actor: str, placed_by: str | None = None
+) -> list[ConfirmOutcome]:
+    """CONFIRM (or extend) many orders' holds at once; each order on its own.
+
+    One outcome per order, in the order given, each what `reservation_confirm`
+    would do for that order alone. Invalid input anywhere (an order id twice, a
+    bad `expires_in`, too many orders) refuses the whole batch, changing nothing.
+    Locks: the orders' Reservation rows, in primary-key order, in one statement
+    (and no inventory row: a close, which locks one Reservation row and then
+    inventory rows, never waits for a second Reservation row, so this cannot
+    deadlock with it). Lapsed holds are expired afterwards, each in its own
+    transaction, as the sweeper would.
+    """
+    max_orders = settings.STOCKROOM_MAX_BATCH_ORDERS
+    if not orders or len(orders) > max_orders:
+        raise errors.InvalidInput(
+            f"A batch holds 1 to {max_orders} orders.", details={"max_orders": max_orders}
+        )
+    seen: set[str] = set()
+    for order in orders:
+        order_id = _check_order_id(order.order_id)
+        if order_id in seen:
+            raise errors.InvalidInput(
+                f"Order id {order_id!r} appears twice in the batch.",
+                details={"order_id": order_id},
+            )
+        seen.add(order_id)
+        _check_expires_in(order.expires_in)
+    now = clock.now()
+    outcomes: dict[str, ConfirmOutcome] = {}
+    lapsed: list[str] = []
+    with transaction.atomic():
+        found = Reservation.objects.select_for_update(no_key=True).filter(order_id__in=seen)
+        if placed_by is not None:
+            found = found.filter(created_by=placed_by)
+        reservations = {r.order_id: r for r in found.order_by("pk")}
+        changed: list[tuple[Reservation, datetime | None]] = []
+        for order in orders:
+            reservation = reservations.get(order.order_id)
+            if reservation is None:
+                outcomes[order.order_id] = ConfirmOutcome(
+                    order.order_id,
+                    error=errors.ReservationNotFound(details={"order_id": order.order_id}),
+                )
+                continue
+            before = reservation.expires_at
+            try:
+                outcome = _confirm_locked(
+                    reservation, actor=actor, expires_in=order.expires_in, now=now
+                )
+            except errors.OrderClosed as exc:
+                outcomes[order.order_id] = ConfirmOutcome(order.order_id, error=exc)
+                continue
+            if outcome == _LAPSED:
+                lapsed.append(order.order_id)
+                continue
+            if outcome == _CHANGED:
+                changed.append((reservation, before))
+            outcomes[order.order_id] = ConfirmOutcome(order.order_id, reservation=reservation)
+        if changed:
+            Reservation.objects.bulk_update([r for r, _ in changed], _CONFIRM_FIELDS)
+            _hold_changes_on_commit(changed)
+    expire = _translate_lock_timeouts(_expire_lapsed)
+    for order_id in lapsed:
+        try:
+            error = expire(order_id, placed_by)
+        except errors.StockBusy:
+            # Its rows are busy: the sweeper expires it later; lapsed, it is closed now.
+            error = errors.OrderClosed(order_id, ReservationStatus.EXPIRED)
+        outcomes[order_id] = ConfirmOutcome(order_id, error=error)
+    return [outcomes[order.order_id] for order in orders]
 
 
 def reservations_expire(

@@ -246,8 +246,11 @@ def test_release_whole_order(storefront, stocked):
     assert response.status_code == 200
     assert response.json()["status"] == "released"
     assert reserved("BER") == 0
-    # Releasing again is a harmless no-op.
-    assert storefront.post(f"{URL}o-1/release/").status_code == 200
+    # Releasing again is refused, naming how the order was closed; nothing changes.
+    again = storefront.post(f"{URL}o-1/release/")
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "order_closed"
+    assert again.json()["error"]["details"] == {"order_id": "o-1", "status": "released"}
     assert InventoryTransaction.objects.filter(type="RELEASE").count() == 1
 
 

@@ -200,7 +200,7 @@ def test_a_policy_change_made_while_a_new_row_is_uncommitted_reaches_that_row(
 
 
 def test_a_raw_insert_with_a_made_up_allowance_is_born_with_the_products(world):
-    """The database sets the allowance (trigger of migration 0012), so raw SQL
+    """The database sets the allowance (trigger of migration 0010), so raw SQL
     (seeds, benchmarks, a future path) cannot give a row a stale one either."""
     from django.db import connection
 

@@ -35,6 +35,8 @@ API_MATRIX = {
     ("reservation-detail", "GET"): {S, OPS},
     ("reservation-release", "POST"): {S, OPS},
     ("reservation-fulfill", "POST"): {S, OPS},
+    ("reservation-confirm", "POST"): {S, OPS},
+    ("reservation-batch-confirm", "POST"): {S, OPS},
     ("stock-receive", "POST"): {OPS},
     ("stock-adjust", "POST"): {OPS},
     ("stock-transfer", "POST"): {OPS},

@@ -40,10 +40,15 @@ def test_release_whole_order_returns_stock_to_available(order):
     assert (line.quantity_released, line.status) == (4, ReservationStatus.RELEASED)
 
 
-def test_release_is_a_no_op_when_nothing_is_held_any_more(order):
+def test_releasing_again_is_order_closed_and_changes_nothing(order):
     services.reservation_release(order_id="o-1", actor="c")
-    again = services.reservation_release(order_id="o-1", actor="c")
-    assert again.transactions == []
+    ledger = InventoryTransaction.objects.count()
+    with pytest.raises(errors.OrderClosed) as refused:
+        services.reservation_release(order_id="o-1", actor="c")
+    assert refused.value.code == "order_closed"
+    assert refused.value.http_status == 409
+    assert refused.value.details == {"order_id": "o-1", "status": "released"}
+    assert InventoryTransaction.objects.count() == ledger
     assert balances() == (10, 0, 10)
 
 
@@ -86,7 +91,7 @@ def test_release_acts_only_on_what_that_order_holds(product, warehouse):
     services.stock_reserve(order_id="b", lines=[ReserveLine(product.sku, "BER", 3)], actor="c")
     services.reservation_release(order_id="a", actor="c")
     assert balances() == (10, 3, 7)
-    with pytest.raises(errors.ExceedsReservation):
+    with pytest.raises(errors.OrderClosed):  # a kind of ExceedsReservation: holds nothing
         services.reservation_release(order_id="a", actor="c", lines=[OrderLine(product.sku, 1)])
 
 
@@ -222,14 +227,29 @@ def test_a_whole_order_closes_in_one_statement_and_answers_what_it_wrote(
 
 
 def test_closing_an_order_with_nothing_open_leaves_its_status_alone(order):
+    """A late fulfilment of a cancelled order is refused (it used to answer the
+    order as it was, shipping nothing: a warehouse checking the status code
+    shipped goods never deducted); a sweep racing the cancel is a no-op."""
+    from inventory.actors import SYSTEM_SWEEPER
+    from inventory.services.stock import _close_order_lines
+
     services.reservation_release(order_id="o-1", actor="client:shop", reason="cancelled")
     ledger = InventoryTransaction.objects.count()
 
-    # A late fulfilment of the cancelled order, and a sweep racing the cancel.
-    late = services.reservation_fulfill(order_id="o-1", actor="system:wms")
-    assert late.reservation.status == ReservationStatus.RELEASED
-    assert late.transactions == []
-    services.reservation_release(order_id="o-1", actor="system:sweeper")
+    with pytest.raises(errors.OrderClosed) as late:
+        services.reservation_fulfill(order_id="o-1", actor="system:wms")
+    assert late.value.details["status"] == ReservationStatus.RELEASED
+    swept = _close_order_lines(
+        order_id="o-1",
+        lines=None,
+        actor=SYSTEM_SWEEPER,
+        reason="reservation hold expired",
+        txn_type=TransactionType.RELEASE,
+        closing_status=ReservationStatus.EXPIRED,
+        idempotency_key=None,
+        placed_by=None,
+    )
+    assert swept.transactions == []
 
     assert Reservation.objects.get(order_id="o-1").status == ReservationStatus.RELEASED
     assert InventoryTransaction.objects.count() == ledger
