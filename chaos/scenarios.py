@@ -314,8 +314,18 @@ class HotRowReport:
     violations: int
 
 
-def run_hot_row(*, seed: int, lock_seconds: float = 5.0, db_url: str | None = None) -> HotRowReport:
-    """Hold one stock row locked from another session; hit it and other SKUs meanwhile."""
+def run_hot_row(
+    *,
+    seed: int,
+    hot_requests: int = 3,
+    other_requests: int = 50,
+    cap_seconds: float = 300.0,
+    db_url: str | None = None,
+) -> HotRowReport:
+    """Hold one stock row locked from another session while 3 clients send
+    `hot_requests` reservations each for it and 3 others `other_requests` each
+    for other SKUs; the lock is released when they are done (by count, not by
+    the clock; `cap_seconds` is only a safety cap)."""
     from collections import Counter
 
     from .checker import balance_violations
@@ -341,19 +351,19 @@ def run_hot_row(*, seed: int, lock_seconds: float = 5.0, db_url: str | None = No
                     .values_list("id", flat=True)
                 )
                 locked.set()
-                release.wait(timeout=lock_seconds + 30)
+                release.wait(timeout=cap_seconds)
         finally:
             connections.close_all()
 
     results: dict[str, list] = {"hot": [], "other": []}
     lock = threading.Lock()
 
-    def client(i: int, sku: str, bucket: str, deadline: float):
+    def client(i: int, sku: str, bucket: str, count: int):
         session = requests.Session()
         headers = {"Authorization": f"Token {key}"}
         n = 0
         try:
-            while time.monotonic() < deadline and n < 50:
+            while n < count:
                 n += 1
                 started = time.monotonic()
                 response = session.post(
@@ -380,17 +390,22 @@ def run_hot_row(*, seed: int, lock_seconds: float = 5.0, db_url: str | None = No
         holder.start()
         try:
             assert locked.wait(timeout=10), "could not lock the hot row"
-            deadline = time.monotonic() + lock_seconds - 1
             threads = [
-                threading.Thread(target=client, args=(i, hot, "hot", deadline)) for i in range(3)
+                threading.Thread(target=client, args=(i, hot, "hot", hot_requests))
+                for i in range(3)
             ] + [
-                threading.Thread(target=client, args=(i, world.skus[1 + i % 2], "other", deadline))
+                threading.Thread(
+                    target=client,
+                    args=(i, world.skus[1 + i % 2], "other", other_requests),
+                )
                 for i in range(3)
             ]
             for t in threads:
                 t.start()
             for t in threads:
-                t.join(timeout=lock_seconds + 60)
+                t.join(timeout=cap_seconds)
+            if any(t.is_alive() for t in threads):
+                raise RuntimeError(f"hot_row clients still running after {cap_seconds:.0f} s")
         finally:
             release.set()
             holder.join(timeout=30)
