@@ -75,48 +75,108 @@ def _rows(sql: str, params) -> list[tuple]:
         return cursor.fetchall()
 
 
+# Every stock row, recomputed from what the CHECK constraints do not guard: on
+# hand from the ledger, reserved from the open (active) reservation lines, the
+# allowance in force from the product's stock policy (docs/RELIABILITY.md,
+# "The checker"). The row's own on_hand / reserved / backorder_allowance are
+# only compared with those, never trusted for the oversell test.
+STOCK_ROW_AUDIT_SQL = """
+    WITH ledger AS (
+        SELECT product_id, warehouse_id,
+               SUM(on_hand_delta) AS on_hand, SUM(reserved_delta) AS reserved
+        FROM inventory_inventorytransaction GROUP BY product_id, warehouse_id
+    ), lines AS (
+        SELECT inventory_id,
+               SUM(quantity - quantity_fulfilled - quantity_released)
+                   FILTER (WHERE status = 'active') AS open,
+               COUNT(*) FILTER (
+                   WHERE status <> 'active'
+                     AND quantity <> quantity_fulfilled + quantity_released
+               ) AS closed_with_open_quantity
+        FROM inventory_reservationline GROUP BY inventory_id
+    )
+    SELECT p.sku, w.code,
+           i.on_hand, i.reserved, i.backorder_allowance,
+           COALESCE(l.on_hand, 0), COALESCE(l.reserved, 0),
+           COALESCE(r.open, 0), COALESCE(r.closed_with_open_quantity, 0),
+           CASE WHEN p.stock_policy = 'normal' THEN 0 ELSE p.backorder_limit END
+    FROM inventory_inventory i
+    JOIN inventory_product p ON p.id = i.product_id
+    JOIN warehouses_warehouse w ON w.id = i.warehouse_id
+    LEFT JOIN ledger l ON l.product_id = i.product_id AND l.warehouse_id = i.warehouse_id
+    LEFT JOIN lines r ON r.inventory_id = i.id
+    WHERE p.sku LIKE %s
+    ORDER BY p.sku, w.code
+"""
+
+
+@dataclass
+class RowProblems:
+    sku: str
+    warehouse: str
+    problems: list[str]
+    oversold_units: int = 0  # how far the ledger's availability is below the policy's floor
+
+
+def stock_row_problems(sku_like: str = "%") -> list[RowProblems]:
+    """Stock rows (of SKUs matching `sku_like`) that break an invariant, each with
+    what it breaks. Empty when everything holds.
+
+    * oversold: ledger on hand - open reserved < -(the allowance the product's
+      policy allows: 0 for normal, backorder_limit otherwise);
+    * negative: ledger on hand < 0, or ledger/open reserved < 0 (and the same
+      for the stored columns);
+    * stale allowance: the row's backorder_allowance differs from the policy's;
+    * drift: stored on_hand/reserved differ from the ledger, stored or ledger
+      reserved from the open lines, or a closed line still holds quantity.
+    """
+    found = []
+    for (
+        sku,
+        code,
+        on_hand,
+        reserved,
+        allowance,
+        ledger_on_hand,
+        ledger_reserved,
+        open_reserved,
+        closed_open,
+        policy_allowance,
+    ) in _rows(STOCK_ROW_AUDIT_SQL, [sku_like]):
+        problems, oversold = [], 0
+        if ledger_on_hand - open_reserved < -policy_allowance:
+            oversold = -policy_allowance - (ledger_on_hand - open_reserved)
+            problems.append(
+                f"oversold by {oversold}: ledger on hand {ledger_on_hand} - open reserved "
+                f"{open_reserved} < -{policy_allowance} (policy allowance)"
+            )
+        if ledger_on_hand < 0 or on_hand < 0:
+            problems.append(f"on hand < 0 (ledger {ledger_on_hand}, row {on_hand})")
+        if ledger_reserved < 0 or reserved < 0 or open_reserved < 0:
+            problems.append(
+                f"reserved < 0 (ledger {ledger_reserved}, lines {open_reserved}, row {reserved})"
+            )
+        if allowance != policy_allowance:
+            problems.append(f"stale allowance {allowance} (policy allows {policy_allowance})")
+        if on_hand != ledger_on_hand:
+            problems.append(f"on hand {on_hand} != ledger {ledger_on_hand}")
+        if reserved != ledger_reserved:
+            problems.append(f"reserved {reserved} != ledger {ledger_reserved}")
+        if ledger_reserved != open_reserved:
+            problems.append(f"ledger reserved {ledger_reserved} != open lines {open_reserved}")
+        if closed_open:
+            problems.append(f"{closed_open} closed line(s) still hold quantity")
+        if problems:
+            found.append(RowProblems(sku, code, problems, oversold))
+    return found
+
+
 def balance_violations(world: World) -> tuple[int, int, list]:
     """(violations, oversold units, details) over the world's stock rows."""
-    like = world.prefix + "%"
-    rows = _rows(
-        """
-        SELECT p.sku, w.code, i.on_hand, i.reserved, i.backorder_allowance,
-               COALESCE(l.on_hand, 0), COALESCE(l.reserved, 0), COALESCE(r.open, 0)
-        FROM inventory_inventory i
-        JOIN inventory_product p ON p.id = i.product_id
-        JOIN warehouses_warehouse w ON w.id = i.warehouse_id
-        LEFT JOIN (
-            SELECT product_id, warehouse_id,
-                   SUM(on_hand_delta) AS on_hand, SUM(reserved_delta) AS reserved
-            FROM inventory_inventorytransaction GROUP BY product_id, warehouse_id
-        ) l ON l.product_id = i.product_id AND l.warehouse_id = i.warehouse_id
-        LEFT JOIN (
-            SELECT inventory_id,
-                   SUM(quantity - quantity_fulfilled - quantity_released) AS open
-            FROM inventory_reservationline WHERE status = 'active' GROUP BY inventory_id
-        ) r ON r.inventory_id = i.id
-        WHERE p.sku LIKE %s
-        """,
-        [like],
-    )
-    violations, oversold, details = 0, 0, []
-    for sku, code, on_hand, reserved, allowance, l_on_hand, l_reserved, open_ in rows:
-        problems = []
-        if on_hand < 0:
-            problems.append("on_hand<0")
-        if reserved < 0:
-            problems.append("reserved<0")
-        if on_hand - reserved < -allowance:
-            problems.append("available<-allowance")
-            oversold += -allowance - (on_hand - reserved)
-        if reserved != open_:
-            problems.append(f"reserved {reserved} != open lines {open_}")
-        if (on_hand, reserved) != (l_on_hand, l_reserved):
-            problems.append(f"balance {on_hand}/{reserved} != ledger {l_on_hand}/{l_reserved}")
-        if problems:
-            violations += len(problems)
-            details.append((sku, code, problems))
-    return violations, oversold, details
+    rows = stock_row_problems(world.prefix + "%")
+    violations = sum(len(r.problems) for r in rows)
+    oversold = sum(r.oversold_units for r in rows)
+    return violations, oversold, [(r.sku, r.warehouse, r.problems) for r in rows]
 
 
 def check(

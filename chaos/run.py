@@ -7,8 +7,14 @@ Uses its own database (`--database`, default stockroom_chaos on 127.0.0.1; it is
 dropped and re-created at the start of a run, never any other), a private Redis
 on a free loopback port and gunicorn on loopback, all started and stopped here.
 `--ops` is the number of client operations per scenario (reads included in the
-mix; reads are not counted as operations in the report). Prints one report line
-per scenario and exits non-zero if any invariant was broken.
+mix; reads are not counted as operations in the report). Faults are scheduled by
+operation number, not by time: `--fault-every N` fires the scenario's fault at
+every N-th client operation (defaults per scenario in chaos/scenarios.py), and
+Redis (or the broker) stays down for `--down-ops` operations; so a given
+`--ops` always sees the same number of faults. The clients run until the budget
+is spent; `--max-seconds` is only a safety cap, and a scenario that hits it
+fails. Prints one report line per scenario and exits non-zero if any invariant
+was broken.
 """
 
 from __future__ import annotations
@@ -44,7 +50,21 @@ def main() -> int:
     parser.add_argument("--ops", type=int, default=100_000, help="client operations per scenario")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
-    parser.add_argument("--max-seconds", type=float, default=3600, help="per scenario")
+    parser.add_argument(
+        "--fault-every",
+        type=int,
+        help="client operations between faults (default per scenario: "
+        "redis 150, pg_terminate 40, kill_worker 100, broker 100)",
+    )
+    parser.add_argument(
+        "--down-ops", type=int, help="client operations Redis/the broker stays down (default 50)"
+    )
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=3600,
+        help="safety cap per scenario (a scenario that reaches it fails)",
+    )
     parser.add_argument("--database", default="postgres://postgres@127.0.0.1:5432/stockroom_chaos")
     parser.add_argument("--json", help="also write the reports to this file")
     args = parser.parse_args()
@@ -78,6 +98,8 @@ def main() -> int:
                 clients=args.clients,
                 ops_per_client=-(-args.ops // args.clients),
                 seconds=args.max_seconds,
+                every=args.fault_every,
+                down=args.down_ops,
                 db_url=args.database,
             )
             ok = (
@@ -118,7 +140,7 @@ def main() -> int:
             )
             clean &= ok
             continue
-        # Clients stop at the op budget or the time budget, whichever comes first.
+        # Clients run until the op budget is spent; --max-seconds only caps it (raises).
         report = run_scenario(
             name,
             seed=args.seed,
@@ -127,6 +149,8 @@ def main() -> int:
             seconds=args.max_seconds,
             db_url=args.database,
             workers=args.workers,
+            every=args.fault_every,
+            down=args.down_ops,
         )
         print(report.line(), flush=True)
         if not report.clean:

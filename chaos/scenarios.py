@@ -19,7 +19,7 @@ from django.db import connection, connections
 
 from . import processes
 from .checker import Report, check
-from .workload import World, resolve_unknowns, run_clients
+from .workload import Schedule, World, fault_points, resolve_unknowns, run_clients
 
 WAREHOUSES = ["CW1", "CW2", "CW3"]
 
@@ -63,7 +63,7 @@ def setup_world(prefix: str, *, skus: int = 4, backorder_skus: int = 2, units: i
     return world
 
 
-# --- faults: each a loop in a thread, undone in its finally -----------------
+# --- faults: each a thread, scheduled by operation number, undone in its finally --
 
 
 @dataclass
@@ -71,63 +71,108 @@ class FaultContext:
     redis: processes.PrivateRedis
     server: processes.Gunicorn
     rng: random.Random
-    stop: threading.Event
+    schedule: Schedule
     counts: dict
     keep_pids: set[int]
-    outages: list[tuple[float, float]] = field(default_factory=list)  # Redis down, monotonic
+    every: int  # client operations between faults
+    down: int  # client operations a Redis outage lasts
+    outages: list[tuple[int, int]] = field(default_factory=list)  # op numbers [from, to)
+    error: BaseException | None = None
 
-    def reads_during_outages(self, run) -> int:
-        return sum(1 for at, _ in run.read_log if any(a <= at < b for a, b in self.outages))
+    def points(self) -> list[int]:
+        return fault_points(self.schedule.budget, self.every)
+
+    def add(self, name: str, n: int = 1) -> None:
+        self.counts[name] = self.counts.get(name, 0) + n
+
+    def reads_during_outages(self, run) -> tuple[int, int]:
+        """(reads sent while Redis was down, outages with at least one read)."""
+        per_outage = [
+            sum(1 for number, _ in run.read_log if a <= number < b) for a, b in self.outages
+        ]
+        return sum(per_outage), sum(1 for n in per_outage if n)
+
+
+# Defaults: client operations between faults, and how long Redis stays down.
+DEFAULT_EVERY = {"redis": 150, "pg_terminate": 40, "kill_worker": 100, "broker": 100}
+DEFAULT_DOWN = 50
 
 
 def fault_none(ctx: FaultContext) -> None:
-    ctx.stop.wait()
+    pass
 
 
-def fault_redis(ctx: FaultContext, period: float = 1.5, down: float = 1.0) -> None:
-    """Stop Redis for `down` seconds, start it again, flush it; repeat."""
+def fault_redis(ctx: FaultContext) -> None:
+    """At every `every`-th operation, kill Redis; the next `down` operations all
+    start after it went down and end before it comes back (the workload is held
+    at the end of the outage until they have); then start it, flush it, and
+    flush it again `down // 2` operations later."""
     try:
-        while not ctx.stop.wait(period):
-            ctx.redis.stop()
-            ctx.counts["redis_stopped"] = ctx.counts.get("redis_stopped", 0) + 1
-            went_down = time.monotonic()
-            ctx.stop.wait(down)
-            ctx.outages.append((went_down, time.monotonic()))
-            ctx.redis.start()
+        for at in ctx.points():
+            if not ctx.schedule.hold_at(at):
+                return
+            try:
+                ctx.redis.stop()
+                ctx.add("redis_stopped")
+            finally:
+                ctx.schedule.release()
+            back = at + ctx.down
+            held = ctx.schedule.hold_at(back)
+            try:
+                if held:
+                    ctx.schedule.wait_completed(back)  # none of the outage's ops in flight
+                ctx.outages.append((at, back))
+                ctx.redis.start()
+                ctx.redis.flush()
+                ctx.add("redis_flushed")
+            finally:
+                ctx.schedule.release()
+            if not held or not ctx.schedule.wait_started(back + ctx.down // 2):
+                return
             ctx.redis.flush()
-            ctx.counts["redis_flushed"] = ctx.counts.get("redis_flushed", 0) + 1
-            ctx.stop.wait(period / 2)
-            ctx.redis.flush()
-            ctx.counts["redis_flushed"] += 1
+            ctx.add("redis_flushed")
     finally:
         if not ctx.redis.up():
             ctx.redis.start()
 
 
-def fault_pg_terminate(ctx: FaultContext, period: float = 0.7) -> None:
-    """pg_terminate_backend on the app's connections to this run's database only."""
+def fault_pg_terminate(ctx: FaultContext) -> None:
+    """At every `every`-th operation, pg_terminate_backend on the app's connections
+    to this run's database only."""
     try:
-        while not ctx.stop.wait(period * (0.5 + ctx.rng.random())):
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    """
-                    SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-                    WHERE datname = current_database() AND pid <> pg_backend_pid()
-                      AND NOT (pid = ANY(%s))
-                    """,
-                    [sorted(ctx.keep_pids)],
-                )
-                killed = cursor.fetchone()[0]
-            ctx.counts["backends_terminated"] = ctx.counts.get("backends_terminated", 0) + killed
+        for at in ctx.points():
+            if not ctx.schedule.hold_at(at):
+                return
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        """
+                        SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                        WHERE datname = current_database() AND pid <> pg_backend_pid()
+                          AND NOT (pid = ANY(%s))
+                        """,
+                        [sorted(ctx.keep_pids)],
+                    )
+                    killed = cursor.fetchone()[0]
+                ctx.add("terminations")
+                ctx.add("backends_terminated", killed)
+            finally:
+                ctx.schedule.release()
     finally:
         connections.close_all()
 
 
-def fault_kill_worker(ctx: FaultContext, period: float = 1.5) -> None:
-    """SIGKILL one gunicorn worker at a time (the master starts a new one)."""
-    while not ctx.stop.wait(period * (0.5 + ctx.rng.random())):
-        if ctx.server.kill_worker(ctx.rng) is not None:
-            ctx.counts["workers_killed"] = ctx.counts.get("workers_killed", 0) + 1
+def fault_kill_worker(ctx: FaultContext) -> None:
+    """At every `every`-th operation, SIGKILL one gunicorn worker (the master
+    starts a new one); the other clients' requests are in flight meanwhile."""
+    for at in ctx.points():
+        if not ctx.schedule.hold_at(at):
+            return
+        try:
+            if ctx.server.kill_worker(ctx.rng) is not None:
+                ctx.add("workers_killed")
+        finally:
+            ctx.schedule.release()
 
 
 FAULTS: dict[str, Callable[[FaultContext], None]] = {
@@ -136,6 +181,17 @@ FAULTS: dict[str, Callable[[FaultContext], None]] = {
     "pg_terminate": fault_pg_terminate,
     "kill_worker": fault_kill_worker,
 }
+
+
+def _fault_thread(target: Callable[[FaultContext], None], ctx: FaultContext, name: str):
+    def body():
+        try:
+            target(ctx)
+        except BaseException as exc:  # re-raised by the scenario after the run
+            ctx.error = exc
+            ctx.schedule.release()
+
+    return threading.Thread(target=body, name=f"fault-{name}", daemon=True)
 
 
 @contextmanager
@@ -179,8 +235,14 @@ def run_scenario(
     db_url: str | None = None,
     workers: int = 3,
     running: tuple[processes.PrivateRedis, processes.Gunicorn] | None = None,
+    every: int | None = None,
+    down: int | None = None,
 ) -> Report:
-    """One scenario; on its own Redis and gunicorn, or on `running` ones (left running)."""
+    """One scenario; on its own Redis and gunicorn, or on `running` ones (left running).
+
+    The clients run `clients` * `ops_per_client` operations; the fault fires at
+    every `every`-th of them (Redis stays down for `down`). `seconds` is only a
+    safety cap: a run that has not spent its budget by then raises."""
     prefix = prefix or f"{name[:2]}{seed}x"
     db_url = db_url or database_url()
     world = setup_world(prefix)
@@ -190,8 +252,18 @@ def run_scenario(
         keep = {cursor.fetchone()[0]}
     started = time.monotonic()
     with _reuse(running) if running else stack(db_url, workers=workers) as (redis, server):
-        ctx = FaultContext(redis, server, random.Random(seed), threading.Event(), {}, keep)
-        fault = threading.Thread(target=FAULTS[name], args=(ctx,), name=f"fault-{name}")
+        schedule = Schedule(clients * ops_per_client)
+        ctx = FaultContext(
+            redis,
+            server,
+            random.Random(seed),
+            schedule,
+            {},
+            keep,
+            every=every or DEFAULT_EVERY.get(name, 0),
+            down=down or DEFAULT_DOWN,
+        )
+        fault = _fault_thread(FAULTS[name], ctx, name)
         fault.start()
         try:
             run = run_clients(
@@ -202,10 +274,13 @@ def run_scenario(
                 clients=clients,
                 ops_per_client=ops_per_client,
                 seconds=seconds,
+                schedule=schedule,
             )
         finally:
-            ctx.stop.set()
-            fault.join(timeout=30)
+            schedule.close()
+            fault.join(timeout=60)
+        if ctx.error is not None:
+            raise RuntimeError(f"the {name} fault failed: {ctx.error!r}") from ctx.error
         time.sleep(1.0)  # let requests still in flight on the server finish
         resolve_unknowns(base_url=server.url, key=key, run=run)
         report = check(
@@ -218,8 +293,10 @@ def run_scenario(
             key=key,
         )
         report.faults = dict(ctx.counts)
-        if ctx.outages:
-            report.faults["reads_while_redis_down"] = ctx.reads_during_outages(run)
+        if name == "redis":
+            reads, outages_read = ctx.reads_during_outages(run)
+            report.faults["reads_while_redis_down"] = reads
+            report.faults["outages_with_reads"] = outages_read
     report.seconds = time.monotonic() - started
     return report
 
@@ -237,8 +314,18 @@ class HotRowReport:
     violations: int
 
 
-def run_hot_row(*, seed: int, lock_seconds: float = 5.0, db_url: str | None = None) -> HotRowReport:
-    """Hold one stock row locked from another session; hit it and other SKUs meanwhile."""
+def run_hot_row(
+    *,
+    seed: int,
+    hot_requests: int = 3,
+    other_requests: int = 50,
+    cap_seconds: float = 300.0,
+    db_url: str | None = None,
+) -> HotRowReport:
+    """Hold one stock row locked from another session while 3 clients send
+    `hot_requests` reservations each for it and 3 others `other_requests` each
+    for other SKUs; the lock is released when they are done (by count, not by
+    the clock; `cap_seconds` is only a safety cap)."""
     from collections import Counter
 
     from .checker import balance_violations
@@ -264,19 +351,19 @@ def run_hot_row(*, seed: int, lock_seconds: float = 5.0, db_url: str | None = No
                     .values_list("id", flat=True)
                 )
                 locked.set()
-                release.wait(timeout=lock_seconds + 30)
+                release.wait(timeout=cap_seconds)
         finally:
             connections.close_all()
 
     results: dict[str, list] = {"hot": [], "other": []}
     lock = threading.Lock()
 
-    def client(i: int, sku: str, bucket: str, deadline: float):
+    def client(i: int, sku: str, bucket: str, count: int):
         session = requests.Session()
         headers = {"Authorization": f"Token {key}"}
         n = 0
         try:
-            while time.monotonic() < deadline and n < 50:
+            while n < count:
                 n += 1
                 started = time.monotonic()
                 response = session.post(
@@ -303,17 +390,22 @@ def run_hot_row(*, seed: int, lock_seconds: float = 5.0, db_url: str | None = No
         holder.start()
         try:
             assert locked.wait(timeout=10), "could not lock the hot row"
-            deadline = time.monotonic() + lock_seconds - 1
             threads = [
-                threading.Thread(target=client, args=(i, hot, "hot", deadline)) for i in range(3)
+                threading.Thread(target=client, args=(i, hot, "hot", hot_requests))
+                for i in range(3)
             ] + [
-                threading.Thread(target=client, args=(i, world.skus[1 + i % 2], "other", deadline))
+                threading.Thread(
+                    target=client,
+                    args=(i, world.skus[1 + i % 2], "other", other_requests),
+                )
                 for i in range(3)
             ]
             for t in threads:
                 t.start()
             for t in threads:
-                t.join(timeout=lock_seconds + 60)
+                t.join(timeout=cap_seconds)
+            if any(t.is_alive() for t in threads):
+                raise RuntimeError(f"hot_row clients still running after {cap_seconds:.0f} s")
         finally:
             release.set()
             holder.join(timeout=30)
@@ -368,12 +460,14 @@ def run_broker(
     clients: int,
     ops_per_client: int,
     seconds: float,
-    period: float = 1.5,
-    down: float = 1.0,
+    every: int | None = None,
+    down: int | None = None,
     db_url: str | None = None,
 ) -> BrokerReport:
     """Stock operations while the Celery broker (a private Redis) goes away and
     comes back; no worker consumes, so reorder work is done by the daily batch.
+    The broker is killed at every `every`-th client operation and started again
+    when `down` more have started (`seconds` is only a safety cap).
 
     Checks, besides every invariant: stock operations kept succeeding, the batch
     afterwards orders every row below its threshold exactly once (a second batch
@@ -392,16 +486,32 @@ def run_broker(
     client_pk, key = api_key(prefix)
     broker = processes.PrivateRedis()
     counts = {"broker_stopped": 0}
-    stop = threading.Event()
+    schedule = Schedule(clients * ops_per_client)
+    every = every or DEFAULT_EVERY["broker"]
+    down = down or DEFAULT_DOWN
+    errors: list[BaseException] = []
 
     def fault() -> None:
         try:
-            while not stop.wait(period):
-                broker.stop()
-                counts["broker_stopped"] += 1
-                stop.wait(down)
-                broker.start()
+            for at in fault_points(schedule.budget, every):
+                if not schedule.hold_at(at):
+                    return
+                try:
+                    broker.stop()
+                    counts["broker_stopped"] += 1
+                finally:
+                    schedule.release()
+                held = schedule.hold_at(at + down)
+                try:
+                    broker.start()
+                finally:
+                    schedule.release()
+                if not held:
+                    return
+        except BaseException as exc:
+            errors.append(exc)
         finally:
+            schedule.release()
             if not broker.up():
                 broker.start()
 
@@ -410,7 +520,7 @@ def run_broker(
         broker.start()
         env = {"CELERY_BROKER_URL": broker.url, "CELERY_TASK_ALWAYS_EAGER": "false"}
         with stack(db_url, workers=3, **env) as (_redis, server):
-            thread = threading.Thread(target=fault, name="fault-broker")
+            thread = threading.Thread(target=fault, name="fault-broker", daemon=True)
             thread.start()
             try:
                 run = run_clients(
@@ -421,10 +531,13 @@ def run_broker(
                     clients=clients,
                     ops_per_client=ops_per_client,
                     seconds=seconds,
+                    schedule=schedule,
                 )
             finally:
-                stop.set()
-                thread.join(timeout=30)
+                schedule.close()
+                thread.join(timeout=60)
+            if errors:
+                raise RuntimeError(f"the broker fault failed: {errors[0]!r}") from errors[0]
             time.sleep(1.0)
             resolve_unknowns(base_url=server.url, key=key, run=run)
             report = check(

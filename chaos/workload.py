@@ -11,6 +11,13 @@ Outcomes: `ok` (2xx: acknowledged), `failed` (a definite 4xx, or 503
 `stock_busy`: nothing applied), `unknown` (timeout, dropped connection, any
 other 5xx). Unknowns are resolved at the end by sending the same request again
 until it answers definitely.
+
+The workload runs until its operation budget is spent (`clients` *
+`ops_per_client`); the time limit is only a safety cap that fails the run
+loudly. Every client operation (reads included) takes a number from a shared
+`Schedule` before it starts and reports its end; faults are scheduled by those
+numbers, not by the clock (see `Schedule`), so how many faults a run sees is
+fixed by its budget and does not depend on the machine's speed.
 """
 
 from __future__ import annotations
@@ -38,6 +45,102 @@ MIX = {
     "transfer": 8,
     "read": 22,
 }
+
+
+class WorkloadTimeout(RuntimeError):
+    """The safety cap passed before the operation budget was spent."""
+
+
+class Schedule:
+    """Operation numbers shared by the clients and a fault thread.
+
+    Clients call `begin()` before each operation (it returns the operation's
+    number, 0, 1, 2, … in the order they start) and `end()` after it. A fault
+    thread calls `hold_at(n)`: operations numbered n or later wait until it
+    calls `release()`; `hold_at` returns once operation n is the next to start
+    (every earlier one has started; they may still be in flight, so a fault
+    lands among running requests). `wait_completed(n)` waits until n
+    operations have ended: after `hold_at(n)`, that means none is in flight.
+    So "a fault at every k-th operation, Redis down for M operations" is the
+    same number of faults on any machine for a given budget.
+    """
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.cond = threading.Condition()
+        self.issued = 0
+        self.completed = 0
+        self.gate: int | None = None
+        self.closed = False  # the clients are done (or gave up)
+
+    # --- clients ---------------------------------------------------------
+
+    def begin(self, deadline: float) -> int:
+        with self.cond:
+            while self.gate is not None and self.issued >= self.gate and not self.closed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise WorkloadTimeout(
+                        f"held at operation {self.issued} of {self.budget} past the time cap"
+                    )
+                self.cond.wait(remaining)
+            if time.monotonic() > deadline:
+                raise WorkloadTimeout(
+                    f"{self.issued} of {self.budget} operations started within the time cap"
+                )
+            number = self.issued
+            self.issued += 1
+            self.cond.notify_all()
+            return number
+
+    def end(self) -> None:
+        with self.cond:
+            self.completed += 1
+            self.cond.notify_all()
+
+    def close(self) -> None:
+        with self.cond:
+            self.closed = True
+            self.gate = None
+            self.cond.notify_all()
+
+    # --- the fault thread ------------------------------------------------
+
+    def hold_at(self, n: int) -> bool:
+        """Hold operations numbered ≥ n (or ≥ the next one, if n has started);
+        wait until every earlier one has started. False if the clients finished
+        first (nothing is held then)."""
+        with self.cond:
+            if self.closed:
+                return False
+            self.gate = max(n, self.issued)
+            self.cond.notify_all()
+            self.cond.wait_for(lambda: self.closed or self.issued >= self.gate)
+            if self.closed:
+                self.gate = None
+                return False
+            return True
+
+    def release(self) -> None:
+        with self.cond:
+            self.gate = None
+            self.cond.notify_all()
+
+    def wait_started(self, n: int) -> bool:
+        """Wait (holding nothing) until n operations have started."""
+        with self.cond:
+            self.cond.wait_for(lambda: self.closed or self.issued >= n)
+            return self.issued >= n
+
+    def wait_completed(self, n: int) -> bool:
+        with self.cond:
+            self.cond.wait_for(lambda: self.closed or self.completed >= n)
+            return self.completed >= n
+
+
+def fault_points(budget: int, every: int) -> list[int]:
+    """The operation numbers at which a fault fires: every, 2·every, … < budget."""
+    return list(range(every, budget, every)) if every > 0 else []
 
 
 @dataclass
@@ -74,7 +177,7 @@ class World:
 class Run:
     ops: list[Op] = field(default_factory=list)
     reads: Counter = field(default_factory=Counter)
-    read_log: list[tuple[float, object]] = field(default_factory=list)  # (sent at, status)
+    read_log: list[tuple[int, object]] = field(default_factory=list)  # (op number, status)
     orders: list[dict] = field(default_factory=list)  # acknowledged reservations
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -98,7 +201,9 @@ def classify(response: requests.Response) -> tuple[str, str, Any]:
 
 
 class Client(threading.Thread):
-    def __init__(self, *, index, base_url, key, world, run, seed, max_ops, deadline, timeout):
+    def __init__(
+        self, *, index, base_url, key, world, run, seed, max_ops, deadline, timeout, schedule
+    ):
         super().__init__(name=f"chaos-client-{index}", daemon=True)
         self.index = index
         self.base_url = base_url
@@ -108,6 +213,7 @@ class Client(threading.Thread):
         self.max_ops = max_ops
         self.deadline = deadline
         self.timeout = timeout
+        self.schedule = schedule
         self.session = requests.Session()
         self.session.headers.update(
             {"Authorization": f"Token {key}", "Content-Type": "application/json"}
@@ -123,30 +229,34 @@ class Client(threading.Thread):
         try:
             kinds, weights = zip(*MIX.items(), strict=True)
             for _ in range(self.max_ops):
-                if time.monotonic() > self.deadline:
-                    break
-                kind = self.rng.choices(kinds, weights)[0]
-                if kind == "read":
-                    self.read()
-                    continue
-                op = getattr(self, "make_" + kind.removesuffix("_partial"))(kind)
-                if op is None:
-                    continue
-                send(self.session, self.base_url, op, self.timeout)
-                with self.run_.lock:
-                    self.run_.ops.append(op)
-                    if op.kind == "reserve" and op.outcome == OK and op.response:
-                        self.run_.orders.append(op.response)
+                number = self.schedule.begin(self.deadline)
+                try:
+                    self.one(kinds, weights, number)
+                finally:
+                    self.schedule.end()
         except BaseException as exc:  # surfaced by the runner
             self.error = exc
         finally:
             self.session.close()
 
+    def one(self, kinds, weights, number: int) -> None:
+        kind = self.rng.choices(kinds, weights)[0]
+        if kind == "read":
+            self.read(number)
+            return
+        op = getattr(self, "make_" + kind.removesuffix("_partial"))(kind)
+        if op is None:
+            return
+        send(self.session, self.base_url, op, self.timeout)
+        with self.run_.lock:
+            self.run_.ops.append(op)
+            if op.kind == "reserve" and op.outcome == OK and op.response:
+                self.run_.orders.append(op.response)
+
     # --- requests --------------------------------------------------------
 
-    def read(self) -> None:
+    def read(self, number: int) -> None:
         sku = self.rng.choice(self.world.all_skus)
-        sent_at = time.monotonic()
         try:
             response = self.session.get(
                 f"{self.base_url}/api/v1/availability/{sku}/", timeout=self.timeout
@@ -158,7 +268,7 @@ class Client(threading.Thread):
             status = "error"
         with self.run_.lock:
             self.run_.reads[status] += 1
-            self.run_.read_log.append((sent_at, status))
+            self.run_.read_log.append((number, status))
 
     def make_reserve(self, kind) -> Op:
         rng, w = self.rng, self.world
@@ -275,9 +385,23 @@ def send(session: requests.Session, base_url: str, op: Op, timeout: float) -> No
 
 
 def run_clients(
-    *, base_url, key, world, seed, clients, ops_per_client, seconds, timeout=10.0
+    *,
+    base_url,
+    key,
+    world,
+    seed,
+    clients,
+    ops_per_client,
+    seconds,
+    timeout=10.0,
+    schedule: Schedule | None = None,
 ) -> Run:
+    """Run the clients until `clients` * `ops_per_client` operations are done.
+
+    `seconds` is a safety cap, not a stopping rule: a run that has not spent its
+    budget by then raises (WorkloadTimeout), it never ends quietly short."""
     run = Run()
+    schedule = schedule or Schedule(clients * ops_per_client)
     deadline = time.monotonic() + seconds
     threads = [
         Client(
@@ -290,18 +414,28 @@ def run_clients(
             max_ops=ops_per_client,
             deadline=deadline,
             timeout=timeout,
+            schedule=schedule,
         )
         for i in range(clients)
     ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=seconds + 4 * timeout + 30)
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()) + 4 * timeout + 30)
+    finally:
+        schedule.close()
     errors = [t.error for t in threads if t.error is not None]
+    timeouts = [e for e in errors if isinstance(e, WorkloadTimeout)]
+    if timeouts:
+        raise WorkloadTimeout(
+            f"the workload did not spend its budget within the {seconds:.0f} s safety cap: "
+            f"{timeouts[0]} ({schedule.completed} of {schedule.budget} operations done)"
+        ) from timeouts[0]
     if errors:
         raise RuntimeError(f"a client crashed: {errors[0]!r}") from errors[0]
     if any(t.is_alive() for t in threads):
-        raise RuntimeError("a client did not finish in time")
+        raise WorkloadTimeout("a client did not finish in time")
     return run
 
 

@@ -18,10 +18,12 @@ from .conftest import error_code
 pytestmark = pytest.mark.django_db
 
 
-def test_one_sku_totals_and_per_warehouse(reader, stocked):
-    services.stock_reserve(
-        order_id="o1", lines=[ReserveLine("TSHIRT-M", "BER", 3)], actor="client:test"
-    )
+def test_one_sku_totals_and_per_warehouse(reader, stocked, django_capture_on_commit_callbacks):
+    reader.get("/api/v1/availability/TSHIRT-M/")  # cached before the write
+    with django_capture_on_commit_callbacks(execute=True):  # the cache hears after commit
+        services.stock_reserve(
+            order_id="o1", lines=[ReserveLine("TSHIRT-M", "BER", 3)], actor="client:test"
+        )
     response = reader.get("/api/v1/availability/TSHIRT-M/")
     assert response.status_code == 200
     assert response.json() == {
@@ -56,12 +58,15 @@ def test_inactive_warehouses_do_not_count(reader, stocked):
         (21, 20, "in_stock"),
     ],
 )
-def test_status_in_stock_low_stock_out_of_stock(reader, db, on_hand, threshold, status):
+def test_status_in_stock_low_stock_out_of_stock(
+    reader, db, on_hand, threshold, status, django_capture_on_commit_callbacks
+):
     ProductFactory(sku="MUG")
     WarehouseFactory(code="BER")
-    if on_hand:
-        receive("MUG", "BER", on_hand)
-    services.inventory_set_reorder(sku="MUG", warehouse="BER", reorder_threshold=threshold)
+    with django_capture_on_commit_callbacks(execute=True):
+        if on_hand:
+            receive("MUG", "BER", on_hand)
+        services.inventory_set_reorder(sku="MUG", warehouse="BER", reorder_threshold=threshold)
     assert reader.get("/api/v1/availability/MUG/").json()["status"] == status
 
 

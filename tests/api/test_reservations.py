@@ -218,13 +218,24 @@ def test_expires_in_sets_expires_at(storefront, stocked):
     assert body["expires_at"] is not None
 
 
-def test_a_lapsed_hold_is_expired_when_an_order_needs_its_stock(storefront, stocked):
+@pytest.mark.xfail(
+    strict=True,
+    reason="#13 item 2: with the after-commit write-through run, the sold-out gate "
+    "refuses from the cached availability that still counts the lapsed hold (409)",
+)
+def test_a_lapsed_hold_is_expired_when_an_order_needs_its_stock(
+    storefront, stocked, django_capture_on_commit_callbacks
+):
     WarehouseFactory._meta.model.objects.filter(code="HAM").update(is_active=False)
-    storefront.post(URL, order("cart", lines=[{"sku": "TSHIRT-M", "quantity": 10}], expires_in=60))
+    with django_capture_on_commit_callbacks(execute=True):  # the cache and gate hear of it
+        storefront.post(
+            URL, order("cart", lines=[{"sku": "TSHIRT-M", "quantity": 10}], expires_in=60)
+        )
     Reservation.objects.filter(order_id="cart").update(
         expires_at=timezone.now() - timedelta(seconds=1)
     )
-    response = storefront.post(URL, order("paid", lines=[{"sku": "TSHIRT-M", "quantity": 10}]))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = storefront.post(URL, order("paid", lines=[{"sku": "TSHIRT-M", "quantity": 10}]))
     assert response.status_code == 201
     assert Reservation.objects.get(order_id="cart").status == "expired"
     assert reserved("BER") == 10

@@ -21,6 +21,24 @@ from ..factories import BackorderProductFactory, ProductFactory, WarehouseFactor
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+def wait_until_a_backend_waits_on_a_lock(or_done=None, cap: float = 120) -> None:
+    """Until a backend of this database waits on a lock (or the future `or_done`
+    has finished). `cap` only fails a test that hangs."""
+    import time
+
+    deadline = time.monotonic() + cap
+    while time.monotonic() < deadline:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'"
+            )
+            if cursor.fetchone()[0] or (or_done is not None and or_done.done()):
+                return
+        time.sleep(0.01)
+    raise AssertionError("no backend ever waited on a lock")
+
+
 def run_concurrently(workers: int, fn, *args_per_worker):
     """Start `workers` threads that call fn(i) at the same moment; return results/errors."""
     barrier = threading.Barrier(workers)
@@ -279,7 +297,9 @@ def test_a_row_created_during_a_policy_change_gets_the_new_allowance():
     assert in_change.wait(10)
     with ThreadPoolExecutor(max_workers=1) as pool:
         reservation = pool.submit(reserve_in_new_warehouse)
-        threading.Event().wait(0.5)  # the reservation is now waiting on the change
+        # Wait until the reservation waits on the change's locks (not a sleep
+        # tuned to one machine); or has finished, if it never needed to wait.
+        wait_until_a_backend_waits_on_a_lock(or_done=reservation)
         go_on.set()
         outcome = reservation.result(timeout=30)
     changer.join(30)

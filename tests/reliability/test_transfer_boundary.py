@@ -1,0 +1,88 @@
+"""A transfer moves at most the available stock: exactly all of it succeeds,
+one unit more is refused and changes nothing (service and API; #13 item 8)."""
+
+import pytest
+
+from inventory import errors, services
+from inventory.models import Inventory, InventoryTransaction
+from inventory.services import ReserveLine, TransferLine
+
+from ..api.conftest import make_caller
+from ..conftest import assert_invariants, receive
+from ..factories import BackorderProductFactory, ProductFactory, WarehouseFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def stock(db):
+    """P: BER on hand 10, 3 reserved, so 7 available; HAM on hand 1.
+    B (backorder, limit 5): BER on hand 2, nothing reserved; the allowance does
+    not make stock that can be moved."""
+    WarehouseFactory(code="BER")
+    WarehouseFactory(code="HAM")
+    ProductFactory(sku="P")
+    BackorderProductFactory(sku="B", backorder_limit=5)
+    receive("P", "BER", 10)
+    receive("P", "HAM", 1)
+    receive("B", "BER", 2)
+    services.stock_reserve(order_id="o", lines=[ReserveLine("P", "BER", 3)], actor="c")
+
+
+def balances(sku):
+    """(on hand, reserved) per warehouse; an empty row (0, 0) counts as none (a
+    refused transfer may leave the destination's new, empty row behind)."""
+    return {
+        row.warehouse.code: (row.on_hand, row.reserved)
+        for row in Inventory.objects.filter(product__sku=sku).select_related("warehouse")
+        if (row.on_hand, row.reserved) != (0, 0)
+    }
+
+
+@pytest.mark.parametrize(("sku", "available"), [("P", 7), ("B", 2)])
+def test_service_transfers_exactly_the_available_stock_and_not_one_more(stock, sku, available):
+    before = balances(sku)
+    ledger = InventoryTransaction.objects.count()
+    with pytest.raises(errors.InsufficientStock) as refused:
+        services.stock_transfer(
+            source="BER", destination="HAM", lines=[TransferLine(sku, available + 1)], actor="u"
+        )
+    assert refused.value.lines == [
+        {"sku": sku, "warehouse": "BER", "requested": available + 1, "available": available}
+    ]
+    assert balances(sku) == before
+    assert InventoryTransaction.objects.count() == ledger
+
+    services.stock_transfer(
+        source="BER", destination="HAM", lines=[TransferLine(sku, available)], actor="u"
+    )
+    after = balances(sku)
+    on_hand, reserved = after.get("BER", (0, 0))
+    assert on_hand - reserved == 0  # nothing left to move
+    assert after["HAM"][0] == before.get("HAM", (0, 0))[0] + available
+    with pytest.raises(errors.InsufficientStock):
+        services.stock_transfer(
+            source="BER", destination="HAM", lines=[TransferLine(sku, 1)], actor="u"
+        )
+    assert_invariants()
+
+
+def test_api_transfers_exactly_the_available_stock_and_not_one_more(stock):
+    operations = make_caller("wms", "operations")
+
+    def transfer(quantity):
+        return operations.post(
+            "/api/v1/stock/transfer/",
+            {"source": "BER", "destination": "HAM", "lines": [{"sku": "P", "quantity": quantity}]},
+        )
+
+    refused = transfer(8)
+    assert refused.status_code == 409, refused.json()
+    assert refused.json()["error"]["code"] == "insufficient_stock"
+    assert balances("P") == {"BER": (10, 3), "HAM": (1, 0)}
+
+    moved = transfer(7)
+    assert moved.status_code == 201, moved.json()
+    assert balances("P") == {"BER": (3, 3), "HAM": (8, 0)}
+    assert transfer(1).status_code == 409
+    assert_invariants()
