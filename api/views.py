@@ -59,6 +59,10 @@ from .well_formed import well_formed_batch, well_formed_order
 
 ALL_SCOPES = (Scope.STOREFRONT, Scope.OPERATIONS, Scope.READ)
 LIST_SCOPES = (Scope.OPERATIONS, Scope.READ)
+# The catalogue a storefront sells from (products, warehouses): every scope may read it.
+# Stock rows and the ledger stay LIST_SCOPES (internal figures; a storefront reads
+# availability instead).
+CATALOGUE_SCOPES = ALL_SCOPES
 READ_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
@@ -884,6 +888,7 @@ class ProductInput(ProductFieldsInput):
 
 
 class ProductListCreateView(ListView):
+    read_scopes = CATALOGUE_SCOPES
     write_scopes = (Scope.OPERATIONS,)
     ordering = "sku"
 
@@ -915,7 +920,7 @@ class ProductListCreateView(ListView):
 
 
 class ProductDetailView(ApiView):
-    read_scopes = LIST_SCOPES
+    read_scopes = CATALOGUE_SCOPES
     write_scopes = (Scope.OPERATIONS,)
 
     class PatchInput(ProductFieldsInput):
@@ -1035,6 +1040,7 @@ class WarehouseInput(WarehouseFieldsInput):
 
 
 class WarehouseListCreateView(ListView):
+    read_scopes = CATALOGUE_SCOPES
     write_scopes = (Scope.OPERATIONS,)
     ordering = "code"
 
@@ -1062,7 +1068,7 @@ class WarehouseListCreateView(ListView):
 
 
 class WarehouseDetailView(ApiView):
-    read_scopes = LIST_SCOPES
+    read_scopes = CATALOGUE_SCOPES
     write_scopes = (Scope.OPERATIONS,)
 
     @extend_schema(
