@@ -27,7 +27,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from inventory import routing, selectors, services
+from inventory import errors, routing, selectors, services
 from inventory.actors import actor_for_client
 from inventory.models import ReferenceType, StockPolicy, TransactionType
 
@@ -597,14 +597,54 @@ class CloseLinesInput(StrictSerializer):
     reason = StrictCharField(required=False, allow_blank=True, max_length=500)
 
 
+def with_idempotency_key(request, respond: Callable[[str | None], Response]) -> Response:
+    """Answer a POST that takes an optional `Idempotency-Key` (every such endpoint).
+
+    Without a key: `respond(None)`. With one, the key is claimed per client
+    (api.services): the same key with the same method, path and body replays the
+    first answer with `Idempotent-Replayed: true`; a different request under it is
+    422 `idempotency_conflict` (details name the client's key, never an internal
+    one). `respond` gets the key the stock services record in the same transaction
+    as the change (`api:<client pk>:<key>`), so even a takeover never applies twice.
+    """
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return respond(None)
+    claimed = idempotency_begin(
+        client=request.user,
+        key=key,
+        fingerprint=request_fingerprint(
+            method=request.method, path=request.path, body=request.data
+        ),
+    )
+    if isinstance(claimed, StoredResponse):
+        response = Response(claimed.body, status=claimed.status)
+        response["Idempotent-Replayed"] = "true"
+        return response
+    try:
+        response = respond(f"api:{request.user.pk}:{key}")
+    except errors.IdempotencyConflict as exc:
+        idempotency_abandon(record=claimed)
+        # The service's own record of the key (its first use outlived ours): say which
+        # key in the client's terms.
+        raise errors.IdempotencyConflict(details={"idempotency_key": key}) from exc
+    except BaseException:
+        idempotency_abandon(record=claimed)
+        raise
+    idempotency_finish(record=claimed, status=response.status_code, body=response.data)
+    return response
+
+
 class _CloseOrderView(ApiView):
     write_scopes = (Scope.STOREFRONT, Scope.OPERATIONS)
     service: Callable
 
     def post(self, request, order_id: str):
         data = self.validated(CloseLinesInput, request.data)
+        return with_idempotency_key(request, lambda key: self.close(order_id, data, key))
+
+    def close(self, order_id: str, data: dict, key: str | None) -> Response:
         lines = data.get("lines")
-        key = request.headers.get("Idempotency-Key")
         result = type(self).service(
             order_id=order_id,
             actor=self.actor,
@@ -614,7 +654,7 @@ class _CloseOrderView(ApiView):
                 else None
             ),
             reason=data.get("reason", ""),
-            idempotency_key=f"api:{request.user.pk}:{key}" if key else None,
+            idempotency_key=key,
             placed_by=self.orders_of,
         )
         return _reservation_response(result.reservation)
@@ -622,14 +662,7 @@ class _CloseOrderView(ApiView):
 
 _CLOSE_SCHEMA = {
     "request": CloseLinesInput,
-    "parameters": [
-        OpenApiParameter(
-            "Idempotency-Key",
-            str,
-            location=OpenApiParameter.HEADER,
-            description="Makes a partial release/fulfilment safe to retry.",
-        )
-    ],
+    "parameters": [schema.IDEMPOTENCY_KEY],
     "responses": {200: ReservationOutput, **schema.errors(*schema.WRITE, 409, 422, 503)},
 }
 
@@ -687,27 +720,7 @@ class StockOperationView(ApiView):
     write_scopes = (Scope.OPERATIONS,)
 
     def run(self, request, operation: Callable[[str | None], services.OperationResult]):
-        key = request.headers.get("Idempotency-Key")
-        if key is None:
-            return self._respond(operation(None))
-        claimed = idempotency_begin(
-            client=request.user,
-            key=key,
-            fingerprint=request_fingerprint(
-                method=request.method, path=request.path, body=request.data
-            ),
-        )
-        if isinstance(claimed, StoredResponse):
-            response = Response(claimed.body, status=claimed.status)
-            response["Idempotent-Replayed"] = "true"
-            return response
-        try:
-            response = self._respond(operation(f"api:{request.user.pk}:{key}"))
-        except BaseException:
-            idempotency_abandon(record=claimed)
-            raise
-        idempotency_finish(record=claimed, status=response.status_code, body=response.data)
-        return response
+        return with_idempotency_key(request, lambda key: self._respond(operation(key)))
 
     @staticmethod
     def _respond(result: services.OperationResult) -> Response:
