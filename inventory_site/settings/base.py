@@ -133,6 +133,12 @@ else:
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
 # No broker configured: run tasks inline so the embedded default needs nothing.
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=not CELERY_BROKER_URL)
+if not CELERY_BROKER_URL:
+    # Celery passes even an inline task through a kombu producer (to serialise its
+    # arguments): give that producer kombu's in-process transport, so it never warns
+    # "No hostname was supplied" nor dials a broker on localhost. CELERY_BROKER_URL
+    # itself stays empty: "no broker configured" (health, eager default).
+    CELERY_BROKER_WRITE_URL = CELERY_BROKER_READ_URL = "memory://localhost//"
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
@@ -218,6 +224,11 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # Each line once: Django's default config gives "django" its own console handler
+    # and lets it propagate to the root as well (every django.request warning was
+    # printed twice). Django's records go only through the root's handler; the
+    # runserver access log ("django.server") keeps its own, unpropagated one.
+    "loggers": {"django": {"handlers": [], "level": "INFO", "propagate": True}},
 }
 
 # --- Storefront and operations API (api app) -------------------------------

@@ -1,9 +1,10 @@
 """Issue #20 item 1: `/` is a front door, and the admin's "View site" leads there."""
 
 import io
+from pathlib import Path
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 pytestmark = pytest.mark.django_db
 
@@ -44,3 +45,30 @@ def test_view_site_in_the_back_office_goes_to_the_front_door(admin_client):
     page = admin_client.get("/admin/").content.decode()
     assert '<a href="/">View site</a>' in page
     assert admin_client.get("/").status_code == 200
+
+
+def test_make_run_ends_with_what_to_try_next_and_a_key_that_works(client, settings):
+    """`make run` prints this (demo_next_steps) just before the server starts."""
+    call_command("seed_demo", "--skus", "10", "--warehouses", "3", "--no-progress",
+                 stdout=io.StringIO())  # fmt: skip
+    settings.DEBUG = True
+    out = io.StringIO()
+    call_command("demo_next_steps", stdout=out)
+    text = out.getvalue()
+    for url in ("http://127.0.0.1:8000/", "/admin/", "/api/docs/", "/health/ready"):
+        assert url in text, url
+    assert "admin / stockroom-demo" in text and "DEMO-000000" in text
+    [key] = [line.split("=", 1)[1] for line in text.splitlines() if line.strip().startswith("KEY=")]
+    [curl] = [line.strip() for line in text.splitlines() if line.strip().startswith("curl ")]
+    path = curl.rsplit("http://127.0.0.1:8000", 1)[1]
+    answer = client.get(path, HTTP_AUTHORIZATION=f"Token {key}")
+    assert answer.status_code == 200 and answer.json()["available"] == 14
+    makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
+    run = makefile.split("\nrun:", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert "demo_next_steps" in run[-2] and "runserver" in run[-1]
+
+
+def test_demo_next_steps_refuses_without_debug(settings, db):
+    settings.DEBUG = False
+    with pytest.raises(CommandError):
+        call_command("demo_next_steps", stdout=io.StringIO())
