@@ -133,12 +133,6 @@ else:
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
 # No broker configured: run tasks inline so the embedded default needs nothing.
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=not CELERY_BROKER_URL)
-if not CELERY_BROKER_URL:
-    # Celery passes even an inline task through a kombu producer (to serialise its
-    # arguments): give that producer kombu's in-process transport, so it never warns
-    # "No hostname was supplied" nor dials a broker on localhost. CELERY_BROKER_URL
-    # itself stays empty: "no broker configured" (health, eager default).
-    CELERY_BROKER_WRITE_URL = CELERY_BROKER_READ_URL = "memory://localhost//"
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
@@ -230,6 +224,14 @@ LOGGING = {
     # runserver access log ("django.server") keeps its own, unpropagated one.
     "loggers": {"django": {"handlers": [], "level": "INFO", "propagate": True}},
 }
+if not CELERY_BROKER_URL:
+    # No broker: tasks run inline, but Celery still builds a (never connected) kombu
+    # producer to serialise their arguments, and kombu warns "No hostname was
+    # supplied. Reverting to default 'localhost'" on every task. Nothing dials a
+    # broker; keep kombu's connection warnings out of the embedded default. (Not a
+    # broker URL override: tests and tools that set one at run time must reach it.)
+    LOGGING["loggers"]["kombu.connection"] = {"level": "ERROR"}
+
 
 # --- Storefront and operations API (api app) -------------------------------
 INSTALLED_APPS += ["api", "drf_spectacular_sidecar"]
