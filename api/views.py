@@ -27,7 +27,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from inventory import routing, selectors, services
+from inventory import errors, routing, selectors, services
 from inventory.actors import actor_for_client
 from inventory.models import ReferenceType, StockPolicy, TransactionType
 
@@ -59,6 +59,10 @@ from .well_formed import well_formed_batch, well_formed_order
 
 ALL_SCOPES = (Scope.STOREFRONT, Scope.OPERATIONS, Scope.READ)
 LIST_SCOPES = (Scope.OPERATIONS, Scope.READ)
+# The catalogue a storefront sells from (products, warehouses): every scope may read it.
+# Stock rows and the ledger stay LIST_SCOPES (internal figures; a storefront reads
+# availability instead).
+CATALOGUE_SCOPES = ALL_SCOPES
 READ_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
@@ -601,14 +605,54 @@ class CloseLinesInput(StrictSerializer):
     reason = StrictCharField(required=False, allow_blank=True, max_length=500)
 
 
+def with_idempotency_key(request, respond: Callable[[str | None], Response]) -> Response:
+    """Answer a POST that takes an optional `Idempotency-Key` (every such endpoint).
+
+    Without a key: `respond(None)`. With one, the key is claimed per client
+    (api.services): the same key with the same method, path and body replays the
+    first answer with `Idempotent-Replayed: true`; a different request under it is
+    422 `idempotency_conflict` (details name the client's key, never an internal
+    one). `respond` gets the key the stock services record in the same transaction
+    as the change (`api:<client pk>:<key>`), so even a takeover never applies twice.
+    """
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return respond(None)
+    claimed = idempotency_begin(
+        client=request.user,
+        key=key,
+        fingerprint=request_fingerprint(
+            method=request.method, path=request.path, body=request.data
+        ),
+    )
+    if isinstance(claimed, StoredResponse):
+        response = Response(claimed.body, status=claimed.status)
+        response["Idempotent-Replayed"] = "true"
+        return response
+    try:
+        response = respond(f"api:{request.user.pk}:{key}")
+    except errors.IdempotencyConflict as exc:
+        idempotency_abandon(record=claimed)
+        # The service's own record of the key (its first use outlived ours): say which
+        # key in the client's terms.
+        raise errors.IdempotencyConflict(details={"idempotency_key": key}) from exc
+    except BaseException:
+        idempotency_abandon(record=claimed)
+        raise
+    idempotency_finish(record=claimed, status=response.status_code, body=response.data)
+    return response
+
+
 class _CloseOrderView(ApiView):
     write_scopes = (Scope.STOREFRONT, Scope.OPERATIONS)
     service: Callable
 
     def post(self, request, order_id: str):
         data = self.validated(CloseLinesInput, request.data)
+        return with_idempotency_key(request, lambda key: self.close(order_id, data, key))
+
+    def close(self, order_id: str, data: dict, key: str | None) -> Response:
         lines = data.get("lines")
-        key = request.headers.get("Idempotency-Key")
         result = type(self).service(
             order_id=order_id,
             actor=self.actor,
@@ -618,7 +662,7 @@ class _CloseOrderView(ApiView):
                 else None
             ),
             reason=data.get("reason", ""),
-            idempotency_key=f"api:{request.user.pk}:{key}" if key else None,
+            idempotency_key=key,
             placed_by=self.orders_of,
         )
         return _reservation_response(result.reservation)
@@ -626,16 +670,7 @@ class _CloseOrderView(ApiView):
 
 _CLOSE_SCHEMA = {
     "request": CloseLinesInput,
-    "parameters": [
-        OpenApiParameter(
-            "Idempotency-Key",
-            str,
-            location=OpenApiParameter.HEADER,
-            description="Makes a release/fulfilment safe to retry: the same key and body "
-            "replay the first successful answer (a whole-order close retried without "
-            "it answers 409 `order_closed`).",
-        )
-    ],
+    "parameters": [schema.IDEMPOTENCY_KEY],
     "responses": {200: ReservationOutput, **schema.errors(*schema.WRITE, 409, 422, 503)},
 }
 
@@ -672,33 +707,6 @@ class ReservationFulfillView(_CloseOrderView):
     )
     def post(self, request, order_id: str):
         return super().post(request, order_id)
-
-
-def _replayable(request, respond: Callable[[], Response]) -> Response:
-    """Answer `respond()`, made safe to retry by an optional Idempotency-Key: the
-    same key and body replay the first successful answer (as for stock operations,
-    api.services); a refusal stores nothing, so a retry is answered afresh."""
-    key = request.headers.get("Idempotency-Key")
-    if key is None:
-        return respond()
-    claimed = idempotency_begin(
-        client=request.user,
-        key=key,
-        fingerprint=request_fingerprint(
-            method=request.method, path=request.path, body=request.data
-        ),
-    )
-    if isinstance(claimed, StoredResponse):
-        response = Response(claimed.body, status=claimed.status)
-        response["Idempotent-Replayed"] = "true"
-        return response
-    try:
-        response = respond()
-    except BaseException:
-        idempotency_abandon(record=claimed)
-        raise
-    idempotency_finish(record=claimed, status=response.status_code, body=response.data)
-    return response
 
 
 _EXPIRES_IN_HELP = (
@@ -742,7 +750,7 @@ class ReservationConfirmView(ApiView):
         },
     )
     def post(self, request, order_id: str):
-        return _replayable(request, lambda: _confirm_order(self, request, order_id))
+        return with_idempotency_key(request, lambda _key: _confirm_order(self, request, order_id))
 
 
 def _confirm_order(view: ApiView, request, order_id: str) -> Response:
@@ -850,8 +858,10 @@ class ReservationBatchConfirmView(ApiView):
         if not (isinstance(request.data, dict) and "orders" in request.data):
             # This path shadows POST /reservations/{order_id}/confirm/ for an order
             # named "batch": a single order's body confirms that order.
-            return _replayable(request, lambda: _confirm_order(self, request, "batch"))
-        return _replayable(request, lambda: self.confirm_orders(request))
+            return with_idempotency_key(
+                request, lambda _key: _confirm_order(self, request, "batch")
+            )
+        return with_idempotency_key(request, lambda _key: self.confirm_orders(request))
 
     def confirm_orders(self, request) -> Response:
         orders = self.validated(self.InputSerializer, request.data)["orders"]
@@ -930,27 +940,7 @@ class StockOperationView(ApiView):
     write_scopes = (Scope.OPERATIONS,)
 
     def run(self, request, operation: Callable[[str | None], services.OperationResult]):
-        key = request.headers.get("Idempotency-Key")
-        if key is None:
-            return self._respond(operation(None))
-        claimed = idempotency_begin(
-            client=request.user,
-            key=key,
-            fingerprint=request_fingerprint(
-                method=request.method, path=request.path, body=request.data
-            ),
-        )
-        if isinstance(claimed, StoredResponse):
-            response = Response(claimed.body, status=claimed.status)
-            response["Idempotent-Replayed"] = "true"
-            return response
-        try:
-            response = self._respond(operation(f"api:{request.user.pk}:{key}"))
-        except BaseException:
-            idempotency_abandon(record=claimed)
-            raise
-        idempotency_finish(record=claimed, status=response.status_code, body=response.data)
-        return response
+        return with_idempotency_key(request, lambda key: self._respond(operation(key)))
 
     @staticmethod
     def _respond(result: services.OperationResult) -> Response:
@@ -1131,6 +1121,7 @@ class ProductInput(ProductFieldsInput):
 
 
 class ProductListCreateView(ListView):
+    read_scopes = CATALOGUE_SCOPES
     write_scopes = (Scope.OPERATIONS,)
     ordering = "sku"
 
@@ -1162,7 +1153,7 @@ class ProductListCreateView(ListView):
 
 
 class ProductDetailView(ApiView):
-    read_scopes = LIST_SCOPES
+    read_scopes = CATALOGUE_SCOPES
     write_scopes = (Scope.OPERATIONS,)
 
     class PatchInput(ProductFieldsInput):
@@ -1282,6 +1273,7 @@ class WarehouseInput(WarehouseFieldsInput):
 
 
 class WarehouseListCreateView(ListView):
+    read_scopes = CATALOGUE_SCOPES
     write_scopes = (Scope.OPERATIONS,)
     ordering = "code"
 
@@ -1309,7 +1301,7 @@ class WarehouseListCreateView(ListView):
 
 
 class WarehouseDetailView(ApiView):
-    read_scopes = LIST_SCOPES
+    read_scopes = CATALOGUE_SCOPES
     write_scopes = (Scope.OPERATIONS,)
 
     @extend_schema(

@@ -17,6 +17,9 @@ class StockroomAdminSite(admin.AdminSite):
     site_title = "Stockroom"
     index_title = "Start page"
     index_template = "backoffice/index.html"
+    # "View site" leads to the front door (inventory_site/views.py): what Stockroom
+    # is, the API docs, health and (with DEBUG) the demo logins and SKUs.
+    site_url = "/"
     # The start page lists every model; the sidebar would only take width from
     # the wide ledger and inventory lists.
     enable_nav_sidebar = False

@@ -6,9 +6,10 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from inventory.admin_bulk import bulk_receive_view
 
-from . import health
+from . import health, views
 
 urlpatterns = [
+    path("", views.front_door, name="front-door"),
     path("health/live", health.live, name="health-live"),
     path("health/ready", health.ready, name="health-ready"),
     # --- bulk work (issue 6): own admin pages, before the admin's catch-all ---

@@ -493,11 +493,13 @@ def _check_receipt_quantity(sku: str, value) -> int:
     return value
 
 
-def _replay_receipt(receipt: PurchaseOrderReceipt, fingerprint: str) -> ReceiptResult:
+def _replay_receipt(
+    receipt: PurchaseOrderReceipt, fingerprint: str, receipt_id: str
+) -> ReceiptResult:
     if receipt.fingerprint != fingerprint:
         raise stock_errors.IdempotencyConflict(
             "This receipt id was already used with different lines.",
-            details={"key": receipt.key},
+            details={"receipt_id": receipt_id},  # the client's id, not the internal key
         )
     ids = receipt.transaction_ids
     transactions = sorted(
@@ -567,7 +569,7 @@ def purchase_order_receive(
 
     existing = PurchaseOrderReceipt.objects.filter(key=key).first()
     if existing is not None:
-        return _replay_receipt(existing, fingerprint)
+        return _replay_receipt(existing, fingerprint, receipt_id)
 
     try:
         with transaction.atomic():
@@ -580,7 +582,7 @@ def purchase_order_receive(
             # A concurrent duplicate may have committed while we waited for the lock.
             existing = PurchaseOrderReceipt.objects.filter(key=key).first()
             if existing is not None:
-                return _replay_receipt(existing, fingerprint)
+                return _replay_receipt(existing, fingerprint, receipt_id)
             return _receive_locked(
                 po=po,
                 requested=requested,
@@ -593,7 +595,7 @@ def purchase_order_receive(
     except IntegrityError:
         existing = PurchaseOrderReceipt.objects.filter(key=key).first()
         if existing is not None:
-            return _replay_receipt(existing, fingerprint)
+            return _replay_receipt(existing, fingerprint, receipt_id)
         raise
 
 

@@ -10,13 +10,19 @@ arguments always give the same catalogue.
 Idempotent: existing products and inventory rows are left alone; only missing
 ones are created (with their opening stock). On SQLite (the embedded `make run`
 default) a small catalogue is created through `stock_receive` instead.
+
+Names fit their category ("Eco Watering can 10" is garden). The first
+`len(SHOWCASE)` SKUs (DEMO-000000 ... DEMO-000005) are not generated: they are
+the documented demo SKUs that README.md and docs/API.md's examples use, with the
+same names, policies and opening stock in BER, HAM and MUC on every engine
+(tests/docs/test_docs_run.py runs the docs' examples against them).
 """
 
 from __future__ import annotations
 
 import random
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -40,8 +46,47 @@ CITIES = [
 # Beyond the ten cities, sites are spread over the same region (Germany's bounding box).
 REGION = {"lat": (47.3, 55.0), "lon": (5.9, 15.0)}
 CATEGORIES = ["apparel", "footwear", "kitchen", "garden", "toys", "electronics", "books"]
-NOUNS = ["T-shirt", "Sneaker", "Mug", "Trowel", "Puzzle", "Headphones", "Notebook", "Lamp"]
+# What each category sells: a product's noun always comes from its own category.
+NOUNS_BY_CATEGORY = {
+    "apparel": ["T-shirt", "Hoodie", "Rain jacket", "Wool socks"],
+    "footwear": ["Sneaker", "Trail running shoe", "Sandal", "Hiking boot"],
+    "kitchen": ["Mug", "Chef's knife", "Cast-iron pan", "Teapot"],
+    "garden": ["Trowel", "Watering can", "Pruning shears", "Seed tray"],
+    "toys": ["Wooden puzzle", "Building blocks", "Kite", "Plush bear"],
+    "electronics": ["Headphones", "Desk lamp", "Power bank", "Bluetooth speaker"],
+    "books": ["Notebook", "Cookbook", "Field guide", "Sketchbook"],
+}
+NOUNS_PER_CATEGORY = 4
+# Flattened for SQL: category i's nouns are NOUNS[i * 4 : i * 4 + 4].
+NOUNS = [noun for category in CATEGORIES for noun in NOUNS_BY_CATEGORY[category]]
 ADJECTIVES = ["Classic", "Eco", "Pro", "Mini", "Deluxe", "Urban", "Retro", "Smart"]
+
+
+@dataclass(frozen=True)
+class ShowcaseProduct:
+    """A documented demo SKU: fixed name, policy and opening stock per warehouse code."""
+
+    name: str
+    stock_policy: str
+    stock: dict[str, int]
+    # (warehouse code -> (reorder threshold, reorder quantity)); other rows have none.
+    reorder: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    @property
+    def backorder_limit(self) -> int:
+        return 0 if self.stock_policy == StockPolicy.NORMAL else 20
+
+
+# DEMO-000000 ... DEMO-000005, in the categories their numbers give (n % 7).
+# README.md ("Demo data") and docs/API.md describe them; keep the three in step.
+SHOWCASE = [
+    ShowcaseProduct("Classic T-shirt, size M", StockPolicy.NORMAL, {"BER": 10, "HAM": 4}),
+    ShowcaseProduct("Trail running shoe", StockPolicy.BACKORDER, {}),
+    ShowcaseProduct("Stoneware mug", StockPolicy.NORMAL, {"BER": 40, "HAM": 7, "MUC": 15}),
+    ShowcaseProduct("Garden trowel", StockPolicy.NORMAL, {"BER": 3}, reorder={"BER": (10, 40)}),
+    ShowcaseProduct("Wooden puzzle", StockPolicy.PREORDER, {}),
+    ShowcaseProduct("Noise-cancelling headphones", StockPolicy.NORMAL, {}),
+]
 # About one row in five starts with nothing, and about one in five below its
 # reorder threshold, so availability, backorders and reorders all have work.
 OPENING_STOCK = [0, 3, 8, 15, 40, 40, 120, 120, 250]
@@ -89,14 +134,67 @@ def demo_catalogue_seed(
     progress = progress or NullProgress()
     result = DemoSeedResult(warehouses=warehouses)
     sites = _ensure_warehouses(warehouses, seed, result)
+    codes = [code for code, _ in sites]
     try:
         if connection.vendor == "postgresql":
-            _seed_sql(skus, [code for code, _ in sites], seed, progress, result)
+            _seed_sql(skus, codes, seed, progress, result)
         else:
-            _seed_orm(skus, [code for code, _ in sites], seed, result)
+            _seed_orm(skus, codes, seed, result)
+        # After the generated part, so that an empty database still gets its
+        # set-based initial load.
+        _seed_showcase(min(skus, len(SHOWCASE)), codes, result)
     finally:
         progress.close()
     return result
+
+
+def _seed_showcase(count: int, codes: list[str], result: DemoSeedResult) -> None:
+    """The documented SKUs, through the services: the same rows on every engine.
+
+    A row is created (with its reorder settings and opening stock) only if it is
+    missing, so a second run, or one after the docs' examples, changes nothing.
+    """
+    from . import catalog, stock
+
+    for n, item in enumerate(SHOWCASE[:count]):
+        product, created = Product.objects.get_or_create(
+            sku=demo_sku(n),
+            defaults={
+                "name": item.name,
+                "category": CATEGORIES[n % len(CATEGORIES)],
+                "weight_g": 200 + 100 * n,
+                "length_mm": 300,
+                "width_mm": 200,
+                "height_mm": 100,
+                "stock_policy": item.stock_policy,
+                "backorder_limit": item.backorder_limit,
+            },
+        )
+        result.new_products += created
+        existing = set(
+            Inventory.objects.filter(product=product).values_list("warehouse__code", flat=True)
+        )
+        for code in codes:
+            if code in existing:
+                continue
+            threshold, reorder_quantity = item.reorder.get(code, (0, 0))
+            catalog.inventory_set_reorder(
+                sku=product.sku,
+                warehouse=code,
+                reorder_threshold=threshold,
+                reorder_quantity=reorder_quantity,
+            )
+            result.new_inventory_rows += 1
+            if item.stock.get(code):
+                stock.stock_receive(
+                    sku=product.sku,
+                    warehouse=code,
+                    quantity=item.stock[code],
+                    actor=SEED_ACTOR,
+                    reference=stock.Reference(ReferenceType.IMPORT, SEED_REFERENCE),
+                    reason="demo data",
+                )
+                result.ledger_rows += 1
 
 
 def _ensure_warehouses(count: int, seed: int, result: DemoSeedResult) -> list[tuple[str, str]]:
@@ -141,7 +239,8 @@ INSERT INTO inventory_product (id, sku, name, category, weight_g, length_mm, wid
     height_mm, stock_policy, backorder_limit, created_at, updated_at)
 SELECT {UUID7_SQL}, {_SKU_SQL},
        (%(adjectives)s::text[])[1 + h %% %(n_adjectives)s] || ' '
-         || (%(nouns)s::text[])[1 + (h / 8) %% %(n_nouns)s] || ' ' || n,
+         || (%(nouns)s::text[])[1 + (n %% %(n_categories)s) * %(per_category)s
+                                  + (h / 8) %% %(per_category)s] || ' ' || n,
        (%(categories)s::text[])[1 + n %% %(n_categories)s],
        50 + (h / 64) %% 4950, 50 + (h / 316800) %% 550, 50 + (h / 174240000) %% 350,
        10 + (h / 60984000000) %% 290,
@@ -201,7 +300,7 @@ def _seed_sql(
     params = {
         "seed": seed,
         "adjectives": ADJECTIVES, "n_adjectives": len(ADJECTIVES),
-        "nouns": NOUNS, "n_nouns": len(NOUNS),
+        "nouns": NOUNS, "per_category": NOUNS_PER_CATEGORY,
         "categories": CATEGORIES, "n_categories": len(CATEGORIES),
         "stock": OPENING_STOCK, "n_stock": len(OPENING_STOCK),
         "thresholds": THRESHOLDS, "n_thresholds": len(THRESHOLDS),
@@ -219,19 +318,20 @@ def _seed_sql(
     stock_sql = _STOCK_SQL.replace("{only_missing}", "" if initial_load else _ONLY_MISSING).replace(
         "{on_conflict}", "" if initial_load else "ON CONFLICT (product_id, warehouse_id) DO NOTHING"
     )
+    first = len(SHOWCASE)  # the showcase SKUs are created by _seed_showcase
     try:
         with transaction.atomic() if initial_load else nullcontext():
             dropped = drop_stock_foreign_keys() if initial_load else []
-            progress.phase("products", total=skus)
-            for lo in range(0, skus, SEED_CHUNK):
+            progress.phase("products", total=max(skus - first, 0))
+            for lo in range(first, skus, SEED_CHUNK):
                 hi = min(lo + SEED_CHUNK, skus) - 1
                 with transaction.atomic(), connection.cursor() as cursor:
                     cursor.execute(_PRODUCTS_SQL, {**params, "lo": lo, "hi": hi,
                                                    "now": timezone.now()})  # fmt: skip
                     result.new_products += cursor.rowcount
                 progress.advance(hi - lo + 1)
-            progress.phase("stock rows", total=skus * len(codes))
-            for lo in range(0, skus, SEED_CHUNK):
+            progress.phase("stock rows", total=max(skus - first, 0) * len(codes))
+            for lo in range(first, skus, SEED_CHUNK):
                 hi = min(lo + SEED_CHUNK, skus) - 1
                 with transaction.atomic(), connection.cursor() as cursor:
                     cursor.execute(stock_sql, {**params, "lo": lo, "hi": hi,
@@ -290,13 +390,14 @@ def _seed_orm(skus: int, codes: list[str], seed: int, result: DemoSeedResult) ->
 
     rng = random.Random(seed)
     rows_before = Inventory.objects.count()
-    for n in range(skus):
+    for n in range(len(SHOWCASE), skus):
         policy = _policy(n)
+        category = CATEGORIES[n % len(CATEGORIES)]
         product, created = Product.objects.get_or_create(
             sku=demo_sku(n),
             defaults={
-                "name": f"{rng.choice(ADJECTIVES)} {rng.choice(NOUNS)} {n}",
-                "category": CATEGORIES[n % len(CATEGORIES)],
+                "name": f"{rng.choice(ADJECTIVES)} {rng.choice(NOUNS_BY_CATEGORY[category])} {n}",
+                "category": category,
                 "weight_g": rng.randint(50, 5000),
                 "length_mm": rng.randint(50, 600),
                 "width_mm": rng.randint(50, 400),
@@ -320,6 +421,6 @@ def _seed_orm(skus: int, codes: list[str], seed: int, result: DemoSeedResult) ->
                 result.ledger_rows += not outcome.replayed
     result.new_inventory_rows = Inventory.objects.count() - rows_before
     with transaction.atomic():
-        Inventory.objects.filter(product__sku__startswith="DEMO-", reorder_threshold=0).update(
-            reorder_threshold=10, reorder_quantity=40
-        )
+        Inventory.objects.filter(product__sku__startswith="DEMO-", reorder_threshold=0).exclude(
+            product__sku__in=[demo_sku(n) for n in range(len(SHOWCASE))]
+        ).update(reorder_threshold=10, reorder_quantity=40)

@@ -511,7 +511,9 @@ def _replay(key: str, fingerprint: str) -> OperationResult | None:
     if applied is None:
         return None
     if applied.fingerprint != fingerprint:
-        raise errors.IdempotencyConflict(details={"key": key})
+        # No details: `key` is internal (operation, order, client pk); callers that
+        # know the client's own key add it (api.views.with_idempotency_key).
+        raise errors.IdempotencyConflict()
     ids = applied.result.get("transactions", [])
     ref = applied.result.get("reference")
     transactions = sorted(

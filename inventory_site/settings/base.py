@@ -218,7 +218,20 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # Each line once: Django's default config gives "django" its own console handler
+    # and lets it propagate to the root as well (every django.request warning was
+    # printed twice). Django's records go only through the root's handler; the
+    # runserver access log ("django.server") keeps its own, unpropagated one.
+    "loggers": {"django": {"handlers": [], "level": "INFO", "propagate": True}},
 }
+if not CELERY_BROKER_URL:
+    # No broker: tasks run inline, but Celery still builds a (never connected) kombu
+    # producer to serialise their arguments, and kombu warns "No hostname was
+    # supplied. Reverting to default 'localhost'" on every task. Nothing dials a
+    # broker; keep kombu's connection warnings out of the embedded default. (Not a
+    # broker URL override: tests and tools that set one at run time must reach it.)
+    LOGGING["loggers"]["kombu.connection"] = {"level": "ERROR"}
+
 
 # --- Storefront and operations API (api app) -------------------------------
 INSTALLED_APPS += ["api", "drf_spectacular_sidecar"]

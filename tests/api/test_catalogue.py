@@ -266,3 +266,19 @@ def test_bulk_upsert_refuses_the_reserved_sku_too(operations, db):
     response = operations.post("/api/v1/products/bulk/", {"products": [{**PRODUCT, "sku": "bulk"}]})
     assert response.status_code == 400
     assert not Product.objects.exists()
+
+
+def test_a_storefront_reads_the_catalogue_it_sells_from(storefront, stocked):
+    """Issue #20 item 3: products and warehouses (lists and details) are readable with the
+    storefront scope; stock rows, the ledger and catalogue writes stay closed to it."""
+    products = storefront.get("/api/v1/products/")
+    assert products.status_code == 200, products.json()
+    assert [p["sku"] for p in products.json()["results"]] == ["TSHIRT-M"]
+    assert storefront.get("/api/v1/products/TSHIRT-M/").json()["sku"] == "TSHIRT-M"
+    warehouses = storefront.get("/api/v1/warehouses/", {"is_active": "true"})
+    assert [w["code"] for w in warehouses.json()["results"]] == ["BER", "HAM"]
+    assert storefront.get("/api/v1/warehouses/BER/").status_code == 200
+    for url in ("/api/v1/inventory/", "/api/v1/inventory/TSHIRT-M/BER/", "/api/v1/transactions/"):
+        assert storefront.get(url).status_code == 403, url
+    assert storefront.post("/api/v1/products/", {"sku": "X-1", "name": "X"}).status_code == 403
+    assert storefront.patch("/api/v1/warehouses/BER/", {"active": False}).status_code == 403

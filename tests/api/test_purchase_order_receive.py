@@ -94,3 +94,15 @@ def test_unknown_order_is_404_and_storefront_may_not_receive(operations, storefr
     forbidden = storefront.post(URL.format(po.number), {"receipt_id": "DN"})
     assert forbidden.status_code == 403
     assert not InventoryTransaction.objects.exists()
+
+
+def test_a_receipt_id_conflict_names_the_receipt_not_an_internal_key(operations, po):
+    """Issue #20 item 6: details carry the client's receipt id, not `po-receipt:…`."""
+    url = URL.format(po.number)
+    assert operations.post(url, {"receipt_id": "DN-7", "lines": [{"sku": "MUG", "quantity": 1}]})
+    conflict = operations.post(
+        url, {"receipt_id": "DN-7", "lines": [{"sku": "MUG", "quantity": 2}]}
+    )
+    assert conflict.status_code == 422
+    assert conflict.json()["error"]["code"] == "idempotency_conflict"
+    assert conflict.json()["error"]["details"] == {"receipt_id": "DN-7"}

@@ -40,15 +40,15 @@ API_MATRIX = {
     ("stock-receive", "POST"): {OPS},
     ("stock-adjust", "POST"): {OPS},
     ("stock-transfer", "POST"): {OPS},
-    ("product-list", "GET"): {OPS, R},
+    ("product-list", "GET"): {S, OPS, R},  # the catalogue
     ("product-list", "POST"): {OPS},
     ("product-bulk", "POST"): {OPS},
-    ("product-detail", "GET"): {OPS, R},
+    ("product-detail", "GET"): {S, OPS, R},  # the catalogue
     ("product-detail", "PUT"): {OPS},
     ("product-detail", "PATCH"): {OPS},
-    ("warehouse-list", "GET"): {OPS, R},
+    ("warehouse-list", "GET"): {S, OPS, R},  # the catalogue
     ("warehouse-list", "POST"): {OPS},
-    ("warehouse-detail", "GET"): {OPS, R},
+    ("warehouse-detail", "GET"): {S, OPS, R},  # the catalogue
     ("warehouse-detail", "PATCH"): {OPS},
     ("inventory-list", "GET"): {OPS, R},
     ("inventory-detail", "GET"): {OPS, R},
