@@ -125,6 +125,11 @@ class CommittedChange:
     # None when the publisher did not have them at hand.
     sku: str | None = None
     warehouse_code: str | None = None
+    # The holds with an expiry this change opened (+units) or closed (-units):
+    # (expires_at, units) pairs, so the availability read model can follow which
+    # reserved units lapse when. None: not reported (for RESERVE, RELEASE and
+    # FULFILL the read model then treats the row's holds as unknown and refills).
+    holds: tuple[tuple[datetime, int], ...] | None = None
 
     @property
     def available(self) -> int:

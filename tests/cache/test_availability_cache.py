@@ -36,6 +36,13 @@ def cached_view(sku):
     return None if snap is None else snap.warehouses
 
 
+def raw_entry(sku):
+    from django_redis import get_redis_connection
+
+    raw = get_redis_connection("default").hgetall(availability_cache._key(sku))
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
 def warm(sku):
     availability_cache.get_many([sku])
     assert cached_view(sku) == db_view(sku)
@@ -98,7 +105,7 @@ def test_rolled_back_change_publishes_nothing(stocked, django_capture_on_commit_
     assert cached_view(stocked.sku) == db_view(stocked.sku) == {"BER": 10, "HAM": 5}
 
 
-def change(version, available, sku="TSHIRT-M", code="BER"):
+def change(version, available, sku="TSHIRT-M", code="BER", holds=()):
     return CommittedChange(
         inventory_id=None,
         product_id=None,
@@ -109,6 +116,7 @@ def change(version, available, sku="TSHIRT-M", code="BER"):
         version=version,
         sku=sku,
         warehouse_code=code,
+        holds=holds,
     )
 
 
@@ -117,8 +125,12 @@ def test_out_of_order_write_throughs_cannot_regress_the_cache(stocked):
     version = Inventory.objects.get(warehouse__code="BER").version
     availability_cache.apply_committed_changes([change(version + 2, 1)])
     availability_cache.apply_committed_changes([change(version + 1, 7)])  # late, older
-    assert cached_view(stocked.sku)["BER"] == 1
+    assert raw_entry(stocked.sku)["a:BER"] == "1"
     assert availability_cache.STATS["stale_writes"] == 1
+    # Version + 1 was missed when + 2 arrived: the row's holds (a RESERVE may
+    # have opened one) are unknown, so the entry is read as a miss, not served.
+    assert raw_entry(stocked.sku)["h:BER"] == "?"
+    assert cached_view(stocked.sku) is None
 
 
 def test_a_fill_from_an_older_snapshot_cannot_overwrite_a_newer_write_through(stocked):
@@ -127,7 +139,13 @@ def test_a_fill_from_an_older_snapshot_cannot_overwrite_a_newer_write_through(st
     availability_cache.apply_committed_changes([change(version + 1, 3)])  # newer, partial entry
     assert cached_view(stocked.sku) is None  # partial entries are never read
     availability_cache._fill(old_snapshot.values())
-    assert cached_view(stocked.sku) == {"BER": 3, "HAM": 5}
+    entry = raw_entry(stocked.sku)
+    assert (entry["v:BER"], entry["a:BER"]) == (str(version + 1), "3")  # the newer one stays
+    assert (entry["a:HAM"], entry["h:HAM"]) == ("5", "")
+    # The write-through created the entry: it could not know the row's earlier
+    # holds, and the older fill may not supply them, so BER is read as a miss.
+    assert entry["h:BER"] == "?"
+    assert cached_view(stocked.sku) is None
 
 
 def stock_queries(captured):
