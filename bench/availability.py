@@ -94,7 +94,7 @@ def latency_rows(skus: int, seconds: float) -> list[tuple[str, list[float]]]:
 def _flash_worker(args) -> tuple[int, int, int, float]:
     sku, attempts, gate, seed = args
     os.environ["STOCKROOM_SOLD_OUT_GATE"] = "true" if gate else "false"
-    setup_django()
+    setup_django(os.environ.get("DATABASE_URL", BENCH_DB))  # the last catalogue measured
     from django.db import connection
 
     from inventory import errors, services
