@@ -1637,12 +1637,13 @@ def reservations_expire(
 
     Each order is released in its own transaction, so one busy order does not
     hold up the rest. Safe to run concurrently and repeatedly. `skus` limits it
-    to orders holding any of those SKUs (the API expires lapsed holds on the
-    SKUs a new order needs before giving up on it).
+    to orders holding any of those SKUs. The sweeper's: a reservation releases
+    the lapsed holds it needs itself, in its own transaction. `now` defaults to
+    `inventory.clock.now()`.
     """
     from ..actors import SYSTEM_SWEEPER
 
-    now = now or timezone.now()
+    now = now or clock.now()
     due = Reservation.objects.filter(status=ReservationStatus.ACTIVE, expires_at__lte=now)
     if skus is not None:
         due = due.filter(
