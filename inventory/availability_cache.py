@@ -42,8 +42,11 @@ and `h:<code>` (the row's holds that have an `expires_at`):
                           exact for every instant before U; U empty = complete
 
 A reader's available = a + (units of holds with expires_at <= now); if now >= U
-the entry does not know enough and is read as a miss. At most
-STOCKROOM_AVAILABILITY_HOLDS (16) instants are kept per row.
+(or a count is negative: a release whose reservation's write-through is still in
+flight) the entry does not know enough and is read as a miss. At most
+STOCKROOM_AVAILABILITY_HOLDS (16) instants are kept per row. `hv:<code>` is the
+version the holds were last filled at: write-throughs add their hold changes
+(commutative, so in any arrival order) when their version is newer than it.
 """
 
 from __future__ import annotations
@@ -78,17 +81,19 @@ ORDER_KEY_VERSION = "v1"
 # ARGV[4]: now (microseconds since the epoch, inventory.clock); ARGV[5]: how many
 # hold instants a row keeps. Then per hash, in KEYS order: its meta JSON ('' for a
 # write-through), the generation the fill read ('' = none; ignored for a
-# write-through), the number of fields n, and n sextuples (warehouse code,
-# version, previous version, available, mode, holds):
+# write-through), the number of fields n, and n quintuples (warehouse code,
+# version, available, mode, holds):
 #   mode '=' (a fill): written if version >= the stored one; holds is the row's
-#            whole hold string;
-#   mode '+' (a write-through that knows its hold changes): written if version
-#            is newer; holds ("t:dq,t:dq", may be empty) are applied to the stored
-#            holds only if the stored version is the previous version (nothing
-#            missed in between), else the row's holds become unknown ('?');
+#            whole hold string, and `version` becomes its base (hv:<code>);
+#   mode '+' (a write-through that knows its hold changes): available written if
+#            the version is newer; holds ("t:dq,t:dq", may be empty) are added to
+#            the stored holds if the version is newer than their base, whatever
+#            order write-throughs arrive in (adding is commutative; a version
+#            at or below the base is already in it);
 #   mode '?' (a write-through that may have changed holds without saying how):
-#            written if newer; holds become unknown unless the row had none and
-#            nothing was missed.
+#            available as above; the holds become unknown ('?') if the version
+#            is newer than their base.
+# A row without a hold base (created by write-throughs alone) has unknown holds.
 # The remaining KEYS are set to '1' with the order-memory TTL (the sold-out
 # gate's "this order holds a reservation"). One call carries a whole commit.
 # A fill whose generation is no longer the stored one (an invalidation ran
@@ -129,8 +134,7 @@ local function apply_holds(h, delta)
   end
   local keys = {}
   for t, q in pairs(entries) do
-    if q < 0 then return '?' end
-    if q > 0 then
+    if q ~= 0 then
       if t <= now then
         floor_q = floor_q + q
         if floor_t == nil or t > floor_t then floor_t = t end
@@ -139,7 +143,6 @@ local function apply_holds(h, delta)
       end
     end
   end
-  if floor_q < 0 then return '?' end
   table.sort(keys)
   while #keys > cap do
     upto = keys[#keys]
@@ -170,31 +173,31 @@ for k = 1, hashes do
     for i = 1, n do
       local code = ARGV[pos]
       local version = tonumber(ARGV[pos + 1])
-      local previous = tonumber(ARGV[pos + 2])
-      local mode = ARGV[pos + 4]
-      local holds = ARGV[pos + 5]
+      local mode = ARGV[pos + 3]
+      local holds = ARGV[pos + 4]
       local current = tonumber(redis.call('HGET', key, 'v:' .. code) or '-1')
       if mode == '=' then
         if version >= current then
-          redis.call('HSET', key, 'v:' .. code, version, 'a:' .. code, ARGV[pos + 3],
-                     'h:' .. code, holds)
+          redis.call('HSET', key, 'v:' .. code, version, 'a:' .. code, ARGV[pos + 2],
+                     'h:' .. code, holds, 'hv:' .. code, version)
           applied = applied + 1
         end
-      elseif version > current then
-        local stored = redis.call('HGET', key, 'h:' .. code)
-        local new_holds = '?'
-        if stored and current == previous then
-          if mode == '+' then
-            new_holds = apply_holds(stored, holds)
-          elseif stored == '' then
-            new_holds = ''
-          end
+      else
+        if version > current then
+          redis.call('HSET', key, 'v:' .. code, version, 'a:' .. code, ARGV[pos + 2])
+          applied = applied + 1
         end
-        redis.call('HSET', key, 'v:' .. code, version, 'a:' .. code, ARGV[pos + 3],
-                   'h:' .. code, new_holds)
-        applied = applied + 1
+        local stored = redis.call('HGET', key, 'h:' .. code)
+        local base = tonumber(redis.call('HGET', key, 'hv:' .. code) or '-1')
+        if not stored or base < 0 then
+          redis.call('HSET', key, 'h:' .. code, '?')
+        elseif version > base and stored ~= '?' then
+          local new_holds = '?'
+          if mode == '+' then new_holds = apply_holds(stored, holds) end
+          redis.call('HSET', key, 'h:' .. code, new_holds)
+        end
       end
-      pos = pos + 6
+      pos = pos + 5
     end
     if meta ~= '' then
       redis.call('HSET', key, 'meta', meta)
@@ -203,7 +206,7 @@ for k = 1, hashes do
       redis.call('EXPIRE', key, ttl)
     end
   else
-    pos = pos + 6 * n
+    pos = pos + 5 * n
   end
 end
 for k = hashes + 1, #KEYS do
@@ -313,14 +316,16 @@ def lapsed_units(holds: str, now_us: int) -> int | None:
     total = 0
     if floor:
         floor_t, floor_q = floor.split(":")
-        if now_us < int(floor_t):
-            return None  # a reader behind the writer's clock: let the database answer
+        if now_us < int(floor_t) or int(floor_q) < 0:
+            return None  # a reader behind the writer's clock, or a change in flight
         total += int(floor_q)
     if entries:
         for item in entries.split(","):
             t, q = item.split(":")
             if int(t) > now_us:
                 break
+            if int(q) < 0:
+                return None  # a release whose reservation's write-through is in flight
             total += int(q)
     return total
 
@@ -337,7 +342,7 @@ def _serialise(
     later instants (the first one dropped becomes the horizon), and format."""
     keys = []
     for t, q in entries.items():
-        if q > 0:
+        if q != 0:
             if t <= now_us:
                 floor_q += q
                 floor_t = t if floor_t is None or t > floor_t else floor_t
@@ -371,7 +376,9 @@ def hold_string(holds: Iterable[tuple[int, int]], now_us: int, cap: int) -> str:
 
 def apply_hold_delta(holds: str, delta: str, now_us: int, cap: int) -> str:
     """The Lua script's `apply_holds`, in Python (the in-process store; a test
-    checks both give the same strings)."""
+    checks both give the same strings). Deltas add up in any order: a release
+    that arrives before its reservation leaves a negative count for a moment,
+    which readers treat as unknown."""
     if holds == "?":
         return "?"
     upto, floor_t, floor_q = None, None, 0
@@ -392,8 +399,6 @@ def apply_hold_delta(holds: str, delta: str, now_us: int, cap: int) -> str:
             floor_q += dq
         elif upto is None or t < upto:
             entries[t] = entries.get(t, 0) + dq
-    if floor_q < 0 or any(q < 0 for q in entries.values()):
-        return "?"
     return _serialise(upto, floor_t, floor_q, entries, now_us, cap)
 
 
@@ -410,7 +415,7 @@ def _delta_string(holds: Iterable[tuple[Any, int]]) -> str:
 # --------------------------------------------------------------------------
 
 # A write: (key, meta or '', generation read or '', fields), fields being
-# (code, version, previous version, available, mode, holds) as the script takes.
+# (code, version, available, mode, holds) as the script takes.
 Write = tuple[str, str, str, list]
 
 
@@ -490,26 +495,28 @@ class _LocalStore:
                     continue
                 expires = self.data[key][0] if entry is not None else None
                 entry = entry if entry is not None else {}
-                for code, version, previous, available, mode, holds in fields:
+                for code, version, available, mode, holds in fields:
                     current = int(entry.get(f"v:{code}", -1))
                     if mode == "=":
-                        if int(version) < current:
-                            continue
-                        new_holds = holds
-                    elif int(version) > current:
-                        stored = entry.get(f"h:{code}")
-                        new_holds = "?"
-                        if stored is not None and current == int(previous):
-                            if mode == "+":
-                                new_holds = apply_hold_delta(stored, holds, now_us, cap)
-                            elif stored == "":
-                                new_holds = ""
-                    else:
+                        if int(version) >= current:
+                            entry[f"v:{code}"] = str(version)
+                            entry[f"a:{code}"] = str(available)
+                            entry[f"h:{code}"] = holds
+                            entry[f"hv:{code}"] = str(version)
+                            applied += 1
                         continue
-                    entry[f"v:{code}"] = str(version)
-                    entry[f"a:{code}"] = str(available)
-                    entry[f"h:{code}"] = new_holds
-                    applied += 1
+                    if int(version) > current:
+                        entry[f"v:{code}"] = str(version)
+                        entry[f"a:{code}"] = str(available)
+                        applied += 1
+                    stored = entry.get(f"h:{code}")
+                    base = int(entry.get(f"hv:{code}", -1))
+                    if stored is None or base < 0:
+                        entry[f"h:{code}"] = "?"
+                    elif int(version) > base and stored != "?":
+                        entry[f"h:{code}"] = (
+                            apply_hold_delta(stored, holds, now_us, cap) if mode == "+" else "?"
+                        )
                 if meta or expires is None:
                     expires = time.monotonic() + _ttl()
                 if meta:
@@ -675,7 +682,7 @@ def _fill(snapshots: Iterable[StockSnapshot], generations: dict[str, str] | None
             }
         )
         fields = [
-            (code, snap.versions[code], -1, snap.base[code], "=", snap.holds[code])
+            (code, snap.versions[code], snap.base[code], "=", snap.holds[code])
             for code in snap.base
         ]
         writes.append((_key(snap.sku), meta, generations.get(snap.sku, ""), fields))
@@ -691,38 +698,42 @@ def _fill(snapshots: Iterable[StockSnapshot], generations: dict[str, str] | None
 
 def read_cached(skus: Sequence[str]) -> dict[str, StockSnapshot]:
     """Complete cached entries only, in one round trip; {} if the cache is down."""
-    found, _, _ = _read(skus)
+    found, _, _, _ = _read(skus)
     return found
 
 
 def _read(
     skus: Sequence[str], flag: str | None = None
-) -> tuple[dict[str, StockSnapshot], bool, dict[str, str] | None]:
-    """Readable entries, whether `flag` exists, and every SKU's generation
-    (None when the cache is down: nothing may be filled then)."""
+) -> tuple[dict[str, StockSnapshot], bool, dict[str, str] | None, list[str]]:
+    """Readable entries, whether `flag` exists, every SKU's generation (None
+    when the cache is down: nothing may be filled then), and the SKUs whose
+    entry is complete but does not know some row's holds well enough now."""
     skus = list(dict.fromkeys(skus))
     try:
         entries, flagged = _store().read([_key(sku) for sku in skus], flag)
     except Exception:
         STATS["errors"] += 1
         logger.warning("availability cache read failed", exc_info=True)
-        return {}, True, None
+        return {}, True, None, []
     now_us = now_micros()
     found = {}
     generations = {}
+    unsettled = []
     for sku, entry in zip(skus, entries, strict=True):
         generations[sku] = entry.get("g", "")
         snap = _parse(sku, entry, now_us)
         if snap is not None:
             found[sku] = snap
-    return found, flagged, generations
+        elif entry.get("meta"):
+            unsettled.append(sku)
+    return found, flagged, generations, unsettled
 
 
 def get_many(skus: Sequence[str]) -> dict[str, StockSnapshot]:
     """Availability snapshots for SKUs: cache hits, plus the misses read from the
     database in one query and written back. Unknown SKUs are absent."""
     skus = list(dict.fromkeys(skus))
-    found, _, generations = _read(skus)
+    found, _, generations, _ = _read(skus)
     STATS["hits"] += len(found)
     missing = [sku for sku in skus if sku not in found]
     if missing:
@@ -767,15 +778,9 @@ def apply_committed_changes(changes: Sequence[Any]) -> None:
         known = holds is not None or change.type not in HOLD_TYPES
         row = rows.get((sku, code))
         if row is None:
-            row = rows[(sku, code)] = {
-                "latest": change,
-                "first": change.version,
-                "known": known,
-                "delta": [],
-            }
+            row = rows[(sku, code)] = {"latest": change, "known": known, "delta": []}
         elif change.version > row["latest"].version:
             row["latest"] = change
-        row["first"] = min(row["first"], change.version)
         row["known"] = row["known"] and known
         row["delta"].extend(holds or ())
     by_key: dict[str, list] = {}
@@ -785,7 +790,6 @@ def apply_committed_changes(changes: Sequence[Any]) -> None:
             (
                 code,
                 latest.version,
-                row["first"] - 1,
                 latest.available,
                 "+" if row["known"] else "?",
                 _delta_string(row["delta"]) if row["known"] else "",
@@ -859,11 +863,18 @@ def sold_out_lines(
     """
     if not lines or not getattr(settings, "STOCKROOM_SOLD_OUT_GATE", True):
         return None
-    cached, known_order, _ = _read(
+    cached, known_order, generations, unsettled = _read(
         [sku for sku, _, _ in lines], _order_key(order_id) if order_id else None
     )
     if known_order:
         return None
+    if unsettled and generations is not None:
+        # An entry that lost track of a row's holds (a close that did not say
+        # which holds it closed, or a hold horizon passed) is refilled here, once:
+        # the next request reads it from Redis again.
+        loaded = load_from_database(unsettled)
+        _fill(loaded.values(), generations)
+        cached.update(loaded)
     active = set(active_codes) if active_codes is not None else None
     short = []
     for sku, code, quantity in lines:

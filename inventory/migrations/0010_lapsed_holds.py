@@ -46,7 +46,7 @@ REPLACEMENTS = [
         "    row_lp_free bigint[];\n"
         "    lp_line uuid[] := '{}'; lp_res uuid[] := '{}'; lp_order text[] := '{}';\n"
         "    lp_exp timestamptz[] := '{}'; lp_qty bigint[] := '{}'; n_lp int := 0; m int;\n"
-        "    lp record; n_rows int;\n",
+        "    lp record; n_rows int; n_rel int := 0;\n",
     ),
     (
         "    l_res_after bigint[] := '{}'; l_order int[] := '{}';\n",
@@ -151,6 +151,7 @@ REPLACEMENTS = [
                         l_line[n_acc] := lp_line[m];
                         l_res[n_acc] := lp_res[m];
                         l_exp[n_acc] := lp_exp[m];
+                        n_rel := n_rel + 1;
                     END LOOP;
                     row_touched[k] := true;
                     row_delta[k] := row_delta[k] + p_qtys[j];
@@ -161,6 +162,8 @@ REPLACEMENTS = [
                     l_order[n_acc] := i;
                     l_type[n_acc] := 'RESERVE';
                     l_ref[n_acc] := p_order_ids[i];
+                    -- (set, not left out: an empty array assigned first at n would
+                    -- start at n, and unnest would misalign it with the others)
                     l_line[n_acc] := NULL;
                     l_res[n_acc] := NULL;
                     l_exp[n_acc] := NULL;
@@ -210,9 +213,9 @@ REPLACEMENTS = [
 
         -- The lapsed holds released above: their lines, then their orders once
         -- nothing of them is open (closed as the sweeper would).
-        SELECT array_agg(l.line), array_agg(DISTINCT l.res) INTO rel_lines, rel_res
-        FROM unnest(l_type, l_line, l_res) AS l(t, line, res) WHERE l.t = 'RELEASE';
-        IF rel_lines IS NOT NULL THEN
+        IF n_rel > 0 THEN
+            SELECT array_agg(l.line), array_agg(DISTINCT l.res) INTO rel_lines, rel_res
+            FROM unnest(l_type, l_line, l_res) AS l(t, line, res) WHERE l.t = 'RELEASE';
             UPDATE inventory_reservationline
                SET quantity_released = quantity - quantity_fulfilled,
                    status = CASE WHEN quantity_fulfilled > 0 THEN 'fulfilled' ELSE 'expired' END

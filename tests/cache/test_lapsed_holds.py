@@ -240,11 +240,11 @@ def test_lua_and_in_process_stores_keep_the_same_hold_strings():
                 text = availability_cache.hold_string(
                     [(t, abs(q)) for t, q in pairs], now, availability_cache._hold_cap()
                 )
-                fields = [("BER", version, -1, 5, "=", text)]
+                fields = [("BER", version, 5, "=", text)]
                 meta = "{}"
             else:
                 text = availability_cache._delta_string(pairs) if mode == "+" else ""
-                fields = [("BER", version, version - 1, 5, mode, text)]
+                fields = [("BER", version, 5, mode, text)]
                 meta = ""
             for store in (redis_store, local):
                 store.apply([(key, meta, "", fields)])
@@ -298,3 +298,30 @@ def test_a_fill_that_read_the_old_policy_cannot_write_it_back_after_the_invalida
     assert availability_cache.read_cached(["POLICY"]) == {}  # the old policy was not written
     snap = availability_cache.get_many(["POLICY"])["POLICY"]
     assert (snap.stock_policy, snap.allowance) == ("backorder", 5)
+
+
+def test_hold_changes_add_up_whatever_order_their_write_throughs_arrive_in(warehouse):
+    """Concurrent commits run their after-commit write-throughs in any order: the
+    newest balance wins by version, and hold changes newer than the entry's fill
+    are added whenever they arrive (a release before its reservation included)."""
+    from inventory.services import CommittedChange
+
+    ProductFactory(sku="HOT")
+    receive("HOT", "BER", 10)
+    availability_cache.get_many(["HOT"])
+    v = Inventory.objects.get(product__sku="HOT").version
+    t = clock.now() + timedelta(seconds=5)
+
+    def change(version, reserved, holds, type="RESERVE"):
+        return CommittedChange(
+            None, None, None, type, 10, reserved, version, "HOT", "BER", holds=holds
+        )
+
+    # v+1 reserves 2 until t, v+2 reserves 3 until t, v+3 releases the first 2.
+    availability_cache.apply_committed_changes([change(v + 3, 3, ((t, -2),), "RELEASE")])
+    assert cached_available("HOT") == 7  # the balance of v+3; nothing has lapsed yet
+    clock.advance(10)
+    assert cached_available("HOT") is None  # -2 at t: a reservation is in flight
+    availability_cache.apply_committed_changes([change(v + 1, 2, ((t, 2),))])
+    availability_cache.apply_committed_changes([change(v + 2, 5, ((t, 3),))])  # older than v+3
+    assert cached_available("HOT") == 10  # 7, and the 3 units held until t lapsed
