@@ -14,7 +14,6 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import connections
-from django.utils import timezone
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
@@ -27,7 +26,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from inventory import errors, routing, selectors, services
+from inventory import clock, errors, routing, selectors, services
 from inventory.actors import actor_for_client
 from inventory.models import ReferenceType, StockPolicy, TransactionType
 
@@ -390,7 +389,7 @@ class ReservationCreateView(ApiView):
             actor=self.actor,
             ship_to=routing.Coordinates(**ship_to) if ship_to else None,
             expires_at=(
-                timezone.now() + timedelta(seconds=data["expires_in"])
+                clock.now() + timedelta(seconds=data["expires_in"])
                 if "expires_in" in data
                 else None
             ),
@@ -511,7 +510,7 @@ class ReservationBatchView(ApiView):
         orders = well_formed_batch(request.data)
         if orders is None:  # the serializer answers with the errors
             orders = self.validated(self.InputSerializer, request.data)["orders"]
-        now = timezone.now()
+        now = clock.now()
         outcomes = services.stock_reserve_batch(
             orders=[
                 services.OrderRequest(

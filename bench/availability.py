@@ -3,7 +3,9 @@
     .venv/bin/python bench/availability.py [--seconds 5] [--attempts 10000]
 
 In one run, on bench catalogues of 10,000 and 1,000,000 SKUs (databases
-`stockroom_bench_10k` and `stockroom_bench`, built once):
+`<BENCH_DATABASE_URL>_10k` and `<BENCH_DATABASE_URL>`, default `stockroom_bench`,
+built once; `--catalogues 10000` for the small one only). Redis: REDIS_URL
+(default db 9), which it flushes: give it a db of your own.
 
 * **server-side latency** of `selectors.availability_for_skus` (what the API
   views call) for one SKU and for a 100-SKU batch: cache hit, cache miss (the
@@ -33,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BENCH_DB, create_database, ensure_catalogue, median, percentile, setup_django
 
 CATALOGUES = {
-    10_000: BENCH_DB.rsplit("/", 1)[0] + "/stockroom_bench_10k",
+    10_000: BENCH_DB + "_10k",  # BENCH_DATABASE_URL names the pair (default stockroom_bench)
     1_000_000: BENCH_DB,
 }
 
@@ -49,10 +51,9 @@ def timed(fn, seconds: float) -> list[float]:
 
 
 def latency_rows(skus: int, seconds: float) -> list[tuple[str, list[float]]]:
-    from django.conf import settings
     from django_redis import get_redis_connection
 
-    from inventory import selectors
+    from inventory import availability_cache, selectors
 
     rng = random.Random(7)
     names = [f"BENCH-{i:07d}" for i in range(skus)]
@@ -68,7 +69,7 @@ def latency_rows(skus: int, seconds: float) -> list[tuple[str, list[float]]]:
 
     def miss(count):
         batch = rng.sample(names, count)
-        redis.delete(*[f"{settings.STOCKROOM_AVAILABILITY_KEY_PREFIX}:avail:v1:{s}" for s in batch])
+        redis.delete(*[availability_cache._key(s) for s in batch])
         return lambda: selectors.availability_for_skus(batch)
 
     def timed_misses(count):
@@ -93,7 +94,7 @@ def latency_rows(skus: int, seconds: float) -> list[tuple[str, list[float]]]:
 def _flash_worker(args) -> tuple[int, int, int, float]:
     sku, attempts, gate, seed = args
     os.environ["STOCKROOM_SOLD_OUT_GATE"] = "true" if gate else "false"
-    setup_django()
+    setup_django(os.environ.get("DATABASE_URL", BENCH_DB))  # the last catalogue measured
     from django.db import connection
 
     from inventory import errors, services
@@ -102,7 +103,10 @@ def _flash_worker(args) -> tuple[int, int, int, float]:
     queries = {"n": 0}
 
     def count(execute, sql, params, many, context):
-        queries["n"] += 1
+        # Stock work only: a gate refusal's one look-up of its own order id (is it
+        # a retry of a placed order? services.reservation_exists) takes no lock.
+        if not sql.startswith('SELECT %s AS "a" FROM "inventory_reservation" WHERE'):
+            queries["n"] += 1
         return execute(sql, params, many, context)
 
     granted = refused = reached_db = 0
@@ -183,11 +187,18 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--attempts", type=int, default=10_000)
     parser.add_argument("--processes", type=int, default=4)
+    parser.add_argument(
+        "--catalogues", default="10000,1000000", help="catalogue sizes to measure, a,b"
+    )
+    parser.add_argument(
+        "--flash-rounds", type=int, default=1, help="flash sales per gate setting, alternating"
+    )
+    parser.add_argument("--flash-only", action="store_true", help="skip latency and freshness")
     args = parser.parse_args()
 
     print("| catalogue | call | p50 ms | p99 ms | calls |")
     print("|---:|---|---:|---:|---:|")
-    for skus in (10_000, 1_000_000):
+    for skus in [int(n) for n in args.catalogues.split(",")]:
         url = CATALOGUES[skus]
         create_database(url)
         os.environ["DATABASE_URL"] = url
@@ -207,6 +218,8 @@ def main() -> None:
         get_redis_connection("default").flushdb()
         availability_cache.reset_store()
         selectors.forget_active_warehouses()
+        if args.flash_only:
+            continue
         for label, latencies in latency_rows(skus, args.seconds):
             p50, p99 = median(latencies), percentile(latencies, 99)
             print(
@@ -216,14 +229,15 @@ def main() -> None:
             lags = freshness(1000)
             fresh = (median(lags), percentile(lags, 99))
         connections["default"].close()
-    print()
-    print(f"freshness (commit -> readable in Redis), 1,000 changes: p50 {fresh[0]:.3f} ms, "
-          f"p99 {fresh[1]:.3f} ms")  # fmt: skip
+    if not args.flash_only:
+        print()
+        print(f"freshness (commit -> readable in Redis), 1,000 changes: p50 {fresh[0]:.3f} ms, "
+              f"p99 {fresh[1]:.3f} ms")  # fmt: skip
     print()
     print("| flash sale: one SKU, 100 units | attempts | granted | refused | reached the database "
           "| attempts/s | refusals/s |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---:|---:|")
-    for gate in (True, False):
+    for gate in [True, False] * args.flash_rounds:
         r = flash_sale(args.attempts, args.processes, gate)
         print(f"| gate {'on' if gate else 'off'} | {r['granted'] + r['refused']:,} | "
               f"{r['granted']} | {r['refused']:,} | {r['reached_db']:,} | "

@@ -67,7 +67,7 @@ SELECT stockroom_reserve_orders(
   array_fill(1, ARRAY[{orders}]),
   {picks},
   array_fill(CAST('BW01' AS text), ARRAY[{orders}]),
-  array_fill(CAST(1 AS bigint), ARRAY[{orders}]), 'system' || chr(58) || 'bench', '');
+  array_fill(CAST(1 AS bigint), ARRAY[{orders}]), 'system' || chr(58) || 'bench', '', now());
 """
 
 
@@ -77,7 +77,7 @@ def pgbench_scripts(skus: int) -> dict[str, str]:
         "SELECT stockroom_reserve_orders("
         "ARRAY['pgb-' || CAST(:client_id AS text) || '-' || CAST(:r AS text)], "
         "ARRAY['fp'], CAST(ARRAY[NULL] AS timestamptz[]), ARRAY[{count}], {skus_sql}, {codes_sql}, "
-        "{qtys_sql}, 'system' || chr(58) || 'bench', '');\n"
+        "{qtys_sql}, 'system' || chr(58) || 'bench', '', now());\n"
     )
     return {
         "seed: SELECT FOR UPDATE + UPDATE + INSERT": rand

@@ -11,3 +11,6 @@ class InventoryConfig(AppConfig):
         # The availability read model hears every committed stock change.
         if availability_cache.apply_committed_changes not in services.COMMITTED_CHANGE_LISTENERS:
             services.COMMITTED_CHANGE_LISTENERS.append(availability_cache.apply_committed_changes)
+        # ...and every hold whose expiry a confirmation moved (no stock changed).
+        if availability_cache.apply_hold_changes not in services.HOLD_CHANGE_LISTENERS:
+            services.HOLD_CHANGE_LISTENERS.append(availability_cache.apply_hold_changes)

@@ -18,9 +18,35 @@ PostgreSQL stays the only source of truth; this is a cache that is
   falls back to the database. With no `REDIS_URL`, an in-process store with the
   same semantics serves (the embedded default).
 
-Layout: one Redis hash per SKU, `<prefix>:avail:v1:<sku>`, fields `meta` (JSON:
-product id, stock policy, allowance), `a:<warehouse code>` (available) and
-`v:<warehouse code>` (row version).
+* **aware of hold expiry**: each warehouse field also carries the row's
+  expiring holds (`h:<code>`, below), so a reader computes at read time, with
+  `inventory.clock.now()`, what a hold past its `expires_at` frees: a lapsed hold
+  counts nowhere, at once, without a database round trip and without waiting
+  for the sweeper;
+* **generation-checked fills**: `invalidate` bumps the entry's generation (`g`)
+  and a fill writes only if the generation it read before its database query is
+  still current, so a fill that read the database before a policy change
+  committed cannot restore the old policy after the invalidation.
+
+Layout: one Redis hash per SKU, `<prefix>:avail:v2:<sku>`, fields `meta` (JSON:
+product id, stock policy, allowance), `g` (generation), and per warehouse
+`a:<code>` (on hand - reserved, every hold counted), `v:<code>` (row version)
+and `h:<code>` (the row's holds that have an `expires_at`):
+
+    ''                    no expiring holds
+    '?'                   unknown (a change this entry could not follow): the
+                          entry is read as a miss and refilled
+    'U|F:q|t1:q1,t2:q2'   q units held until F or earlier (merged: every such
+                          hold has lapsed), q1 until t1, ... (instants in
+                          microseconds since the epoch, ascending); the list is
+                          exact for every instant before U; U empty = complete
+
+A reader's available = a + (units of holds with expires_at <= now); if now >= U
+(or a count is negative: a release whose reservation's write-through is still in
+flight) the entry does not know enough and is read as a miss. At most
+STOCKROOM_AVAILABILITY_HOLDS (16) instants are kept per row. `hv:<code>` is the
+version the holds were last filled at: write-throughs add their hold changes
+(commutative, so in any arrival order) when their version is newer than it.
 """
 
 from __future__ import annotations
@@ -33,6 +59,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -44,44 +71,142 @@ logger = logging.getLogger(__name__)
 # write-throughs, stale (rejected by version) writes and Redis errors.
 STATS: Counter[str] = Counter()
 
-KEY_VERSION = "v1"
+# v2: entries carry hold expiries (h:<code>) and a generation (g); v1 entries
+# (no holds) are simply never read. The gate's order memory keeps its own key.
+KEY_VERSION = "v2"
+ORDER_KEY_VERSION = "v1"
 
 # KEYS: the SKUs' hashes, then order-memory keys. ARGV[1]: TTL seconds of the
-# hashes; ARGV[2]: how many KEYS are hashes; ARGV[3]: TTL of the order memory.
-# Then per hash, in KEYS order: its meta JSON ('' for a write-through), the
-# number of fields n, and n triples (warehouse code, version, available). The
-# remaining KEYS are set to '1' with the order-memory TTL (the sold-out gate's
-# "this order holds a reservation"). One call carries a whole commit: the
-# write-through of every row a batch changed and the memory of its orders.
-# A field is written only if its version is newer than the stored one. Only a
-# fill (meta given) sets the TTL; a write-through that creates a partial entry
-# gives it the TTL too, so nothing lives forever. Multi-key: on Redis Cluster
-# the keys would have to share a slot (docs/ARCHITECTURE.md, read model).
+# hashes; ARGV[2]: how many KEYS are hashes; ARGV[3]: TTL of the order memory;
+# ARGV[4]: now (microseconds since the epoch, inventory.clock); ARGV[5]: how many
+# hold instants a row keeps. Then per hash, in KEYS order: its meta JSON ('' for a
+# write-through), the generation the fill read ('' = none; ignored for a
+# write-through), the number of fields n, and n quintuples (warehouse code,
+# version, available, mode, holds):
+#   mode '=' (a fill): written if version >= the stored one; holds is the row's
+#            whole hold string, and `version` becomes its base (hv:<code>);
+#   mode '+' (a write-through that knows its hold changes): available written if
+#            the version is newer; holds ("t:dq,t:dq", may be empty) are added to
+#            the stored holds if the version is newer than their base, whatever
+#            order write-throughs arrive in (adding is commutative; a version
+#            at or below the base is already in it);
+#   mode '?' (a write-through that may have changed holds without saying how):
+#            available as above; the holds become unknown ('?') if the version
+#            is newer than their base.
+# A row without a hold base (created by write-throughs alone) has unknown holds.
+# The remaining KEYS are set to '1' with the order-memory TTL (the sold-out
+# gate's "this order holds a reservation"). One call carries a whole commit.
+# A fill whose generation is no longer the stored one (an invalidation ran
+# after it read the database) writes nothing. Only a fill sets the TTL; a
+# write-through that creates a partial entry gives it the TTL too, so nothing
+# lives forever. Multi-key: on Redis Cluster the keys would have to share a slot
+# (docs/ARCHITECTURE.md, read model).
 APPLY_SCRIPT = """
 local ttl = tonumber(ARGV[1])
 local hashes = tonumber(ARGV[2])
+local now = tonumber(ARGV[4])
+local cap = tonumber(ARGV[5])
+
+local function fmt(x) return string.format('%d', x) end
+
+local function apply_holds(h, delta)
+  if h == '?' then return '?' end
+  local upto, floor_t, floor_q, entries = nil, nil, 0, {}
+  if h ~= '' then
+    local u, f, list = string.match(h, '^([^|]*)|([^|]*)|(.*)$')
+    if u == nil then return '?' end
+    upto = tonumber(u)
+    if f ~= '' then
+      local a, b = string.match(f, '^(%-?%d+):(%-?%d+)$')
+      floor_t = tonumber(a); floor_q = tonumber(b)
+    end
+    for a, b in string.gmatch(list, '(%-?%d+):(%-?%d+)') do
+      entries[tonumber(a)] = (entries[tonumber(a)] or 0) + tonumber(b)
+    end
+  end
+  for a, b in string.gmatch(delta, '(%-?%d+):(%-?%d+)') do
+    local t, dq = tonumber(a), tonumber(b)
+    if floor_t ~= nil and t <= floor_t then
+      floor_q = floor_q + dq
+    elseif upto == nil or t < upto then
+      entries[t] = (entries[t] or 0) + dq
+    end
+  end
+  local keys = {}
+  for t, q in pairs(entries) do
+    if q ~= 0 then
+      if t <= now then
+        floor_q = floor_q + q
+        if floor_t == nil or t > floor_t then floor_t = t end
+      else
+        keys[#keys + 1] = t
+      end
+    end
+  end
+  table.sort(keys)
+  while #keys > cap do
+    upto = keys[#keys]
+    keys[#keys] = nil
+  end
+  if floor_q == 0 then floor_t = nil end
+  if upto == nil and floor_t == nil and #keys == 0 then return '' end
+  local out = {}
+  for i, t in ipairs(keys) do out[i] = fmt(t) .. ':' .. fmt(entries[t]) end
+  return (upto and fmt(upto) or '') .. '|' ..
+         (floor_t and (fmt(floor_t) .. ':' .. fmt(floor_q)) or '') .. '|' ..
+         table.concat(out, ',')
+end
+
 local applied = 0
-local pos = 4
+local pos = 6
 for k = 1, hashes do
   local key = KEYS[k]
   local meta = ARGV[pos]
-  local n = tonumber(ARGV[pos + 1])
-  pos = pos + 2
-  for i = 1, n do
-    local code = ARGV[pos]
-    local version = tonumber(ARGV[pos + 1])
-    local current = tonumber(redis.call('HGET', key, 'v:' .. code) or '-1')
-    if version > current then
-      redis.call('HSET', key, 'v:' .. code, version, 'a:' .. code, ARGV[pos + 2])
-      applied = applied + 1
-    end
-    pos = pos + 3
+  local generation = ARGV[pos + 1]
+  local n = tonumber(ARGV[pos + 2])
+  pos = pos + 3
+  local write = true
+  if meta ~= '' and (redis.call('HGET', key, 'g') or '') ~= generation then
+    write = false
   end
-  if meta ~= '' then
-    redis.call('HSET', key, 'meta', meta)
-    redis.call('EXPIRE', key, ttl)
-  elseif redis.call('TTL', key) == -1 then
-    redis.call('EXPIRE', key, ttl)
+  if write then
+    for i = 1, n do
+      local code = ARGV[pos]
+      local version = tonumber(ARGV[pos + 1])
+      local mode = ARGV[pos + 3]
+      local holds = ARGV[pos + 4]
+      local current = tonumber(redis.call('HGET', key, 'v:' .. code) or '-1')
+      if mode == '=' then
+        if version >= current then
+          redis.call('HSET', key, 'v:' .. code, version, 'a:' .. code, ARGV[pos + 2],
+                     'h:' .. code, holds, 'hv:' .. code, version)
+          applied = applied + 1
+        end
+      else
+        if version > current then
+          redis.call('HSET', key, 'v:' .. code, version, 'a:' .. code, ARGV[pos + 2])
+          applied = applied + 1
+        end
+        local stored = redis.call('HGET', key, 'h:' .. code)
+        local base = tonumber(redis.call('HGET', key, 'hv:' .. code) or '-1')
+        if not stored or base < 0 then
+          redis.call('HSET', key, 'h:' .. code, '?')
+        elseif version > base and stored ~= '?' then
+          local new_holds = '?'
+          if mode == '+' then new_holds = apply_holds(stored, holds) end
+          redis.call('HSET', key, 'h:' .. code, new_holds)
+        end
+      end
+      pos = pos + 5
+    end
+    if meta ~= '' then
+      redis.call('HSET', key, 'meta', meta)
+      redis.call('EXPIRE', key, ttl)
+    elseif redis.call('TTL', key) == -1 then
+      redis.call('EXPIRE', key, ttl)
+    end
+  else
+    pos = pos + 5 * n
   end
 end
 for k = hashes + 1, #KEYS do
@@ -90,10 +215,29 @@ end
 return applied
 """
 
+# KEYS[1]..: entries to invalidate; ARGV[1]: TTL. Drops `meta` (the entry is no
+# longer readable) and bumps the generation, which a fill that read the database
+# before this ran can no longer match. The row fields stay (versioned state).
+INVALIDATE_SCRIPT = """
+for k = 1, #KEYS do
+  redis.call('HDEL', KEYS[k], 'meta')
+  redis.call('HINCRBY', KEYS[k], 'g', 1)
+  if redis.call('TTL', KEYS[k]) == -1 then
+    redis.call('EXPIRE', KEYS[k], ARGV[1])
+  end
+end
+return #KEYS
+"""
+
 
 @dataclass
 class StockSnapshot:
-    """Committed availability of one SKU, per warehouse code."""
+    """Committed availability of one SKU, per warehouse code.
+
+    `warehouses` is what can be sold now: on hand - reserved + what holds past
+    their `expires_at` still reserve (they count nowhere), as of `at`; `base`
+    (on hand - reserved) and `holds` are what the read model stores.
+    """
 
     sku: str
     product_id: str
@@ -105,6 +249,9 @@ class StockSnapshot:
     # warehouse (for low_stock) and when a depleted SKU can ship again.
     thresholds: dict[str, int] = field(default_factory=dict)
     ships_in_days: dict[str, int] | None = None
+    base: dict[str, int] = field(default_factory=dict)
+    holds: dict[str, str] = field(default_factory=dict)
+    generation: str = ""
 
     def total_available(self, active_codes: Iterable[str] | None = None) -> int:
         if active_codes is None:
@@ -112,9 +259,25 @@ class StockSnapshot:
         active = set(active_codes)
         return sum(v for code, v in self.warehouses.items() if code in active)
 
+    def settle(self, now_us: int) -> bool:
+        """Compute `warehouses` for the instant `now_us`; False if some row's
+        holds are not known well enough for it (the entry is then a miss)."""
+        warehouses = {}
+        for code, base in self.base.items():
+            lapsed = lapsed_units(self.holds.get(code, "?"), now_us)
+            if lapsed is None:
+                return False
+            warehouses[code] = base + lapsed
+        self.warehouses = warehouses
+        return True
+
 
 def _ttl() -> int:
     return int(getattr(settings, "STOCKROOM_AVAILABILITY_TTL", 60))
+
+
+def _hold_cap() -> int:
+    return int(getattr(settings, "STOCKROOM_AVAILABILITY_HOLDS", 16))
 
 
 def _key(sku: str) -> str:
@@ -123,8 +286,137 @@ def _key(sku: str) -> str:
 
 
 # --------------------------------------------------------------------------
+# Hold strings (see the module doc): the same rules as the Lua script
+# --------------------------------------------------------------------------
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def micros(instant: datetime) -> int:
+    """An aware datetime as whole microseconds since the epoch (exact)."""
+    return (instant - _EPOCH) // timedelta(microseconds=1)
+
+
+def now_micros() -> int:
+    from . import clock
+
+    return micros(clock.now())
+
+
+def lapsed_units(holds: str, now_us: int) -> int | None:
+    """Units of the holds in `holds` whose expiry is at or before `now_us`;
+    None if the string does not know (unknown, or now is past its horizon)."""
+    if holds == "":
+        return 0
+    if holds == "?":
+        return None
+    upto, floor, entries = holds.split("|")
+    if upto and now_us >= int(upto):
+        return None
+    total = 0
+    if floor:
+        floor_t, floor_q = floor.split(":")
+        if now_us < int(floor_t) or int(floor_q) < 0:
+            return None  # a reader behind the writer's clock, or a change in flight
+        total += int(floor_q)
+    if entries:
+        for item in entries.split(","):
+            t, q = item.split(":")
+            if int(t) > now_us:
+                break
+            if int(q) < 0:
+                return None  # a release whose reservation's write-through is in flight
+            total += int(q)
+    return total
+
+
+def _serialise(
+    upto: int | None,
+    floor_t: int | None,
+    floor_q: int,
+    entries: dict[int, int],
+    now_us: int,
+    cap: int,
+) -> str:
+    """Merge entries at or before `now_us` into the floor, keep at most `cap`
+    later instants (the first one dropped becomes the horizon), and format."""
+    keys = []
+    for t, q in entries.items():
+        if q != 0:
+            if t <= now_us:
+                floor_q += q
+                floor_t = t if floor_t is None or t > floor_t else floor_t
+            else:
+                keys.append(t)
+    keys.sort()
+    while len(keys) > cap:
+        upto = keys.pop()
+    if floor_q == 0:
+        floor_t = None
+    if upto is None and floor_t is None and not keys:
+        return ""
+    return "|".join(
+        [
+            "" if upto is None else str(upto),
+            "" if floor_t is None else f"{floor_t}:{floor_q}",
+            ",".join(f"{t}:{entries[t]}" for t in keys),
+        ]
+    )
+
+
+def hold_string(holds: Iterable[tuple[int, int]], now_us: int, cap: int) -> str:
+    """The stored form of a row's holds, from (expiry in µs, units) pairs: those
+    at or before `now_us` merged into one, at most `cap` later instants kept
+    exactly (the next one becomes the horizon)."""
+    entries: dict[int, int] = {}
+    for t, q in holds:
+        entries[t] = entries.get(t, 0) + q
+    return _serialise(None, None, 0, entries, now_us, cap)
+
+
+def apply_hold_delta(holds: str, delta: str, now_us: int, cap: int) -> str:
+    """The Lua script's `apply_holds`, in Python (the in-process store; a test
+    checks both give the same strings). Deltas add up in any order: a release
+    that arrives before its reservation leaves a negative count for a moment,
+    which readers treat as unknown."""
+    if holds == "?":
+        return "?"
+    upto, floor_t, floor_q = None, None, 0
+    entries: dict[int, int] = {}
+    if holds:
+        u, f, listed = holds.split("|")
+        upto = int(u) if u else None
+        if f:
+            a, b = f.split(":")
+            floor_t, floor_q = int(a), int(b)
+        for item in filter(None, listed.split(",")):
+            a, b = item.split(":")
+            entries[int(a)] = entries.get(int(a), 0) + int(b)
+    for item in filter(None, delta.split(",")):
+        a, b = item.split(":")
+        t, dq = int(a), int(b)
+        if floor_t is not None and t <= floor_t:
+            floor_q += dq
+        elif upto is None or t < upto:
+            entries[t] = entries.get(t, 0) + dq
+    return _serialise(upto, floor_t, floor_q, entries, now_us, cap)
+
+
+def _delta_string(holds: Iterable[tuple[Any, int]]) -> str:
+    out = []
+    for when, qty in holds:
+        t = micros(when) if isinstance(when, datetime) else int(when)
+        out.append(f"{t}:{int(qty)}")
+    return ",".join(out)
+
+
+# --------------------------------------------------------------------------
 # Stores: Redis (Lua) and an in-process fallback with the same semantics
 # --------------------------------------------------------------------------
+
+# A write: (key, meta or '', generation read or '', fields), fields being
+# (code, version, available, mode, holds) as the script takes.
+Write = tuple[str, str, str, list]
 
 
 class _RedisStore:
@@ -133,6 +425,7 @@ class _RedisStore:
 
         self.client = get_redis_connection("default")
         self.script = self.client.register_script(APPLY_SCRIPT)
+        self.invalidate_script = self.client.register_script(INVALIDATE_SCRIPT)
 
     def read(
         self, keys: Sequence[str], flag: str | None = None
@@ -150,20 +443,20 @@ class _RedisStore:
         ]
         return entries, bool(flag and raw[-1])
 
-    def apply(self, writes: Sequence[tuple[str, str, list]], remember: Sequence[str] = ()) -> int:
+    def apply(self, writes: Sequence[Write], remember: Sequence[str] = ()) -> int:
         """Apply versioned writes and set order-memory keys, in one call."""
         keys: list[str] = []
-        args: list[Any] = [_ttl(), len(writes), ORDER_MEMORY_SECONDS]
-        for key, meta, fields in writes:
+        args: list[Any] = [_ttl(), len(writes), ORDER_MEMORY_SECONDS, now_micros(), _hold_cap()]
+        for key, meta, generation, fields in writes:
             keys.append(key)
-            args += [meta, len(fields)]
-            for code, version, available in fields:
-                args += [code, version, available]
+            args += [meta, generation, len(fields)]
+            for item in fields:
+                args += list(item)
         return int(self.script(keys=keys + list(remember), args=args))
 
-    def delete(self, keys: Sequence[str]) -> None:
+    def invalidate(self, keys: Sequence[str]) -> None:
         if keys:
-            self.client.delete(*keys)
+            self.invalidate_script(keys=list(keys), args=[_ttl()])
 
 
 class _LocalStore:
@@ -190,20 +483,40 @@ class _LocalStore:
             entries = [dict(self._get(key) or {}) for key in keys]
             return entries, bool(flag and self._get(flag) is not None)
 
-    def apply(self, writes: Sequence[tuple[str, str, list]], remember: Sequence[str] = ()) -> int:
+    def apply(self, writes: Sequence[Write], remember: Sequence[str] = ()) -> int:
         applied = 0
+        now_us, cap = now_micros(), _hold_cap()
         with self.lock:
             for key in remember:
                 self.data[key] = (time.monotonic() + ORDER_MEMORY_SECONDS, {})
-            for key, meta, fields in writes:
+            for key, meta, generation, fields in writes:
                 entry = self._get(key)
+                if meta and (entry or {}).get("g", "") != generation:
+                    continue
                 expires = self.data[key][0] if entry is not None else None
                 entry = entry if entry is not None else {}
-                for code, version, available in fields:
-                    if int(version) > int(entry.get(f"v:{code}", -1)):
+                for code, version, available, mode, holds in fields:
+                    current = int(entry.get(f"v:{code}", -1))
+                    if mode == "=":
+                        if int(version) >= current:
+                            entry[f"v:{code}"] = str(version)
+                            entry[f"a:{code}"] = str(available)
+                            entry[f"h:{code}"] = holds
+                            entry[f"hv:{code}"] = str(version)
+                            applied += 1
+                        continue
+                    if int(version) > current:
                         entry[f"v:{code}"] = str(version)
                         entry[f"a:{code}"] = str(available)
                         applied += 1
+                    stored = entry.get(f"h:{code}")
+                    base = int(entry.get(f"hv:{code}", -1))
+                    if stored is None or base < 0:
+                        entry[f"h:{code}"] = "?"
+                    elif int(version) > base and stored != "?":
+                        entry[f"h:{code}"] = (
+                            apply_hold_delta(stored, holds, now_us, cap) if mode == "+" else "?"
+                        )
                 if meta or expires is None:
                     expires = time.monotonic() + _ttl()
                 if meta:
@@ -211,10 +524,15 @@ class _LocalStore:
                 self.data[key] = (expires, entry)
         return applied
 
-    def delete(self, keys: Sequence[str]) -> None:
+    def invalidate(self, keys: Sequence[str]) -> None:
         with self.lock:
             for key in keys:
-                self.data.pop(key, None)
+                entry = self._get(key)
+                expires = self.data[key][0] if entry is not None else None
+                entry = entry if entry is not None else {}
+                entry.pop("meta", None)
+                entry["g"] = str(int(entry.get("g", 0)) + 1)
+                self.data[key] = (expires or time.monotonic() + _ttl(), entry)
 
 
 _local_store = _LocalStore()
@@ -243,7 +561,7 @@ def reset_store() -> None:
 # --------------------------------------------------------------------------
 
 
-def _parse(sku: str, entry: dict[str, str]) -> StockSnapshot | None:
+def _parse(sku: str, entry: dict[str, str], now_us: int) -> StockSnapshot | None:
     meta = entry.get("meta")
     if not meta:
         return None  # absent or partial (write-throughs only): not readable
@@ -255,17 +573,48 @@ def _parse(sku: str, entry: dict[str, str]) -> StockSnapshot | None:
         allowance=int(info["allowance"]),
         thresholds={code: int(t) for code, t in info.get("thresholds", {}).items()},
         ships_in_days=info.get("ships_in_days"),
+        generation=entry.get("g", ""),
     )
     for name, value in entry.items():
         if name.startswith("a:"):
-            snapshot.warehouses[name[2:]] = int(value)
+            snapshot.base[name[2:]] = int(value)
         elif name.startswith("v:"):
             snapshot.versions[name[2:]] = int(value)
+        elif name.startswith("h:"):
+            snapshot.holds[name[2:]] = value
+    if not snapshot.settle(now_us):
+        STATS["hold_misses"] += 1
+        return None  # a row's holds are unknown or past their horizon: a miss
     return snapshot
 
 
+# Every row of the SKUs with its open holds that have an expiry, grouped by
+# instant, in one statement (one snapshot: the holds belong to the version read).
+_LOAD_SQL = """
+    SELECT p.sku, p.id, p.stock_policy, p.backorder_limit, w.code, i.available, i.version,
+           i.reorder_threshold, h.holds
+    FROM inventory_product p
+    LEFT JOIN inventory_inventory i ON i.product_id = p.id
+    LEFT JOIN warehouses_warehouse w ON w.id = i.warehouse_id
+    LEFT JOIN LATERAL (
+        SELECT string_agg(x.t::text || ':' || x.q::text, ',' ORDER BY x.t) AS holds
+        FROM (
+            SELECT (extract(epoch FROM r.expires_at) * 1000000)::bigint AS t,
+                   SUM(rl.quantity - rl.quantity_fulfilled - rl.quantity_released) AS q
+            FROM inventory_reservationline rl
+            JOIN inventory_reservation r ON r.id = rl.reservation_id
+            WHERE rl.inventory_id = i.id AND rl.status = 'active'
+              AND r.expires_at IS NOT NULL
+            GROUP BY 1
+        ) x
+    ) h ON i.id IS NOT NULL
+    WHERE p.sku IN ({placeholders})
+"""
+
+
 def load_from_database(skus: Sequence[str]) -> dict[str, StockSnapshot]:
-    """One indexed query for every row of the given SKUs (the committed state).
+    """One indexed query for every row of the given SKUs (the committed state),
+    with each row's expiring holds.
 
     Inside `inventory_site.db_router.replica_reads()` it reads the replica;
     versions keep an older replica snapshot from overwriting newer cached values.
@@ -274,32 +623,32 @@ def load_from_database(skus: Sequence[str]) -> dict[str, StockSnapshot]:
 
     if not skus:
         return {}
-    placeholders = ", ".join(["%s"] * len(skus))
-    sql = f"""
-        SELECT p.sku, p.id, p.stock_policy, p.backorder_limit, w.code, i.available, i.version,
-               i.reorder_threshold
-        FROM inventory_product p
-        LEFT JOIN inventory_inventory i ON i.product_id = p.id
-        LEFT JOIN warehouses_warehouse w ON w.id = i.warehouse_id
-        WHERE p.sku IN ({placeholders})
-    """
+    sql = _LOAD_SQL.format(placeholders=", ".join(["%s"] * len(skus)))
     snapshots: dict[str, StockSnapshot] = {}
     with connections[read_alias()].cursor() as cursor:
         cursor.execute(sql, list(skus))
         rows = cursor.fetchall()
-        for sku, product_id, policy, limit, code, available, version, threshold in rows:
-            snap = snapshots.get(sku)
-            if snap is None:
-                snap = snapshots[sku] = StockSnapshot(
-                    sku=sku,
-                    product_id=str(product_id),
-                    stock_policy=policy,
-                    allowance=0 if policy == "normal" else int(limit),
-                )
-            if code is not None:
-                snap.warehouses[code] = int(available)
-                snap.versions[code] = int(version)
-                snap.thresholds[code] = int(threshold)
+    now_us, cap = now_micros(), _hold_cap()
+    for sku, product_id, policy, limit, code, available, version, threshold, holds in rows:
+        snap = snapshots.get(sku)
+        if snap is None:
+            snap = snapshots[sku] = StockSnapshot(
+                sku=sku,
+                product_id=str(product_id),
+                stock_policy=policy,
+                allowance=0 if policy == "normal" else int(limit),
+            )
+        if code is not None:
+            pairs = []
+            for item in filter(None, (holds or "").split(",")):
+                t, q = item.split(":")
+                pairs.append((int(t), int(q)))
+            snap.base[code] = int(available)
+            snap.holds[code] = hold_string(pairs, now_us, cap)
+            snap.versions[code] = int(version)
+            snap.thresholds[code] = int(threshold)
+    for snap in snapshots.values():
+        snap.settle(now_us)  # always known: a fill's horizon lies after now
     # "Ships in N days" matters only for SKUs that are low or out: look it up
     # (two queries, whatever the count) for those, at fill time.
     from .selectors import low_stock_level, ships_in_days_for_products
@@ -317,7 +666,10 @@ def load_from_database(skus: Sequence[str]) -> dict[str, StockSnapshot]:
     return snapshots
 
 
-def _fill(snapshots: Iterable[StockSnapshot]) -> None:
+def _fill(snapshots: Iterable[StockSnapshot], generations: dict[str, str] | None = None) -> None:
+    """Write database snapshots. `generations`: per SKU, the entry's generation
+    read before the database was; a fill whose generation moved writes nothing."""
+    generations = generations or {}
     writes = []
     for snap in snapshots:
         meta = json.dumps(
@@ -329,8 +681,11 @@ def _fill(snapshots: Iterable[StockSnapshot]) -> None:
                 "ships_in_days": snap.ships_in_days,
             }
         )
-        fields = [(code, snap.versions[code], snap.warehouses[code]) for code in snap.warehouses]
-        writes.append((_key(snap.sku), meta, fields))
+        fields = [
+            (code, snap.versions[code], snap.base[code], "=", snap.holds[code])
+            for code in snap.base
+        ]
+        writes.append((_key(snap.sku), meta, generations.get(snap.sku, ""), fields))
     if not writes:
         return
     try:
@@ -343,39 +698,52 @@ def _fill(snapshots: Iterable[StockSnapshot]) -> None:
 
 def read_cached(skus: Sequence[str]) -> dict[str, StockSnapshot]:
     """Complete cached entries only, in one round trip; {} if the cache is down."""
-    found, _ = _read(skus)
+    found, _, _, _ = _read(skus)
     return found
 
 
-def _read(skus: Sequence[str], flag: str | None = None) -> tuple[dict[str, StockSnapshot], bool]:
+def _read(
+    skus: Sequence[str], flag: str | None = None
+) -> tuple[dict[str, StockSnapshot], bool, dict[str, str] | None, list[str]]:
+    """Readable entries, whether `flag` exists, every SKU's generation (None
+    when the cache is down: nothing may be filled then), and the SKUs whose
+    entry is complete but does not know some row's holds well enough now."""
     skus = list(dict.fromkeys(skus))
     try:
         entries, flagged = _store().read([_key(sku) for sku in skus], flag)
     except Exception:
         STATS["errors"] += 1
         logger.warning("availability cache read failed", exc_info=True)
-        return {}, True
+        return {}, True, None, []
+    now_us = now_micros()
     found = {}
+    generations = {}
+    unsettled = []
     for sku, entry in zip(skus, entries, strict=True):
-        snap = _parse(sku, entry)
+        generations[sku] = entry.get("g", "")
+        snap = _parse(sku, entry, now_us)
         if snap is not None:
             found[sku] = snap
-    return found, flagged
+        elif entry.get("meta"):
+            unsettled.append(sku)
+    return found, flagged, generations, unsettled
 
 
 def get_many(skus: Sequence[str]) -> dict[str, StockSnapshot]:
     """Availability snapshots for SKUs: cache hits, plus the misses read from the
     database in one query and written back. Unknown SKUs are absent."""
     skus = list(dict.fromkeys(skus))
-    found = read_cached(skus)
+    found, _, generations, _ = _read(skus)
     STATS["hits"] += len(found)
     missing = [sku for sku in skus if sku not in found]
     if missing:
         STATS["misses"] += len(missing)
         loaded = load_from_database(missing)
         # Fill after reading the committed state: a concurrent write-through
-        # with a newer version wins field by field, in either order.
-        _fill(loaded.values())
+        # with a newer version wins field by field, in either order; an
+        # invalidation since our read (generation moved) wins outright.
+        if generations is not None:
+            _fill(loaded.values(), generations)
         found.update(loaded)
     return found
 
@@ -384,16 +752,20 @@ def get_many(skus: Sequence[str]) -> dict[str, StockSnapshot]:
 # Writing (after commit) and invalidation
 # --------------------------------------------------------------------------
 
+# Changes of these types may open or close holds: without `holds` on the change
+# the read model cannot follow them (the row's holds become unknown).
+HOLD_TYPES = frozenset({"RESERVE", "RELEASE", "FULFILL"})
+
 
 def apply_committed_changes(changes: Sequence[Any]) -> None:
     """The write-through: apply committed balances (service-layer listener).
 
     `changes` are `inventory.services.CommittedChange`s. Several changes to one
-    row in one transaction collapse to the newest version. When `changes`
-    carries `created_orders` (a reservation's commit), their gate memory is
-    written in the same call.
+    row in one transaction collapse to the newest version (their hold changes
+    summed). When `changes` carries `created_orders` (a reservation's commit),
+    their gate memory is written in the same call.
     """
-    latest: dict[tuple[str, str], Any] = {}
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
     unresolved = [c for c in changes if not c.sku or not c.warehouse_code]
     names = _natural_keys(unresolved) if unresolved else {}
     for change in changes:
@@ -402,21 +774,36 @@ def apply_committed_changes(changes: Sequence[Any]) -> None:
             sku, code = names.get(change.inventory_id, (None, None))
             if sku is None:
                 continue
-        current = latest.get((sku, code))
-        if current is None or change.version > current.version:
-            latest[(sku, code)] = change
+        holds = getattr(change, "holds", None)
+        known = holds is not None or change.type not in HOLD_TYPES
+        row = rows.get((sku, code))
+        if row is None:
+            row = rows[(sku, code)] = {"latest": change, "known": known, "delta": []}
+        elif change.version > row["latest"].version:
+            row["latest"] = change
+        row["known"] = row["known"] and known
+        row["delta"].extend(holds or ())
     by_key: dict[str, list] = {}
-    for (sku, code), change in latest.items():
-        by_key.setdefault(_key(sku), []).append((code, change.version, change.available))
+    for (sku, code), row in rows.items():
+        latest = row["latest"]
+        by_key.setdefault(_key(sku), []).append(
+            (
+                code,
+                latest.version,
+                latest.available,
+                "+" if row["known"] else "?",
+                _delta_string(row["delta"]) if row["known"] else "",
+            )
+        )
     remember = [_order_key(o) for o in getattr(changes, "created_orders", ())]
     if not by_key and not remember:
         return
     try:
         applied = _store().apply(
-            [(key, "", fields) for key, fields in by_key.items()], remember=remember
+            [(key, "", "", fields) for key, fields in by_key.items()], remember=remember
         )
         STATS["write_throughs"] += applied
-        STATS["stale_writes"] += len(latest) - applied
+        STATS["stale_writes"] += len(rows) - applied
     except Exception:
         STATS["errors"] += 1
         logger.warning("availability cache write-through failed", exc_info=True)
@@ -431,13 +818,24 @@ def _natural_keys(changes: Sequence[Any]) -> dict[Any, tuple[str, str]]:
 
 
 def invalidate(skus: Iterable[str]) -> None:
-    """Drop entries (after a change the versions don't cover, e.g. stock policy)."""
+    """Make entries unreadable until refilled (after a change the versions don't
+    cover: a stock policy, a threshold, a hold's expiry moved). Bumps each
+    entry's generation, so a fill that read the database before this cannot
+    write the old state back."""
     keys = [_key(sku) for sku in skus]
     try:
-        _store().delete(keys)
+        _store().invalidate(keys)
     except Exception:
         STATS["errors"] += 1
         logger.warning("availability cache invalidation failed", exc_info=True)
+
+
+def apply_hold_changes(changes: Sequence[Any]) -> None:
+    """After a confirmation or extension committed: the entries of the SKUs whose
+    holds moved no longer know those holds' expiry, so they are invalidated and
+    the next read refills them (one refill per confirmed SKU). Without this a
+    confirmed hold would look lapsed at its old `expires_at`."""
+    invalidate({sku for change in changes for sku, _code, _units in change.lines})
 
 
 # --------------------------------------------------------------------------
@@ -447,7 +845,7 @@ def invalidate(skus: Iterable[str]) -> None:
 
 def _order_key(order_id: str) -> str:
     prefix = getattr(settings, "STOCKROOM_AVAILABILITY_KEY_PREFIX", "stockroom")
-    return f"{prefix}:order:{KEY_VERSION}:{order_id}"
+    return f"{prefix}:order:{ORDER_KEY_VERSION}:{order_id}"
 
 
 # How long the gate remembers that an order id has a reservation.
@@ -464,19 +862,27 @@ def sold_out_lines(
 
     `lines` are (sku, warehouse code or None for "any", quantity). Returns the
     short lines if **every** line is sold out (nothing available where it may be
-    reserved) according to complete, committed cache entries of SKUs that do not
-    allow backorders; otherwise None, and the database decides. A cache that is
-    down, missing or partial never refuses anything, and neither does a retry of
+    reserved, holds past their expiry not counted) according to complete,
+    committed cache entries of SKUs that do not allow backorders; otherwise
+    None, and the database decides. A cache that is down, missing, partial or
+    unsure of a row's holds never refuses anything, and neither does a retry of
     an order that already holds a reservation (its idempotent replay must reach
     the database).
     """
     if not lines or not getattr(settings, "STOCKROOM_SOLD_OUT_GATE", True):
         return None
-    cached, known_order = _read(
+    cached, known_order, generations, unsettled = _read(
         [sku for sku, _, _ in lines], _order_key(order_id) if order_id else None
     )
     if known_order:
         return None
+    if unsettled and generations is not None:
+        # An entry that lost track of a row's holds (a close that did not say
+        # which holds it closed, or a hold horizon passed) is refilled here, once:
+        # the next request reads it from Redis again.
+        loaded = load_from_database(unsettled)
+        _fill(loaded.values(), generations)
+        cached.update(loaded)
     active = set(active_codes) if active_codes is not None else None
     short = []
     for sku, code, quantity in lines:

@@ -14,11 +14,18 @@ The rule (docs/API.md, "Routing"):
 3. Distance is the great-circle (haversine) distance. Without `ship_to` every
    distance counts as equal; a warehouse without coordinates is farthest.
 
-Routing plans from a snapshot read (`selectors.supply_for_skus`, no locks), then
-reserves through `services.stock_reserve` with explicit warehouses, which
-re-checks everything under row locks. If that reservation finds a line short
-(another order took the stock between the read and the locks), lapsed holds on
-the order's SKUs are expired and the order is routed and reserved once more.
+Routing plans from a snapshot read (the read model, `selectors.supply_from_read_model`,
+else `selectors.supply_for_skus`, no locks; in both, holds past their expiry
+count nowhere), then reserves through `services.stock_reserve` with explicit
+warehouses, which re-checks everything under row locks and itself releases the
+lapsed holds a line needs, in its own transaction. If that reservation finds a
+line short (another order took the stock between the read and the locks, or the
+read model lagged), the order is routed from the database and reserved once
+more. No separate expiry transaction runs for a request.
+
+The order-line limit (STOCKROOM_MAX_ORDER_LINES) counts the lines the client
+sent, not the routed lines: a line split across warehouses never turns a valid
+request into a refused one.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import combinations
+
+from django.conf import settings
 
 from . import availability_cache, errors, services
 from .models import Reservation
@@ -261,6 +270,11 @@ def reserve_order(
     """
     if not lines:
         raise errors.InvalidInput("An order needs at least one line.")
+    max_lines = settings.STOCKROOM_MAX_ORDER_LINES
+    if len(lines) > max_lines:
+        raise errors.InvalidInput(
+            f"At most {max_lines} lines per order.", details={"max_lines": max_lines}
+        )
     skus = sorted({line.sku for line in lines})
     routed_order = any(not line.warehouse for line in lines)
     if routed_order:
@@ -289,7 +303,11 @@ def reserve_order(
             else:
                 routed = route_lines(lines, ship_to, supply_for_skus(skus))
             return services.stock_reserve(
-                order_id=order_id, lines=routed, actor=actor, expires_at=expires_at
+                order_id=order_id,
+                lines=routed,
+                actor=actor,
+                expires_at=expires_at,
+                requested_lines=len(lines),
             )
         except errors.OrderConflict:
             # A concurrent duplicate of this order won and routed differently.
@@ -307,13 +325,10 @@ def reserve_order(
                 raise
             forget_active_warehouses()
         except errors.InsufficientStock:
-            if attempt == 1:
-                raise
-            # Stock moved since the snapshot, or lapsed holds still reserve it:
-            # release the lapsed holds on these SKUs, then route once more from
-            # the database (an order naming its warehouses only retries if a
-            # lapsed hold was released).
-            released = services.reservations_expire(skus=skus)
-            if not routed_order and not released:
+            # The reservation already counted (and released) lapsed holds under
+            # its row locks, so an order naming its warehouses is really short.
+            # A routed plan may have come from a read model that lagged a
+            # change: route once more from the database.
+            if attempt == 1 or not routed_order:
                 raise
     raise AssertionError("unreachable")  # pragma: no cover

@@ -18,11 +18,10 @@ import django_filters
 from django.conf import settings
 from django.db import connection
 from django.db.models import F, QuerySet
-from django.utils import timezone
 
 from warehouses.models import Warehouse
 
-from . import errors
+from . import clock, errors
 from .models import Inventory, InventoryTransaction, Product, StockPolicy, TransactionType
 
 
@@ -264,10 +263,10 @@ def availability_from_database(
     """Availability of each SKU (None for an unknown SKU), in one query, uncached.
 
     `available` counts stock on hand not held by live reservations, in active
-    warehouses; holds past their `expires_at` do not count here (the cached
-    path counts them until the sweeper releases them, within a minute).
+    warehouses; holds past their `expires_at` (by `inventory.clock`) do not
+    count, here as on the cached path, whether or not the sweeper has run.
     """
-    by_sku = _stock_rows(skus, now or timezone.now())
+    by_sku = _stock_rows(skus, now or clock.now())
     result: dict[str, SkuAvailability | None] = {sku: None for sku in skus}
     for sku, rows in by_sku.items():
         result[sku] = _availability(rows)
@@ -318,7 +317,7 @@ class SupplySnapshot:
 def supply_for_skus(skus: Collection[str], *, now: datetime | None = None) -> SupplySnapshot:
     """A point-in-time read of stock for routing (one query; no locks)."""
     sites = active_warehouse_sites()
-    by_sku = _stock_rows(skus, now or timezone.now())
+    by_sku = _stock_rows(skus, now or clock.now())
     reservable: dict[tuple[str, str], int] = {}
     for sku, rows in by_sku.items():
         allowance = rows[0].allowance

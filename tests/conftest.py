@@ -57,15 +57,17 @@ def _empty_availability_cache():
     from django_redis import get_redis_connection
 
     from api.services import forget_authenticated_clients
-    from inventory import availability_cache
+    from inventory import availability_cache, clock
     from inventory.selectors import forget_active_warehouses
 
+    clock.reset()  # a test that moved the stock clock never leaks its offset
     availability_cache.reset_store()
     get_redis_connection("default").flushdb()
     availability_cache.STATS.clear()
     forget_active_warehouses()
     forget_authenticated_clients()
     yield
+    clock.reset()
     availability_cache.reset_store()
     forget_active_warehouses()
     forget_authenticated_clients()

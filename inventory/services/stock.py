@@ -25,7 +25,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial, wraps
 from typing import Any, TypeVar
@@ -127,6 +127,11 @@ class CommittedChange:
     # None when the publisher did not have them at hand.
     sku: str | None = None
     warehouse_code: str | None = None
+    # The holds with an expiry this change opened (+units) or closed (-units):
+    # (expires_at, units) pairs, so the availability read model can follow which
+    # reserved units lapse when. None: not reported (for RESERVE, RELEASE and
+    # FULFILL the read model then treats the row's holds as unknown and refills).
+    holds: tuple[tuple[datetime, int], ...] | None = None
 
     @property
     def available(self) -> int:
@@ -395,6 +400,8 @@ class _Change:
     type: str
     on_hand_delta: int = 0
     reserved_delta: int = 0
+    # Holds with an expiry opened/closed, as CommittedChange.holds (None: not reported).
+    holds: tuple[tuple[datetime, int], ...] | None = None
 
 
 def _apply_changes(
@@ -463,12 +470,12 @@ def _apply_changes(
             version=row.version,
             sku=row.product.sku,
             warehouse_code=row.warehouse.code,
+            holds=change.holds,
         )
-        for row, ledger_row in zip(
-            (touched[c.row.pk] for c in changes if c.on_hand_delta or c.reserved_delta),
-            ledger,
-            strict=True,
+        for change, ledger_row in zip(
+            (c for c in changes if c.on_hand_delta or c.reserved_delta), ledger, strict=True
         )
+        for row in (touched[change.row.pk],)
     )
     transaction.on_commit(
         partial(_publish_committed_changes, CommittedChanges(committed, created_orders))
@@ -785,10 +792,14 @@ def stock_transfer(
 # --- Reservations ---------------------------------------------------------
 
 
-def _normalise_reserve_lines(lines: Sequence[ReserveLine]) -> dict[tuple[str, str], int]:
+def _normalise_reserve_lines(
+    lines: Sequence[ReserveLine], requested_lines: int | None = None
+) -> dict[tuple[str, str], int]:
     if not lines:
         raise errors.InvalidInput("An order needs at least one line.")
-    if len(lines) > settings.STOCKROOM_MAX_ORDER_LINES:
+    if (requested_lines if requested_lines is not None else len(lines)) > (
+        settings.STOCKROOM_MAX_ORDER_LINES
+    ):
         raise errors.InvalidInput(
             f"At most {settings.STOCKROOM_MAX_ORDER_LINES} lines per order.",
             details={"max_lines": settings.STOCKROOM_MAX_ORDER_LINES},
@@ -848,6 +859,7 @@ def stock_reserve(
     lines: Sequence[ReserveLine],
     actor: str,
     expires_at: datetime | None = None,
+    requested_lines: int | None = None,
 ) -> ReservationResult:
     """RESERVE: hold stock for an order, all lines or none.
 
@@ -857,9 +869,14 @@ def stock_reserve(
     Locks: the new Reservation row (a concurrent duplicate of the same order
     waits here, holding nothing else), then every line's inventory row in pk
     order. A short line raises InsufficientStock listing every short line.
+    Holds past their `expires_at` (by `inventory.clock`) count nowhere: a line
+    that needs their units releases them, earliest expiry first, in this
+    transaction (their orders locked SKIP LOCKED after the rows).
+    `requested_lines`: how many lines the client's request had, when routing
+    split them (the STOCKROOM_MAX_ORDER_LINES limit counts those).
     """
     order_id = _check_order_id(order_id)
-    merged = _normalise_reserve_lines(lines)
+    merged = _normalise_reserve_lines(lines, requested_lines)
     # The sold-out gate: refused at cache speed, without touching the database,
     # only when every line is sold out in the committed cached state.
     sold_out = availability_cache.sold_out_lines(
@@ -877,6 +894,7 @@ def stock_reserve(
     existing = _existing_reservation(order_id, fingerprint)
     if existing is not None:
         return ReservationResult(existing, created=False)
+    now = clock.now()
 
     def body() -> ReservationResult:
         reservation = Reservation.objects.create(
@@ -888,22 +906,42 @@ def stock_reserve(
         rows = _lock_rows(
             merged.keys(), create_missing=True, require_active={code for _, code in merged}
         )
+        # Holds past their expiry count nowhere: a line short without them may
+        # take their units (they are released below, in this transaction).
+        lapsed = {
+            pair: _lapsed_lines(rows[pair], now)
+            for pair, qty in merged.items()
+            if qty > _available(rows[pair])
+        }
         short = [
             {
                 "sku": sku,
                 "warehouse": code,
                 "requested": qty,
-                "available": max(_available(rows[(sku, code)]), 0),
+                "available": max(
+                    _available(rows[(sku, code)])
+                    + sum(line.quantity_open for line in lapsed.get((sku, code), ())),
+                    0,
+                ),
             }
             for (sku, code), qty in sorted(merged.items())
-            if qty > _available(rows[(sku, code)])
+            if qty
+            > _available(rows[(sku, code)])
+            + sum(line.quantity_open for line in lapsed.get((sku, code), ()))
         ]
         if short:
             raise errors.InsufficientStock(short)
+        for pair, lines_lapsed in sorted(lapsed.items(), key=lambda item: rows[item[0]].pk):
+            _release_lapsed(rows[pair], lines_lapsed, merged[pair] - _available(rows[pair]))
         ordered = sorted(merged.items(), key=lambda item: rows[item[0]].pk)
         ledger = _apply_changes(
             [
-                _Change(rows[pair], TransactionType.RESERVE, reserved_delta=qty)
+                _Change(
+                    rows[pair],
+                    TransactionType.RESERVE,
+                    reserved_delta=qty,
+                    holds=((expires_at, qty),) if expires_at is not None else (),
+                )
                 for pair, qty in ordered
             ],
             actor=actor,
@@ -933,6 +971,64 @@ def stock_reserve(
         if existing is not None:
             return ReservationResult(existing, created=False)
         raise
+
+
+def _lapsed_lines(row: Inventory, now: datetime) -> list[ReservationLine]:
+    """Open lines on a locked row whose order's hold expired by `now`, earliest
+    expiry first, with their orders locked. SKIP LOCKED: never waits (an order
+    being closed right now is left to its closer), so taking these reservation
+    locks after the row's cannot cycle with a closer's order (reservation, then
+    rows; inventory/locks.py)."""
+    return list(
+        ReservationLine.objects.select_related("reservation")
+        .select_for_update(no_key=True, of=("reservation",), skip_locked=True)
+        .filter(
+            inventory_id=row.pk,
+            status=ReservationStatus.ACTIVE,
+            reservation__status=ReservationStatus.ACTIVE,
+            reservation__expires_at__lte=now,
+        )
+        .order_by("reservation__expires_at", "id")
+    )
+
+
+def _release_lapsed(row: Inventory, lines: Sequence[ReservationLine], needed: int) -> None:
+    """Release lapsed lines on a locked row, earliest first, whole lines, until
+    `needed` units are free: as the sweeper would (RELEASE, status expired), in
+    the reserving transaction. The ORM twin of migration 0012's release."""
+    from ..actors import SYSTEM_SWEEPER
+
+    for line in lines:
+        if needed <= 0:
+            break
+        units = line.quantity_open
+        if units <= 0:
+            continue
+        reservation = line.reservation
+        _apply_changes(
+            [
+                _Change(
+                    row,
+                    TransactionType.RELEASE,
+                    reserved_delta=-units,
+                    holds=((reservation.expires_at, -units),),
+                )
+            ],
+            actor=SYSTEM_SWEEPER,
+            reference=Reference(ReferenceType.ORDER, reservation.order_id),
+            reason="reservation hold expired",
+        )
+        line.quantity_released += units
+        line.status = (
+            ReservationStatus.FULFILLED if line.quantity_fulfilled else ReservationStatus.EXPIRED
+        )
+        line.save(update_fields=["quantity_released", "status"])
+        siblings = list(ReservationLine.objects.filter(reservation_id=reservation.pk))
+        status = _order_status(siblings, ReservationStatus.EXPIRED)
+        if status != reservation.status:
+            reservation.status = status
+            reservation.save(update_fields=["status", "updated_at"])
+        needed -= units
 
 
 # --- Reservations in one round trip (PostgreSQL) -----------------------------
@@ -1023,7 +1119,7 @@ def _call_reserve_function(requests: Sequence[_OrderRequest], actor: str, reques
             codes.append(code)
             qtys.append(qty)
     return _call_stock_function(
-        "SELECT stockroom_reserve_orders(%s, %s, %s::timestamptz[], %s, %s, %s, %s, %s, %s)",
+        "SELECT stockroom_reserve_orders(%s, %s, %s::timestamptz[], %s, %s, %s, %s, %s, %s, %s)",
         [
             [r.order_id for r in requests],
             [r.fingerprint for r in requests],
@@ -1034,8 +1130,25 @@ def _call_reserve_function(requests: Sequence[_OrderRequest], actor: str, reques
             qtys,
             actor,
             request_id,
+            clock.now(),  # holds expired by this instant count nowhere (migration 0012)
         ],
     )
+
+
+def _hold_changes(
+    requests: Sequence[_OrderRequest], created: set[str], released: Sequence[list]
+) -> dict[tuple[str, str], list[tuple[datetime, int]]]:
+    """Per row, the holds with an expiry that one call of the reserve function
+    opened (created orders with `expires_at`) and closed (lapsed holds it
+    released to make room), for the read model's write-through."""
+    holds: dict[tuple[str, str], list[tuple[datetime, int]]] = {}
+    for request in requests:
+        if request.expires_at is not None and request.order_id in created:
+            for pair, qty in request.merged.items():
+                holds.setdefault(pair, []).append((request.expires_at, qty))
+    for sku, code, expires_at, qty, _order_id in released:
+        holds.setdefault((sku, code), []).append((datetime.fromisoformat(expires_at), -qty))
+    return holds
 
 
 def _reserve_in_database(
@@ -1102,6 +1215,10 @@ def _reserve_in_database(
                     reservation.order_id, ReservationResult(reservation, created=False)
                 )
         if changes:
+            holds = _hold_changes(pending, set(created_ids), payload.get("released", ()))
+            changes = tuple(
+                replace(c, holds=tuple(holds.get((c.sku, c.warehouse_code), ()))) for c in changes
+            )
             # One after-commit publication: the availability cache writes the
             # rows and remembers the created orders (the gate's retry memory) in
             # one Redis call for the whole batch.
@@ -1955,12 +2072,13 @@ def reservations_expire(
 
     Each order is released in its own transaction, so one busy order does not
     hold up the rest. Safe to run concurrently and repeatedly. `skus` limits it
-    to orders holding any of those SKUs (the API expires lapsed holds on the
-    SKUs a new order needs before giving up on it).
+    to orders holding any of those SKUs. The sweeper's: a reservation releases
+    the lapsed holds it needs itself, in its own transaction. `now` defaults to
+    `inventory.clock.now()`.
     """
     from ..actors import SYSTEM_SWEEPER
 
-    now = now or timezone.now()
+    now = now or clock.now()
     due = Reservation.objects.filter(status=ReservationStatus.ACTIVE, expires_at__lte=now)
     if skus is not None:
         due = due.filter(

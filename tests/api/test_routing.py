@@ -241,3 +241,20 @@ def test_a_site_closed_seconds_ago_is_routed_around_not_refused(storefront, site
 
     # Hannover's closest site is HAM; it is closed, so the order goes to BER.
     assert reserve(storefront, [{"sku": "A", "quantity": 2}]) == {"A": "BER"}
+
+
+def test_a_valid_order_is_not_refused_because_routing_split_its_lines(storefront, sites, settings):
+    """STOCKROOM_MAX_ORDER_LINES counts the lines the client sent: two lines, each
+    split over two warehouses (four reserved lines), is a valid order of two."""
+    settings.STOCKROOM_MAX_ORDER_LINES = 2
+    stock(A={"HAM": 3, "BER": 3}, B={"HAM": 3, "BER": 3})
+    response = storefront.post(
+        "/api/v1/reservations/",
+        {"order_id": "split", "lines": [{"sku": "A", "quantity": 5}, {"sku": "B", "quantity": 5}]},
+    )
+    assert response.status_code == 201, response.json()
+    assert len(response.json()["lines"]) == 4
+    assert_invariants()
+    three = [{"sku": s, "quantity": 1} for s in "AB"] + [{"sku": "A", "quantity": 1}]
+    response = storefront.post("/api/v1/reservations/", {"order_id": "three", "lines": three})
+    assert response.status_code == 400  # the client's own lines still count

@@ -36,6 +36,13 @@ def cached_view(sku):
     return None if snap is None else snap.warehouses
 
 
+def raw_entry(sku):
+    from django_redis import get_redis_connection
+
+    raw = get_redis_connection("default").hgetall(availability_cache._key(sku))
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
 def warm(sku):
     availability_cache.get_many([sku])
     assert cached_view(sku) == db_view(sku)
@@ -81,6 +88,15 @@ def test_cache_equals_database_after_release_and_fulfil(
             services.reservation_fulfill(order_id="o", actor="c")
         else:
             services.reservation_fulfill(order_id="o", actor="c", lines=[OrderLine("TSHIRT-M", 1)])
+    row = Inventory.objects.get(warehouse__code="BER")
+    entry = raw_entry(stocked.sku)  # the write-through wrote the committed balance
+    assert (entry["v:BER"], entry["a:BER"]) == (str(row.version), str(row.available))
+    # A close does not (yet) say which holds it closed: the row's holds are
+    # unknown, so the next read refills the entry from the database.
+    assert entry["h:BER"] == "?"
+    assert availability_cache.get_many([stocked.sku])[stocked.sku].warehouses == db_view(
+        stocked.sku
+    )
     assert cached_view(stocked.sku) == db_view(stocked.sku)
 
 
@@ -98,7 +114,7 @@ def test_rolled_back_change_publishes_nothing(stocked, django_capture_on_commit_
     assert cached_view(stocked.sku) == db_view(stocked.sku) == {"BER": 10, "HAM": 5}
 
 
-def change(version, available, sku="TSHIRT-M", code="BER"):
+def change(version, available, sku="TSHIRT-M", code="BER", holds=()):
     return CommittedChange(
         inventory_id=None,
         product_id=None,
@@ -109,6 +125,7 @@ def change(version, available, sku="TSHIRT-M", code="BER"):
         version=version,
         sku=sku,
         warehouse_code=code,
+        holds=holds,
     )
 
 
@@ -127,7 +144,13 @@ def test_a_fill_from_an_older_snapshot_cannot_overwrite_a_newer_write_through(st
     availability_cache.apply_committed_changes([change(version + 1, 3)])  # newer, partial entry
     assert cached_view(stocked.sku) is None  # partial entries are never read
     availability_cache._fill(old_snapshot.values())
-    assert cached_view(stocked.sku) == {"BER": 3, "HAM": 5}
+    entry = raw_entry(stocked.sku)
+    assert (entry["v:BER"], entry["a:BER"]) == (str(version + 1), "3")  # the newer one stays
+    assert (entry["a:HAM"], entry["h:HAM"]) == ("5", "")
+    # The write-through created the entry: it could not know the row's earlier
+    # holds, and the older fill may not supply them, so BER is read as a miss.
+    assert entry["h:BER"] == "?"
+    assert cached_view(stocked.sku) is None
 
 
 def stock_queries(captured):
