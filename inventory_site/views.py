@@ -14,13 +14,13 @@ from django.views.decorators.http import require_safe
 def _demo() -> dict | None:
     if not settings.DEBUG:
         return None
+    from inventory.demo import SHOWCASE, demo_sku
     from inventory.management.commands.demo_admin import (
         DEMO_PASSWORD,
         DEMO_STAFF,
         DEMO_USERNAME,
     )
     from inventory.models import Product
-    from inventory.services.demo import SHOWCASE, demo_sku
     from warehouses.models import Warehouse
 
     skus = [demo_sku(n) for n in range(len(SHOWCASE))]

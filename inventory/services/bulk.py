@@ -5,14 +5,14 @@ time; this module does the same work for a whole file in a handful of SQL
 statements, keeping the same guarantees:
 
 * every balance change writes a ledger row in the same transaction, and the
-  after-commit hook (`stock._publish_committed_changes`) hears about it;
+  after-commit hook (`ledger.publish_committed_changes`) hears about it;
 * inventory rows are created holding no locks, then locked in one statement in
   primary-key order (`ORDER BY id FOR NO KEY UPDATE`), the rule of `inventory.locks`;
 * receipts are idempotent by reference + SKU + warehouse, with the very same
   `AppliedOperation` keys and fingerprints `stock_receive` uses, so a file and
   a single receive under the same reference never both apply.
 
-PostgreSQL only (COPY, temp tables); `demo.py` has the embedded SQLite fallback
+PostgreSQL only (COPY, temp tables); `inventory/demo.py` has the embedded SQLite fallback
 for demo data.
 """
 
@@ -32,7 +32,8 @@ from django.utils import timezone
 
 from .. import availability_cache, errors
 from ..models import Inventory, ReferenceType, TransactionType
-from . import stock
+from . import ledger
+from .rows import create_rows_sql, stock_rows_create
 
 # A time-ordered UUIDv7 computed in SQL (PostgreSQL 15 has no uuidv7()): the
 # Unix time in milliseconds over the first 48 bits of a random v4 UUID, version
@@ -485,10 +486,10 @@ _TODO = "s.error IS NULL AND NOT s.already_applied AND s.line BETWEEN %(lo)s AND
 
 def _create_missing_rows(res: str, lo: int, hi: int) -> None:
     """Empty inventory rows for new (product, warehouse) pairs, committed holding no
-    row locks, through the one row-creating function (`stock.create_rows_sql`): the
+    row locks, through the one row-creating function (`rows.create_rows_sql`): the
     products are locked FOR SHARE and each row's allowance comes from its product
     at that moment (not from the policy read at validation, minutes earlier)."""
-    stock.create_rows_sql(
+    create_rows_sql(
         f"SELECT s.product_id, s.warehouse_id FROM {res} s WHERE {_TODO}", {"lo": lo, "hi": hi}
     )
 
@@ -562,7 +563,7 @@ def _publish_applied(applied: str, lo: int, hi: int) -> None:
     Reads back from the session's temp table by keyset, so a million rows never
     sit in memory at once. With no listener registered it costs nothing.
     """
-    if not stock.COMMITTED_CHANGE_LISTENERS:
+    if not ledger.COMMITTED_CHANGE_LISTENERS:
         return
     last = lo - 1
     while True:
@@ -576,9 +577,9 @@ def _publish_applied(applied: str, lo: int, hi: int) -> None:
         if not rows:
             return
         last = rows[-1][0]
-        stock._publish_committed_changes(
+        ledger.publish_committed_changes(
             tuple(
-                stock.CommittedChange(
+                ledger.CommittedChange(
                     inventory_id=inventory_id,
                     product_id=product_id,
                     warehouse_id=warehouse_id,
@@ -776,7 +777,7 @@ def inventory_reconcile(
       cannot cover the open lines (it would oversell), the row is left as is
       and reported as unfixable: release or re-route those orders first.
     * a ledger with no inventory row gets an empty row (created holding no
-      locks, by `stock.stock_rows_create`), then is fixed like any other.
+      locks, by `rows.stock_rows_create`), then is fixed like any other.
     * backorder allowance: a row's allowance must be what its product's stock
       policy allows now (the no-oversell CHECK trusts it). It is set to that,
       under the product's lock (FOR SHARE, so no policy change runs meanwhile),
@@ -853,7 +854,7 @@ def _reconcile_fix(result: ReconcileResult, *, reason: str, progress: Progress) 
     if orphans:
         # Born through the one row-creating function (allowance from the product).
         known = _known_pairs({(d.sku, d.warehouse) for d in orphans})
-        stock.stock_rows_create(known)  # unknown ones are reported as unfixable below
+        stock_rows_create(known)  # unknown ones are reported as unfixable below
         ids = {
             (sku, code): pk
             for pk, sku, code in Inventory.objects.filter(
@@ -983,7 +984,7 @@ def _reconcile_fix(result: ReconcileResult, *, reason: str, progress: Progress) 
                         [target_reserved, target_allowance, now, inv_id],
                     )
                     committed.append(
-                        stock.CommittedChange(
+                        ledger.CommittedChange(
                             inventory_id=inv_id,
                             product_id=product_id,
                             warehouse_id=warehouse_id,
@@ -1003,7 +1004,7 @@ def _reconcile_fix(result: ReconcileResult, *, reason: str, progress: Progress) 
                 skus = sorted({by_id[c.inventory_id].sku for c in corrections})
                 transaction.on_commit(partial(availability_cache.invalidate, skus))
             if committed:
-                transaction.on_commit(partial(stock._publish_committed_changes, tuple(committed)))
+                ledger.publish_on_commit(tuple(committed))
         progress.advance(len(batch))
     missing = [d for d in result.discrepancies if d.inventory_id is None]
     for d in missing:  # product or warehouse vanished: nothing to attach a row to
