@@ -31,8 +31,8 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from .. import availability_cache, errors
-from ..models import Inventory, ReferenceType, TransactionType
-from . import ledger
+from ..models import Inventory, ReferenceType, TransactionType, policy_allowance_sql
+from . import idempotency, ledger
 from .rows import create_rows_sql, stock_rows_create
 
 # A time-ordered UUIDv7 computed in SQL (PostgreSQL 15 has no uuidv7()): the
@@ -44,6 +44,10 @@ UUID7_SQL = (
     "substring(int8send((extract(epoch from clock_timestamp()) * 1000)::bigint) from 3) "
     "from 1 for 6), 52, 1), 53, 1), 'hex')::uuid"
 )
+
+# What a product's stock policy allows, over the product alias `p`
+# (`models.policy_allowance`; the rule of the trigger that sets a new row's allowance).
+_POLICY_ALLOWANCE = policy_allowance_sql("p")
 
 REQUIRED_COLUMNS = ("sku", "warehouse", "quantity")
 OPTIONAL_COLUMNS = ("reference",)
@@ -308,10 +312,20 @@ def _bad(
 # --------------------------------------------------------------------------
 
 
+# The idempotency key and fingerprint are exactly those of
+# stock_receive(reference=...), from the formats' one source (`idempotency`):
+# "receive:<type>:<id>:<sku>:<warehouse>" (hashed beyond 200 characters) and the
+# fingerprint of {"operation", "quantity", "sku", "warehouse"}.
+_RECEIVE_FULL_KEY = idempotency.derived_key_sql(
+    "receive", "%(ref_type)s", "r.reference_id", "r.sku", "r.warehouse"
+)
+_RECEIVE_KEY = idempotency.fit_key_sql("receive", "k.full_key")
+_RECEIVE_FINGERPRINT = idempotency.fingerprint_sql(
+    "receive", {"quantity": "r.quantity", "sku": "r.sku", "warehouse": "r.warehouse"}
+)
+
+
 def _resolve_sql(raw: str, res: str) -> str:
-    # The idempotency key and fingerprint are exactly those of
-    # stock_receive(reference=...): "receive:<type>:<id>:<sku>:<warehouse>" and
-    # sha256 of json.dumps({"operation", "quantity", "sku", "warehouse"}, sort_keys=True).
     return f"""
     CREATE TEMP TABLE {res} AS
     SELECT s.*,
@@ -344,22 +358,15 @@ def _resolve_sql(raw: str, res: str) -> str:
              min(r.line) FILTER (WHERE r.error IS NULL)
                OVER (PARTITION BY r.sku, r.warehouse) AS first_line,
              p.id AS product_id,
-             CASE WHEN p.stock_policy = 'normal' THEN 0 ELSE p.backorder_limit END AS allowance,
+             {_POLICY_ALLOWANCE} AS allowance,
              w.id AS warehouse_id, w.is_active AS warehouse_active,
-             CASE WHEN length(k.full_key) <= 200 THEN k.full_key
-                  ELSE 'receive:sha256:' || encode(sha256(convert_to(k.full_key, 'UTF8')), 'hex')
-             END AS op_key,
-             encode(sha256(convert_to(
-               '{{"operation": "receive", "quantity": ' || r.quantity
-               || ', "sku": ' || to_json(r.sku)::text
-               || ', "warehouse": ' || to_json(r.warehouse)::text || '}}', 'UTF8')), 'hex')
-               AS fingerprint
+             {_RECEIVE_KEY} AS op_key,
+             {_RECEIVE_FINGERPRINT} AS fingerprint
       FROM {raw} r
       LEFT JOIN inventory_product p ON r.error IS NULL AND p.sku = r.sku
       LEFT JOIN warehouses_warehouse w ON r.error IS NULL AND w.code = r.warehouse
       CROSS JOIN LATERAL (
-        SELECT 'receive:' || %(ref_type)s || ':' || r.reference_id || ':' || r.sku || ':'
-               || r.warehouse AS full_key
+        SELECT {_RECEIVE_FULL_KEY} AS full_key
       ) k
     ) s
     LEFT JOIN inventory_appliedoperation a ON s.error0 IS NULL AND a.key = s.op_key
@@ -743,9 +750,6 @@ _LEDGER_SUMS = """
            sum(on_hand_delta) AS on_hand, sum(reserved_delta) AS reserved
     FROM inventory_inventorytransaction GROUP BY product_id, warehouse_id
 """
-# What a product's stock policy allows (Product.allowance; the same rule as the
-# trigger of migration 0010 that sets a new row's allowance).
-_POLICY_ALLOWANCE = "(CASE WHEN p.stock_policy = 'normal' THEN 0 ELSE p.backorder_limit END)"
 _OPEN_LINES = """
     SELECT inventory_id, sum(quantity - quantity_fulfilled - quantity_released) AS open
     FROM inventory_reservationline WHERE status = 'active' GROUP BY inventory_id

@@ -396,7 +396,7 @@ def reservations_expire(
                     placed_by=None,
                 )
         except OperationalError as exc:
-            if db_errors.sqlstate(exc) not in db_errors.BUSY:
+            if not db_errors.is_busy(exc):
                 raise
             # A row held past lock_timeout (a bulk import, a stuck session): the
             # next sweep tries this order again; the others go on now.
