@@ -425,7 +425,7 @@ def bulk_receive_view(request):
             data = form.cleaned_data
             text = io.TextIOWrapper(data["file"].file, encoding="utf-8-sig", newline="")
             try:
-                result = services.bulk_receive(
+                result = services.stock_receive_bulk(
                     source=text,
                     actor=actor_for_user(request.user),
                     reference=data["reference"] or None,

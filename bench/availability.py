@@ -15,7 +15,7 @@ In one run, on bench catalogues of 10,000 and 1,000,000 SKUs (databases
 * **freshness**: from the moment a stock change has committed to the moment the
   new value is readable from Redis, p50/p99 over 1,000 changes.
 
-End-to-end HTTP figures for the same endpoints come from bench/http.py.
+End-to-end HTTP figures for the same endpoints come from bench/http_throughput.py.
 """
 
 from __future__ import annotations
