@@ -2,10 +2,11 @@
 
 The admin's `autodiscover` imports `backoffice.admin` (this package); importing the
 modules below registers their ModelAdmins on `admin.site`. The apps themselves
-(`inventory`, `purchasing`, `warehouses`) have no admin module: the back office is
+(`inventory`, `purchasing`, `warehouses`, `api`) have no admin module: the back office is
 an edge over their services, and the imports run one way (docs/ARCHITECTURE.md).
 
 * `users`: the user page with the warehouses each staff user works at;
+* `api`: API clients (list, revoke; keys are made by `create_api_client`);
 * `warehouses`: warehouses;
 * `inventory`: products (stock chart, stock policy), inventory rows, the ledger,
   reservations;
@@ -16,6 +17,6 @@ The stock pages (cycle count, transfer, receive, bulk receive) are views in
 `backoffice/views.py`, their forms in `backoffice/forms.py`.
 """
 
-from . import inventory, purchasing, users, warehouses
+from . import api, inventory, purchasing, users, warehouses
 
-__all__ = ["inventory", "purchasing", "users", "warehouses"]
+__all__ = ["api", "inventory", "purchasing", "users", "warehouses"]
