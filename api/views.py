@@ -571,7 +571,7 @@ class PingView(ApiView):
     """The cheapest authenticated call: token, scope and throttle checks, no data.
 
     For health checks that must pass authentication, and as the framework's own
-    ceiling in bench/http.py.
+    ceiling in bench/http_throughput.py.
     """
 
     read_scopes = ALL_SCOPES
@@ -1278,14 +1278,18 @@ class WarehouseListCreateView(ListView):
 
     @extend_schema(
         operation_id="warehouses_list",
-        parameters=[*schema.PAGE_PARAMETERS, OpenApiParameter("is_active", bool)],
+        parameters=[
+            *schema.PAGE_PARAMETERS,
+            OpenApiParameter("active", bool),
+            OpenApiParameter("is_active", bool, deprecated=True, description="Alias of active."),
+        ],
         responses={
             200: schema.page_of(WarehouseOutput, "WarehousePage"),
             **schema.errors(*schema.COMMON),
         },
     )
     def get(self, request):
-        filters = _query_filters(request, ("is_active",))
+        filters = _query_filters(request, ("active", "is_active"))
         return self.paginated(selectors.warehouse_list(filters=filters), WarehouseOutput)
 
     @extend_schema(
