@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -85,6 +86,12 @@ class FeedPage:
     next_cursor: str
 
 
+def _event(row) -> FeedEvent:
+    # Django's PostgreSQL backend reads jsonb as text in raw queries.
+    payload = row[-1]
+    return FeedEvent(*row[:-1], json.loads(payload) if isinstance(payload, str) else payload)
+
+
 def pruned_position() -> tuple[int, int]:
     state = FeedState.objects.filter(pk=1).first()
     return (state.pruned_txid, state.pruned_id) if state else START
@@ -140,7 +147,7 @@ def event_feed(
     with connection.cursor() as cursor:
         cursor.execute(_FEED_SQL.format(filters="\n  ".join(filters)), params)
         rows = cursor.fetchall()
-        events = [FeedEvent(*row) for row in rows]
+        events = [_event(row) for row in rows]
         if len(events) == limit:
             position = (events[-1].txid, events[-1].id)
         elif filters:

@@ -420,7 +420,7 @@ def events_prune(*, now=None, chunk: int = 10_000) -> int:
                     DELETE FROM events_event e USING head h
                     WHERE e.id = h.id AND h.old
                       AND (NOT EXISTS (SELECT 1 FROM stop)
-                           OR (h.txid, h.id) < (SELECT (txid, id) FROM stop))
+                           OR (h.txid, h.id) < (SELECT txid, id FROM stop))
                     RETURNING e.txid, e.id
                 )
                 SELECT (SELECT count(*) FROM gone),
