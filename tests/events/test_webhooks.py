@@ -93,23 +93,25 @@ def test_receiver_down_then_up_every_event_arrives_in_per_sku_order(close_worker
     make_stock_changes()
     expected = Event.objects.count()
     try:
-        with celery_broker(BROKER_URL):
-            with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
-                # Down: nothing listens; every lane's first attempt fails and backs off.
-                assert pump(
-                    lambda: (
-                        Delivery.objects.count() == expected
-                        and Delivery.objects.filter(attempts__gte=1).count() >= 3
-                    )
+        with (
+            celery_broker(BROKER_URL),
+            start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30),
+        ):
+            # Down: nothing listens; every lane's first attempt fails and backs off.
+            assert pump(
+                lambda: (
+                    Delivery.objects.count() == expected
+                    and Delivery.objects.filter(attempts__gte=1).count() >= 3
                 )
-                assert receiver.received == []
-                sub.refresh_from_db()
-                assert sub.consecutive_failures >= 3 and sub.is_active
-                receiver.start()  # up again
-                assert pump(
-                    lambda: not Delivery.objects.filter(status=DeliveryStatus.PENDING).exists(),
-                    advance=30,
-                ), "not every delivery arrived"
+            )
+            assert receiver.received == []
+            sub.refresh_from_db()
+            assert sub.consecutive_failures >= 3 and sub.is_active
+            receiver.start()  # up again
+            assert pump(
+                lambda: not Delivery.objects.filter(status=DeliveryStatus.PENDING).exists(),
+                advance=30,
+            ), "not every delivery arrived"
     finally:
         clock.reset()
         receiver.stop()
