@@ -7,7 +7,7 @@ AS $function$
 -- id first and deletes the claims of orders it refuses; only created orders get lines.
 BEGIN
     INSERT INTO events_event (type, occurred_at, request_id, sku, warehouse, stream, payload)
-    SELECT 'reservation.created', clock_timestamp(),
+    SELECT 'reservation.created', statement_timestamp(),
            coalesce(current_setting('stockroom.request_id', true), ''),
            '', '', 'order:' || r.order_id,
            jsonb_build_object('order_id', r.order_id, 'reservation_id', r.id,

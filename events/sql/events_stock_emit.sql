@@ -11,6 +11,7 @@ AS $function$
 DECLARE
     v_request text;
     v_low int := coalesce(nullif(current_setting('stockroom.low_stock_units', true), '')::int, 5);
+    v_at timestamptz := clock_timestamp();
 BEGIN
     SELECT max(request_id) INTO v_request FROM new_ledger;
     IF v_request <> '' THEN
@@ -45,23 +46,20 @@ BEGIN
         -- availability.changed: per SKU whose availability moved, totals over every
         -- warehouse as this transaction sees them; one event per SKU and transaction.
         INSERT INTO events_event (type, occurred_at, request_id, sku, warehouse, stream, payload)
-        SELECT 'availability.changed', clock_timestamp(), v_request, s.sku, '', 'sku:' || s.sku,
-               jsonb_build_object(
-                   'sku', s.sku,
-                   'available', (SELECT coalesce(sum(greatest(i.available, 0)), 0)
-                                 FROM inventory_inventory i
-                                 JOIN warehouses_warehouse w ON w.id = i.warehouse_id
-                                 WHERE i.product_id = s.product_id AND w.is_active),
-                   'warehouses', (SELECT jsonb_agg(jsonb_build_object(
-                                      'warehouse', w.code, 'available', i.available,
-                                      'active', w.is_active) ORDER BY w.code)
-                                  FROM inventory_inventory i
-                                  JOIN warehouses_warehouse w ON w.id = i.warehouse_id
-                                  WHERE i.product_id = s.product_id))
+        SELECT 'availability.changed', v_at, v_request, s.sku, '', 'sku:' || s.sku,
+               jsonb_build_object('sku', s.sku, 'available', a.total, 'warehouses', a.rows)
         FROM (SELECT DISTINCT ON (c.sku) c.sku, c.product_id
               FROM c
               WHERE c.on_hand - c.reserved <> c.old_on_hand - c.old_reserved
               ORDER BY c.sku) s
+        CROSS JOIN LATERAL (
+            SELECT coalesce(sum(greatest(i.available, 0)) FILTER (WHERE w.is_active), 0) AS total,
+                   jsonb_agg(jsonb_build_object('warehouse', w.code, 'available', i.available,
+                                                'active', w.is_active) ORDER BY w.code) AS rows
+            FROM inventory_inventory i
+            JOIN warehouses_warehouse w ON w.id = i.warehouse_id
+            WHERE i.product_id = s.product_id
+        ) a
         ORDER BY s.sku
         ON CONFLICT (txid, sku) WHERE type = 'availability.changed'
         DO UPDATE SET payload = EXCLUDED.payload, occurred_at = EXCLUDED.occurred_at,
@@ -70,7 +68,7 @@ BEGIN
     -- (A data-modifying WITH runs to completion whether or not it is read; PostgreSQL
     -- runs it after the main statement, so availability.changed follows the rows.)
     INSERT INTO events_event (type, occurred_at, request_id, sku, warehouse, stream, payload)
-    SELECT e.type, clock_timestamp(), v_request, c.sku, c.code, 'sku:' || c.sku, e.payload
+    SELECT e.type, v_at, v_request, c.sku, c.code, 'sku:' || c.sku, e.payload
     FROM c
     CROSS JOIN LATERAL (
         SELECT 'stock.changed' AS type, 1 AS n, jsonb_build_object(
