@@ -199,7 +199,10 @@ class WebhookListView(ApiView):
     read_scopes = (Scope.OPERATIONS,)
     write_scopes = (Scope.OPERATIONS,)
 
-    @extend_schema(operation_id="webhooks_list", responses={200: SubscriptionOutput(many=True)})
+    @extend_schema(
+        operation_id="webhooks_list",
+        responses={200: SubscriptionOutput(many=True), **schema.errors(*schema.COMMON)},
+    )
     def get(self, request):
         subs = WebhookSubscription.objects.order_by("created_at")[:500]
         return Response(SubscriptionOutput(subs, many=True).data)
@@ -222,7 +225,10 @@ class WebhookDetailView(ApiView):
     def _get(self, pk):
         return get_object_or_404(WebhookSubscription, pk=pk)
 
-    @extend_schema(operation_id="webhooks_read", responses={200: SubscriptionOutput})
+    @extend_schema(
+        operation_id="webhooks_read",
+        responses={200: SubscriptionOutput, **schema.errors(*schema.COMMON)},
+    )
     def get(self, request, pk):
         return Response(SubscriptionOutput(self._get(pk)).data)
 
@@ -236,7 +242,9 @@ class WebhookDetailView(ApiView):
         sub = services.subscription_update(self._get(pk), **data)
         return Response(SubscriptionOutput(sub).data)
 
-    @extend_schema(operation_id="webhooks_delete", responses={204: None})
+    @extend_schema(
+        operation_id="webhooks_delete", responses={204: None, **schema.errors(*schema.WRITE)}
+    )
     def delete(self, request, pk):
         self._get(pk).delete()
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -248,7 +256,13 @@ class WebhookReplayView(ApiView):
     @extend_schema(
         operation_id="webhooks_replay",
         request=ReplayInput,
-        responses={202: inline_serializer("ReplayResult", {"queued": serializers.IntegerField()})},
+        responses={
+            202: inline_serializer("ReplayResult", {"queued": serializers.IntegerField()}),
+            410: schema.OpenApiResponse(
+                schema.ErrorSerializer, description="`cursor_expired`: older than the retention."
+            ),
+            **schema.errors(*schema.WRITE),
+        },
     )
     def post(self, request, pk):
         sub = get_object_or_404(WebhookSubscription, pk=pk)
@@ -267,7 +281,10 @@ class WebhookReplayView(ApiView):
 class WebhookDeliveriesView(ApiView):
     read_scopes = (Scope.OPERATIONS,)
 
-    @extend_schema(operation_id="webhooks_deliveries", responses={200: DeliveryOutput(many=True)})
+    @extend_schema(
+        operation_id="webhooks_deliveries",
+        responses={200: DeliveryOutput(many=True), **schema.errors(*schema.COMMON)},
+    )
     def get(self, request, pk):
         sub = get_object_or_404(WebhookSubscription, pk=pk)
         rows = Delivery.objects.filter(subscription=sub).order_by("-id")[:200]
