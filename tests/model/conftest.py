@@ -12,7 +12,7 @@ from inventory import clock
 # here are the real ones (not merely "the app cannot see the test clock").
 # After the merge set it False: every expiry decision must then use the clock
 # itself, and a forgotten timezone.now() in an expiry path shows as a failure.
-BRIDGE_DJANGO_TIMEZONE = True
+BRIDGE_DJANGO_TIMEZONE = False
 
 
 @pytest.fixture

@@ -26,9 +26,6 @@ from .machine import QUANTUM, StockroomMachine
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-UNTIL_MERGED = pytest.mark.xfail(strict=False, reason="until #13 items 2-4 merge")
-
-
 @pytest.fixture
 def machine(test_clock):
     machines = []
@@ -47,7 +44,6 @@ def machine(test_clock):
 ENGINES = pytest.mark.parametrize("engine", ["sql", "python"])
 
 
-@UNTIL_MERGED
 @ENGINES
 def test_lapsed_hold_is_available_at_once(machine, engine):
     """3 units; order A holds all 3 with a hold that lapses; before the sweeper
@@ -61,7 +57,6 @@ def test_lapsed_hold_is_available_at_once(machine, engine):
     m.check()
 
 
-@UNTIL_MERGED
 @ENGINES
 @pytest.mark.parametrize("routed", [False, True], ids=["named", "routed"])
 def test_lapsed_hold_never_blocks_a_paying_customer(machine, engine, routed):
@@ -76,7 +71,6 @@ def test_lapsed_hold_never_blocks_a_paying_customer(machine, engine, routed):
     m.check()
 
 
-@UNTIL_MERGED
 @ENGINES
 def test_lapsed_hold_never_blocks_a_batch_order(machine, engine):
     m = machine(engine)
@@ -87,7 +81,6 @@ def test_lapsed_hold_never_blocks_a_batch_order(machine, engine):
     m.check()
 
 
-@UNTIL_MERGED
 @ENGINES
 @pytest.mark.parametrize("op", ["FULFILL", "RELEASE"])
 def test_closing_a_lapsed_order_is_order_closed(machine, engine, op):
@@ -102,7 +95,6 @@ def test_closing_a_lapsed_order_is_order_closed(machine, engine, op):
     m.check()
 
 
-@UNTIL_MERGED
 @ENGINES
 def test_closing_a_closed_order_is_order_closed(machine, engine):
     """Fulfil after release, release after fulfil: 409 order_closed; the first
@@ -119,7 +111,6 @@ def test_closing_a_closed_order_is_order_closed(machine, engine):
     m.check()
 
 
-@UNTIL_MERGED
 @ENGINES
 def test_unswept_lapsed_hold_is_not_fulfilled(machine, engine):
     """A lapsed hold nobody else wanted yet: fulfilling it is still 409."""

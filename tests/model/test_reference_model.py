@@ -31,7 +31,6 @@ def model_settings(examples: int = 100, steps: int = 40, **extra) -> settings:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="until #13 items 2-4 merge")
 def test_reference_model(test_clock):
     OUTCOMES.clear()
     try:
