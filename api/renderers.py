@@ -90,6 +90,7 @@ def batch_result(outcome: services.ReservationOutcome) -> dict:
 
 
 def confirm_result(outcome: services.ConfirmOutcome) -> dict:
+    """One ConfirmResultOutput, built directly (as batch_result)."""
     if outcome.error is not None:
         return {
             "order_id": outcome.order_id,

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import connections
-from rest_framework import exceptions
+from rest_framework import exceptions, serializers
 from rest_framework.pagination import CursorPagination
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -92,8 +92,10 @@ class ApiView(APIView):
         return None if Scope.OPERATIONS in self.request.user.scopes else self.actor
 
     @staticmethod
-    def validated(serializer_class, data) -> dict:
-        serializer = serializer_class(data=data)
+    def validated(serializer_class, data, *, partial: bool = False) -> dict:
+        """The request body as `serializer_class` validates it (a 400 otherwise);
+        `partial`: a PATCH, where every field may be left out."""
+        serializer = serializer_class(data=data, partial=partial)
         serializer.is_valid(raise_exception=True)
         return serializer.validated_data
 
@@ -147,6 +149,15 @@ def query_filters(request, allowed: tuple[str, ...]) -> dict:
     if unknown:
         raise exceptions.ValidationError({name: ["Unknown query parameter."] for name in unknown})
     return {k: request.query_params[k] for k in allowed if k in request.query_params}
+
+
+def refuse_oversized(data, field: str, limit: int) -> None:
+    """Refuse a batch body whose `field` lists more than `limit` items, before any
+    item is validated: an oversized batch is refused cheaply (call it first in the
+    serializer's to_internal_value)."""
+    items = data.get(field) if isinstance(data, dict) else None
+    if isinstance(items, list) and len(items) > limit:
+        raise serializers.ValidationError({field: [f"At most {limit} per call."]})
 
 
 def with_idempotency_key(request, respond: Callable[[str | None], Response]) -> Response:

@@ -26,7 +26,7 @@ from ..fields import (
     WarehouseCodeField,
 )
 from ..models import Scope
-from .base import CATALOGUE_SCOPES, ApiView, ListView, query_filters
+from .base import CATALOGUE_SCOPES, ApiView, ListView, query_filters, refuse_oversized
 
 _DIMENSION = {"required": False, "allow_null": True, "min_value": 0, "max_value": 2_000_000_000}
 
@@ -101,10 +101,6 @@ class ProductDetailView(ApiView):
     read_scopes = CATALOGUE_SCOPES
     write_scopes = (Scope.OPERATIONS,)
 
-    class PatchInput(ProductFieldsInput):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, partial=True, **kwargs)
-
     @extend_schema(
         operation_id="products_retrieve",
         responses={200: ProductOutput, **schema.errors(*schema.COMMON)},
@@ -112,7 +108,7 @@ class ProductDetailView(ApiView):
     def get(self, request, sku: str):
         return Response(ProductOutput(selectors.product_get(sku=sku)).data)
 
-    def _update(self, request, sku: str, data: dict) -> Response:
+    def _update(self, sku: str, data: dict) -> Response:
         product = services.product_update(product=selectors.product_get(sku=sku), data=data)
         return Response(ProductOutput(product).data)
 
@@ -133,7 +129,7 @@ class ProductDetailView(ApiView):
             "stock_policy": StockPolicy.NORMAL,
             "backorder_limit": 0,
         }
-        return self._update(request, sku, {**defaults, **data})
+        return self._update(sku, {**defaults, **data})
 
     @extend_schema(
         operation_id="products_partial_update",
@@ -141,9 +137,7 @@ class ProductDetailView(ApiView):
         responses={200: ProductOutput, **schema.errors(*schema.WRITE, 409)},
     )
     def patch(self, request, sku: str):
-        serializer = ProductFieldsInput(data=request.data, partial=True)
-        serializer.is_valid(raise_exception=True)
-        return self._update(request, sku, serializer.validated_data)
+        return self._update(sku, self.validated(ProductFieldsInput, request.data, partial=True))
 
 
 class ProductBulkUpsertView(ApiView):
@@ -152,19 +146,8 @@ class ProductBulkUpsertView(ApiView):
     class InputSerializer(StrictSerializer):
         products = ProductInput(many=True, allow_empty=False)
 
-        def validate_products(self, value):
-            if len(value) > settings.STOCKROOM_MAX_BULK_PRODUCTS:
-                raise serializers.ValidationError(
-                    f"At most {settings.STOCKROOM_MAX_BULK_PRODUCTS} products per call."
-                )
-            return value
-
         def to_internal_value(self, data):
-            # Count before validating each item: an oversized batch is refused cheaply.
-            limit = settings.STOCKROOM_MAX_BULK_PRODUCTS
-            products = data.get("products") if isinstance(data, dict) else None
-            if isinstance(products, list) and len(products) > limit:
-                raise serializers.ValidationError({"products": [f"At most {limit} per call."]})
+            refuse_oversized(data, "products", settings.STOCKROOM_MAX_BULK_PRODUCTS)
             return super().to_internal_value(data)
 
     class OutputSerializer(serializers.Serializer):
@@ -262,10 +245,9 @@ class WarehouseDetailView(ApiView):
         responses={200: WarehouseOutput, **schema.errors(*schema.WRITE)},
     )
     def patch(self, request, code: str):
-        serializer = WarehouseFieldsInput(data=request.data, partial=True)
-        serializer.is_valid(raise_exception=True)
+        data = self.validated(WarehouseFieldsInput, request.data, partial=True)
         warehouse = services.warehouse_update(
-            warehouse=selectors.warehouse_get(code=code), data=serializer.validated_data
+            warehouse=selectors.warehouse_get(code=code), data=data
         )
         return Response(WarehouseOutput(warehouse).data)
 

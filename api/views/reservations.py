@@ -31,7 +31,7 @@ from ..fields import (
 from ..models import Scope
 from ..renderers import batch_result, confirm_result, reservation_data
 from ..well_formed import well_formed_batch, well_formed_order
-from .base import ApiView, with_idempotency_key
+from .base import ApiView, refuse_oversized, with_idempotency_key
 
 
 class ReservationLineOutput(serializers.Serializer):
@@ -170,6 +170,27 @@ class BatchResultOutput(serializers.Serializer):
     error = schema.ErrorDetailSerializer(allow_null=True)
 
 
+class OrdersBatchInput(StrictSerializer):
+    # The rules of every batch of orders (reserve, confirm); a subclass declares
+    # `orders`. (No docstring: the schema would show it for each subclass.)
+
+    def to_internal_value(self, data):
+        refuse_oversized(data, "orders", settings.STOCKROOM_MAX_BATCH_ORDERS)
+        return super().to_internal_value(data)
+
+    def validate_orders(self, orders):
+        seen, repeated = set(), set()
+        for order in orders:
+            if order["order_id"] in seen:
+                repeated.add(order["order_id"])
+            seen.add(order["order_id"])
+        if repeated:
+            raise serializers.ValidationError(
+                f"Each order id once per batch; repeated: {', '.join(sorted(repeated))}."
+            )
+        return orders
+
+
 class ReservationBatchView(ApiView):
     """Many orders in one request and one database statement (order-management systems).
 
@@ -182,7 +203,7 @@ class ReservationBatchView(ApiView):
     read_scopes = (Scope.STOREFRONT, Scope.OPERATIONS)
     write_scopes = (Scope.STOREFRONT,)
 
-    class InputSerializer(StrictSerializer):
+    class InputSerializer(OrdersBatchInput):
         class Order(StrictSerializer):
             order_id = StrictCharField(max_length=100)
             lines = BatchOrderLineInput(
@@ -193,26 +214,6 @@ class ReservationBatchView(ApiView):
             )
 
         orders = Order(many=True, allow_empty=False)
-
-        def to_internal_value(self, data):
-            # Count before validating each order: an oversized batch is refused cheaply.
-            limit = settings.STOCKROOM_MAX_BATCH_ORDERS
-            orders = data.get("orders") if isinstance(data, dict) else None
-            if isinstance(orders, list) and len(orders) > limit:
-                raise serializers.ValidationError({"orders": [f"At most {limit} per call."]})
-            return super().to_internal_value(data)
-
-        def validate_orders(self, orders):
-            seen, repeated = set(), []
-            for order in orders:
-                if order["order_id"] in seen:
-                    repeated.append(order["order_id"])
-                seen.add(order["order_id"])
-            if repeated:
-                raise serializers.ValidationError(
-                    f"Each order id once per batch; repeated: {', '.join(sorted(set(repeated)))}."
-                )
-            return orders
 
     class OutputSerializer(serializers.Serializer):
         results = BatchResultOutput(many=True)
@@ -454,7 +455,7 @@ class ReservationBatchConfirmView(ApiView):
 
     write_scopes = (Scope.STOREFRONT, Scope.OPERATIONS)
 
-    class InputSerializer(StrictSerializer):
+    class InputSerializer(OrdersBatchInput):
         class Order(StrictSerializer):
             order_id = StrictCharField(max_length=100)
             expires_in = StrictIntegerField(
@@ -465,25 +466,6 @@ class ReservationBatchConfirmView(ApiView):
             )
 
         orders = Order(many=True, allow_empty=False)
-
-        def to_internal_value(self, data):
-            limit = settings.STOCKROOM_MAX_BATCH_ORDERS
-            orders = data.get("orders") if isinstance(data, dict) else None
-            if isinstance(orders, list) and len(orders) > limit:
-                raise serializers.ValidationError({"orders": [f"At most {limit} per call."]})
-            return super().to_internal_value(data)
-
-        def validate_orders(self, orders):
-            seen, repeated = set(), []
-            for order in orders:
-                if order["order_id"] in seen:
-                    repeated.append(order["order_id"])
-                seen.add(order["order_id"])
-            if repeated:
-                raise serializers.ValidationError(
-                    f"Each order id once per batch; repeated: {', '.join(sorted(set(repeated)))}."
-                )
-            return orders
 
     class OutputSerializer(serializers.Serializer):
         results = ConfirmResultOutput(many=True)
