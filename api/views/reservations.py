@@ -3,6 +3,10 @@ extend) and batch confirm.
 
 Each view validates its input, calls one service (or the router) and answers
 with ReservationOutput / the batch outputs, rendered by api.renderers.
+
+The longest views module (~560 lines), kept whole: seven operations on one
+resource sharing its serializers, and a quarter of the lines are their OpenAPI
+descriptions and examples.
 """
 
 from __future__ import annotations
@@ -86,7 +90,7 @@ class ReservationCreateView(ApiView):
         lines = OrderLineInput(many=True, allow_empty=False)
         ship_to = ShipTo(required=False)
         expires_in = StrictIntegerField(
-            required=False, min_value=1, max_value=30 * 24 * 3600, help_text="Seconds."
+            required=False, min_value=1, max_value=services.MAX_HOLD_SECONDS, help_text="Seconds."
         )
 
         def validate_lines(self, lines):
@@ -210,7 +214,10 @@ class ReservationBatchView(ApiView):
                 many=True, allow_empty=False, max_length=settings.STOCKROOM_MAX_ORDER_LINES
             )
             expires_in = StrictIntegerField(
-                required=False, min_value=1, max_value=30 * 24 * 3600, help_text="Seconds."
+                required=False,
+                min_value=1,
+                max_value=services.MAX_HOLD_SECONDS,
+                help_text="Seconds.",
             )
 
         orders = Order(many=True, allow_empty=False)
