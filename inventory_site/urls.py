@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from inventory.admin_bulk import bulk_receive_view
+from backoffice.views import bulk_receive_view
 
 from . import health, views
 

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_safe
 def _demo() -> dict | None:
     if not settings.DEBUG:
         return None
-    from inventory.management.commands.demo_admin import (
+    from backoffice.management.commands.demo_admin import (
         DEMO_PASSWORD,
         DEMO_STAFF,
         DEMO_USERNAME,

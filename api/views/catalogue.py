@@ -207,14 +207,18 @@ class WarehouseListCreateView(ListView):
 
     @extend_schema(
         operation_id="warehouses_list",
-        parameters=[*schema.PAGE_PARAMETERS, OpenApiParameter("is_active", bool)],
+        parameters=[
+            *schema.PAGE_PARAMETERS,
+            OpenApiParameter("active", bool),
+            OpenApiParameter("is_active", bool, deprecated=True, description="Alias of active."),
+        ],
         responses={
             200: schema.page_of(WarehouseOutput, "WarehousePage"),
             **schema.errors(*schema.COMMON),
         },
     )
     def get(self, request):
-        filters = query_filters(request, ("is_active",))
+        filters = query_filters(request, ("active", "is_active"))
         return self.paginated(selectors.warehouse_list(filters=filters), WarehouseOutput)
 
     @extend_schema(

@@ -15,7 +15,7 @@ class PingView(ApiView):
     """The cheapest authenticated call: token, scope and throttle checks, no data.
 
     For health checks that must pass authentication, and as the framework's own
-    ceiling in bench/http.py.
+    ceiling in bench/http_throughput.py.
     """
 
     read_scopes = ALL_SCOPES

@@ -1,7 +1,7 @@
 """The stock service layer: every change to stock happens in this package.
 
 `stock` holds the six ledger operations (and the after-commit hook that caches
-and reorder checks listen on); `catalog` the catalogue writes, which never
+and reorder checks listen on); `catalogue` the catalogue writes, which never
 change stock quantities; `bulk` the set-based work on whole files (bulk
 receive, reconcile, export). Import from here: `from inventory import services`.
 """
@@ -12,11 +12,11 @@ from .bulk import (
     BulkReceiveResult,
     Discrepancy,
     ReconcileResult,
-    bulk_receive,
     inventory_export_csv,
     inventory_reconcile,
+    stock_receive_bulk,
 )
-from .catalog import (
+from .catalogue import (
     inventory_set_reorder,
     product_create,
     product_update,
@@ -77,7 +77,6 @@ __all__ = [
     "ReservationResult",
     "ReserveLine",
     "TransferLine",
-    "bulk_receive",
     "inventory_export_csv",
     "inventory_reconcile",
     "inventory_set_reorder",
@@ -94,6 +93,7 @@ __all__ = [
     "retry_busy",
     "stock_adjust",
     "stock_receive",
+    "stock_receive_bulk",
     "stock_reserve",
     "stock_reserve_batch",
     "stock_rows_create",

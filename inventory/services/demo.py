@@ -154,7 +154,7 @@ def _seed_showcase(count: int, codes: list[str], result: DemoSeedResult) -> None
     A row is created (with its reorder settings and opening stock) only if it is
     missing, so a second run, or one after the docs' examples, changes nothing.
     """
-    from . import catalog, stock
+    from . import catalogue, stock
 
     for n, item in enumerate(SHOWCASE[:count]):
         product, created = Product.objects.get_or_create(
@@ -178,7 +178,7 @@ def _seed_showcase(count: int, codes: list[str], result: DemoSeedResult) -> None
             if code in existing:
                 continue
             threshold, reorder_quantity = item.reorder.get(code, (0, 0))
-            catalog.inventory_set_reorder(
+            catalogue.inventory_set_reorder(
                 sku=product.sku,
                 warehouse=code,
                 reorder_threshold=threshold,

@@ -586,7 +586,7 @@ def _derived_key(
 
 
 def _fit_key(operation: str, key: str) -> str:
-    """Keys longer than the column (200) are stored as a hash; bulk_receive does the same."""
+    """Keys longer than the column (200) are stored as a hash; stock_receive_bulk does the same."""
     if len(key) <= 200:
         return key
     return f"{operation}:sha256:{hashlib.sha256(key.encode()).hexdigest()}"

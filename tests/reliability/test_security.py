@@ -20,10 +20,9 @@ from rest_framework import serializers
 from rest_framework.views import APIView
 
 import api.views
+import backoffice.admin.inventory
+import backoffice.admin.purchasing
 import backoffice.forms
-import inventory.admin
-import inventory.admin_bulk
-import purchasing.admin
 from inventory.models import Inventory, InventoryTransaction, Reservation
 
 from ..api.conftest import make_caller
@@ -93,7 +92,7 @@ def test_no_serializer_accepts_a_stock_field(cls):
 
 def form_classes():
     out = set()
-    for module in (backoffice.forms, inventory.admin, inventory.admin_bulk, purchasing.admin):
+    for module in (backoffice.forms, backoffice.admin.inventory, backoffice.admin.purchasing):
         for obj in vars(module).values():
             if inspect.isclass(obj) and issubclass(obj, forms.BaseForm):
                 out.add(obj)
