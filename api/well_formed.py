@@ -19,6 +19,8 @@ from typing import Any
 
 from django.conf import settings
 
+from inventory import services
+
 from .fields import SKU_REGEX, WAREHOUSE_REGEX
 
 _SKU = re.compile(SKU_REGEX.rstrip("$").lstrip("^"))
@@ -26,7 +28,7 @@ _WAREHOUSE = re.compile(WAREHOUSE_REGEX.rstrip("$").lstrip("^"))
 _ORDER_KEYS = frozenset({"order_id", "lines", "expires_in"})
 _LINE_KEYS = frozenset({"sku", "quantity", "warehouse"})
 _SINGLE_KEYS = frozenset({"order_id", "lines", "expires_in", "ship_to"})
-MAX_EXPIRES_IN = 30 * 24 * 3600
+MAX_EXPIRES_IN = services.MAX_HOLD_SECONDS  # the longest hold, as the serializers allow
 
 
 def _text(value: Any, pattern: re.Pattern | None, max_length: int) -> bool:

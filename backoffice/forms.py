@@ -1,4 +1,7 @@
-"""Forms for the back-office pages.
+"""Forms for the back-office pages: cycle count, transfer, receive stock
+(`StockReceiveForm`), bulk receive (`BulkReceiveForm`) and the purchase order's
+receive page (`PurchaseOrderReceiveForm`). The ModelAdmins' own model forms stay
+beside them in `backoffice/admin/`.
 
 Lines (SKU + number) come from a small formset, a pasted block of `sku,number`
 lines, an uploaded CSV file, or any mix; `collect_lines` merges them and
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
 
 from django import forms
 from django.conf import settings
@@ -18,13 +22,16 @@ from django.contrib.admin.widgets import AutocompleteSelect
 from django.core import signing
 from django.core.validators import MaxValueValidator
 
-from inventory.models import Inventory, Product
+from inventory.models import Inventory, Product, ReferenceType
+from purchasing.services import ReceiptLine
 from warehouses.models import Warehouse
 
 from .access import limit_warehouses
 
 MAX_LINES = 500
 MAX_UPLOAD_BYTES = 1_000_000
+# Bulk receive uploads: ~1.5 million rows; beyond that use the command.
+BULK_MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 SIGNING_SALT = "backoffice.confirm"
 
 
@@ -213,7 +220,9 @@ def sign_payload(data: dict) -> str:
     return signing.dumps(data, salt=SIGNING_SALT)
 
 
-class ReceiveForm(_WarehousesOfUser, forms.Form):
+class StockReceiveForm(_WarehousesOfUser, forms.Form):
+    """Receive stock (`/admin/backoffice/receive/`): one SKU into one warehouse."""
+
     user_warehouse_fields = ("warehouse",)
     warehouse = _warehouse_field(active_only=True, label="Warehouse")
     product = forms.ModelChoiceField(
@@ -233,3 +242,61 @@ class ReceiveForm(_WarehousesOfUser, forms.Form):
         maximum = settings.STOCKROOM_MAX_QUANTITY
         self.fields["quantity"].validators.append(MaxValueValidator(maximum))
         self.fields["quantity"].widget.attrs["max"] = maximum
+
+
+class BulkReceiveForm(forms.Form):
+    """Bulk receive (`/admin/bulk-receive/`): a CSV file, the command's options."""
+
+    file = forms.FileField(help_text="CSV with a header: sku,warehouse,quantity[,reference].")
+    reference = forms.CharField(
+        max_length=100,
+        required=False,
+        help_text="Delivery note, PO or import id for rows without a reference cell. "
+        "Re-uploading under the same reference applies nothing twice.",
+    )
+    reference_type = forms.ChoiceField(choices=ReferenceType.choices, initial=ReferenceType.IMPORT)
+    skip_invalid = forms.BooleanField(
+        required=False,
+        label="Apply the good rows even if some are bad",
+        help_text="Unticked (default): any bad row and nothing is applied.",
+    )
+    dry_run = forms.BooleanField(required=False, label="Dry run (validate only)")
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        if upload.size > BULK_MAX_UPLOAD_BYTES:
+            raise forms.ValidationError(
+                f"Files over {BULK_MAX_UPLOAD_BYTES // (1024 * 1024)} MB: use "
+                "`manage.py bulk_receive` (docs/BULK.md)."
+            )
+        return upload
+
+
+class PurchaseOrderReceiveForm(forms.Form):
+    """A purchase order's receive page: quantities delivered per line; `receipt_id`
+    (made when the page is shown) makes a double submission book the delivery once."""
+
+    receipt_id = forms.CharField(widget=forms.HiddenInput, max_length=100)
+    allow_over_receipt = forms.BooleanField(
+        required=False, label="Accept more than was ordered (over-receipt)"
+    )
+    reason = forms.CharField(required=False, max_length=200, label="Note (delivery note, truck…)")
+
+    def __init__(self, *args, lines, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lines = lines
+        self.fields["receipt_id"].initial = f"admin-{uuid.uuid4().hex}"
+        for line in lines:
+            self.fields[f"line_{line.pk}"] = forms.IntegerField(
+                min_value=0,
+                required=False,
+                initial=line.quantity_outstanding,
+                label=line.product.sku,
+            )
+
+    def receipt_lines(self) -> list[ReceiptLine]:
+        return [
+            ReceiptLine(line.product.sku, self.cleaned_data[f"line_{line.pk}"])
+            for line in self.lines
+            if self.cleaned_data.get(f"line_{line.pk}")
+        ]

@@ -1,19 +1,22 @@
-"""The back-office pages: cycle count, transfer and direct receive.
+"""The back-office pages: cycle count, transfer, direct receive and bulk receive.
 
 Thin edges: validate the input, show a preview, and on confirmation call the
 stock services with the staff user as actor. A refused operation
 (`InventoryError`) becomes an error message and changes nothing. Every view is
 wrapped in `admin_view` (staff login, CSRF) by `StockroomAdminSite.get_urls`
-and checks its own permission: without it, 403.
+(bulk receive: by inventory_site/urls.py) and checks its own permission:
+without it, 403.
 """
 
 from __future__ import annotations
 
+import io
 import uuid
 from urllib.parse import urlencode
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db import connection
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -24,13 +27,20 @@ from inventory.models import ReferenceType
 from inventory.services import Reference, TransferLine
 
 from . import selectors
-from .access import NO_WAREHOUSE_MESSAGE, acts_in_all_warehouses, require_warehouses, works_nowhere
+from .access import (
+    NO_WAREHOUSE_MESSAGE,
+    acts_in_all_warehouses,
+    require_all_warehouses,
+    require_warehouses,
+    works_nowhere,
+)
 from .forms import (
+    BulkReceiveForm,
     ConfirmForm,
     CountLineFormSet,
     CycleCountForm,
     LinesSourceForm,
-    ReceiveForm,
+    StockReceiveForm,
     TransferForm,
     TransferLineFormSet,
     collect_lines,
@@ -44,7 +54,7 @@ ACTIONS = [
     (CYCLE_COUNT, "Cycle count", "admin:backoffice_cycle_count", False),
     (TRANSFER_STOCK, "Transfer", "admin:backoffice_transfer", False),
     (RECEIVE_STOCK, "Receive stock", "admin:backoffice_receive", False),
-    # A CSV may name any warehouse (inventory/admin_bulk.py).
+    # A CSV may name any warehouse (bulk_receive_view below).
     (RECEIVE_STOCK, "Bulk receive (CSV)", "admin-bulk-receive", True),
 ]
 
@@ -351,9 +361,9 @@ def _transfer_confirm(request):
 def receive_view(request):
     _require(request, RECEIVE_STOCK)
     if request.method != "POST":
-        form = ReceiveForm(initial={"token": uuid.uuid4()}, user=request.user)
+        form = StockReceiveForm(initial={"token": uuid.uuid4()}, user=request.user)
     else:
-        form = ReceiveForm(request.POST, user=request.user)
+        form = StockReceiveForm(request.POST, user=request.user)
         if form.is_valid():
             data = form.cleaned_data
             token = str(data["token"])
@@ -387,3 +397,69 @@ def receive_view(request):
         "Receive stock",
         {"form": form, "media": form.media},
     )
+
+
+# --- Bulk receive (CSV upload) -------------------------------------------------------
+#
+# The same service as `manage.py bulk_receive`. Mounted from inventory_site/urls.py at
+# admin/bulk-receive/, wrapped in `admin.site.admin_view` (staff login) and guarded by
+# the `backoffice.receive_stock` permission, the one the single *Receive stock* page
+# checks (Warehouse staff and Inventory managers; not Purchasing, whose
+# `inventory.change_inventory` is only for reorder settings); only a user who acts in
+# all warehouses (`backoffice.access`) may use it, since a file may name any warehouse.
+# The upload is read as a stream (Django spools big files to disk), so memory stays
+# flat; very large files are better run with the command, which has no request
+# timeout (docs/BULK.md).
+
+
+def bulk_receive_view(request):
+    _require(request, RECEIVE_STOCK)
+    require_all_warehouses(request.user)
+    result = None
+    format_error = None
+    if request.method == "POST":
+        form = BulkReceiveForm(request.POST, request.FILES)
+        if form.is_valid() and connection.vendor != "postgresql":
+            format_error = "Bulk receive needs PostgreSQL; the embedded SQLite cannot run it."
+        elif form.is_valid():
+            data = form.cleaned_data
+            text = io.TextIOWrapper(data["file"].file, encoding="utf-8-sig", newline="")
+            try:
+                result = services.stock_receive_bulk(
+                    source=text,
+                    actor=actor_for_user(request.user),
+                    reference=data["reference"] or None,
+                    reference_type=data["reference_type"],
+                    reason=f"bulk receive upload {data['file'].name}"[:200],
+                    atomic=not data["skip_invalid"],
+                    dry_run=data["dry_run"],
+                )
+            except errors.InventoryError as exc:
+                format_error = f"{exc.message} Nothing was applied."
+            else:
+                _bulk_report(request, result)
+    else:
+        form = BulkReceiveForm()
+    context = {
+        **admin.site.each_context(request),
+        "title": "Bulk receive",
+        "form": form,
+        "result": result,
+        "format_error": format_error,
+    }
+    return TemplateResponse(request, "admin/inventory/bulk_receive.html", context)
+
+
+def _bulk_report(request, result: services.BulkReceiveResult) -> None:
+    counts = (
+        f"{result.rows} rows: {result.applied} applied, "
+        f"{result.already_applied} already applied earlier, {result.invalid} bad."
+    )
+    if result.dry_run:
+        messages.info(request, f"Dry run, nothing applied. {counts}")
+    elif result.ok:
+        messages.success(request, f"Received. {counts}")
+    elif result.atomic:
+        messages.error(request, f"Nothing applied: fix the bad rows below. {counts}")
+    else:
+        messages.warning(request, f"Good rows applied; bad rows below. {counts}")

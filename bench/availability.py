@@ -17,7 +17,7 @@ built once; `--catalogues 10000` for the small one only). Redis: REDIS_URL
 * **freshness**: from the moment a stock change has committed to the moment the
   new value is readable from Redis, p50/p99 over 1,000 changes.
 
-End-to-end HTTP figures for the same endpoints come from bench/http.py.
+End-to-end HTTP figures for the same endpoints come from bench/http_throughput.py.
 """
 
 from __future__ import annotations

@@ -288,6 +288,9 @@ def check(
     report.unattributed_ledger_rows = len(unattributed)
     report.details += [("unattributed", *row) for row in unattributed[:20]]
     report.cache_mismatches = cache_mismatches(world, base_url, key)
+    events = event_feed_problems(like)  # issue 14: one event per committed change
+    report.invariant_violations += len(events)
+    report.details += events[:20]
     return report
 
 
@@ -319,3 +322,31 @@ def cache_mismatches(world: World, base_url: str, key: str, wait: float = 15.0) 
         if not mismatched or time.monotonic() > deadline:
             return len(mismatched)
         time.sleep(0.5)
+
+
+def event_feed_problems(sku_like: str = "%") -> list[tuple]:
+    """Issue 14's invariant: every committed ledger row of these SKUs is in exactly
+    one `stock.changed` event of the feed, and every such event names only
+    committed ledger rows. Returns (problem, ledger id, times seen) per offence."""
+    rows = _rows(
+        """
+        WITH ledger AS (
+            SELECT t.id::text AS id FROM inventory_inventorytransaction t
+            JOIN inventory_product p ON p.id = t.product_id WHERE p.sku LIKE %s
+        ), seen AS (
+            SELECT x.id, count(*) AS n
+            FROM events_event e
+            CROSS JOIN LATERAL jsonb_array_elements_text(e.payload -> 'ledger_ids') AS x(id)
+            WHERE e.type = 'stock.changed' AND e.sku LIKE %s
+            GROUP BY x.id
+        )
+        SELECT coalesce(l.id, s.id), coalesce(s.n, 0), l.id IS NOT NULL
+        FROM ledger l FULL JOIN seen s ON s.id = l.id
+        WHERE l.id IS NULL OR s.n IS DISTINCT FROM 1
+        """,
+        [sku_like, sku_like],
+    )
+    return [
+        ("event_without_ledger_row" if not known else "ledger_row_events", tid, n)
+        for tid, n, known in rows
+    ]

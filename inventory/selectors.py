@@ -407,11 +407,14 @@ class ProductFilter(_StrictFilterSet):
 
 
 class WarehouseFilter(_StrictFilterSet):
+    # `active`, the name the API's warehouse body uses; `is_active` (the model
+    # field's name) is the deprecated alias, accepted for one release (docs/API.md).
+    active = _strict_boolean_filter(field_name="is_active")
     is_active = _strict_boolean_filter(field_name="is_active")
 
     class Meta:
         model = Warehouse
-        fields = ["is_active"]
+        fields = ["active", "is_active"]
 
 
 class InventoryFilter(_StrictFilterSet):

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from inventory.admin_bulk import bulk_receive_view
+from backoffice.views import bulk_receive_view
 
 from . import health, views
 
@@ -21,6 +21,7 @@ urlpatterns = [
     # --- end bulk work ---
     path("admin/", admin.site.urls),
     # --- API (issue 3) ---
+    path("api/v1/", include("events.urls")),  # events feed and webhooks (issue 14)
     path("api/v1/", include("api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

@@ -14,12 +14,12 @@ from django.views.decorators.http import require_safe
 def _demo() -> dict | None:
     if not settings.DEBUG:
         return None
-    from inventory.demo import SHOWCASE, demo_sku
-    from inventory.management.commands.demo_admin import (
+    from backoffice.management.commands.demo_admin import (
         DEMO_PASSWORD,
         DEMO_STAFF,
         DEMO_USERNAME,
     )
+    from inventory.demo import SHOWCASE, demo_sku
     from inventory.models import Product
     from warehouses.models import Warehouse
 

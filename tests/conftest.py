@@ -1,4 +1,4 @@
-"""Shared fixtures. Tests run against the real PostgreSQL (see settings/test.py)."""
+"""Shared fixtures. Tests run against the real PostgreSQL (see inventory_site/settings/test.py)."""
 
 import pytest
 from django.db import connection

@@ -12,7 +12,7 @@ By concern (import from here: `from inventory import services`):
   the after-commit publication caches and reorder checks listen on;
 * `idempotency`: keys, fingerprints, replays; `rows`: row resolution, creation
   (`stock_rows_create`) and locking;
-* `catalog`: the catalogue writes (and a product's stock policy); `bulk`: the
+* `catalogue`: the catalogue writes (and a product's stock policy); `bulk`: the
   set-based work on whole files (bulk receive, reconcile, export).
 """
 
@@ -22,11 +22,11 @@ from .bulk import (
     BulkReceiveResult,
     Discrepancy,
     ReconcileResult,
-    bulk_receive,
     inventory_export_csv,
     inventory_reconcile,
+    stock_receive_bulk,
 )
-from .catalog import (
+from .catalogue import (
     inventory_set_reorder,
     product_create,
     product_set_stock_policy,
@@ -93,7 +93,6 @@ __all__ = [
     "ReservationResult",
     "ReserveLine",
     "TransferLine",
-    "bulk_receive",
     "inventory_export_csv",
     "inventory_reconcile",
     "inventory_set_reorder",
@@ -110,6 +109,7 @@ __all__ = [
     "retry_busy",
     "stock_adjust",
     "stock_receive",
+    "stock_receive_bulk",
     "stock_reserve",
     "stock_reserve_batch",
     "stock_rows_create",

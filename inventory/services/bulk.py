@@ -377,7 +377,7 @@ def _resolve_sql(raw: str, res: str) -> str:
     """
 
 
-def bulk_receive(
+def stock_receive_bulk(
     *,
     source: Iterable[str],
     actor: str,
@@ -647,7 +647,7 @@ def inventory_export_csv(
 
     Columns: sku, warehouse, quantity (= on hand), reserved, available,
     reorder_threshold, reorder_quantity, version, ordered by SKU then warehouse.
-    The first three columns are bulk_receive's input format, so an export (with
+    The first three columns are stock_receive_bulk's input format, so an export (with
     skip_zero, since quantities must be ≥ 1) loads into another database as is,
     and serves as a cycle-count sheet. Streamed with COPY: flat memory. A read,
     from one consistent snapshot.

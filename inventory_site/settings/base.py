@@ -289,3 +289,20 @@ STOCKROOM_TRUSTED_PROXIES = env.list("STOCKROOM_TRUSTED_PROXIES", default=[])
 STOCKROOM_IDEMPOTENCY_RETENTION_HOURS = env.int(
     "STOCKROOM_IDEMPOTENCY_RETENTION_HOURS", default=7 * 24
 )
+
+
+# --- Stock events and webhooks (events app, issue 14; docs/EVENTS.md) -------
+INSTALLED_APPS += ["events"]
+# Events older than this are pruned (daily, events.tasks.events_prune); a cursor
+# before the pruned part answers 410 cursor_expired.
+STOCKROOM_EVENTS_RETENTION_DAYS = env.int("STOCKROOM_EVENTS_RETENTION_DAYS", default=7)
+# Longest long-poll of GET /api/v1/events/?wait= (seconds).
+STOCKROOM_EVENTS_MAX_WAIT = env.int("STOCKROOM_EVENTS_MAX_WAIT", default=20)
+# Webhook delivery: HTTP timeout per attempt, give up on one event after this long
+# (exponential backoff with jitter in between), disable a subscription after this
+# many consecutive failed attempts.
+STOCKROOM_WEBHOOK_TIMEOUT = env.float("STOCKROOM_WEBHOOK_TIMEOUT", default=5.0)
+STOCKROOM_WEBHOOK_MAX_AGE_HOURS = env.int("STOCKROOM_WEBHOOK_MAX_AGE_HOURS", default=24)
+STOCKROOM_WEBHOOK_DISABLE_AFTER = env.int("STOCKROOM_WEBHOOK_DISABLE_AFTER", default=50)
+# Events one delivery task sends on one lane before handing the worker back.
+STOCKROOM_WEBHOOK_LANE_BATCH = env.int("STOCKROOM_WEBHOOK_LANE_BATCH", default=100)

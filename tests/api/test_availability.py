@@ -201,7 +201,8 @@ def test_answers_are_built_exactly_as_the_documented_serializer_writes_them(
 ):
     import uuid
 
-    from api.views import AvailabilityOutput, availability_data
+    from api.renderers import availability_data
+    from api.views.availability import AvailabilityOutput
 
     found = selectors.SkuAvailability(
         sku="S-1",
@@ -215,7 +216,7 @@ def test_answers_are_built_exactly_as_the_documented_serializer_writes_them(
 
 
 def test_a_real_answer_equals_the_serializer_output(reader, stocked):
-    from api.views import AvailabilityOutput
+    from api.views.availability import AvailabilityOutput
 
     found = selectors.availability_for_skus(["TSHIRT-M"])["TSHIRT-M"]
     assert reader.get("/api/v1/availability/TSHIRT-M/").json() == AvailabilityOutput(found).data

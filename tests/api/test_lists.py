@@ -48,6 +48,20 @@ def test_warehouses_list_and_filter(reader, db):
     assert [w["code"] for w in active] == ["A"]
 
 
+def test_warehouses_filter_is_named_active_like_the_field_and_is_active_still_works(reader, db):
+    """One name: the list filter is `active`, as in the warehouse's body; the old
+    `is_active` stays accepted (deprecated, for one release); bad values are 400."""
+    WarehouseFactory(code="A")
+    WarehouseFactory(code="B", is_active=False)
+    for name in ("active", "is_active"):
+        on, _ = walk(reader, "/api/v1/warehouses/", {name: "true"})
+        off, _ = walk(reader, "/api/v1/warehouses/", {name: "false"})
+        assert ([w["code"] for w in on], [w["code"] for w in off]) == (["A"], ["B"])
+        assert all(w["active"] for w in on)
+        response = reader.get("/api/v1/warehouses/", {name: "yes"})
+        assert (response.status_code, error_code(response)) == (400, "validation_error")
+
+
 def test_inventory_filters(reader, stocked):
     services.inventory_set_reorder(sku="TSHIRT-M", warehouse="HAM", reorder_threshold=5)
     services.inventory_set_reorder(sku="TSHIRT-M", warehouse="BER", reorder_threshold=5)

@@ -328,7 +328,8 @@ def test_the_direct_representation_equals_the_documented_serializer(storefront, 
     """The views build reservation answers without the serializer (CPU); the
     serializer stays the schema. Both must say the same, before and after a
     partial release."""
-    from api.views import ReservationOutput, reservation_data
+    from api.renderers import reservation_data
+    from api.views.reservations import ReservationOutput
     from inventory import selectors
 
     storefront.post(

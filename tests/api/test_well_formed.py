@@ -5,7 +5,7 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api.views import ReservationBatchView, ReservationCreateView
+from api.views.reservations import ReservationBatchView, ReservationCreateView
 from api.well_formed import well_formed_batch, well_formed_order
 
 # Values near every rule's edges: types, blanks, whitespace, NUL, lengths, ranges.

@@ -36,7 +36,7 @@ def catalogue(sites, skus):
 
 def receive_csv(text: str, **options) -> services.BulkReceiveResult:
     options.setdefault("actor", "user:tester")
-    return services.bulk_receive(source=io.StringIO(text, newline=""), **options)
+    return services.stock_receive_bulk(source=io.StringIO(text, newline=""), **options)
 
 
 def on_hand(sku: str, code: str) -> int | None:

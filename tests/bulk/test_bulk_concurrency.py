@@ -34,7 +34,7 @@ def receipt(codes=("BER", "HAM")) -> str:
 def test_the_same_file_run_twice_at_once_is_applied_once(stocked):
     results = run_concurrently(
         2,
-        lambda i: services.bulk_receive(
+        lambda i: services.stock_receive_bulk(
             source=io.StringIO(receipt()), actor="user:t", reference="DN-RACE"
         ),
     )
@@ -61,7 +61,7 @@ def test_bulk_receipts_and_orders_in_reverse_key_order_never_deadlock(stocked, m
 
     def work(i):
         if i % 2:
-            return services.bulk_receive(
+            return services.stock_receive_bulk(
                 source=io.StringIO(receipt(("BER",))), actor="user:t", reference=f"DN-{i}",
                 atomic=i % 4 == 1,
             )  # fmt: skip

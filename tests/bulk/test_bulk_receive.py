@@ -1,4 +1,4 @@
-"""bulk_receive applies set-based, all-or-nothing or good-rows-only, exactly once per
+"""stock_receive_bulk applies set-based, all-or-nothing or good-rows-only, exactly once per
 reference, writes the ledger and tells the after-commit listeners."""
 
 import uuid
@@ -228,7 +228,7 @@ def test_a_huge_generated_file_streams_in_flat_memory(db):
             yield f"HUGE-{n:05d},W{w:03d},{quantity}\n"
 
     probe = RssProbe()
-    result = services.bulk_receive(
+    result = services.stock_receive_bulk(
         source=lines(), actor="user:t", reference="BIG", dry_run=True, progress=probe
     )
     assert result.rows == 200_000

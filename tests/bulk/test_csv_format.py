@@ -1,4 +1,4 @@
-"""bulk_receive reads real-world CSV: any column order, BOM, blanks, quotes, spaces,
+"""stock_receive_bulk reads real-world CSV: any column order, BOM, blanks, quotes, spaces,
 and names every bad row with its line number and reason."""
 
 import io
@@ -136,7 +136,7 @@ def test_a_file_that_is_not_utf8_is_refused_with_nothing_applied(catalogue):
     raw = io.BytesIO(b"sku,warehouse,quantity\nSKU-A,BER,1\nSKU-\xff,BER,1\n")
     before = stock_snapshot()
     with pytest.raises(BulkFormatError, match="not UTF-8"):
-        services.bulk_receive(
+        services.stock_receive_bulk(
             source=io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""),
             actor="user:t",
             reference="R",

@@ -65,7 +65,7 @@ def _transfer(order, i, ctx):
 
 
 def _bulk_receive(order, i, ctx):
-    return services.bulk_receive(
+    return services.stock_receive_bulk(
         source=["sku,warehouse,quantity", *(f"{sku},NEW,4" for sku in order)],
         actor=f"u{i}",
         reference=f"imp-{i}",

@@ -7,7 +7,7 @@ events and lock waits (no sleeps):
 * policy first: the change has updated the product and its existing rows but
   not committed when the row is created. The creator must wait for it and be
   born with allowance 0 (before the fix, `inventory_set_reorder` and
-  `bulk_receive` inserted the allowance they had read, 20, without waiting).
+  `stock_receive_bulk` inserted the allowance they had read, 20, without waiting).
 * creator first: the row is created (transaction still open) when the change
   starts. The change must wait for it and then update the new row too (before,
   it updated only the rows it could see and the new row kept 20).
@@ -88,12 +88,12 @@ CREATORS = {
         lambda po: services.inventory_set_reorder(sku="BACK", warehouse="NEW", reorder_threshold=3)
     ),
     "bulk receive": _plain(
-        lambda po: services.bulk_receive(
+        lambda po: services.stock_receive_bulk(
             source=["sku,warehouse,quantity", "BACK,NEW,4"], actor="t", reference="imp-1"
         )
     ),
     "bulk receive --skip-invalid": _plain(
-        lambda po: services.bulk_receive(
+        lambda po: services.stock_receive_bulk(
             source=["sku,warehouse,quantity", "BACK,NEW,4", "NOPE,NEW,1"],
             actor="t",
             reference="imp-1",

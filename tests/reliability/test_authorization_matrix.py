@@ -158,7 +158,7 @@ CUSTOM_PAGES = {
     "admin:backoffice_cycle_count": "backoffice.cycle_count",
     "admin:backoffice_transfer": "backoffice.transfer_stock",
     "admin:backoffice_receive": "backoffice.receive_stock",
-    # inventory/admin_bulk.py: a file may name any warehouse, so both are needed.
+    # backoffice/views.py bulk_receive_view: a file may name any warehouse, so both are needed.
     "admin-bulk-receive": ("backoffice.receive_stock", "backoffice.act_in_all_warehouses"),
 }
 

@@ -1,6 +1,6 @@
 """bulk_receive FILE|-: receive a CSV of stock (sku,warehouse,quantity[,reference]).
 
-A thin wrapper over `inventory.services.bulk.bulk_receive`: parses options, opens
+A thin wrapper over `inventory.services.bulk.stock_receive_bulk`: parses options, opens
 the file (or stdin), shows progress, writes the report of bad rows and turns
 the outcome into an exit status (0 all good, 1 bad rows, 2 unreadable file).
 See docs/BULK.md.
@@ -76,7 +76,7 @@ class Command(BaseCommand):
         progress = _WithTotal(progress, total)
         try:
             with source, report_path.open("w", encoding="utf-8", newline="") as report_file:
-                result = services.bulk_receive(
+                result = services.stock_receive_bulk(
                     source=source, actor=actor, reference=reference,
                     reference_type=reference_type, reason=reason, atomic=atomic,
                     dry_run=dry_run, report=report_file, progress=progress,

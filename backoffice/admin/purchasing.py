@@ -1,12 +1,11 @@
 """Admin for purchasing: suppliers, product-supplier links, purchase orders with their
-lines, and receiving (full or partial) through `purchasing.services`.
+lines, and receiving (full or partial) through `purchasing.services`; the receive
+page's form is `backoffice.forms.PurchaseOrderReceiveForm`.
 
 Status is never edited directly: the actions "mark as ordered", "cancel" and
 "receive everything outstanding", and the per-PO receive page, call the
 services and report domain errors with `message_user`.
 """
-
-import uuid
 
 from django import forms
 from django.contrib import admin, messages
@@ -16,12 +15,10 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from backoffice.access import require_warehouses, warehouse_codes_for
 from inventory.actors import actor_for_user
 from inventory.errors import InventoryError
-
-from . import services
-from .models import (
+from purchasing import services
+from purchasing.models import (
     Origin,
     ProductSupplier,
     PurchaseOrder,
@@ -30,6 +27,9 @@ from .models import (
     PurchaseOrderStatus,
     Supplier,
 )
+
+from ..access import require_warehouses, warehouse_codes_for
+from ..forms import PurchaseOrderReceiveForm
 
 
 @admin.register(Supplier)
@@ -281,7 +281,7 @@ class PurchaseOrderAdmin(admin.ModelAdmin):
             raise PermissionDenied
         require_warehouses(request.user, po.warehouse.code)
         lines = list(po.lines.select_related("product").order_by("id"))
-        form = ReceiveForm(request.POST or None, lines=lines)
+        form = PurchaseOrderReceiveForm(request.POST or None, lines=lines)
         if request.method == "POST" and form.is_valid():
             received = form.receipt_lines()
             if not received:
@@ -325,33 +325,3 @@ class PurchaseOrderAdmin(admin.ModelAdmin):
             "rows": [(line, form[f"line_{line.pk}"]) for line in lines],
         }
         return TemplateResponse(request, "admin/purchasing/purchaseorder/receive.html", context)
-
-
-class ReceiveForm(forms.Form):
-    """Quantities delivered per line; `receipt_id` (made when the page is shown) makes
-    a double submission book the delivery once."""
-
-    receipt_id = forms.CharField(widget=forms.HiddenInput, max_length=100)
-    allow_over_receipt = forms.BooleanField(
-        required=False, label="Accept more than was ordered (over-receipt)"
-    )
-    reason = forms.CharField(required=False, max_length=200, label="Note (delivery note, truck…)")
-
-    def __init__(self, *args, lines, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.lines = lines
-        self.fields["receipt_id"].initial = f"admin-{uuid.uuid4().hex}"
-        for line in lines:
-            self.fields[f"line_{line.pk}"] = forms.IntegerField(
-                min_value=0,
-                required=False,
-                initial=line.quantity_outstanding,
-                label=line.product.sku,
-            )
-
-    def receipt_lines(self) -> list[services.ReceiptLine]:
-        return [
-            services.ReceiptLine(line.product.sku, self.cleaned_data[f"line_{line.pk}"])
-            for line in self.lines
-            if self.cleaned_data.get(f"line_{line.pk}")
-        ]

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 
-from .models import StaffWarehouse
+from ..models import StaffWarehouse
 
 
 class StaffWarehouseInline(admin.TabularInline):

@@ -3,7 +3,7 @@ to any role (stock and the ledger refer to warehouses)."""
 
 from django.contrib import admin
 
-from .models import Warehouse
+from warehouses.models import Warehouse
 
 
 @admin.register(Warehouse)

@@ -10,11 +10,10 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from api.services import api_client_create
+from backoffice.management.commands.demo_admin import DEMO_PASSWORD, DEMO_STAFF, DEMO_USERNAME
 from inventory.demo import SHOWCASE, demo_sku
 from inventory.models import Product
 from warehouses.models import Warehouse
-
-from .demo_admin import DEMO_PASSWORD, DEMO_STAFF, DEMO_USERNAME
 
 
 class Command(BaseCommand):

@@ -2,8 +2,8 @@
 
 from django.contrib import admin
 
-from .models import ApiClient
-from .services import api_client_revoke
+from api.models import ApiClient
+from api.services import api_client_revoke
 
 
 @admin.register(ApiClient)

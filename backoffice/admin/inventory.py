@@ -19,11 +19,8 @@ from django.db.models import F, Q
 from django.urls import reverse
 from django.utils.html import format_html
 
-from backoffice.listing import DateRangeFilter, EstimatedCountPaginator, ProductSkuSearchMixin
-from backoffice.selectors import product_stock_history
-
-from . import errors, services
-from .models import (
+from inventory import errors, services
+from inventory.models import (
     Inventory,
     InventoryTransaction,
     Product,
@@ -32,6 +29,9 @@ from .models import (
     ReservationLine,
     StockPolicy,
 )
+
+from ..listing import DateRangeFilter, EstimatedCountPaginator, ProductSkuSearchMixin
+from ..selectors import product_stock_history
 
 
 class BigTableAdmin(admin.ModelAdmin):

@@ -1,0 +1,91 @@
+"""Availability reads (storefronts): one SKU or up to
+STOCKROOM_MAX_AVAILABILITY_SKUS at once, from the Redis read model.
+
+AvailabilityOutput is the schema; api.renderers.availability_data builds the
+answer (same shape, less CPU).
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.urls import path
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions, serializers
+from rest_framework.response import Response
+
+from inventory import selectors
+
+from .. import schema
+from ..renderers import availability_data
+from .base import ALL_SCOPES, ApiView, query_filters
+
+
+class WarehouseAvailabilityOutput(serializers.Serializer):
+    code = serializers.CharField()
+    available = serializers.IntegerField()
+
+
+class ShipsInDaysOutput(serializers.Serializer):
+    min = serializers.IntegerField()
+    max = serializers.IntegerField()
+
+
+class AvailabilityOutput(serializers.Serializer):
+    sku = serializers.CharField()
+    available = serializers.IntegerField(help_text="Units in stock and not held, in active sites.")
+    status = serializers.ChoiceField(choices=selectors.AvailabilityStatus.ALL)
+    warehouses = WarehouseAvailabilityOutput(many=True)
+    ships_in_days = ShipsInDaysOutput(allow_null=True)
+
+
+class AvailabilityDetailView(ApiView):
+    read_scopes = ALL_SCOPES
+
+    @extend_schema(
+        operation_id="availability_retrieve",
+        responses={200: AvailabilityOutput, **schema.errors(*schema.COMMON)},
+    )
+    def get(self, request, sku: str):
+        found = selectors.availability_for_skus([sku])[sku]
+        if found is None:
+            raise exceptions.NotFound(f"Unknown SKU {sku!r}.")
+        return Response(availability_data(found))
+
+
+class AvailabilityBatchView(ApiView):
+    read_scopes = ALL_SCOPES
+
+    class OutputSerializer(serializers.Serializer):
+        results = AvailabilityOutput(many=True)
+        unknown_skus = serializers.ListField(child=serializers.CharField())
+
+    @extend_schema(
+        operation_id="availability_batch",
+        parameters=[
+            OpenApiParameter(
+                "sku", str, many=True, required=True, description="Repeat for up to 100 SKUs."
+            )
+        ],
+        responses={200: OutputSerializer, **schema.errors(*schema.COMMON)},
+    )
+    def get(self, request):
+        query_filters(request, ("sku",))
+        skus = list(dict.fromkeys(request.query_params.getlist("sku")))
+        limit = settings.STOCKROOM_MAX_AVAILABILITY_SKUS
+        if not skus or len(skus) > limit:
+            raise exceptions.ValidationError({"sku": [f"Give 1 to {limit} SKUs."]})
+        if any(not s or len(s) > 64 or "\x00" in s for s in skus):
+            raise exceptions.ValidationError({"sku": ["A SKU has 1 to 64 characters, no NUL."]})
+        found = selectors.availability_for_skus(skus)
+        return Response(
+            {
+                "results": [availability_data(found[s]) for s in skus if found[s] is not None],
+                "unknown_skus": [s for s in skus if found[s] is None],
+            }
+        )
+
+
+urlpatterns = [
+    path("availability/", AvailabilityBatchView.as_view(), name="availability-batch"),
+    path("availability/<path:sku>/", AvailabilityDetailView.as_view(), name="availability-detail"),
+]

@@ -1,0 +1,130 @@
+"""Events and webhooks in the admin: subscriptions (the secret is shown once, on
+creation), their delivery log (status, latency, response code, attempts), a replay
+action, and a read-only view of the event feed."""
+
+from django.contrib import admin, messages
+
+from inventory.actors import actor_for_user
+
+from . import selectors, services
+from .models import Delivery, Event, WebhookSubscription
+
+
+@admin.register(WebhookSubscription)
+class WebhookSubscriptionAdmin(admin.ModelAdmin):
+    list_display = [
+        "__str__",
+        "url",
+        "is_active",
+        "consecutive_failures",
+        "disabled_reason",
+        "created_at",
+    ]
+    list_filter = ["is_active"]
+    search_fields = ["name", "url"]
+    fields = [
+        "name",
+        "url",
+        "types",
+        "sku",
+        "warehouse",
+        "is_active",
+        "disabled_reason",
+        "disabled_at",
+        "consecutive_failures",
+        "failing_since",
+        "cursor",
+        "created_by",
+        "created_at",
+    ]
+    readonly_fields = [
+        "disabled_reason",
+        "disabled_at",
+        "consecutive_failures",
+        "failing_since",
+        "cursor",
+        "created_by",
+        "created_at",
+    ]
+    actions = ["replay_all", "enable"]
+
+    @admin.display(description="Delivery cursor")
+    def cursor(self, obj):
+        return selectors.encode_cursor((obj.cursor_txid, obj.cursor_id))
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            changes = {f: form.cleaned_data[f] for f in form.changed_data if f in form.cleaned_data}
+            services.subscription_update(obj, **changes)
+            return
+        created = services.subscription_create(
+            url=obj.url,
+            types=obj.types or [],
+            sku=obj.sku,
+            warehouse=obj.warehouse,
+            name=obj.name,
+            actor=actor_for_user(request.user),
+        )
+        obj.pk = created.pk
+        obj.refresh_from_db()
+        self.message_user(
+            request,
+            f"Signing secret (shown once, store it now): {created.secret}",
+            messages.WARNING,
+        )
+
+    @admin.action(description="Replay every retained event to the selected subscriptions")
+    def replay_all(self, request, queryset):
+        for sub in queryset:
+            services.subscription_replay(sub, selectors.START)
+        self.message_user(request, "Replay queued.")
+
+    @admin.action(description="Enable (clears the failure count and reason)")
+    def enable(self, request, queryset):
+        for sub in queryset:
+            services.subscription_update(sub, is_active=True)
+        self.message_user(request, "Enabled.")
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "subscription",
+        "event_type",
+        "event_id",
+        "stream",
+        "status",
+        "attempts",
+        "response_code",
+        "latency_ms",
+        "last_attempt_at",
+        "next_attempt_at",
+        "last_error",
+    ]
+    list_filter = ["status", "event_type", "subscription"]
+    search_fields = ["stream", "event_id"]
+    list_select_related = ["subscription"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Event)
+class EventAdmin(admin.ModelAdmin):
+    list_display = ["id", "txid", "type", "sku", "warehouse", "request_id", "occurred_at"]
+    list_filter = ["type"]
+    search_fields = ["sku", "stream", "request_id"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,161 @@
+"""The event feed: reads that can never skip an event that may still appear.
+
+Rule: return only events whose transaction id is below the oldest transaction
+still running (`txid < pg_snapshot_xmin(pg_current_snapshot())`), ordered by
+(txid, id). Every transaction below that horizon has finished, so no event can
+appear later at a position before the last one returned: a cursor (txid, id)
+never passes an event that can still commit. A transaction that is still open
+holds the horizon (for the whole cluster) until it ends: the feed lags by at most
+the longest-running transaction (docs/EVENTS.md, "The cursor rule").
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import connection
+
+from .models import FeedState
+
+CURSOR_PREFIX = "e1"
+START = (0, 0)
+
+
+class InvalidCursor(ValueError):
+    pass
+
+
+class CursorExpired(Exception):
+    """The cursor points before events the retention job already deleted."""
+
+
+def encode_cursor(position: tuple[int, int]) -> str:
+    raw = f"{CURSOR_PREFIX}:{position[0]}:{position[1]}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(value: str) -> tuple[int, int]:
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode("ascii")
+        prefix, txid, event_id = raw.split(":")
+        position = (int(txid), int(event_id))
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidCursor(value) from exc
+    if prefix != CURSOR_PREFIX or min(position) < 0 or max(position) >= 2**63:
+        raise InvalidCursor(value)
+    return position
+
+
+@dataclass(frozen=True)
+class FeedEvent:
+    id: int
+    txid: int
+    type: str
+    occurred_at: datetime
+    request_id: str
+    sku: str
+    warehouse: str
+    stream: str
+    payload: Any
+
+    @property
+    def cursor(self) -> str:
+        return encode_cursor((self.txid, self.id))
+
+    def as_dict(self) -> dict:
+        return {
+            "id": f"evt_{self.id}",
+            "type": self.type,
+            "occurred_at": self.occurred_at.isoformat().replace("+00:00", "Z"),
+            "request_id": self.request_id,
+            "sku": self.sku,
+            "warehouse": self.warehouse,
+            "cursor": self.cursor,
+            "data": self.payload,
+        }
+
+
+@dataclass(frozen=True)
+class FeedPage:
+    events: list[FeedEvent]
+    next_cursor: str
+
+
+def _event(row) -> FeedEvent:
+    # Django's PostgreSQL backend reads jsonb as text in raw queries.
+    payload = row[-1]
+    return FeedEvent(*row[:-1], json.loads(payload) if isinstance(payload, str) else payload)
+
+
+def pruned_position() -> tuple[int, int]:
+    state = FeedState.objects.filter(pk=1).first()
+    return (state.pruned_txid, state.pruned_id) if state else START
+
+
+_FEED_SQL = """
+SELECT id, txid::text::bigint, type, occurred_at, request_id, sku, warehouse, stream, payload
+FROM events_event
+WHERE txid < pg_snapshot_xmin(pg_current_snapshot())
+  AND (txid, id) > (%s::text::xid8, %s)
+  {filters}
+ORDER BY txid, id
+LIMIT %s
+"""
+
+# The newest finished position: where a reader that matched nothing may move on to.
+_HORIZON_SQL = """
+SELECT txid::text::bigint, id FROM events_event
+WHERE txid < pg_snapshot_xmin(pg_current_snapshot())
+  AND (txid, id) > (%s::text::xid8, %s)
+ORDER BY txid DESC, id DESC
+LIMIT 1
+"""
+
+
+def event_feed(
+    *,
+    after: tuple[int, int] = START,
+    types: list[str] | None = None,
+    sku: str | None = None,
+    warehouse: str | None = None,
+    limit: int = 100,
+) -> FeedPage:
+    """Finished events after `after`, in (txid, id) order, at most `limit`.
+
+    Raises CursorExpired when `after` lies before the pruned part of the feed.
+    The next cursor is the last event returned, or, when fewer than `limit`
+    matched the filters, the newest finished event scanned (so a filtered reader
+    does not scan the same events again)."""
+    if after != START and after < pruned_position():
+        raise CursorExpired()
+    filters, params = [], [str(after[0]), after[1]]
+    if types:
+        filters.append("AND type = ANY(%s)")
+        params.append(list(types))
+    if sku:
+        filters.append("AND sku = %s")
+        params.append(sku)
+    if warehouse:
+        filters.append("AND warehouse = %s")
+        params.append(warehouse)
+    params.append(limit)
+    with connection.cursor() as cursor:
+        cursor.execute(_FEED_SQL.format(filters="\n  ".join(filters)), params)
+        rows = cursor.fetchall()
+        events = [_event(row) for row in rows]
+        if len(events) == limit:
+            position = (events[-1].txid, events[-1].id)
+        elif filters:
+            cursor.execute(_HORIZON_SQL, [str(after[0]), after[1]])
+            newest = cursor.fetchone()
+            position = tuple(newest) if newest else after
+            if events and (events[-1].txid, events[-1].id) > position:
+                position = (events[-1].txid, events[-1].id)
+        else:
+            position = (events[-1].txid, events[-1].id) if events else after
+    return FeedPage(events=events, next_cursor=encode_cursor(position))

@@ -1,0 +1,49 @@
+"""The trigger functions in the database are exactly the files in events/sql/."""
+
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from events.migrations import __path__ as _migrations_path  # noqa: F401
+
+SQL_DIR = Path(__file__).resolve().parents[2] / "events" / "sql"
+FUNCTIONS = sorted(p.stem for p in SQL_DIR.glob("events_*.sql"))
+
+
+def test_every_function_file_is_loaded_by_the_migration():
+    from importlib import import_module
+
+    migration = import_module("events.migrations.0002_triggers")
+    assert sorted(migration.FUNCTIONS) == FUNCTIONS
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_function_in_database_equals_its_file(name):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_get_functiondef(%s::regproc)", [f"public.{name}"])
+        (definition,) = cursor.fetchone()
+    assert definition.strip() == (SQL_DIR / f"{name}.sql").read_text().strip()
+
+
+@pytest.mark.django_db
+def test_triggers_are_statement_level_with_transition_tables():
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT event_object_table, action_orientation,
+                   action_reference_new_table, action_reference_old_table
+            FROM information_schema.triggers WHERE trigger_name LIKE 'events_%%'
+            """
+        )
+        rows = cursor.fetchall()
+    assert {r[0] for r in rows} == {
+        "inventory_inventorytransaction",
+        "inventory_reservationline",
+        "inventory_reservation",
+        "purchasing_purchaseorder",
+        "purchasing_purchaseorderreceipt",
+    }
+    assert {r[1] for r in rows} == {"STATEMENT"}
+    assert all(r[2] or r[3] for r in rows)

@@ -1,0 +1,450 @@
+"""The reference model: the documented stock contract, in memory, in plain Python.
+
+No Django, no database: what docs/API.md and issue #13 promise, written as
+simply as possible, so that `machine.py` can compare the real system with it
+after every step. Time is the test clock's offset in whole seconds (`now`),
+quantised by the machine (see `machine.QUANTUM`).
+
+Where the contract leaves the system a choice, the model does not guess:
+
+* a hold past its `expires_at` ("lapsed") counts nowhere for availability,
+  the gate, routing and reservations, but it may be *released* (status
+  `expired`) at any moment after it lapsed: by the sweeper, by a reservation
+  that needs its units, by a close or confirm of that order. The machine
+  observes which lapsed orders the system has released (`expire`) before it
+  computes what a step should have answered;
+* operations the contract does not exempt from lapsed holds (adjust, transfer,
+  stock-policy change) see the stock rows as they are, i.e. lapsed holds not
+  yet released still count as reserved there.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+WAREHOUSES = ("BER", "HAM")
+# (sku, stock policy, backorder limit) at the start of every example.
+SKUS = (("A", "normal", 0), ("B", "normal", 0), ("C", "backorder", 3))
+LOW_STOCK_UNITS = 5  # settings.STOCKROOM_LOW_STOCK_UNITS
+
+# Closest warehouse first, per `ship_to` choice (no ship_to: all equally close, by code).
+SHIP_TO = {
+    None: None,
+    "hannover": {"latitude": 52.37, "longitude": 9.73},  # Hamburg 132 km, Berlin 250 km
+    "potsdam": {"latitude": 52.39, "longitude": 13.06},  # Berlin 27 km, Hamburg 240 km
+}
+CLOSEST_FIRST = {None: ("BER", "HAM"), "hannover": ("HAM", "BER"), "potsdam": ("BER", "HAM")}
+
+ACTIVE, RELEASED, FULFILLED, EXPIRED = "active", "released", "fulfilled", "expired"
+
+
+@dataclass
+class Line:
+    sku: str
+    warehouse: str
+    quantity: int
+    fulfilled: int = 0
+    released: int = 0
+    status: str = ACTIVE
+
+    @property
+    def open(self) -> int:
+        return self.quantity - self.fulfilled - self.released
+
+    def as_tuple(self) -> tuple:
+        return (self.sku, self.warehouse, self.quantity, self.fulfilled, self.released, self.status)
+
+
+@dataclass
+class Order:
+    order_id: str
+    lines: dict[tuple[str, str], Line]
+    expires_at: int | None  # model seconds, or None (no hold expiry / confirmed)
+    status: str = ACTIVE
+
+    def held(self) -> dict[tuple[str, str], int]:
+        """What the order was reserved with, merged per (sku, warehouse)."""
+        return {key: line.quantity for key, line in self.lines.items()}
+
+    def held_per_sku(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for (sku, _), line in self.lines.items():
+            out[sku] = out.get(sku, 0) + line.quantity
+        return out
+
+    @property
+    def has_open(self) -> bool:
+        return any(line.open > 0 for line in self.lines.values())
+
+
+@dataclass
+class Outcome:
+    """What the system must answer: HTTP status, error code (None on success) and
+    the error's details the contract fixes (None: not compared)."""
+
+    status: int
+    code: str | None = None
+    details: dict | None = None
+    codes: frozenset[str] = frozenset()  # alternative codes the contract allows
+
+    def allows(self, code: str | None) -> bool:
+        return code == self.code or code in self.codes
+
+
+def ok(status: int = 200) -> Outcome:
+    return Outcome(status)
+
+
+def error(status: int, code: str, details: dict | None = None, *also: str) -> Outcome:
+    return Outcome(status, code, details, frozenset(also))
+
+
+def order_status(lines, closing: str) -> str:
+    """`inventory.services.orders.order_status`, as documented."""
+    lines = list(lines)
+    if any(line.open > 0 for line in lines):
+        return ACTIVE
+    if any(line.fulfilled > 0 for line in lines):
+        return FULFILLED
+    if any(line.status == EXPIRED for line in lines):
+        return EXPIRED
+    return closing
+
+
+@dataclass
+class Model:
+    now: int = 0
+    policy: dict[str, tuple[str, int]] = field(default_factory=dict)
+    on_hand: Counter = field(default_factory=Counter)  # (sku, wh) -> units
+    threshold: Counter = field(default_factory=Counter)  # (sku, wh) -> reorder threshold
+    orders: dict[str, Order] = field(default_factory=dict)
+    # (sku, wh, ledger type) -> number of ledger rows
+    ledger_rows: Counter = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        for sku, policy, limit in SKUS:
+            self.policy.setdefault(sku, (policy, limit))
+
+    # --- reading -----------------------------------------------------------
+
+    def allowance(self, sku: str) -> int:
+        policy, limit = self.policy[sku]
+        return 0 if policy == "normal" else limit
+
+    def lapsed(self, order: Order) -> bool:
+        return (
+            order.status == ACTIVE and order.expires_at is not None and order.expires_at <= self.now
+        )
+
+    def reserved(self, sku: str, wh: str, *, live_only: bool = False) -> int:
+        """Open quantity of active orders on the row (what the row's `reserved`
+        column holds); `live_only`: without lapsed holds (what counts for sale)."""
+        total = 0
+        for order in self.orders.values():
+            if order.status != ACTIVE or (live_only and self.lapsed(order)):
+                continue
+            line = order.lines.get((sku, wh))
+            if line is not None:
+                total += line.open
+        return total
+
+    def free(self, sku: str, wh: str) -> int:
+        """On hand not held by live holds (negative when backordered)."""
+        return self.on_hand[(sku, wh)] - self.reserved(sku, wh, live_only=True)
+
+    def reservable(self, sku: str, wh: str) -> int:
+        return self.free(sku, wh) + self.allowance(sku)
+
+    def availability(self, sku: str) -> dict:
+        """GET /availability/{sku}/ as documented (warehouses: code -> available > 0)."""
+        per = {wh: max(self.free(sku, wh), 0) for wh in WAREHOUSES}
+        available = sum(per.values())
+        policy, _ = self.policy[sku]
+        allowance = self.allowance(sku)
+        if available > 0:
+            level = sum(self.threshold[(sku, wh)] for wh in WAREHOUSES) or LOW_STOCK_UNITS
+            status = "low_stock" if available <= level else "in_stock"
+        elif allowance > 0 and any(self.free(sku, wh) + allowance > 0 for wh in WAREHOUSES):
+            status = "preorder" if policy == "preorder" else "backorder"
+        else:
+            status = "out_of_stock"
+        return {
+            "available": available,
+            "status": status,
+            "warehouses": {wh: n for wh, n in per.items() if n > 0},
+        }
+
+    # --- time and expiry ----------------------------------------------------
+
+    def advance(self, seconds: int) -> None:
+        self.now += seconds
+
+    def lapsed_orders(self) -> list[str]:
+        return sorted(oid for oid, order in self.orders.items() if self.lapsed(order))
+
+    def expire(self, order_id: str) -> None:
+        """Release what a lapsed order still holds (status expired), as the
+        sweeper does: one RELEASE ledger row per line with something open."""
+        order = self.orders[order_id]
+        assert self.lapsed(order), order_id
+        self._close(order, None, "RELEASE", EXPIRED)
+
+    def sweep(self) -> int:
+        lapsed = self.lapsed_orders()
+        for order_id in lapsed:
+            self.expire(order_id)
+        return len(lapsed)
+
+    # --- stock operations ---------------------------------------------------
+
+    def receive(self, sku: str, wh: str, quantity: int) -> None:
+        self.on_hand[(sku, wh)] += quantity
+        self.ledger_rows[(sku, wh, "RECEIVE")] += 1
+
+    def adjust_outcome(
+        self, sku: str, wh: str, new_on_hand: int, expected_on_hand: int | None
+    ) -> Outcome:
+        on_hand = self.on_hand[(sku, wh)]
+        if expected_on_hand is not None and expected_on_hand != on_hand:
+            return error(
+                409,
+                "stock_changed",
+                {
+                    "sku": sku,
+                    "warehouse": wh,
+                    "expected_on_hand": expected_on_hand,
+                    "on_hand": on_hand,
+                },
+            )
+        if new_on_hand < 0:
+            return error(400, "invalid_quantity")
+        reserved = self.reserved(sku, wh)
+        if new_on_hand - reserved < -self.allowance(sku):
+            return error(
+                409,
+                "below_reserved",
+                {
+                    "sku": sku,
+                    "warehouse": wh,
+                    "reserved": reserved,
+                    "requested_on_hand": new_on_hand,
+                },
+            )
+        return ok(201)
+
+    def adjust(self, sku: str, wh: str, new_on_hand: int) -> None:
+        if new_on_hand != self.on_hand[(sku, wh)]:
+            self.on_hand[(sku, wh)] = new_on_hand
+            self.ledger_rows[(sku, wh, "ADJUST")] += 1
+
+    def transfer_outcome(self, source: str, lines: dict[str, int]) -> Outcome:
+        short = []
+        for sku, qty in sorted(lines.items()):
+            movable = self.on_hand[(sku, source)] - self.reserved(sku, source)
+            if qty > movable:
+                short.append(
+                    {
+                        "sku": sku,
+                        "warehouse": source,
+                        "requested": qty,
+                        "available": max(movable, 0),
+                    }
+                )
+        if short:
+            return error(409, "insufficient_stock", {"lines": short})
+        return ok(201)
+
+    def transfer(self, source: str, destination: str, lines: dict[str, int]) -> None:
+        for sku, qty in lines.items():
+            self.on_hand[(sku, source)] -= qty
+            self.on_hand[(sku, destination)] += qty
+            self.ledger_rows[(sku, source, "TRANSFER")] += 1
+            self.ledger_rows[(sku, destination, "TRANSFER")] += 1
+
+    def policy_outcome(self, sku: str, policy: str, limit: int) -> Outcome:
+        allowance = 0 if policy == "normal" else limit
+        for wh in WAREHOUSES:
+            if self.on_hand[(sku, wh)] - self.reserved(sku, wh) < -allowance:
+                return error(409, "allowance_below_backorders")
+        return ok(200)
+
+    def set_policy(self, sku: str, policy: str, limit: int) -> None:
+        self.policy[sku] = (policy, 0 if policy == "normal" else limit)
+
+    # --- reservations -------------------------------------------------------
+
+    def same_named_request(self, order: Order, merged: dict[tuple[str, str], int]) -> bool:
+        """A request naming every line's warehouse repeats the order iff its
+        merged lines are the ones held (`_reservation_fingerprint`)."""
+        return merged == order.held()
+
+    def same_routed_request(self, order: Order, lines: list[tuple[str, str | None, int]]) -> bool:
+        """A routed request repeats the order iff per SKU the same total, and
+        each line that names a warehouse is held there (`routing._same_request`)."""
+        wanted: dict[str, int] = {}
+        wanted_at: dict[tuple[str, str], int] = {}
+        for sku, wh, qty in lines:
+            wanted[sku] = wanted.get(sku, 0) + qty
+            if wh:
+                wanted_at[(sku, wh)] = wanted_at.get((sku, wh), 0) + qty
+        held_at = order.held()
+        return wanted == order.held_per_sku() and all(
+            held_at.get(k, 0) >= q for k, q in wanted_at.items()
+        )
+
+    def named_shortage(self, merged: dict[tuple[str, str], int]) -> list[dict]:
+        short = []
+        for (sku, wh), qty in sorted(merged.items()):
+            can = self.reservable(sku, wh)
+            if qty > can:
+                short.append(
+                    {"sku": sku, "warehouse": wh, "requested": qty, "available": max(can, 0)}
+                )
+        return short
+
+    def route(
+        self, lines: list[tuple[str, str | None, int]], ship_to: str | None
+    ) -> dict[tuple[str, str], int] | list[dict]:
+        """docs/API.md "Routing" for two warehouses: the merged lines to reserve,
+        or the short lines (warehouse null) of a 409."""
+        demand: dict[str, int] = {}
+        for sku, _, qty in lines:
+            demand[sku] = demand.get(sku, 0) + qty
+        closest = CLOSEST_FIRST[ship_to]
+        supply = {sku: {wh: max(self.reservable(sku, wh), 0) for wh in closest} for sku in demand}
+        short = [
+            {
+                "sku": sku,
+                "warehouse": None,
+                "requested": qty,
+                "available": sum(supply[sku].values()),
+            }
+            for sku, qty in sorted(demand.items())
+            if sum(supply[sku].values()) < qty
+        ]
+        if short:
+            return short
+        candidates = [wh for wh in closest if any(supply[sku][wh] for sku in demand)]
+        single = [wh for wh in candidates if all(supply[s][wh] >= q for s, q in demand.items())]
+        chosen = single[:1] or candidates
+        merged: dict[tuple[str, str], int] = {}
+        for sku, qty in sorted(demand.items()):
+            whole = next((wh for wh in chosen if supply[sku][wh] >= qty), None)
+            if whole is not None:
+                merged[(sku, whole)] = qty
+                continue
+            remaining = qty
+            for wh in chosen:
+                take = min(supply[sku][wh], remaining)
+                if take > 0:
+                    merged[(sku, wh)] = take
+                    remaining -= take
+        return merged
+
+    def create_order(
+        self, order_id: str, merged: dict[tuple[str, str], int], expires_at: int | None
+    ) -> Order:
+        order = Order(
+            order_id,
+            {key: Line(key[0], key[1], qty) for key, qty in sorted(merged.items())},
+            expires_at,
+        )
+        self.orders[order_id] = order
+        for sku, wh in merged:
+            self.ledger_rows[(sku, wh, "RESERVE")] += 1
+        return order
+
+    # --- confirm, release, fulfil -------------------------------------------
+
+    def closed_status(self, order: Order) -> str | None:
+        """The status a close or confirm reports for an order that holds nothing
+        (a lapsed hold counts as expired: what its expiry would leave), else None."""
+        if self.lapsed(order):
+            probe = [Line(**vars(line)) for line in order.lines.values()]
+            for line in probe:
+                if line.open:
+                    line.released += line.open
+                    line.status = FULFILLED if line.fulfilled else EXPIRED
+            return order_status(probe, EXPIRED)
+        if not order.has_open:
+            return order.status
+        return None
+
+    def close_outcome(self, order_id: str, op: str, line: tuple[str, str, int] | None) -> Outcome:
+        """Whole-order (line None) or one-line release/fulfil (op RELEASE/FULFILL)."""
+        order = self.orders.get(order_id)
+        if order is None:
+            return error(404, "not_found")
+        closed = self.closed_status(order)
+        if line is None:
+            if closed is not None:
+                return error(409, "order_closed", {"status": closed})
+            take = {key: held.open for key, held in order.lines.items() if held.open > 0}
+        else:
+            sku, wh, qty = line
+            held = order.lines.get((sku, wh))
+            open_qty = held.open if held is not None and closed is None else 0
+            if qty > open_qty:
+                details = {
+                    "lines": [{"sku": sku, "warehouse": wh, "requested": qty, "held": open_qty}]
+                }
+                if closed is not None:  # nothing open at all: either answer is a 409
+                    return error(409, "exceeds_reservation", None, "order_closed")
+                return error(409, "exceeds_reservation", details)
+            take = {(sku, wh): qty}
+        if op == "FULFILL":
+            short = [
+                {"sku": sku, "warehouse": wh, "requested": qty, "on_hand": self.on_hand[(sku, wh)]}
+                for (sku, wh), qty in sorted(take.items())
+                if qty > self.on_hand[(sku, wh)]
+            ]
+            if short:
+                return error(409, "insufficient_on_hand", {"lines": short})
+        return ok(200)
+
+    def close(self, order_id: str, op: str, line: tuple[str, str, int] | None) -> None:
+        order = self.orders[order_id]
+        self._close(order, line, op, RELEASED if op == "RELEASE" else FULFILLED)
+
+    def _close(self, order: Order, line: tuple[str, str, int] | None, op: str, closing: str):
+        if line is None:
+            take = {key: held.open for key, held in order.lines.items() if held.open > 0}
+        else:
+            take = {(line[0], line[1]): line[2]}
+        for key, qty in take.items():
+            held = order.lines[key]
+            if op == "FULFILL":
+                held.fulfilled += qty
+                self.on_hand[key] -= qty
+            else:
+                held.released += qty
+            if held.open == 0:
+                held.status = FULFILLED if held.fulfilled else closing
+            self.ledger_rows[(*key, op)] += 1
+        order.status = order_status(order.lines.values(), closing)
+
+    def confirm_outcome(self, order_id: str) -> Outcome:
+        order = self.orders.get(order_id)
+        if order is None:
+            return error(404, "not_found")
+        closed = self.closed_status(order)
+        if closed is not None:
+            return error(409, "order_closed", {"status": closed})
+        return ok(200)
+
+    def confirm(self, order_id: str, expires_in: int | None) -> None:
+        order = self.orders[order_id]
+        order.expires_at = None if expires_in is None else self.now + expires_in
+
+    # --- what the database should hold -----------------------------------------
+
+    def rows(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """(sku, wh) -> (on_hand, reserved) for every row with something in it."""
+        out = {}
+        for sku, _, _ in SKUS:
+            for wh in WAREHOUSES:
+                values = (self.on_hand[(sku, wh)], self.reserved(sku, wh))
+                if values != (0, 0):
+                    out[(sku, wh)] = values
+        return out
