@@ -26,6 +26,7 @@ from .machine import QUANTUM, StockroomMachine
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+
 @pytest.fixture
 def machine(test_clock):
     machines = []
