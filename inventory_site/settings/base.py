@@ -259,6 +259,8 @@ SPECTACULAR_SETTINGS.update(
             '{"error": {"code", "message", "details"}}; see docs/API.md.'
         ),
         "COMPONENT_SPLIT_REQUEST": True,
+        # One schema name for the event types, wherever a field lists them.
+        "ENUM_NAME_OVERRIDES": {"EventTypeEnum": "events.models.EventType"},
         "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
         "SERVE_AUTHENTICATION": [],
         # /api/docs/ serves Swagger UI from this app's static files, not a CDN.
