@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import datetime
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.db.models import Count, F, Q, Sum
-from django.db.models.functions import Abs, Greatest
+from django.db.models.functions import Abs, Greatest, Upper
 from django.utils import timezone
 
 from inventory.models import Inventory, InventoryTransaction, Product, TransactionType
@@ -218,3 +219,64 @@ def balances_for(warehouse_code: str, skus: list[str]) -> dict[str, Inventory]:
 
 def products_by_sku(skus: list[str]) -> dict[str, Product]:
     return {p.sku: p for p in Product.objects.filter(sku__in=skus)}
+
+
+def products_by_code(codes: Iterable[str]) -> dict[str, Product]:
+    """What staff typed or scanned -> the product it names, for every code that names one.
+
+    A code names a product by its exact SKU, else by its barcode, else by its SKU
+    ignoring case (as the lists search: `a-1` finds `A-1`). Unknown codes, and a
+    code that matches two SKUs differing only in case and neither exactly, are
+    absent. One query, through the unique SKU and barcode indexes and
+    product_sku_upper_prefix (migration 0013).
+    """
+    codes = {code.strip() for code in codes if code and code.strip()}
+    if not codes:
+        return {}
+    upper = {code.upper() for code in codes}
+    found = list(
+        Product.objects.annotate(sku_upper=Upper("sku")).filter(
+            Q(sku__in=codes) | Q(barcode__in=codes) | Q(sku_upper__in=upper)
+        )[: 4 * len(codes) + 10]
+    )
+    by_sku = {p.sku: p for p in found}
+    by_barcode = {p.barcode: p for p in found if p.barcode}
+    by_upper: dict[str, list[Product]] = defaultdict(list)
+    for p in found:
+        by_upper[p.sku.upper()].append(p)
+    resolved = {}
+    for code in codes:
+        if code in by_sku:
+            resolved[code] = by_sku[code]
+        elif code in by_barcode:
+            resolved[code] = by_barcode[code]
+        elif len(by_upper.get(code.upper(), [])) == 1:
+            resolved[code] = by_upper[code.upper()][0]
+    return resolved
+
+
+def product_search_condition(term: str, path: str = "") -> Q:
+    """Products a search box term finds: SKU prefix (any case), exact barcode, or part
+    of the name (any case). `path` prefixes the lookups (e.g. "product__").
+
+    Django writes these as `UPPER(sku::text) LIKE UPPER('term%')` and
+    `UPPER(name::text) LIKE UPPER('%term%')`: the indexes product_sku_upper_prefix
+    and product_name_trgm of migration inventory 0013.
+    """
+    return (
+        Q(**{f"{path}sku__istartswith": term})
+        | Q(**{f"{path}barcode": term})
+        | Q(**{f"{path}name__icontains": term})
+    )
+
+
+def purchase_order_line(purchase_order_id, product: Product):
+    """The line of `product` on a purchase order (by primary key), or None."""
+    from purchasing.models import PurchaseOrderLine
+
+    try:
+        return PurchaseOrderLine.objects.filter(
+            purchase_order_id=int(purchase_order_id), product=product
+        ).first()
+    except (TypeError, ValueError):
+        return None

@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import connection
-from django.http import HttpResponseRedirect
+from django.http import HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
@@ -40,6 +40,7 @@ from .forms import (
     CountLineFormSet,
     CycleCountForm,
     LinesSourceForm,
+    ReceiveLineFormSet,
     StockReceiveForm,
     TransferForm,
     TransferLineFormSet,
@@ -47,7 +48,9 @@ from .forms import (
     sign_payload,
 )
 from .models import CYCLE_COUNT, RECEIVE_STOCK, TRANSFER_STOCK
-from .services import CountLine, cycle_count_apply
+from .services import CountLine, ReceiveLine, cycle_count_apply, receive_apply
+
+LAST_WAREHOUSE_SESSION_KEY = "backoffice_last_warehouse"
 
 # (permission, label, url name, only for users who act in all warehouses)
 ACTIONS = [
@@ -86,6 +89,67 @@ def _render(request, template: str, title: str, context: dict) -> TemplateRespon
 def _errors(request, problems: list[str]) -> None:
     for problem in problems:
         messages.error(request, problem)
+
+
+def resolve_lines(
+    lines: list[tuple[str, int]], formset=None
+) -> tuple[list[tuple[str, int]], list[str]]:
+    """Typed or scanned codes -> the products' SKUs (`selectors.products_by_code`: exact
+    SKU, barcode, or SKU in any case). Unknown codes are errors on their formset row
+    and in the message; two codes naming one SKU are an error too."""
+    products = selectors.products_by_code(code for code, _ in lines)
+    unknown = [code for code, _ in lines if code not in products]
+    if unknown:
+        if formset is not None:
+            for form in formset.forms:
+                code = (getattr(form, "cleaned_data", None) or {}).get("sku")
+                if code and code.strip() in unknown:
+                    form.add_error("sku", "Unknown SKU or barcode.")
+        return [], [errors.UnknownSku(unknown).message]
+    resolved, seen, problems = [], {}, []
+    for code, number in lines:
+        sku = products[code].sku
+        if sku in seen:
+            problems.append(f"{code} and {seen[sku]} are both {sku}: list it once.")
+            continue
+        seen[sku] = code
+        resolved.append((sku, number))
+    return resolved, problems
+
+
+def lookup_view(request):
+    """GET ?code=… (a SKU in any case, or a barcode): the product, as JSON, for the scan
+    inputs (backoffice/static/backoffice/scan.js). 404 with a `code` when unknown.
+
+    With ?po=<id>: the code must name a line of that purchase order (else 404
+    `not_on_purchase_order`); the answer adds what is still outstanding."""
+    if not (
+        request.user.has_perm("inventory.view_product")
+        or any(request.user.has_perm(action[0]) for action in ACTIONS)
+    ):
+        raise PermissionDenied
+    code = (request.GET.get("code") or "").strip()[:64]
+    product = selectors.products_by_code([code]).get(code) if code else None
+    if product is None:
+        return JsonResponse(
+            {"code": "unknown_sku", "message": f"Unknown SKU or barcode: {code or '(empty)'}."},
+            status=404,
+        )
+    answer = {"sku": product.sku, "name": product.name, "barcode": product.barcode or ""}
+    po_id = request.GET.get("po")
+    if po_id:
+        line = selectors.purchase_order_line(po_id, product)
+        if line is None:
+            return JsonResponse(
+                {
+                    "code": "not_on_purchase_order",
+                    "message": f"{product.sku} is not on this purchase order.",
+                },
+                status=404,
+            )
+        answer["outstanding"] = line.quantity_outstanding
+        answer["closed_short"] = line.closed_short_at is not None
+    return JsonResponse(answer)
 
 
 def ledger_url(reference: Reference) -> str:
@@ -154,7 +218,11 @@ def cycle_count_view(request):
     _require(request, CYCLE_COUNT)
     if request.method == "POST" and request.POST.get("step") == "confirm":
         return _cycle_count_confirm(request)
-    form = CycleCountForm(request.POST or None, user=request.user)
+    form = CycleCountForm(
+        request.POST or None,
+        user=request.user,
+        initial={"warehouse": request.session.get(LAST_WAREHOUSE_SESSION_KEY)},
+    )
     formset = CountLineFormSet(request.POST or None, prefix="lines")
     source = LinesSourceForm(request.POST or None, request.FILES or None)
     if request.method == "POST":
@@ -166,7 +234,10 @@ def cycle_count_view(request):
         for field, field_errors in source.errors.items():
             problems += [f"{field}: {e}" for e in field_errors]
         if form_ok and not problems:
+            lines, problems = resolve_lines(lines, formset)
+        if form_ok and not problems:
             warehouse = form.cleaned_data["warehouse"].code
+            request.session[LAST_WAREHOUSE_SESSION_KEY] = warehouse
             preview, problems = _count_preview(warehouse, lines)
             if not problems:
                 return _count_preview_response(request, warehouse, preview)
@@ -294,6 +365,8 @@ def transfer_view(request):
         lines, problems = collect_lines(formset, source, min_quantity=1)
         problems = list(form.non_field_errors()) + problems
         if form_ok and not problems:
+            lines, problems = resolve_lines(lines, formset)
+        if form_ok and not problems:
             payload = {
                 "source": form.cleaned_data["source"].code,
                 "destination": form.cleaned_data["destination"].code,
@@ -359,13 +432,31 @@ def _transfer_confirm(request):
 
 
 def receive_view(request):
+    """One product picked in the autocomplete: booked at once (as before scan mode).
+    Scanned or typed lines: a preview, then `receive_apply` on confirmation."""
     _require(request, RECEIVE_STOCK)
+    if request.method == "POST" and request.POST.get("step") == "confirm":
+        return _receive_confirm(request)
+    formset = source = None
     if request.method != "POST":
-        form = StockReceiveForm(initial={"token": uuid.uuid4()}, user=request.user)
+        form = StockReceiveForm(
+            initial={
+                "token": uuid.uuid4(),
+                "warehouse": request.session.get(LAST_WAREHOUSE_SESSION_KEY),
+            },
+            user=request.user,
+        )
     else:
         form = StockReceiveForm(request.POST, user=request.user)
+        scanned = not request.POST.get("product")
+        if scanned:
+            formset = ReceiveLineFormSet(request.POST, prefix="lines")
+            source = LinesSourceForm(request.POST, request.FILES or None)
+        if form.is_valid() and scanned:
+            return _receive_lines(request, form, formset, source)
         if form.is_valid():
             data = form.cleaned_data
+            request.session[LAST_WAREHOUSE_SESSION_KEY] = data["warehouse"].code
             token = str(data["token"])
             reference = Reference(ReferenceType.MANUAL, data["delivery_note"] or f"receive-{token}")
             try:
@@ -391,12 +482,104 @@ def receive_view(request):
                         f"{data['warehouse'].code}: on hand is now {row.on_hand_after}.",
                     )
                 return HttpResponseRedirect(reverse("admin:backoffice_receive"))
+    return _receive_form_response(request, form, formset, source)
+
+
+def _receive_form_response(request, form, formset=None, source=None):
     return _render(
         request,
         "backoffice/receive.html",
         "Receive stock",
-        {"form": form, "media": form.media},
+        {
+            "form": form,
+            "formset": formset or ReceiveLineFormSet(prefix="lines"),
+            "source": source or LinesSourceForm(),
+            "media": form.media,
+        },
     )
+
+
+def _receive_lines(request, form, formset, source):
+    formset.is_valid()
+    source.is_valid()
+    lines, problems = collect_lines(formset, source, min_quantity=1)
+    if not problems:
+        lines, problems = resolve_lines(lines, formset)
+    if problems:
+        _errors(request, problems)
+        return _receive_form_response(request, form, formset, source)
+    data = form.cleaned_data
+    request.session[LAST_WAREHOUSE_SESSION_KEY] = data["warehouse"].code
+    payload = {
+        "warehouse": data["warehouse"].code,
+        "delivery_note": data["delivery_note"],
+        "reason": data["reason"],
+        "receipt_id": str(data["token"]),
+        "lines": lines,
+    }
+    return _receive_preview_response(request, payload)
+
+
+def _receive_preview_response(request, payload: dict):
+    skus = [sku for sku, _ in payload["lines"]]
+    products = selectors.products_by_sku(skus)
+    rows = selectors.balances_for(payload["warehouse"], skus)
+    preview = []
+    for sku, quantity in payload["lines"]:
+        on_hand = rows[sku].on_hand if sku in rows else 0
+        preview.append(
+            {
+                "sku": sku,
+                "name": products[sku].name if sku in products else "",
+                "quantity": quantity,
+                "on_hand": on_hand,
+                "after": on_hand + quantity,
+            }
+        )
+    return _render(
+        request,
+        "backoffice/receive_preview.html",
+        "Receive stock: check and confirm",
+        {
+            "payload": payload,
+            "preview": preview,
+            "units": sum(quantity for _, quantity in payload["lines"]),
+            "confirm_form": ConfirmForm(initial={"payload": sign_payload(payload)}),
+        },
+    )
+
+
+def _receive_confirm(request):
+    confirm = ConfirmForm(request.POST)
+    if not confirm.is_valid():
+        _errors(request, confirm.errors.get("payload", []))
+        return HttpResponseRedirect(reverse("admin:backoffice_receive"))
+    payload = confirm.cleaned_data["payload"]
+    warehouse = payload["warehouse"]
+    require_warehouses(request.user, warehouse)  # assignments may change after the preview
+    receipt_id = payload["receipt_id"]
+    reference = Reference(ReferenceType.MANUAL, payload["delivery_note"] or f"receive-{receipt_id}")
+    try:
+        result = receive_apply(
+            warehouse=warehouse,
+            lines=[ReceiveLine(sku, quantity) for sku, quantity in payload["lines"]],
+            reference=reference,
+            reason=payload["reason"],
+            actor=actor_for_user(request.user),
+            receipt_id=receipt_id,
+        )
+    except errors.InventoryError as exc:
+        messages.error(request, f"{exc.message} Nothing was received.")
+        return _receive_preview_response(request, payload)
+    units = sum(quantity for _, quantity in payload["lines"])
+    if result.replayed:
+        messages.info(request, "This receipt was already saved; nothing was added.")
+    else:
+        messages.success(
+            request,
+            f"Received {units} unit(s) of {len(payload['lines'])} SKU(s) into {warehouse}.",
+        )
+    return HttpResponseRedirect(ledger_url(reference))
 
 
 # --- Bulk receive (CSV upload) -------------------------------------------------------
