@@ -151,6 +151,11 @@ class Inventory(models.Model):
         ]
 
     def __str__(self) -> str:
+        # "SKU @ CODE" when product and warehouse are loaded (the admin selects them);
+        # never a query of its own.
+        cache = self._state.fields_cache
+        if "product" in cache and "warehouse" in cache:
+            return f"{self.product.sku} @ {self.warehouse.code}"
         return f"{self.product_id} @ {self.warehouse_id}"
 
 
@@ -248,6 +253,12 @@ class InventoryTransaction(models.Model):
         ]
 
     def __str__(self) -> str:
+        cache = self._state.fields_cache
+        if "product" in cache and "warehouse" in cache:
+            return (
+                f"{self.type} {self.on_hand_delta:+} {self.product.sku} @ {self.warehouse.code}, "
+                f"{self.created_at:%Y-%m-%d %H:%M}"
+            )
         return f"{self.type} {self.on_hand_delta:+}/{self.reserved_delta:+} ({self.id})"
 
     def save(self, *args, **kwargs):

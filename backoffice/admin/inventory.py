@@ -9,14 +9,19 @@ exact-SKU search through the unique index, filters and ordering on indexed
 columns only (`sortable_by = ()` on the big tables).
 """
 
+import csv
+import io
 from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.cache import cache
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import F, Q
-from django.urls import reverse
+from django.http import StreamingHttpResponse
+from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from inventory import errors, services
@@ -30,8 +35,9 @@ from inventory.models import (
     StockPolicy,
 )
 
+from ..access import warehouse_codes_for
 from ..listing import DateRangeFilter, EstimatedCountPaginator, ProductSkuSearchMixin
-from ..selectors import product_stock_history
+from ..selectors import product_search_condition, product_stock_history
 
 
 class BigTableAdmin(admin.ModelAdmin):
@@ -164,6 +170,53 @@ class ProductAdmin(BigTableAdmin):
 # --- Inventory rows ------------------------------------------------------------------
 
 
+class WarehouseFilter(admin.SimpleListFilter):
+    """Warehouse, defaulting to "my warehouses" for staff who work at some (not all)."""
+
+    title = "warehouse"
+    parameter_name = "warehouse"
+    MINE, EVERY = "mine", "all"
+
+    def lookups(self, request, model_admin):
+        from warehouses.models import Warehouse
+
+        choices = []
+        if warehouse_codes_for(request.user) is not None:
+            choices.append((self.MINE, "My warehouses"))
+        choices.append((self.EVERY, "Every warehouse"))
+        return choices + [(code, code) for code in Warehouse.objects.values_list("code", flat=True)]
+
+    def value(self):
+        value = super().value()
+        if value is None and self.restricted:
+            return self.MINE
+        return value
+
+    def __init__(self, request, params, model, model_admin):
+        self.restricted = warehouse_codes_for(request.user) is not None
+        self.codes = warehouse_codes_for(request.user) or frozenset()
+        super().__init__(request, params, model, model_admin)
+
+    def choices(self, changelist):
+        # No unnamed "All": "Every warehouse" says what it is, "My warehouses" is the
+        # default for restricted staff.
+        for lookup, title in self.lookup_choices:
+            yield {
+                "selected": self.value() == str(lookup)
+                or (self.value() is None and lookup == self.EVERY),
+                "query_string": changelist.get_query_string({self.parameter_name: lookup}, ["p"]),
+                "display": title,
+            }
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value == self.MINE:
+            return queryset.filter(warehouse__code__in=self.codes)
+        if value and value != self.EVERY:
+            return queryset.filter(warehouse__code=value)
+        return queryset
+
+
 class StockStatusFilter(admin.SimpleListFilter):
     title = "stock"
     parameter_name = "stock"
@@ -182,8 +235,22 @@ class StockStatusFilter(admin.SimpleListFilter):
         return queryset
 
 
+# The columns of `manage.py export_inventory` (inventory.services.inventory_export_csv);
+# tests/admin/test_finding_stock.py checks they stay the same.
+EXPORT_COLUMNS = (
+    "sku",
+    "warehouse",
+    "quantity",
+    "reserved",
+    "available",
+    "reorder_threshold",
+    "reorder_quantity",
+    "version",
+)
+
+
 @admin.register(Inventory)
-class InventoryAdmin(ProductSkuSearchMixin, BigTableAdmin):
+class InventoryAdmin(BigTableAdmin):
     list_display = (
         "sku",
         "product_name",
@@ -196,11 +263,15 @@ class InventoryAdmin(ProductSkuSearchMixin, BigTableAdmin):
         "updated_at",
     )
     list_select_related = ("product", "warehouse")
-    list_filter = ("warehouse", StockStatusFilter)
+    list_filter = (WarehouseFilter, StockStatusFilter)
     search_fields = ("product__sku",)
-    search_help_text = "Exact SKU."
-    sortable_by = ()
+    search_help_text = (
+        "SKU or its beginning (any case), barcode, or part of the product name. "
+        "Export CSV downloads the rows listed (every page)."
+    )
+    sortable_by = ("sku", "warehouse_code", "on_hand", "reserved", "available", "updated_at")
     ordering = ("warehouse_id", "product_id")  # the (warehouse, product) index
+    change_list_template = "backoffice/inventory_change_list.html"
     fields = (
         "product",
         "warehouse",
@@ -231,9 +302,75 @@ class InventoryAdmin(ProductSkuSearchMixin, BigTableAdmin):
     def product_name(self, row):
         return row.product.name
 
-    @admin.display(description="warehouse")
+    @admin.display(description="warehouse", ordering="warehouse__code")
     def warehouse_code(self, row):
         return row.warehouse.code
+
+    def get_search_results(self, request, queryset, search_term):
+        """An exact SKU (any case) through the unique index; else SKU prefix (any case),
+        barcode or part of the name (`selectors.product_search_condition`, indexed)."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        exact = Product.objects.filter(sku__in={term, term.upper()}).values("pk")
+        if exact.exists():
+            return queryset.filter(product_id__in=exact), False
+        matching = Product.objects.filter(product_search_condition(term)).values("pk")
+        return queryset.filter(product_id__in=matching), False
+
+    def get_object(self, request, object_id, from_field=None):
+        # Product and warehouse joined: the page title reads "SKU @ CODE".
+        obj = super().get_object(request, object_id, from_field)
+        if obj is not None:
+            obj.product, obj.warehouse = obj.product, obj.warehouse
+        return obj
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("product", "warehouse")
+
+    def get_urls(self):
+        return [
+            path(
+                "export.csv",
+                self.admin_site.admin_view(self.export_view),
+                name="inventory_inventory_export",
+            ),
+            *super().get_urls(),
+        ]
+
+    def export_view(self, request):
+        """The rows the list shows (search, filters, ordering; every page) as CSV, streamed,
+        with `export_inventory`'s columns."""
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        changelist = self.get_changelist_instance(request)
+        rows = changelist.get_queryset(request).values_list(
+            "product__sku",
+            "warehouse__code",
+            "on_hand",
+            "reserved",
+            "available",
+            "reorder_threshold",
+            "reorder_quantity",
+            "version",
+        )
+
+        def lines():
+            buffer = io.StringIO()
+            writer = csv.writer(buffer, lineterminator="\n")
+            writer.writerow(EXPORT_COLUMNS)
+            for index, row in enumerate(rows.iterator(chunk_size=2000)):
+                writer.writerow(row)
+                if index % 500 == 0:
+                    yield buffer.getvalue()
+                    buffer.seek(0)
+                    buffer.truncate()
+            yield buffer.getvalue()
+
+        response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
+        stamp = timezone.now().strftime("%Y%m%d-%H%M")
+        response["Content-Disposition"] = f'attachment; filename="inventory-{stamp}.csv"'
+        return response
 
     @admin.display(description="see also")
     def stock_links(self, row):
