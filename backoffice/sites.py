@@ -85,5 +85,5 @@ class StockroomAdminSite(admin.AdminSite):
     def index(self, request, extra_context=None):
         from .selectors import start_page
 
-        context = {**start_page(), **(extra_context or {})}
+        context = {**start_page(user=request.user), **(extra_context or {})}
         return super().index(request, context)

@@ -35,6 +35,7 @@ from .access import (
     works_nowhere,
 )
 from .forms import (
+    MAX_LINES,
     BulkReceiveForm,
     ConfirmForm,
     CountLineFormSet,
@@ -223,7 +224,13 @@ def cycle_count_view(request):
         user=request.user,
         initial={"warehouse": request.session.get(LAST_WAREHOUSE_SESSION_KEY)},
     )
-    formset = CountLineFormSet(request.POST or None, prefix="lines")
+    # From the start page's "counts due": ?warehouse=BER&sku=A-1&sku=B-2 (a count sheet).
+    due = [{"sku": sku} for sku in request.GET.getlist("sku")[:MAX_LINES] if sku]
+    if request.method == "POST":
+        due = []
+    elif request.GET.get("warehouse"):
+        form.initial["warehouse"] = request.GET["warehouse"]
+    formset = CountLineFormSet(request.POST or None, prefix="lines", initial=due or None)
     source = LinesSourceForm(request.POST or None, request.FILES or None)
     if request.method == "POST":
         form_ok = form.is_valid()
