@@ -602,32 +602,52 @@ def _receive_confirm(request):
 # timeout (docs/BULK.md).
 
 
+BULK_PREVIEW_DIR = "bulk-previews"
+BULK_PREVIEW_MAX_AGE = 3600
+
+
+def _bulk_preview_dir():
+    import pathlib
+
+    from django.conf import settings
+
+    path = pathlib.Path(getattr(settings, "BULK_PREVIEW_ROOT", settings.BASE_DIR / "var")) / (
+        BULK_PREVIEW_DIR
+    )
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def bulk_receive_view(request):
+    """The page posts `step=preview` first: a dry run of the file, kept on disk (an
+    hour), with a button to apply exactly that file (`step=confirm`, signed). A post
+    without `step` (scripts) applies at once, as before."""
     _require(request, RECEIVE_STOCK)
     require_all_warehouses(request.user)
     result = None
     format_error = None
+    confirm_token = None
+    step = request.POST.get("step", "")
+    if request.method == "POST" and step == "confirm":
+        return _bulk_confirm(request)
     if request.method == "POST":
         form = BulkReceiveForm(request.POST, request.FILES)
         if form.is_valid() and connection.vendor != "postgresql":
             format_error = "Bulk receive needs PostgreSQL; the embedded SQLite cannot run it."
         elif form.is_valid():
             data = form.cleaned_data
-            text = io.TextIOWrapper(data["file"].file, encoding="utf-8-sig", newline="")
-            try:
-                result = services.stock_receive_bulk(
-                    source=text,
-                    actor=actor_for_user(request.user),
-                    reference=data["reference"] or None,
-                    reference_type=data["reference_type"],
-                    reason=f"bulk receive upload {data['file'].name}"[:200],
-                    atomic=not data["skip_invalid"],
-                    dry_run=data["dry_run"],
-                )
-            except errors.InventoryError as exc:
-                format_error = f"{exc.message} Nothing was applied."
-            else:
-                _bulk_report(request, result)
+            preview = step == "preview" and not data["dry_run"]
+            result, format_error = _bulk_run(
+                request,
+                data["file"].file,
+                name=data["file"].name,
+                reference=data["reference"],
+                reference_type=data["reference_type"],
+                skip_invalid=data["skip_invalid"],
+                dry_run=data["dry_run"] or preview,
+            )
+            if preview and result is not None and (result.ok or data["skip_invalid"]):
+                confirm_token = _bulk_keep(data)
     else:
         form = BulkReceiveForm()
     context = {
@@ -636,6 +656,87 @@ def bulk_receive_view(request):
         "form": form,
         "result": result,
         "format_error": format_error,
+        "confirm_token": confirm_token,
+    }
+    return TemplateResponse(request, "admin/inventory/bulk_receive.html", context)
+
+
+def _bulk_run(request, binary, *, name, reference, reference_type, skip_invalid, dry_run):
+    text = io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")
+    try:
+        result = services.stock_receive_bulk(
+            source=text,
+            actor=actor_for_user(request.user),
+            reference=reference or None,
+            reference_type=reference_type,
+            reason=f"bulk receive upload {name}"[:200],
+            atomic=not skip_invalid,
+            dry_run=dry_run,
+        )
+    except errors.InventoryError as exc:
+        return None, f"{exc.message} Nothing was applied."
+    finally:
+        text.detach()
+    # A dry run applies nothing: what confirming would apply is every good row.
+    result.good = max(result.rows - result.invalid - result.already_applied, 0)
+    _bulk_report(request, result)
+    return result, None
+
+
+def _bulk_keep(data) -> str:
+    """Keep the previewed file for its confirmation; returns the signed token."""
+    import tempfile
+
+    upload = data["file"]
+    upload.seek(0)
+    with tempfile.NamedTemporaryFile(dir=_bulk_preview_dir(), suffix=".csv", delete=False) as out:
+        for chunk in upload.chunks():
+            out.write(chunk)
+    return sign_payload(
+        {
+            "file": out.name.rsplit("/", 1)[-1],
+            "name": upload.name,
+            "reference": data["reference"],
+            "reference_type": data["reference_type"],
+            "skip_invalid": data["skip_invalid"],
+        }
+    )
+
+
+def _bulk_confirm(request):
+    from django.core import signing
+
+    from .forms import SIGNING_SALT
+
+    try:
+        kept = signing.loads(
+            request.POST.get("token", ""), salt=SIGNING_SALT, max_age=BULK_PREVIEW_MAX_AGE
+        )
+        path = _bulk_preview_dir() / kept["file"]
+        handle = open(path, "rb")  # noqa: SIM115 - closed below, then deleted
+    except (signing.BadSignature, KeyError, OSError):
+        messages.error(request, "The preview expired or was altered; upload the file again.")
+        return HttpResponseRedirect(reverse("admin-bulk-receive"))
+    try:
+        result, format_error = _bulk_run(
+            request,
+            handle,
+            name=kept["name"],
+            reference=kept["reference"],
+            reference_type=kept["reference_type"],
+            skip_invalid=kept["skip_invalid"],
+            dry_run=False,
+        )
+    finally:
+        handle.close()
+        path.unlink(missing_ok=True)
+    context = {
+        **admin.site.each_context(request),
+        "title": "Bulk receive",
+        "form": BulkReceiveForm(),
+        "result": result,
+        "format_error": format_error,
+        "confirm_token": None,
     }
     return TemplateResponse(request, "admin/inventory/bulk_receive.html", context)
 
@@ -646,10 +747,17 @@ def _bulk_report(request, result: services.BulkReceiveResult) -> None:
         f"{result.already_applied} already applied earlier, {result.invalid} bad."
     )
     if result.dry_run:
-        messages.info(request, f"Dry run, nothing applied. {counts}")
+        messages.info(
+            request,
+            f"Preview, nothing applied yet: {result.good} rows would be applied, "
+            f"{result.already_applied} were applied earlier, {result.invalid} bad "
+            f"({result.rows} rows read).",
+        )
     elif result.ok:
         messages.success(request, f"Received. {counts}")
     elif result.atomic:
         messages.error(request, f"Nothing applied: fix the bad rows below. {counts}")
+    elif result.applied:
+        messages.warning(request, f"{result.applied} rows applied; bad rows below. {counts}")
     else:
-        messages.warning(request, f"Good rows applied; bad rows below. {counts}")
+        messages.warning(request, f"No rows applied; bad rows below. {counts}")
