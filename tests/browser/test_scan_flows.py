@@ -6,6 +6,7 @@ Enter in the scan input must add the line, never submit the form; repeated scans
 up; an unknown code is an inline error and adds nothing; undo takes the last scan back.
 """
 
+import datetime
 import re
 
 import pytest
@@ -123,6 +124,15 @@ def test_cycle_count_by_scanning(page):
     page.fill("#id_reason", "Aisle 4 scan count")
     page.click("text=Confirm count")
     expect(page.locator(".messagelist")).to_contain_text("2 SKU(s) counted, 2 adjusted")
+    # The ledger shows who and why without scrolling sideways, on a laptop and a tablet.
+    width = page.viewport_size["width"]
+    for column in ("created_by", "short_reason"):
+        cell = page.locator(f"#result_list td.field-{column}").first
+        expect(cell).to_be_visible()
+        box = cell.bounding_box()
+        assert box["x"] + box["width"] <= width, (column, box, width)
+    expect(page.locator("#result_list")).to_contain_text("user:wanda")
+    expect(page.locator("#result_list")).to_contain_text("Aisle 4 scan count")
     shot(page, "count-ledger")
 
     counted = Inventory.objects.filter(warehouse__code="BER", product__sku__in=["LAMP-7", "MUG-01"])
@@ -192,6 +202,7 @@ def test_purchase_order_delivery_by_scanning_and_closing_a_line_short(page):
         warehouse=WarehouseFactory(code="BER"),
         status=PurchaseOrderStatus.ORDERED,
         created_by="user:bert",
+        expected_arrival_date=datetime.date.today(),
     )
     for sku, quantity in (("TSHIRT-M", 10), ("MUG-01", 6), ("LAMP-7", 2)):
         PurchaseOrderLine.objects.create(
@@ -200,7 +211,10 @@ def test_purchase_order_delivery_by_scanning_and_closing_a_line_short(page):
             warehouse=po.warehouse,
             quantity_ordered=quantity,
         )
-    page.goto(f"{page.base}/admin/purchasing/purchaseorder/{po.pk}/receive/")
+    page.goto(f"{page.base}/admin/")
+    expect(page.locator("#deliveries-due")).to_contain_text("PO-9001")
+    shot(page, "start")
+    page.click("#deliveries-due >> text=Receive")
     expect(page.locator("#po-totals")).to_contain_text("outstanding 18")
     page.locator("#scan-input").focus()
     for code in ("TSHIRT-M",) * 10 + ("mug-01",) * 4:
