@@ -133,7 +133,16 @@ def main() -> None:
         ("inventory list, SKU prefix (10 SKUs)", manager, f"{inventory}?q=bench-012345"),
         ("inventory list, SKU prefix (100,000 SKUs)", manager, f"{inventory}?q=BENCH-01"),
         ("inventory list, part of the name", manager, f"{inventory}?q=product+12345"),
-        ("inventory list, sorted by on hand", manager, f"{inventory}?o=-3"),
+        (
+            "inventory list, sorted by on hand (1 M rows: refused, hint)",
+            manager,
+            f"{inventory}?o=-3",
+        ),
+        (
+            "inventory list, SKU prefix sorted by on hand",
+            manager,
+            f"{inventory}?q=BENCH-01&o=-3",
+        ),
         ("inventory list, staff default (my warehouses)", staff, inventory),
         (
             "inventory CSV export, SKU prefix (4 x 10 rows)",

@@ -136,6 +136,7 @@ class Inventory(models.Model):
             models.Index(
                 F("warehouse"),
                 F("last_counted_at").asc(nulls_first=True),
+                F("product"),
                 name="inventory_count_due",
             ),
             # Reorder scans (on hand below the reorder threshold, the design's

@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ORDER_VAR, ChangeList
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
@@ -36,7 +37,12 @@ from inventory.models import (
 )
 
 from ..access import warehouse_codes_for
-from ..listing import DateRangeFilter, EstimatedCountPaginator, ProductSkuSearchMixin
+from ..listing import (
+    DateRangeFilter,
+    EstimatedCountPaginator,
+    ProductSkuSearchMixin,
+    query_row_estimate,
+)
 from ..selectors import product_search_condition, product_stock_history
 
 
@@ -249,6 +255,28 @@ EXPORT_COLUMNS = (
 )
 
 
+# Column sorting is a sort of every row listed (no index holds on hand or available:
+# they would cost reservations their HOT updates): allowed up to this many rows.
+SORT_MAX_ROWS = 200_000
+
+
+class SortWhenNarrowChangeList(ChangeList):
+    """Sorts by a column only when the list holds at most SORT_MAX_ROWS rows (by the
+    planner's estimate); else the index order, and a message saying to narrow it."""
+
+    def get_ordering(self, request, queryset):
+        if ORDER_VAR in self.params:
+            estimate = query_row_estimate(queryset)
+            if estimate is not None and estimate > SORT_MAX_ROWS:
+                messages.info(
+                    request,
+                    f"About {estimate:,} rows: search or filter (warehouse, stock) to "
+                    f"{SORT_MAX_ROWS:,} or fewer to sort by a column.",
+                )
+                return [*self.model_admin.ordering, "pk"]
+        return super().get_ordering(request, queryset)
+
+
 @admin.register(Inventory)
 class InventoryAdmin(BigTableAdmin):
     list_display = (
@@ -305,6 +333,9 @@ class InventoryAdmin(BigTableAdmin):
     @admin.display(description="warehouse", ordering="warehouse__code")
     def warehouse_code(self, row):
         return row.warehouse.code
+
+    def get_changelist(self, request, **kwargs):
+        return SortWhenNarrowChangeList
 
     def get_search_results(self, request, queryset, search_term):
         """An exact SKU (any case) through the unique index; else SKU prefix (any case),

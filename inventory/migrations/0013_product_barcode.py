@@ -10,9 +10,10 @@
   trusted since PostgreSQL 13), so "part of the name" (`name__icontains`,
   Django's `UPPER(name::text) LIKE UPPER('%…%')`) does not read every product.
 * `Inventory.last_counted_at` (set by the back office's cycle count) and the
-  index `inventory_count_due` (warehouse, last_counted_at NULLS FIRST): the
-  start page's "counts due, oldest first" per warehouse. Only counts write the
-  column, so reservations stay HOT updates (no index names `reserved`).
+  index `inventory_count_due` (warehouse, last_counted_at NULLS FIRST, product):
+  the start page's "counts due, oldest first" per warehouse, read in index order
+  and stopped after a page. Only counts write the column, so reservations stay
+  HOT updates (no index names `reserved`).
 
 The two functional indexes are PostgreSQL only (the embedded SQLite default
 skips them) and are not in the model state.
@@ -73,6 +74,7 @@ class Migration(migrations.Migration):
             index=models.Index(
                 models.F("warehouse"),
                 models.OrderBy(models.F("last_counted_at"), nulls_first=True),
+                models.F("product"),
                 name="inventory_count_due",
             ),
         ),

@@ -96,3 +96,14 @@ def test_titles_read_sku_at_warehouse(manager_client, stocked):
     assert "A-1 @ BER" in text
     assert str(row.pk) not in text.split("<title>")[1].split("</title>")[0]
     assert Product.objects.get(sku="A-1").barcode is None
+
+
+def test_sorting_a_huge_list_is_refused_with_a_hint(manager_client, stocked, monkeypatch):
+    from backoffice.admin import inventory as inventory_admin
+
+    monkeypatch.setattr(inventory_admin, "SORT_MAX_ROWS", 2)
+    response = manager_client.get(LIST, {"o": "-3"})
+    assert response.status_code == 200
+    assert any("to sort by a column" in str(m) for m in response.context["messages"])
+    narrowed = manager_client.get(LIST, {"o": "-3", "q": "C-3"})
+    assert listed(narrowed) == [("C-3", "BER")]
