@@ -139,9 +139,9 @@ def main() -> None:
             f"{inventory}?o=-3",
         ),
         (
-            "inventory list, SKU prefix sorted by on hand",
+            "inventory list, SKU prefix (40,000 rows) sorted by on hand",
             manager,
-            f"{inventory}?q=BENCH-01&o=-3",
+            f"{inventory}?q=bench-012&o=-3",
         ),
         ("inventory list, staff default (my warehouses)", staff, inventory),
         (

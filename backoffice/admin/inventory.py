@@ -41,7 +41,7 @@ from ..listing import (
     DateRangeFilter,
     EstimatedCountPaginator,
     ProductSkuSearchMixin,
-    query_row_estimate,
+    table_row_estimate,
 )
 from ..selectors import product_search_condition, product_stock_history
 
@@ -268,17 +268,25 @@ SORT_MAX_ROWS = 200_000
 
 
 class SortWhenNarrowChangeList(ChangeList):
-    """Sorts by a column only when the list holds at most SORT_MAX_ROWS rows (by the
-    planner's estimate); else the index order, and a message saying to narrow it."""
+    """Sorts by a column only when the list holds at most SORT_MAX_ROWS rows; else the
+    index order, and a message saying to narrow it."""
 
     def get_ordering(self, request, queryset):
         if ORDER_VAR in self.params:
-            estimate = query_row_estimate(queryset)
-            if estimate is not None and estimate > SORT_MAX_ROWS:
+            # The whole table: PostgreSQL's estimate; a narrowed list: a bounded count
+            # (the planner's guess for a search is too rough to refuse on).
+            # Django orders before it applies the search: count the searched rows.
+            listed, _ = self.model_admin.get_search_results(request, queryset, self.query)
+            rows = None
+            if not listed.query.where:
+                rows = table_row_estimate(listed.model, listed.db)
+            if rows is None:
+                rows = listed.order_by()[: SORT_MAX_ROWS + 1].count()
+            if rows > SORT_MAX_ROWS:
                 messages.info(
                     request,
-                    f"About {estimate:,} rows: search or filter (warehouse, stock) to "
-                    f"{SORT_MAX_ROWS:,} or fewer to sort by a column.",
+                    f"More than {SORT_MAX_ROWS:,} rows: search or filter (warehouse, stock) "
+                    f"to {SORT_MAX_ROWS:,} or fewer to sort by a column.",
                 )
                 return [*self.model_admin.ordering, "pk"]
         return super().get_ordering(request, queryset)
