@@ -93,6 +93,7 @@ class ProductAdminForm(forms.ModelForm):
         fields = (
             "sku",
             "name",
+            "barcode",
             "category",
             "weight_g",
             "length_mm",
@@ -122,8 +123,8 @@ class ProductAdmin(BigTableAdmin):
     list_display = ("sku", "name", "category", "stock_policy", "backorder_limit", "updated_at")
     list_filter = (CategoryFilter, "stock_policy")
     # Also what autocomplete pickers search (type part of a SKU or name).
-    search_fields = ("sku", "name")
-    search_help_text = "SKU (exact or part) or part of the name."
+    search_fields = ("sku", "name", "=barcode")
+    search_help_text = "SKU (exact or part), part of the name, or barcode."
     readonly_fields = ("created_at", "updated_at")
     sortable_by = ("sku",)
     change_form_template = "backoffice/product_change_form.html"
@@ -322,6 +323,7 @@ class InventoryAdmin(BigTableAdmin):
         "backorder_allowance",
         ("reorder_threshold", "reorder_quantity"),
         "version",
+        "last_counted_at",
         "updated_at",
         "stock_links",
     )
@@ -333,6 +335,7 @@ class InventoryAdmin(BigTableAdmin):
         "available",
         "backorder_allowance",
         "version",
+        "last_counted_at",
         "updated_at",
         "stock_links",
     )

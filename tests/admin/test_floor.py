@@ -307,3 +307,16 @@ def test_receipts_are_shown_readably_not_as_json(manager_client, orders):
     text = page.content.decode()
     assert "6 x A-1 (6 unit(s))" in text
     assert '{"A-1": 6}' not in text
+
+
+def test_managers_set_a_products_barcode_and_find_it(manager_client, stocked):
+    product = Product.objects.get(sku="A-1")
+    url = reverse("admin:inventory_product_change", args=[product.pk])
+    form = manager_client.get(url).context["adminform"].form
+    assert "barcode" in form.fields
+    data = {k: v for k, v in form.initial.items() if v is not None}
+    data.update(barcode="4006381333931", sku="A-1", name=product.name, category="general")
+    assert manager_client.post(url, data).status_code == 302
+    products = reverse("admin:inventory_product_changelist")
+    found = manager_client.get(products, {"q": "4006381333931"})
+    assert [p.sku for p in found.context["cl"].result_list] == ["A-1"]
