@@ -70,6 +70,8 @@ CountLineFormSet = forms.formset_factory(
 TransferLineFormSet = forms.formset_factory(
     TransferLineForm, extra=5, max_num=MAX_LINES, absolute_max=MAX_LINES
 )
+# Receiving (direct and against a purchase order): whole units, at least one.
+ReceiveLineFormSet = TransferLineFormSet
 
 
 class LinesSourceForm(forms.Form):
@@ -221,16 +223,19 @@ def sign_payload(data: dict) -> str:
 
 
 class StockReceiveForm(_WarehousesOfUser, forms.Form):
-    """Receive stock (`/admin/backoffice/receive/`): one SKU into one warehouse."""
+    """Receive stock (`/admin/backoffice/receive/`): one SKU picked in the autocomplete
+    (booked at once), or else scanned / typed lines (`ReceiveLineFormSet`, booked after
+    a preview)."""
 
     user_warehouse_fields = ("warehouse",)
     warehouse = _warehouse_field(active_only=True, label="Warehouse")
     product = forms.ModelChoiceField(
         queryset=Product.objects.all(),
+        required=False,
         widget=AutocompleteSelect(Inventory._meta.get_field("product"), admin.site),
-        help_text="Type part of the SKU or name.",
+        help_text="Type part of the SKU or name (one product), or scan lines below.",
     )
-    quantity = forms.IntegerField(min_value=1)
+    quantity = forms.IntegerField(min_value=1, required=False)
     delivery_note = forms.CharField(
         max_length=100, required=False, help_text="Delivery note or carrier reference (optional)."
     )
@@ -242,6 +247,14 @@ class StockReceiveForm(_WarehousesOfUser, forms.Form):
         maximum = settings.STOCKROOM_MAX_QUANTITY
         self.fields["quantity"].validators.append(MaxValueValidator(maximum))
         self.fields["quantity"].widget.attrs["max"] = maximum
+
+    def clean(self):
+        data = super().clean()
+        if data.get("product") and data.get("quantity") is None and "quantity" not in self.errors:
+            self.add_error("quantity", "Enter the quantity received.")
+        if data.get("quantity") is not None and not data.get("product"):
+            self.add_error("product", "Pick the product received.")
+        return data
 
 
 class BulkReceiveForm(forms.Form):
@@ -273,8 +286,11 @@ class BulkReceiveForm(forms.Form):
 
 
 class PurchaseOrderReceiveForm(forms.Form):
-    """A purchase order's receive page: quantities delivered per line; `receipt_id`
-    (made when the page is shown) makes a double submission book the delivery once."""
+    """Booking a delivery on a purchase order in one step: quantities per line as
+    `line_<pk>` fields (what the receive page posted before scan mode, still
+    accepted); `receipt_id` (made when the page is shown) makes a double submission
+    book the delivery once. The page itself now posts scanned lines
+    (`PurchaseOrderLinesForm`) and confirms a preview (`PurchaseOrderConfirmForm`)."""
 
     receipt_id = forms.CharField(widget=forms.HiddenInput, max_length=100)
     allow_over_receipt = forms.BooleanField(
@@ -290,7 +306,6 @@ class PurchaseOrderReceiveForm(forms.Form):
             self.fields[f"line_{line.pk}"] = forms.IntegerField(
                 min_value=0,
                 required=False,
-                initial=line.quantity_outstanding,
                 label=line.product.sku,
             )
 
@@ -300,3 +315,65 @@ class PurchaseOrderReceiveForm(forms.Form):
             for line in self.lines
             if self.cleaned_data.get(f"line_{line.pk}")
         ]
+
+
+class PurchaseOrderLinesForm(forms.Form):
+    """The receive page's first step: what arrived is in the lines formset (scanned or
+    typed, counted from zero); this form carries the rest."""
+
+    receipt_id = forms.CharField(widget=forms.HiddenInput, max_length=100)
+    allow_over_receipt = forms.BooleanField(
+        required=False, label="Accept more than was ordered (over-receipt)"
+    )
+    reason = forms.CharField(required=False, max_length=200, label="Note (delivery note, truck…)")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["receipt_id"].initial = f"admin-{uuid.uuid4().hex}"
+
+
+LEAVE_OPEN, CLOSE_SHORT = "open", "close"
+
+
+class PurchaseOrderConfirmForm(ConfirmForm):
+    """The receive page's second step: the signed preview, and for every line this
+    delivery leaves short, whether the rest stays open (backorder) or the line is
+    closed short, with a reason."""
+
+    def __init__(self, *args, short_lines: list[dict], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.short_lines = short_lines
+        for index, line in enumerate(short_lines):
+            self.fields[f"rest_{index}"] = forms.ChoiceField(
+                choices=[
+                    (LEAVE_OPEN, f"Leave {line['left']} open (backorder)"),
+                    (CLOSE_SHORT, "Close the line short"),
+                ],
+                initial=LEAVE_OPEN,
+                widget=forms.RadioSelect,
+                label=line["sku"],
+            )
+            self.fields[f"why_{index}"] = forms.CharField(
+                required=False, max_length=200, label=f"Why close {line['sku']} short"
+            )
+
+    def rows(self):
+        return [
+            (line, self[f"rest_{index}"], self[f"why_{index}"])
+            for index, line in enumerate(self.short_lines)
+        ]
+
+    def clean(self):
+        data = super().clean()
+        for index, line in enumerate(self.short_lines):
+            if data.get(f"rest_{index}") == CLOSE_SHORT and not data.get(f"why_{index}"):
+                self.add_error(f"why_{index}", f"Say why {line['sku']} is closed short.")
+        return data
+
+    def close_short(self) -> dict[str, str]:
+        """{sku: reason} of the lines to close short."""
+        return {
+            line["sku"]: self.cleaned_data[f"why_{index}"]
+            for index, line in enumerate(self.short_lines)
+            if self.cleaned_data.get(f"rest_{index}") == CLOSE_SHORT
+        }

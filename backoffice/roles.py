@@ -5,7 +5,8 @@ groups and sets each group's permissions to exactly these (so running it again
 changes nothing, and a permission removed here is removed from the group).
 
 * **Warehouse staff** — view stock (products, warehouses, inventory, ledger,
-  reservations); cycle counts, transfers, receiving.
+  reservations); cycle counts, transfers, receiving; view purchase orders (those
+  delivered to their warehouses) and receive deliveries on them, never edit them.
 * **Purchasing** — view stock, edit reorder thresholds/quantities, and every
   permission of the `purchasing` app (by app label, so models added there later
   are picked up by the next run).
@@ -42,6 +43,14 @@ STOCK_ACTIONS = [
     "backoffice.receive_stock",
 ]
 ALL_WAREHOUSES = ["backoffice.act_in_all_warehouses"]
+# Receiving at the dock: see the orders (and their lines and receipts); the
+# receive page checks backoffice.receive_stock (backoffice/admin/purchasing.py).
+VIEW_PURCHASE_ORDERS = [
+    "purchasing.view_purchaseorder",
+    "purchasing.view_purchaseorderline",
+    "purchasing.view_purchaseorderreceipt",
+    "purchasing.view_supplier",
+]
 EDIT_REORDER_SETTINGS = ["inventory.change_inventory"]
 EDIT_CATALOGUE = [
     "inventory.add_product",
@@ -52,7 +61,7 @@ EDIT_CATALOGUE = [
 
 # Role -> (permissions as "app_label.codename", app labels granted whole).
 ROLES: dict[str, tuple[list[str], list[str]]] = {
-    WAREHOUSE_STAFF: (VIEW_STOCK + STOCK_ACTIONS, []),
+    WAREHOUSE_STAFF: (VIEW_STOCK + STOCK_ACTIONS + VIEW_PURCHASE_ORDERS, []),
     PURCHASING: (VIEW_STOCK + EDIT_REORDER_SETTINGS, ["purchasing"]),
     INVENTORY_MANAGER: (
         VIEW_STOCK + STOCK_ACTIONS + EDIT_REORDER_SETTINGS + EDIT_CATALOGUE + ALL_WAREHOUSES,

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import datetime
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.db.models import Count, F, Q, Sum
-from django.db.models.functions import Abs, Greatest
+from django.db.models.functions import Abs, Greatest, Upper
 from django.utils import timezone
 
 from inventory.models import Inventory, InventoryTransaction, Product, TransactionType
@@ -83,27 +84,113 @@ def movements_today(*, now: datetime.datetime | None = None) -> list[dict]:
     ]
 
 
-def start_page(*, now: datetime.datetime | None = None) -> dict:
-    """Everything the staff start page shows."""
-    today = (now or timezone.now()).date()
-    below = below_threshold_rows()
-    below_count, below_capped = capped_count(below)
+def deliveries_due(codes: frozenset[str] | None, *, today: datetime.date, limit: int = 20):
+    """Sent purchase orders expected today or earlier (overdue first) into `codes`
+    (None: every warehouse): what the dock should receive today."""
+    from purchasing.models import PurchaseOrder, PurchaseOrderStatus
+
+    orders = PurchaseOrder.objects.filter(
+        status__in=[PurchaseOrderStatus.ORDERED, PurchaseOrderStatus.PARTIALLY_RECEIVED],
+        expected_arrival_date__lte=today,
+    )
+    if codes is not None:
+        orders = orders.filter(warehouse__code__in=codes)
+    return list(
+        orders.select_related("supplier", "warehouse").order_by("expected_arrival_date", "number")[
+            :limit
+        ]
+    )
+
+
+def counts_due(
+    codes: frozenset[str] | None, *, now: datetime.datetime, limit: int = START_PAGE_ROWS
+) -> tuple[list[Inventory], int, bool]:
+    """Stock rows due a cycle count in `codes` (None: every active warehouse), oldest
+    count first (never counted first): (rows, count, capped).
+
+    A row is due `Warehouse.count_every_days` after its `last_counted_at` (set by the
+    cycle count). Per warehouse, one index scan of inventory_count_due (warehouse,
+    last_counted_at NULLS FIRST) that stops after `limit` rows, and a capped count.
+    """
+    from warehouses.models import Warehouse
+
+    sites = Warehouse.objects.filter(is_active=True).order_by("code")
+    if codes is not None:
+        sites = sites.filter(code__in=codes)
+    rows, total, capped = [], 0, False
+    for site in sites:
+        cut = now - datetime.timedelta(days=site.count_every_days)
+        due = Inventory.objects.filter(warehouse=site).filter(
+            Q(last_counted_at__isnull=True) | Q(last_counted_at__lt=cut)
+        )
+        rows += list(
+            due.select_related("product", "warehouse").order_by(
+                F("last_counted_at").asc(nulls_first=True), "product_id"
+            )[:limit]
+        )
+        count, over = capped_count(due)
+        total, capped = total + count, capped or over
+    epoch = datetime.datetime.min.replace(tzinfo=datetime.UTC)
+    rows.sort(key=lambda row: (row.last_counted_at or epoch, row.warehouse.code))
+    return rows[:limit], min(total, ATTENTION_COUNT_CAP), capped or total > ATTENTION_COUNT_CAP
+
+
+def start_page(*, user=None, now: datetime.datetime | None = None) -> dict:
+    """Everything the staff start page shows, for `user`'s roles and warehouses.
+
+    * below reorder threshold: for who sets reorder levels (`inventory.change_inventory`:
+      Purchasing, managers), with the purchase orders due within a week
+      (`purchasing.change_purchaseorder`);
+    * deliveries due today and overdue at the user's warehouses (who may view
+      purchase orders and receive stock: warehouse staff, managers);
+    * counts due (who may count), large adjustments (who may see the ledger), at the
+      user's warehouses.
+    """
+    from .access import warehouse_codes_for
+    from .models import CYCLE_COUNT, RECEIVE_STOCK
+
+    now = now or timezone.now()
+    today = now.date()
+    codes = warehouse_codes_for(user) if user is not None else None
+
+    def may(perm: str) -> bool:
+        return user is None or user.has_perm(perm)
+
+    context: dict = {"today": today, "my_warehouses": sorted(codes) if codes else None}
+    if may("inventory.change_inventory"):
+        below = below_threshold_rows()
+        below_count, below_capped = capped_count(below)
+        context.update(
+            show_below_threshold=True,
+            below_threshold=list(
+                below.select_related("product", "warehouse").order_by("available")[:START_PAGE_ROWS]
+            ),
+            below_threshold_count=below_count,
+            below_threshold_capped=below_capped,
+        )
+    if may("purchasing.change_purchaseorder"):
+        context["purchase_orders_due"] = list(
+            purchase_orders_due(within_days=PURCHASE_ORDERS_DUE_DAYS, today=today)
+        )
+        context["purchase_orders_due_days"] = PURCHASE_ORDERS_DUE_DAYS
+    if may("purchasing.view_purchaseorder") and may(RECEIVE_STOCK):
+        context["show_deliveries_due"] = True
+        context["deliveries_due"] = deliveries_due(codes, today=today)
+    if may(CYCLE_COUNT):
+        rows, count, capped = counts_due(codes, now=now)
+        context.update(
+            show_counts_due=True, counts_due=rows, counts_due_count=count, counts_due_capped=capped
+        )
+    adjustments = large_adjustments(now=now)
+    if codes is not None:
+        adjustments = adjustments.filter(warehouse__code__in=codes)
     movements = movements_today(now=now)
     return {
-        "below_threshold": list(
-            below.select_related("product", "warehouse").order_by("available")[:START_PAGE_ROWS]
-        ),
-        "below_threshold_count": below_count,
-        "below_threshold_capped": below_capped,
-        "large_adjustments": list(large_adjustments(now=now)[:START_PAGE_ROWS]),
+        **context,
+        "large_adjustments": list(adjustments[:START_PAGE_ROWS]),
         "large_adjustment_units": LARGE_ADJUSTMENT_UNITS,
         "large_adjustment_days": LARGE_ADJUSTMENT_DAYS,
         "movements_today": movements,
-        "purchase_orders_due": list(
-            purchase_orders_due(within_days=PURCHASE_ORDERS_DUE_DAYS, today=today)
-        ),
-        "today": today,
-        "purchase_orders_due_days": PURCHASE_ORDERS_DUE_DAYS,
         "movements_chart": bar_chart(
             [Bar(m["type"], m["units"], f"units · {m['rows']} rows") for m in movements],
             title="Units moved today, by ledger type",
@@ -218,3 +305,64 @@ def balances_for(warehouse_code: str, skus: list[str]) -> dict[str, Inventory]:
 
 def products_by_sku(skus: list[str]) -> dict[str, Product]:
     return {p.sku: p for p in Product.objects.filter(sku__in=skus)}
+
+
+def products_by_code(codes: Iterable[str]) -> dict[str, Product]:
+    """What staff typed or scanned -> the product it names, for every code that names one.
+
+    A code names a product by its exact SKU, else by its barcode, else by its SKU
+    ignoring case (as the lists search: `a-1` finds `A-1`). Unknown codes, and a
+    code that matches two SKUs differing only in case and neither exactly, are
+    absent. One query, through the unique SKU and barcode indexes and
+    product_sku_upper_prefix (migration 0013).
+    """
+    codes = {code.strip() for code in codes if code and code.strip()}
+    if not codes:
+        return {}
+    upper = {code.upper() for code in codes}
+    found = list(
+        Product.objects.annotate(sku_upper=Upper("sku")).filter(
+            Q(sku__in=codes) | Q(barcode__in=codes) | Q(sku_upper__in=upper)
+        )[: 4 * len(codes) + 10]
+    )
+    by_sku = {p.sku: p for p in found}
+    by_barcode = {p.barcode: p for p in found if p.barcode}
+    by_upper: dict[str, list[Product]] = defaultdict(list)
+    for p in found:
+        by_upper[p.sku.upper()].append(p)
+    resolved = {}
+    for code in codes:
+        if code in by_sku:
+            resolved[code] = by_sku[code]
+        elif code in by_barcode:
+            resolved[code] = by_barcode[code]
+        elif len(by_upper.get(code.upper(), [])) == 1:
+            resolved[code] = by_upper[code.upper()][0]
+    return resolved
+
+
+def product_search_condition(term: str, path: str = "") -> Q:
+    """Products a search box term finds: SKU prefix (any case), exact barcode, or part
+    of the name (any case). `path` prefixes the lookups (e.g. "product__").
+
+    Django writes these as `UPPER(sku::text) LIKE UPPER('term%')` and
+    `UPPER(name::text) LIKE UPPER('%term%')`: the indexes product_sku_upper_prefix
+    and product_name_trgm of migration inventory 0013.
+    """
+    return (
+        Q(**{f"{path}sku__istartswith": term})
+        | Q(**{f"{path}barcode": term})
+        | Q(**{f"{path}name__icontains": term})
+    )
+
+
+def purchase_order_line(purchase_order_id, product: Product):
+    """The line of `product` on a purchase order (by primary key), or None."""
+    from purchasing.models import PurchaseOrderLine
+
+    try:
+        return PurchaseOrderLine.objects.filter(
+            purchase_order_id=int(purchase_order_id), product=product
+        ).first()
+    except (TypeError, ValueError):
+        return None

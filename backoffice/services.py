@@ -1,4 +1,5 @@
-"""Back-office writes: a multi-SKU cycle count as one all-or-nothing change.
+"""Back-office writes: a multi-SKU cycle count, and a multi-SKU direct receipt, each
+one all-or-nothing change.
 
 The stock itself changes only in `inventory.services`; this module decides how
 several of those calls form one staff action.
@@ -11,9 +12,9 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
-from inventory import services
+from inventory import clock, services
 from inventory.locks import lock_inventory_rows
-from inventory.models import InventoryTransaction, ReferenceType
+from inventory.models import Inventory, InventoryTransaction, ReferenceType
 from inventory.services import Reference
 
 
@@ -70,4 +71,60 @@ def cycle_count_apply(
             )
             ledger.extend(result.transactions)
             replayed = replayed or result.replayed
+        # The count schedule (start page, "counts due"): these rows were counted now,
+        # changed or not. Not a stock change: no ledger row, no version bump.
+        if not replayed:
+            Inventory.objects.filter(
+                warehouse__code=warehouse, product__sku__in=[line.sku for line in lines]
+            ).update(last_counted_at=clock.now())
     return CycleCountResult(transactions=ledger, replayed=replayed, reference=reference)
+
+
+@dataclass(frozen=True)
+class ReceiveLine:
+    sku: str
+    quantity: int
+
+
+@dataclass
+class ReceiveResult:
+    transactions: list[InventoryTransaction]
+    replayed: bool
+    reference: Reference
+
+
+@services.retry_busy
+def receive_apply(
+    *,
+    warehouse: str,
+    lines: Sequence[ReceiveLine],
+    reference: Reference,
+    reason: str,
+    actor: str,
+    receipt_id: str,
+) -> ReceiveResult:
+    """Receive several SKUs into one warehouse (a scanned delivery): all or none.
+
+    Each line is a `stock_receive` under the idempotency key
+    `admin-receive:<receipt_id>:<sku>`, so confirming the same preview twice
+    receives once. Locks as `cycle_count_apply`: missing rows created first, then
+    every row of the receipt in one statement in primary-key order.
+    """
+    ledger: list[InventoryTransaction] = []
+    replayed = False
+    with transaction.atomic():
+        services.stock_rows_create((line.sku, warehouse) for line in lines)
+        lock_inventory_rows((line.sku, warehouse) for line in lines)
+        for line in sorted(lines, key=lambda line: line.sku):
+            result = services.stock_receive(
+                sku=line.sku,
+                warehouse=warehouse,
+                quantity=line.quantity,
+                actor=actor,
+                reference=reference,
+                reason=reason,
+                idempotency_key=f"admin-receive:{receipt_id}:{line.sku}",
+            )
+            ledger.extend(result.transactions)
+            replayed = replayed or result.replayed
+    return ReceiveResult(transactions=ledger, replayed=replayed, reference=reference)

@@ -4,6 +4,8 @@
 * /admin/backoffice/cycle-count/, …/transfer/ and …/receive/ are the stock
   pages, wrapped in `admin_view` (staff login, CSRF) and checking their own
   permission (403 without it);
+* /admin/backoffice/lookup/?code=… answers the scan inputs (a SKU in any case
+  or a barcode -> the product, JSON);
 * every admin page gets `backoffice_actions`: the actions the user may take,
   shown on the start page and in the header.
 """
@@ -43,6 +45,11 @@ class StockroomAdminSite(admin.AdminSite):
                 self.admin_view(views.receive_view),
                 name="backoffice_receive",
             ),
+            path(
+                "backoffice/lookup/",
+                self.admin_view(views.lookup_view),
+                name="backoffice_lookup",
+            ),
         ]
         return urls + super().get_urls()
 
@@ -78,5 +85,5 @@ class StockroomAdminSite(admin.AdminSite):
     def index(self, request, extra_context=None):
         from .selectors import start_page
 
-        context = {**start_page(), **(extra_context or {})}
+        context = {**start_page(user=request.user), **(extra_context or {})}
         return super().index(request, context)

@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import connection
-from django.http import HttpResponseRedirect
+from django.http import HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
@@ -35,11 +35,13 @@ from .access import (
     works_nowhere,
 )
 from .forms import (
+    MAX_LINES,
     BulkReceiveForm,
     ConfirmForm,
     CountLineFormSet,
     CycleCountForm,
     LinesSourceForm,
+    ReceiveLineFormSet,
     StockReceiveForm,
     TransferForm,
     TransferLineFormSet,
@@ -47,7 +49,9 @@ from .forms import (
     sign_payload,
 )
 from .models import CYCLE_COUNT, RECEIVE_STOCK, TRANSFER_STOCK
-from .services import CountLine, cycle_count_apply
+from .services import CountLine, ReceiveLine, cycle_count_apply, receive_apply
+
+LAST_WAREHOUSE_SESSION_KEY = "backoffice_last_warehouse"
 
 # (permission, label, url name, only for users who act in all warehouses)
 ACTIONS = [
@@ -86,6 +90,67 @@ def _render(request, template: str, title: str, context: dict) -> TemplateRespon
 def _errors(request, problems: list[str]) -> None:
     for problem in problems:
         messages.error(request, problem)
+
+
+def resolve_lines(
+    lines: list[tuple[str, int]], formset=None
+) -> tuple[list[tuple[str, int]], list[str]]:
+    """Typed or scanned codes -> the products' SKUs (`selectors.products_by_code`: exact
+    SKU, barcode, or SKU in any case). Unknown codes are errors on their formset row
+    and in the message; two codes naming one SKU are an error too."""
+    products = selectors.products_by_code(code for code, _ in lines)
+    unknown = [code for code, _ in lines if code not in products]
+    if unknown:
+        if formset is not None:
+            for form in formset.forms:
+                code = (getattr(form, "cleaned_data", None) or {}).get("sku")
+                if code and code.strip() in unknown:
+                    form.add_error("sku", "Unknown SKU or barcode.")
+        return [], [errors.UnknownSku(unknown).message]
+    resolved, seen, problems = [], {}, []
+    for code, number in lines:
+        sku = products[code].sku
+        if sku in seen:
+            problems.append(f"{code} and {seen[sku]} are both {sku}: list it once.")
+            continue
+        seen[sku] = code
+        resolved.append((sku, number))
+    return resolved, problems
+
+
+def lookup_view(request):
+    """GET ?code=… (a SKU in any case, or a barcode): the product, as JSON, for the scan
+    inputs (backoffice/static/backoffice/scan.js). 404 with a `code` when unknown.
+
+    With ?po=<id>: the code must name a line of that purchase order (else 404
+    `not_on_purchase_order`); the answer adds what is still outstanding."""
+    if not (
+        request.user.has_perm("inventory.view_product")
+        or any(request.user.has_perm(action[0]) for action in ACTIONS)
+    ):
+        raise PermissionDenied
+    code = (request.GET.get("code") or "").strip()[:64]
+    product = selectors.products_by_code([code]).get(code) if code else None
+    if product is None:
+        return JsonResponse(
+            {"code": "unknown_sku", "message": f"Unknown SKU or barcode: {code or '(empty)'}."},
+            status=404,
+        )
+    answer = {"sku": product.sku, "name": product.name, "barcode": product.barcode or ""}
+    po_id = request.GET.get("po")
+    if po_id:
+        line = selectors.purchase_order_line(po_id, product)
+        if line is None:
+            return JsonResponse(
+                {
+                    "code": "not_on_purchase_order",
+                    "message": f"{product.sku} is not on this purchase order.",
+                },
+                status=404,
+            )
+        answer["outstanding"] = line.quantity_outstanding
+        answer["closed_short"] = line.closed_short_at is not None
+    return JsonResponse(answer)
 
 
 def ledger_url(reference: Reference) -> str:
@@ -154,8 +219,18 @@ def cycle_count_view(request):
     _require(request, CYCLE_COUNT)
     if request.method == "POST" and request.POST.get("step") == "confirm":
         return _cycle_count_confirm(request)
-    form = CycleCountForm(request.POST or None, user=request.user)
-    formset = CountLineFormSet(request.POST or None, prefix="lines")
+    form = CycleCountForm(
+        request.POST or None,
+        user=request.user,
+        initial={"warehouse": request.session.get(LAST_WAREHOUSE_SESSION_KEY)},
+    )
+    # From the start page's "counts due": ?warehouse=BER&sku=A-1&sku=B-2 (a count sheet).
+    due = [{"sku": sku} for sku in request.GET.getlist("sku")[:MAX_LINES] if sku]
+    if request.method == "POST":
+        due = []
+    elif request.GET.get("warehouse"):
+        form.initial["warehouse"] = request.GET["warehouse"]
+    formset = CountLineFormSet(request.POST or None, prefix="lines", initial=due or None)
     source = LinesSourceForm(request.POST or None, request.FILES or None)
     if request.method == "POST":
         form_ok = form.is_valid()
@@ -166,7 +241,10 @@ def cycle_count_view(request):
         for field, field_errors in source.errors.items():
             problems += [f"{field}: {e}" for e in field_errors]
         if form_ok and not problems:
+            lines, problems = resolve_lines(lines, formset)
+        if form_ok and not problems:
             warehouse = form.cleaned_data["warehouse"].code
+            request.session[LAST_WAREHOUSE_SESSION_KEY] = warehouse
             preview, problems = _count_preview(warehouse, lines)
             if not problems:
                 return _count_preview_response(request, warehouse, preview)
@@ -294,6 +372,8 @@ def transfer_view(request):
         lines, problems = collect_lines(formset, source, min_quantity=1)
         problems = list(form.non_field_errors()) + problems
         if form_ok and not problems:
+            lines, problems = resolve_lines(lines, formset)
+        if form_ok and not problems:
             payload = {
                 "source": form.cleaned_data["source"].code,
                 "destination": form.cleaned_data["destination"].code,
@@ -359,13 +439,31 @@ def _transfer_confirm(request):
 
 
 def receive_view(request):
+    """One product picked in the autocomplete: booked at once (as before scan mode).
+    Scanned or typed lines: a preview, then `receive_apply` on confirmation."""
     _require(request, RECEIVE_STOCK)
+    if request.method == "POST" and request.POST.get("step") == "confirm":
+        return _receive_confirm(request)
+    formset = source = None
     if request.method != "POST":
-        form = StockReceiveForm(initial={"token": uuid.uuid4()}, user=request.user)
+        form = StockReceiveForm(
+            initial={
+                "token": uuid.uuid4(),
+                "warehouse": request.session.get(LAST_WAREHOUSE_SESSION_KEY),
+            },
+            user=request.user,
+        )
     else:
         form = StockReceiveForm(request.POST, user=request.user)
+        scanned = not request.POST.get("product")
+        if scanned:
+            formset = ReceiveLineFormSet(request.POST, prefix="lines")
+            source = LinesSourceForm(request.POST, request.FILES or None)
+        if form.is_valid() and scanned:
+            return _receive_lines(request, form, formset, source)
         if form.is_valid():
             data = form.cleaned_data
+            request.session[LAST_WAREHOUSE_SESSION_KEY] = data["warehouse"].code
             token = str(data["token"])
             reference = Reference(ReferenceType.MANUAL, data["delivery_note"] or f"receive-{token}")
             try:
@@ -391,12 +489,104 @@ def receive_view(request):
                         f"{data['warehouse'].code}: on hand is now {row.on_hand_after}.",
                     )
                 return HttpResponseRedirect(reverse("admin:backoffice_receive"))
+    return _receive_form_response(request, form, formset, source)
+
+
+def _receive_form_response(request, form, formset=None, source=None):
     return _render(
         request,
         "backoffice/receive.html",
         "Receive stock",
-        {"form": form, "media": form.media},
+        {
+            "form": form,
+            "formset": formset or ReceiveLineFormSet(prefix="lines"),
+            "source": source or LinesSourceForm(),
+            "media": form.media,
+        },
     )
+
+
+def _receive_lines(request, form, formset, source):
+    formset.is_valid()
+    source.is_valid()
+    lines, problems = collect_lines(formset, source, min_quantity=1)
+    if not problems:
+        lines, problems = resolve_lines(lines, formset)
+    if problems:
+        _errors(request, problems)
+        return _receive_form_response(request, form, formset, source)
+    data = form.cleaned_data
+    request.session[LAST_WAREHOUSE_SESSION_KEY] = data["warehouse"].code
+    payload = {
+        "warehouse": data["warehouse"].code,
+        "delivery_note": data["delivery_note"],
+        "reason": data["reason"],
+        "receipt_id": str(data["token"]),
+        "lines": lines,
+    }
+    return _receive_preview_response(request, payload)
+
+
+def _receive_preview_response(request, payload: dict):
+    skus = [sku for sku, _ in payload["lines"]]
+    products = selectors.products_by_sku(skus)
+    rows = selectors.balances_for(payload["warehouse"], skus)
+    preview = []
+    for sku, quantity in payload["lines"]:
+        on_hand = rows[sku].on_hand if sku in rows else 0
+        preview.append(
+            {
+                "sku": sku,
+                "name": products[sku].name if sku in products else "",
+                "quantity": quantity,
+                "on_hand": on_hand,
+                "after": on_hand + quantity,
+            }
+        )
+    return _render(
+        request,
+        "backoffice/receive_preview.html",
+        "Receive stock: check and confirm",
+        {
+            "payload": payload,
+            "preview": preview,
+            "units": sum(quantity for _, quantity in payload["lines"]),
+            "confirm_form": ConfirmForm(initial={"payload": sign_payload(payload)}),
+        },
+    )
+
+
+def _receive_confirm(request):
+    confirm = ConfirmForm(request.POST)
+    if not confirm.is_valid():
+        _errors(request, confirm.errors.get("payload", []))
+        return HttpResponseRedirect(reverse("admin:backoffice_receive"))
+    payload = confirm.cleaned_data["payload"]
+    warehouse = payload["warehouse"]
+    require_warehouses(request.user, warehouse)  # assignments may change after the preview
+    receipt_id = payload["receipt_id"]
+    reference = Reference(ReferenceType.MANUAL, payload["delivery_note"] or f"receive-{receipt_id}")
+    try:
+        result = receive_apply(
+            warehouse=warehouse,
+            lines=[ReceiveLine(sku, quantity) for sku, quantity in payload["lines"]],
+            reference=reference,
+            reason=payload["reason"],
+            actor=actor_for_user(request.user),
+            receipt_id=receipt_id,
+        )
+    except errors.InventoryError as exc:
+        messages.error(request, f"{exc.message} Nothing was received.")
+        return _receive_preview_response(request, payload)
+    units = sum(quantity for _, quantity in payload["lines"])
+    if result.replayed:
+        messages.info(request, "This receipt was already saved; nothing was added.")
+    else:
+        messages.success(
+            request,
+            f"Received {units} unit(s) of {len(payload['lines'])} SKU(s) into {warehouse}.",
+        )
+    return HttpResponseRedirect(ledger_url(reference))
 
 
 # --- Bulk receive (CSV upload) -------------------------------------------------------
@@ -412,32 +602,52 @@ def receive_view(request):
 # timeout (docs/BULK.md).
 
 
+BULK_PREVIEW_DIR = "bulk-previews"
+BULK_PREVIEW_MAX_AGE = 3600
+
+
+def _bulk_preview_dir():
+    import pathlib
+
+    from django.conf import settings
+
+    path = pathlib.Path(getattr(settings, "BULK_PREVIEW_ROOT", settings.BASE_DIR / "var")) / (
+        BULK_PREVIEW_DIR
+    )
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def bulk_receive_view(request):
+    """The page posts `step=preview` first: a dry run of the file, kept on disk (an
+    hour), with a button to apply exactly that file (`step=confirm`, signed). A post
+    without `step` (scripts) applies at once, as before."""
     _require(request, RECEIVE_STOCK)
     require_all_warehouses(request.user)
     result = None
     format_error = None
+    confirm_token = None
+    step = request.POST.get("step", "")
+    if request.method == "POST" and step == "confirm":
+        return _bulk_confirm(request)
     if request.method == "POST":
         form = BulkReceiveForm(request.POST, request.FILES)
         if form.is_valid() and connection.vendor != "postgresql":
             format_error = "Bulk receive needs PostgreSQL; the embedded SQLite cannot run it."
         elif form.is_valid():
             data = form.cleaned_data
-            text = io.TextIOWrapper(data["file"].file, encoding="utf-8-sig", newline="")
-            try:
-                result = services.stock_receive_bulk(
-                    source=text,
-                    actor=actor_for_user(request.user),
-                    reference=data["reference"] or None,
-                    reference_type=data["reference_type"],
-                    reason=f"bulk receive upload {data['file'].name}"[:200],
-                    atomic=not data["skip_invalid"],
-                    dry_run=data["dry_run"],
-                )
-            except errors.InventoryError as exc:
-                format_error = f"{exc.message} Nothing was applied."
-            else:
-                _bulk_report(request, result)
+            preview = step == "preview" and not data["dry_run"]
+            result, format_error = _bulk_run(
+                request,
+                data["file"].file,
+                name=data["file"].name,
+                reference=data["reference"],
+                reference_type=data["reference_type"],
+                skip_invalid=data["skip_invalid"],
+                dry_run=data["dry_run"] or preview,
+            )
+            if preview and result is not None and (result.ok or data["skip_invalid"]):
+                confirm_token = _bulk_keep(data)
     else:
         form = BulkReceiveForm()
     context = {
@@ -446,6 +656,87 @@ def bulk_receive_view(request):
         "form": form,
         "result": result,
         "format_error": format_error,
+        "confirm_token": confirm_token,
+    }
+    return TemplateResponse(request, "admin/inventory/bulk_receive.html", context)
+
+
+def _bulk_run(request, binary, *, name, reference, reference_type, skip_invalid, dry_run):
+    text = io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")
+    try:
+        result = services.stock_receive_bulk(
+            source=text,
+            actor=actor_for_user(request.user),
+            reference=reference or None,
+            reference_type=reference_type,
+            reason=f"bulk receive upload {name}"[:200],
+            atomic=not skip_invalid,
+            dry_run=dry_run,
+        )
+    except errors.InventoryError as exc:
+        return None, f"{exc.message} Nothing was applied."
+    finally:
+        text.detach()
+    # A dry run applies nothing: what confirming would apply is every good row.
+    result.good = max(result.rows - result.invalid - result.already_applied, 0)
+    _bulk_report(request, result)
+    return result, None
+
+
+def _bulk_keep(data) -> str:
+    """Keep the previewed file for its confirmation; returns the signed token."""
+    import tempfile
+
+    upload = data["file"]
+    upload.seek(0)
+    with tempfile.NamedTemporaryFile(dir=_bulk_preview_dir(), suffix=".csv", delete=False) as out:
+        for chunk in upload.chunks():
+            out.write(chunk)
+    return sign_payload(
+        {
+            "file": out.name.rsplit("/", 1)[-1],
+            "name": upload.name,
+            "reference": data["reference"],
+            "reference_type": data["reference_type"],
+            "skip_invalid": data["skip_invalid"],
+        }
+    )
+
+
+def _bulk_confirm(request):
+    from django.core import signing
+
+    from .forms import SIGNING_SALT
+
+    try:
+        kept = signing.loads(
+            request.POST.get("token", ""), salt=SIGNING_SALT, max_age=BULK_PREVIEW_MAX_AGE
+        )
+        path = _bulk_preview_dir() / kept["file"]
+        handle = open(path, "rb")  # noqa: SIM115 - closed below, then deleted
+    except (signing.BadSignature, KeyError, OSError):
+        messages.error(request, "The preview expired or was altered; upload the file again.")
+        return HttpResponseRedirect(reverse("admin-bulk-receive"))
+    try:
+        result, format_error = _bulk_run(
+            request,
+            handle,
+            name=kept["name"],
+            reference=kept["reference"],
+            reference_type=kept["reference_type"],
+            skip_invalid=kept["skip_invalid"],
+            dry_run=False,
+        )
+    finally:
+        handle.close()
+        path.unlink(missing_ok=True)
+    context = {
+        **admin.site.each_context(request),
+        "title": "Bulk receive",
+        "form": BulkReceiveForm(),
+        "result": result,
+        "format_error": format_error,
+        "confirm_token": None,
     }
     return TemplateResponse(request, "admin/inventory/bulk_receive.html", context)
 
@@ -456,10 +747,17 @@ def _bulk_report(request, result: services.BulkReceiveResult) -> None:
         f"{result.already_applied} already applied earlier, {result.invalid} bad."
     )
     if result.dry_run:
-        messages.info(request, f"Dry run, nothing applied. {counts}")
+        messages.info(
+            request,
+            f"Preview, nothing applied yet: {result.good} rows would be applied, "
+            f"{result.already_applied} were applied earlier, {result.invalid} bad "
+            f"({result.rows} rows read).",
+        )
     elif result.ok:
         messages.success(request, f"Received. {counts}")
     elif result.atomic:
         messages.error(request, f"Nothing applied: fix the bad rows below. {counts}")
+    elif result.applied:
+        messages.warning(request, f"{result.applied} rows applied; bad rows below. {counts}")
     else:
-        messages.warning(request, f"Good rows applied; bad rows below. {counts}")
+        messages.warning(request, f"No rows applied; bad rows below. {counts}")

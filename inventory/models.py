@@ -33,6 +33,15 @@ class Product(models.Model):
         ],
     )
     name = models.CharField(max_length=255)
+    # What a scanner reads off the box (EAN/UPC/GTIN or an internal label); the
+    # back office's scan inputs accept it wherever they accept the SKU.
+    barcode = models.CharField(
+        max_length=64,
+        unique=True,
+        null=True,
+        blank=True,
+        help_text="Barcode printed on the product (EAN, UPC, …); scans find the product by it.",
+    )
     category = models.CharField(max_length=100, blank=True, db_index=True)
     weight_g = models.PositiveIntegerField(null=True, blank=True, help_text="Weight in grams.")
     length_mm = models.PositiveIntegerField(null=True, blank=True)
@@ -115,6 +124,9 @@ class Inventory(models.Model):
     backorder_allowance = models.PositiveIntegerField(default=0, editable=False)
     reorder_threshold = models.PositiveIntegerField(default=0, validators=[MinValueValidator(0)])
     reorder_quantity = models.PositiveIntegerField(default=0, validators=[MinValueValidator(0)])
+    # Set by the back office's cycle count (backoffice.services.cycle_count_apply):
+    # the start page lists rows due a count (Warehouse.count_every_days).
+    last_counted_at = models.DateTimeField(null=True, blank=True, editable=False)
     # Bumped on every stock change: a monotonic version for caches and
     # optimistic checks (compare-and-set in cycle counts).
     version = models.BigIntegerField(default=0, editable=False)
@@ -135,6 +147,13 @@ class Inventory(models.Model):
         ]
         indexes = [
             models.Index(fields=["warehouse", "product"], name="inventory_warehouse_product"),
+            # Counts due, oldest first, per warehouse (never counted first).
+            models.Index(
+                F("warehouse"),
+                F("last_counted_at").asc(nulls_first=True),
+                F("product"),
+                name="inventory_count_due",
+            ),
             # Reorder scans (on hand below the reorder threshold, the design's
             # rule): only such rows are in it, so it stays small however many
             # rows there are. On hand, not available: reservations change only
@@ -148,6 +167,11 @@ class Inventory(models.Model):
         ]
 
     def __str__(self) -> str:
+        # "SKU @ CODE" when product and warehouse are loaded (the admin selects them);
+        # never a query of its own.
+        cache = self._state.fields_cache
+        if "product" in cache and "warehouse" in cache:
+            return f"{self.product.sku} @ {self.warehouse.code}"
         return f"{self.product_id} @ {self.warehouse_id}"
 
 
@@ -245,6 +269,12 @@ class InventoryTransaction(models.Model):
         ]
 
     def __str__(self) -> str:
+        cache = self._state.fields_cache
+        if "product" in cache and "warehouse" in cache:
+            return (
+                f"{self.type} {self.on_hand_delta:+} {self.product.sku} @ {self.warehouse.code}, "
+                f"{self.created_at:%Y-%m-%d %H:%M}"
+            )
         return f"{self.type} {self.on_hand_delta:+}/{self.reserved_delta:+} ({self.id})"
 
     def save(self, *args, **kwargs):

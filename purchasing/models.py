@@ -172,6 +172,14 @@ class PurchaseOrderLine(models.Model):
         max_length=10, choices=Origin.choices, default=Origin.MANUAL, editable=False
     )
     is_open = models.BooleanField(default=True, editable=False)
+    # Closed short: the rest will not come (the supplier ran out, cancelled it).
+    # No stock moves (the ledger is untouched); the line stops awaiting stock, and
+    # who closed it, when and why are kept here (`purchase_order_receive(close_short=…)`).
+    closed_short_at = models.DateTimeField(null=True, blank=True, editable=False)
+    closed_short_by = models.CharField(max_length=150, blank=True, editable=False, db_default="")
+    closed_short_reason = models.CharField(
+        max_length=200, blank=True, editable=False, db_default=""
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -206,6 +214,16 @@ class PurchaseOrderLine(models.Model):
 
     @property
     def quantity_outstanding(self) -> int:
+        """Units still expected: none once the line is closed short."""
+        if self.closed_short_at is not None:
+            return 0
+        return max(self.quantity_ordered - self.quantity_received, 0)
+
+    @property
+    def quantity_closed_short(self) -> int:
+        """Units that will not come (closed short), else 0."""
+        if self.closed_short_at is None:
+            return 0
         return max(self.quantity_ordered - self.quantity_received, 0)
 
 

@@ -22,7 +22,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -400,20 +400,37 @@ def _lock_purchase_order(purchase_order: PurchaseOrder | str) -> PurchaseOrder:
 def _sync_lines(po: PurchaseOrder, lines: list[PurchaseOrderLine]) -> None:
     """Derive the status from what was received and each line's open flag from both."""
     if po.status != PurchaseOrderStatus.CANCELLED and lines:
-        if all(line.quantity_received >= line.quantity_ordered for line in lines):
+        # A line closed short awaits nothing more: it counts as done.
+        if all(
+            line.quantity_received >= line.quantity_ordered or line.closed_short_at is not None
+            for line in lines
+        ):
             po.status = PurchaseOrderStatus.RECEIVED
             po.received_at = po.received_at or timezone.now()
-        elif any(line.quantity_received > 0 for line in lines):
+        elif any(line.quantity_received > 0 or line.closed_short_at is not None for line in lines):
             po.status = PurchaseOrderStatus.PARTIALLY_RECEIVED
     now = timezone.now()
     for line in lines:
         line.warehouse_id = po.warehouse_id
         line.updated_at = now
-        line.is_open = po.status in OPEN_STATUSES and line.quantity_received < line.quantity_ordered
+        line.is_open = (
+            po.status in OPEN_STATUSES
+            and line.quantity_received < line.quantity_ordered
+            and line.closed_short_at is None
+        )
     po.save()
     if lines:
         PurchaseOrderLine.objects.bulk_update(
-            lines, ["warehouse", "quantity_received", "is_open", "updated_at"]
+            lines,
+            [
+                "warehouse",
+                "quantity_received",
+                "is_open",
+                "closed_short_at",
+                "closed_short_by",
+                "closed_short_reason",
+                "updated_at",
+            ],
         )
 
 
@@ -523,6 +540,7 @@ def purchase_order_receive(
     allow_over_receipt: bool = False,
     reason: str = "",
     warehouses: Collection[str] | None = None,
+    close_short: Mapping[str, str] | None = None,
 ) -> ReceiptResult:
     """Book a delivery against a PO: RECEIVE ledger rows referencing it, lines and status.
 
@@ -535,6 +553,14 @@ def purchase_order_receive(
     the first result (replayed=True), other lines under it raise IdempotencyConflict.
     Give one per physical delivery (the admin and the command do); without one a
     fresh id is used and a retry books the delivery twice.
+
+    `close_short` ({sku: reason}): after this delivery, those lines are closed
+    short: the rest will not come. No ledger row (no stock moves); the line keeps
+    who (`actor`), when and why, stops being open (the reorder job may order the
+    product again), and counts as done for the order's status. A line this
+    delivery fills is left as it is; a SKU not on the order raises
+    NotOnPurchaseOrder; a reason is required (InvalidInput). A line already
+    closed short takes no more stock (PurchaseOrderClosed).
 
     Locks: the PO row (receipts of one PO are serialised), then the products (to
     create missing inventory rows, `stock_rows_create`), then each line's inventory
@@ -556,16 +582,16 @@ def purchase_order_receive(
             requested[line.sku] = _check_receipt_quantity(
                 line.sku, requested.get(line.sku, 0) + qty
             )
+    closing = _check_close_short(close_short)
     key = f"po-receipt:{number}:{receipt_id}"
-    fingerprint = hashlib.sha256(
-        json.dumps(
-            {
-                "number": number,
-                "lines": sorted(requested.items()) if requested is not None else None,
-                "allow_over_receipt": bool(allow_over_receipt),
-            }
-        ).encode()
-    ).hexdigest()
+    fingerprinted = {
+        "number": number,
+        "lines": sorted(requested.items()) if requested is not None else None,
+        "allow_over_receipt": bool(allow_over_receipt),
+    }
+    if closing:  # absent otherwise: receipts booked before close_short keep their fingerprint
+        fingerprinted["close_short"] = sorted(closing.items())
+    fingerprint = hashlib.sha256(json.dumps(fingerprinted).encode()).hexdigest()
 
     existing = PurchaseOrderReceipt.objects.filter(key=key).first()
     if existing is not None:
@@ -591,6 +617,7 @@ def purchase_order_receive(
                 actor=actor,
                 allow_over_receipt=allow_over_receipt,
                 reason=reason,
+                close_short=closing,
             )
     except IntegrityError:
         existing = PurchaseOrderReceipt.objects.filter(key=key).first()
@@ -608,6 +635,7 @@ def _receive_locked(
     actor: str,
     allow_over_receipt: bool,
     reason: str,
+    close_short: dict[str, str] | None = None,
 ) -> ReceiptResult:
     if po.status == PurchaseOrderStatus.CANCELLED:
         raise errors.PurchaseOrderClosed(
@@ -631,6 +659,13 @@ def _receive_locked(
                 details={"number": po.number, "skus": unknown},
             )
         take = requested
+        closed = sorted(sku for sku in take if by_sku[sku].closed_short_at is not None)
+        if closed:
+            raise errors.PurchaseOrderClosed(
+                f"{po.number}: closed short, so no more stock is booked on it: "
+                f"{', '.join(closed)}.",
+                details={"number": po.number, "skus": closed},
+            )
         over = [
             {
                 "sku": sku,
@@ -674,6 +709,7 @@ def _receive_locked(
         )
         transactions.extend(result.transactions)
         by_sku[sku].quantity_received += take[sku]
+    _close_short_lines(po, by_sku, close_short or {}, actor)
     _sync_lines(po, po_lines)
     receipt = PurchaseOrderReceipt.objects.create(
         purchase_order=po,
@@ -686,3 +722,63 @@ def _receive_locked(
     )
     logger.info("%s: receipt %s booked by %s", po.number, key, actor)
     return ReceiptResult(purchase_order=po, receipt=receipt, transactions=transactions)
+
+
+def _check_close_short(close_short: Mapping[str, str] | None) -> dict[str, str]:
+    if not close_short:
+        return {}
+    checked = {}
+    for sku, why in close_short.items():
+        why = (why or "").strip() if isinstance(why, str) else ""
+        if not why or len(why) > 200:
+            raise stock_errors.InvalidInput(
+                f"Closing {sku} short needs a reason (at most 200 characters).",
+                details={"sku": sku},
+            )
+        checked[sku] = why
+    return checked
+
+
+def _close_short_lines(
+    po: PurchaseOrder, by_sku: dict[str, PurchaseOrderLine], close_short: dict[str, str], actor
+) -> list[str]:
+    """Close the named lines short (those still short and not closed); returns their SKUs."""
+    unknown = sorted(set(close_short) - by_sku.keys())
+    if unknown:
+        raise errors.NotOnPurchaseOrder(
+            f"Not on {po.number}: {', '.join(unknown)}.",
+            details={"number": po.number, "skus": unknown},
+        )
+    now = timezone.now()
+    closed = []
+    for sku, why in sorted(close_short.items()):
+        line = by_sku[sku]
+        if line.closed_short_at is None and line.quantity_received < line.quantity_ordered:
+            line.closed_short_at, line.closed_short_by, line.closed_short_reason = now, actor, why
+            closed.append(sku)
+    if closed:
+        logger.info("%s: %s closed short by %s", po.number, ", ".join(closed), actor)
+    return closed
+
+
+def purchase_order_close_short(
+    *, purchase_order: PurchaseOrder | str, close_short: Mapping[str, str], actor: str
+) -> list[str]:
+    """Close lines short without a delivery ({sku: reason}); returns the SKUs closed.
+
+    The same rule as `purchase_order_receive(close_short=…)`: no ledger row, the
+    line keeps who, when and why. A cancelled order raises PurchaseOrderClosed.
+    """
+    closing = _check_close_short(close_short)
+    with transaction.atomic():
+        po = _lock_purchase_order(purchase_order)
+        if po.status == PurchaseOrderStatus.CANCELLED:
+            raise errors.PurchaseOrderClosed(
+                f"{po.number} is cancelled.", details={"number": po.number, "status": po.status}
+            )
+        po_lines = list(po.lines.select_related("product").order_by("id"))
+        closed = _close_short_lines(
+            po, {line.product.sku: line for line in po_lines}, closing, actor
+        )
+        _sync_lines(po, po_lines)
+    return closed

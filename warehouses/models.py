@@ -41,6 +41,13 @@ class Warehouse(models.Model):
     is_active = models.BooleanField(
         default=True, help_text="Inactive warehouses take no new stock or reservations."
     )
+    count_every_days = models.PositiveIntegerField(
+        default=90,
+        db_default=90,
+        validators=[MinValueValidator(1)],
+        help_text="Cycle-count schedule: each stock row is due a count this many days after "
+        "its last count (never counted: due now). The start page lists rows due, oldest first.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

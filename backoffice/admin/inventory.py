@@ -9,14 +9,20 @@ exact-SKU search through the unique index, filters and ordering on indexed
 columns only (`sortable_by = ()` on the big tables).
 """
 
+import csv
+import io
 from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ORDER_VAR, ChangeList
 from django.core.cache import cache
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import F, Q
-from django.urls import reverse
+from django.http import StreamingHttpResponse
+from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from inventory import errors, services
@@ -30,8 +36,14 @@ from inventory.models import (
     StockPolicy,
 )
 
-from ..listing import DateRangeFilter, EstimatedCountPaginator, ProductSkuSearchMixin
-from ..selectors import product_stock_history
+from ..access import warehouse_codes_for
+from ..listing import (
+    DateRangeFilter,
+    EstimatedCountPaginator,
+    ProductSkuSearchMixin,
+    table_row_estimate,
+)
+from ..selectors import product_search_condition, product_stock_history
 
 
 class BigTableAdmin(admin.ModelAdmin):
@@ -81,6 +93,7 @@ class ProductAdminForm(forms.ModelForm):
         fields = (
             "sku",
             "name",
+            "barcode",
             "category",
             "weight_g",
             "length_mm",
@@ -110,8 +123,8 @@ class ProductAdmin(BigTableAdmin):
     list_display = ("sku", "name", "category", "stock_policy", "backorder_limit", "updated_at")
     list_filter = (CategoryFilter, "stock_policy")
     # Also what autocomplete pickers search (type part of a SKU or name).
-    search_fields = ("sku", "name")
-    search_help_text = "SKU (exact or part) or part of the name."
+    search_fields = ("sku", "name", "=barcode")
+    search_help_text = "SKU (exact or part), part of the name, or barcode."
     readonly_fields = ("created_at", "updated_at")
     sortable_by = ("sku",)
     change_form_template = "backoffice/product_change_form.html"
@@ -164,6 +177,60 @@ class ProductAdmin(BigTableAdmin):
 # --- Inventory rows ------------------------------------------------------------------
 
 
+class WarehouseFilter(admin.SimpleListFilter):
+    """Warehouse, defaulting to "my warehouses" for staff who work at some (not all)."""
+
+    title = "warehouse"
+    parameter_name = "warehouse"
+    MINE, EVERY = "mine", "all"
+
+    def lookups(self, request, model_admin):
+        from warehouses.models import Warehouse
+
+        choices = []
+        if warehouse_codes_for(request.user) is not None:
+            choices.append((self.MINE, "My warehouses"))
+        choices.append((self.EVERY, "Every warehouse"))
+        return choices + [(code, code) for code in Warehouse.objects.values_list("code", flat=True)]
+
+    def value(self):
+        value = super().value()
+        if value is None and self.restricted:
+            return self.MINE
+        return value
+
+    def __init__(self, request, params, model, model_admin):
+        self.restricted = warehouse_codes_for(request.user) is not None
+        self.codes = warehouse_codes_for(request.user) or frozenset()
+        super().__init__(request, params, model, model_admin)
+
+    def choices(self, changelist):
+        # No unnamed "All": "Every warehouse" says what it is, "My warehouses" is the
+        # default for restricted staff.
+        for lookup, title in self.lookup_choices:
+            yield {
+                "selected": self.value() == str(lookup)
+                or (self.value() is None and lookup == self.EVERY),
+                "query_string": changelist.get_query_string({self.parameter_name: lookup}, ["p"]),
+                "display": title,
+            }
+
+    def queryset(self, request, queryset):
+        from warehouses.models import Warehouse
+
+        value = self.value()
+        if value == self.MINE:
+            codes = self.codes
+        elif value and value != self.EVERY:
+            codes = {value}
+        else:
+            return queryset
+        # Warehouse ids, not a join on the code: the (warehouse, product) index then
+        # gives the list its order and the first page without a sort.
+        ids = list(Warehouse.objects.filter(code__in=codes).values_list("pk", flat=True))
+        return queryset.filter(warehouse_id__in=ids)
+
+
 class StockStatusFilter(admin.SimpleListFilter):
     title = "stock"
     parameter_name = "stock"
@@ -182,8 +249,52 @@ class StockStatusFilter(admin.SimpleListFilter):
         return queryset
 
 
+# The columns of `manage.py export_inventory` (inventory.services.inventory_export_csv);
+# tests/admin/test_finding_stock.py checks they stay the same.
+EXPORT_COLUMNS = (
+    "sku",
+    "warehouse",
+    "quantity",
+    "reserved",
+    "available",
+    "reorder_threshold",
+    "reorder_quantity",
+    "version",
+)
+
+
+# Column sorting is a sort of every row listed (no index holds on hand or available:
+# they would cost reservations their HOT updates): allowed up to this many rows.
+SORT_MAX_ROWS = 50_000
+
+
+class SortWhenNarrowChangeList(ChangeList):
+    """Sorts by a column only when the list holds at most SORT_MAX_ROWS rows; else the
+    index order, and a message saying to narrow it."""
+
+    def get_ordering(self, request, queryset):
+        if ORDER_VAR in self.params:
+            # The whole table: PostgreSQL's estimate; a narrowed list: a bounded count
+            # (the planner's guess for a search is too rough to refuse on).
+            # Django orders before it applies the search: count the searched rows.
+            listed, _ = self.model_admin.get_search_results(request, queryset, self.query)
+            rows = None
+            if not listed.query.where:
+                rows = table_row_estimate(listed.model, listed.db)
+            if rows is None:
+                rows = listed.order_by()[: SORT_MAX_ROWS + 1].count()
+            if rows > SORT_MAX_ROWS:
+                messages.info(
+                    request,
+                    f"More than {SORT_MAX_ROWS:,} rows: search or filter (warehouse, stock) "
+                    f"to {SORT_MAX_ROWS:,} or fewer to sort by a column.",
+                )
+                return [*self.model_admin.ordering, "pk"]
+        return super().get_ordering(request, queryset)
+
+
 @admin.register(Inventory)
-class InventoryAdmin(ProductSkuSearchMixin, BigTableAdmin):
+class InventoryAdmin(BigTableAdmin):
     list_display = (
         "sku",
         "product_name",
@@ -196,11 +307,15 @@ class InventoryAdmin(ProductSkuSearchMixin, BigTableAdmin):
         "updated_at",
     )
     list_select_related = ("product", "warehouse")
-    list_filter = ("warehouse", StockStatusFilter)
+    list_filter = (WarehouseFilter, StockStatusFilter)
     search_fields = ("product__sku",)
-    search_help_text = "Exact SKU."
-    sortable_by = ()
+    search_help_text = (
+        "SKU or its beginning (any case), barcode, or part of the product name. "
+        "Export CSV downloads the rows listed (every page)."
+    )
+    sortable_by = ("sku", "warehouse_code", "on_hand", "reserved", "available", "updated_at")
     ordering = ("warehouse_id", "product_id")  # the (warehouse, product) index
+    change_list_template = "backoffice/inventory_change_list.html"
     fields = (
         "product",
         "warehouse",
@@ -208,6 +323,7 @@ class InventoryAdmin(ProductSkuSearchMixin, BigTableAdmin):
         "backorder_allowance",
         ("reorder_threshold", "reorder_quantity"),
         "version",
+        "last_counted_at",
         "updated_at",
         "stock_links",
     )
@@ -219,6 +335,7 @@ class InventoryAdmin(ProductSkuSearchMixin, BigTableAdmin):
         "available",
         "backorder_allowance",
         "version",
+        "last_counted_at",
         "updated_at",
         "stock_links",
     )
@@ -231,9 +348,78 @@ class InventoryAdmin(ProductSkuSearchMixin, BigTableAdmin):
     def product_name(self, row):
         return row.product.name
 
-    @admin.display(description="warehouse")
+    @admin.display(description="warehouse", ordering="warehouse__code")
     def warehouse_code(self, row):
         return row.warehouse.code
+
+    def get_changelist(self, request, **kwargs):
+        return SortWhenNarrowChangeList
+
+    def get_search_results(self, request, queryset, search_term):
+        """An exact SKU (any case) through the unique index; else SKU prefix (any case),
+        barcode or part of the name (`selectors.product_search_condition`, indexed)."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        exact = Product.objects.filter(sku__in={term, term.upper()}).values("pk")
+        if exact.exists():
+            return queryset.filter(product_id__in=exact), False
+        matching = Product.objects.filter(product_search_condition(term)).values("pk")
+        return queryset.filter(product_id__in=matching), False
+
+    def get_object(self, request, object_id, from_field=None):
+        # Product and warehouse joined: the page title reads "SKU @ CODE".
+        obj = super().get_object(request, object_id, from_field)
+        if obj is not None:
+            obj.product, obj.warehouse = obj.product, obj.warehouse
+        return obj
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("product", "warehouse")
+
+    def get_urls(self):
+        return [
+            path(
+                "export.csv",
+                self.admin_site.admin_view(self.export_view),
+                name="inventory_inventory_export",
+            ),
+            *super().get_urls(),
+        ]
+
+    def export_view(self, request):
+        """The rows the list shows (search, filters, ordering; every page) as CSV, streamed,
+        with `export_inventory`'s columns."""
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        changelist = self.get_changelist_instance(request)
+        rows = changelist.get_queryset(request).values_list(
+            "product__sku",
+            "warehouse__code",
+            "on_hand",
+            "reserved",
+            "available",
+            "reorder_threshold",
+            "reorder_quantity",
+            "version",
+        )
+
+        def lines():
+            buffer = io.StringIO()
+            writer = csv.writer(buffer, lineterminator="\n")
+            writer.writerow(EXPORT_COLUMNS)
+            for index, row in enumerate(rows.iterator(chunk_size=2000)):
+                writer.writerow(row)
+                if index % 500 == 0:
+                    yield buffer.getvalue()
+                    buffer.seek(0)
+                    buffer.truncate()
+            yield buffer.getvalue()
+
+        response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
+        stamp = timezone.now().strftime("%Y%m%d-%H%M")
+        response["Content-Disposition"] = f'attachment; filename="inventory-{stamp}.csv"'
+        return response
 
     @admin.display(description="see also")
     def stock_links(self, row):

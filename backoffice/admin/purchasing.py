@@ -10,6 +10,8 @@ services and report domain errors with `message_user`.
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Count, F, Q, Sum
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -27,9 +29,22 @@ from purchasing.models import (
     PurchaseOrderStatus,
     Supplier,
 )
+from purchasing.services import ReceiptLine
 
 from ..access import require_warehouses, warehouse_codes_for
-from ..forms import PurchaseOrderReceiveForm
+from ..forms import (
+    ConfirmForm,
+    LinesSourceForm,
+    PurchaseOrderConfirmForm,
+    PurchaseOrderLinesForm,
+    PurchaseOrderReceiveForm,
+    ReceiveLineFormSet,
+    collect_lines,
+    sign_payload,
+)
+from ..models import RECEIVE_STOCK
+from ..selectors import product_search_condition
+from ..views import resolve_lines
 
 
 @admin.register(Supplier)
@@ -92,10 +107,19 @@ class PurchaseOrderLineForm(forms.ModelForm):
 class PurchaseOrderLineInline(admin.TabularInline):
     model = PurchaseOrderLine
     form = PurchaseOrderLineForm
-    fields = ["product", "quantity_ordered", "quantity_received", "origin", "is_open"]
-    readonly_fields = ["quantity_received", "origin", "is_open"]
+    fields = ["product", "quantity_ordered", "quantity_received", "origin", "is_open", "closed"]
+    readonly_fields = ["quantity_received", "origin", "is_open", "closed"]
     raw_id_fields = ["product"]
     extra = 0
+
+    @admin.display(description="closed short")
+    def closed(self, line):
+        if line.closed_short_at is None:
+            return "—"
+        return (
+            f"{line.quantity_closed_short} not coming: {line.closed_short_reason} "
+            f"({line.closed_short_by}, {line.closed_short_at:%Y-%m-%d %H:%M})"
+        )
 
     # Lines can be edited while the order is a draft; afterwards it went to the supplier.
     def _editable(self, obj) -> bool:
@@ -113,7 +137,7 @@ class PurchaseOrderLineInline(admin.TabularInline):
 
 class PurchaseOrderReceiptInline(admin.TabularInline):
     model = PurchaseOrderReceipt
-    fields = ["key", "lines", "allow_over_receipt", "created_by", "created_at"]
+    fields = ["received", "delivery", "allow_over_receipt", "created_by", "created_at"]
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -123,6 +147,20 @@ class PurchaseOrderReceiptInline(admin.TabularInline):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    @admin.display(description="received")
+    def received(self, receipt):
+        """The delivery's lines, readable: "6 x MUG, 4 x CUP" (not the stored JSON)."""
+        lines = receipt.lines or {}
+        shown = ", ".join(f"{quantity} x {sku}" for sku, quantity in list(lines.items())[:20])
+        if len(lines) > 20:
+            shown += f" … and {len(lines) - 20} more SKU(s)"
+        units = sum(lines.values())
+        return f"{shown} ({units} unit(s))" if lines else "—"
+
+    @admin.display(description="receipt id")
+    def delivery(self, receipt):
+        return receipt.key.rsplit(":", 1)[-1]
 
 
 @admin.register(PurchaseOrder)
@@ -175,6 +213,15 @@ class PurchaseOrderAdmin(admin.ModelAdmin):
         ):
             readonly += ["supplier", "warehouse"]
         return readonly
+
+    def get_queryset(self, request):
+        # Warehouse staff (who view orders but may not edit them) see the deliveries
+        # to the warehouses they work at; Purchasing and managers see every order.
+        queryset = super().get_queryset(request)
+        if request.user.has_perm("purchasing.change_purchaseorder"):
+            return queryset
+        codes = warehouse_codes_for(request.user)
+        return queryset if codes is None else queryset.filter(warehouse__code__in=codes)
 
     def has_delete_permission(self, request, obj=None):
         # Only drafts (nothing received, nothing sent to the supplier) may be deleted.
@@ -273,16 +320,156 @@ class PurchaseOrderAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
+    def may_receive(self, request, po) -> bool:
+        """Purchasing edits orders (and may receive them); warehouse staff only view them
+        and receive deliveries (`backoffice.receive_stock`). Either way only into the
+        warehouses they work at (`require_warehouses`)."""
+        return self.has_change_permission(request, po) or (
+            request.user.has_perm(RECEIVE_STOCK) and self.has_view_permission(request, po)
+        )
+
     def receive_view(self, request, object_id):
-        po = self.get_object(request, object_id)
-        if po is None:
-            raise Http404("No such purchase order.")
-        if not self.has_change_permission(request, po):
+        try:
+            po = PurchaseOrder.objects.select_related("supplier", "warehouse").get(
+                pk=int(object_id)
+            )
+        except (ValueError, PurchaseOrder.DoesNotExist):
+            raise Http404("No such purchase order.") from None
+        if not self.may_receive(request, po):
             raise PermissionDenied
         require_warehouses(request.user, po.warehouse.code)
+        if request.method == "POST" and request.POST.get("step") == "confirm":
+            return self._receive_confirm(request, po)
+        if request.method == "POST" and "step" not in request.POST:
+            return self._receive_one_step(request, po)
+        form = PurchaseOrderLinesForm(request.POST or None)
+        formset = ReceiveLineFormSet(request.POST or None, prefix="lines")
+        source = LinesSourceForm(request.POST or None, request.FILES or None)
+        if request.method == "POST":
+            form_ok = form.is_valid()
+            formset.is_valid()
+            source.is_valid()
+            lines, problems = collect_lines(formset, source, min_quantity=1)
+            if form_ok and not problems:
+                lines, problems = resolve_lines(lines, formset)
+            if form_ok and not problems:
+                payload = {
+                    "po": po.pk,
+                    "receipt_id": form.cleaned_data["receipt_id"],
+                    "allow_over_receipt": form.cleaned_data["allow_over_receipt"],
+                    "reason": form.cleaned_data["reason"],
+                    "lines": lines,
+                }
+                preview, short, problems = receive_preview(po, payload)
+                if not problems:
+                    payload["short"] = short
+                    return self._receive_preview_response(request, po, payload, preview)
+            for problem in problems:
+                self.message_user(request, problem, messages.ERROR)
+        return self._receive_page(request, po, form, formset, source)
+
+    def _receive_page(self, request, po, form, formset, source):
+        query = request.GET.get("q", "").strip()
+        lines = po.lines.select_related("product").order_by("id")
+        if query:
+            lines = lines.filter(product_search_condition(query, "product__"))
+        page = Paginator(lines, RECEIVE_PAGE_LINES).get_page(request.GET.get("p"))
+        totals = po.lines.aggregate(
+            lines=Count("id"),
+            open_lines=Count("id", filter=Q(is_open=True)),
+            ordered=Sum("quantity_ordered"),
+            received=Sum("quantity_received"),
+            outstanding=Sum(
+                F("quantity_ordered") - F("quantity_received"),
+                filter=Q(is_open=True),
+            ),
+        )
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "original": po,
+            "title": f"Receive a delivery on {po.number}",
+            "form": form,
+            "formset": formset,
+            "source": source,
+            "page": page,
+            "query": query,
+            "totals": totals,
+            "may_edit": self.has_change_permission(request, po),
+        }
+        return TemplateResponse(request, "admin/purchasing/purchaseorder/receive.html", context)
+
+    def _receive_preview_response(self, request, po, payload, preview, confirm=None):
+        confirm = confirm or PurchaseOrderConfirmForm(
+            initial={"payload": sign_payload(payload)}, short_lines=payload["short"]
+        )
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "original": po,
+            "title": f"Receive on {po.number}: check and confirm",
+            "payload": payload,
+            "preview": preview,
+            "units": sum(quantity for _, quantity in payload["lines"]),
+            "confirm_form": confirm,
+        }
+        return TemplateResponse(
+            request, "admin/purchasing/purchaseorder/receive_preview.html", context
+        )
+
+    def _receive_confirm(self, request, po):
+        signed = ConfirmForm(request.POST)
+        payload = signed.cleaned_data.get("payload") if signed.is_valid() else None
+        if payload is None or payload.get("po") != po.pk:
+            self.message_user(
+                request, "The preview expired or was altered; start again.", messages.ERROR
+            )
+            return HttpResponseRedirect(
+                reverse("admin:purchasing_purchaseorder_receive", args=[po.pk])
+            )
+        confirm = PurchaseOrderConfirmForm(request.POST, short_lines=payload["short"])
+        if not confirm.is_valid():
+            preview, _, _ = receive_preview(po, payload)
+            return self._receive_preview_response(request, po, payload, preview, confirm)
+        close_short = confirm.close_short()
+        try:
+            result = services.purchase_order_receive(
+                purchase_order=po,
+                actor=actor_for_user(request.user),
+                lines=[ReceiptLine(sku, quantity) for sku, quantity in payload["lines"]],
+                receipt_id=payload["receipt_id"],
+                allow_over_receipt=payload["allow_over_receipt"],
+                reason=payload["reason"],
+                warehouses=warehouse_codes_for(request.user),
+                close_short=close_short,
+            )
+        except InventoryError as exc:
+            self.message_user(request, f"{exc.message} Nothing was received.", messages.ERROR)
+            preview, _, _ = receive_preview(po, payload)
+            return self._receive_preview_response(request, po, payload, preview, confirm)
+        self._report_receipt(request, po, result)
+        if close_short and not result.replayed:
+            closed = ", ".join(f"{sku} ({why})" for sku, why in sorted(close_short.items()))
+            self.message_user(request, f"Closed short: {closed}.", messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:purchasing_purchaseorder_change", args=[po.pk]))
+
+    def _report_receipt(self, request, po, result) -> None:
+        if result.replayed:
+            text = f"This delivery was already booked on {po.number}; nothing changed."
+        else:
+            booked = ", ".join(f"{q} x {sku}" for sku, q in result.receipt.lines.items())
+            text = (
+                f"Received {booked} on {po.number} "
+                f"({result.purchase_order.get_status_display().lower()})."
+            )
+        self.message_user(request, text, messages.SUCCESS)
+
+    def _receive_one_step(self, request, po):
+        """A post of `line_<pk>` quantities (the page before scan mode; scripts): booked
+        at once, the rest left open."""
         lines = list(po.lines.select_related("product").order_by("id"))
-        form = PurchaseOrderReceiveForm(request.POST or None, lines=lines)
-        if request.method == "POST" and form.is_valid():
+        form = PurchaseOrderReceiveForm(request.POST, lines=lines)
+        if form.is_valid():
             received = form.receipt_lines()
             if not received:
                 self.message_user(
@@ -302,26 +489,60 @@ class PurchaseOrderAdmin(admin.ModelAdmin):
                 except InventoryError as exc:
                     self.message_user(request, exc.message, messages.ERROR)
                 else:
-                    if result.replayed:
-                        text = f"This delivery was already booked on {po.number}; nothing changed."
-                    else:
-                        booked = ", ".join(
-                            f"{q} x {sku}" for sku, q in result.receipt.lines.items()
-                        )
-                        text = (
-                            f"Received {booked} on {po.number} "
-                            f"({result.purchase_order.get_status_display().lower()})."
-                        )
-                    self.message_user(request, text, messages.SUCCESS)
+                    self._report_receipt(request, po, result)
                     return HttpResponseRedirect(
                         reverse("admin:purchasing_purchaseorder_change", args=[po.pk])
                     )
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.model._meta,
-            "original": po,
-            "title": f"Receive a delivery on {po.number}",
-            "form": form,
-            "rows": [(line, form[f"line_{line.pk}"]) for line in lines],
+        else:
+            for field, field_errors in form.errors.items():
+                for error in field_errors:
+                    self.message_user(request, f"{field}: {error}", messages.ERROR)
+        return self._receive_page(
+            request,
+            po,
+            PurchaseOrderLinesForm(),
+            ReceiveLineFormSet(prefix="lines"),
+            LinesSourceForm(),
+        )
+
+
+RECEIVE_PAGE_LINES = 100
+
+
+def receive_preview(po, payload) -> tuple[list[dict], list[dict], list[str]]:
+    """Preview rows of a delivery, the lines it leaves short, and what blocks it."""
+    skus = [sku for sku, _ in payload["lines"]]
+    by_sku = {
+        line.product.sku: line
+        for line in po.lines.select_related("product").filter(product__sku__in=skus)
+    }
+    preview, short, problems = [], [], []
+    missing = [sku for sku in skus if sku not in by_sku]
+    if missing:
+        problems.append(f"Not on {po.number}: {', '.join(missing)}.")
+    for sku, quantity in payload["lines"]:
+        line = by_sku.get(sku)
+        if line is None:
+            continue
+        outstanding = line.quantity_outstanding
+        if line.closed_short_at is not None:
+            problems.append(f"{sku} was closed short on {po.number}; nothing more is booked on it.")
+        elif quantity > outstanding and not payload["allow_over_receipt"]:
+            problems.append(
+                f"{sku}: {quantity} delivered but only {outstanding} outstanding. Tick "
+                "“Accept more than was ordered” to book it anyway."
+            )
+        left = max(outstanding - quantity, 0)
+        row = {
+            "sku": sku,
+            "name": line.product.name,
+            "ordered": line.quantity_ordered,
+            "received": line.quantity_received,
+            "outstanding": outstanding,
+            "receiving": quantity,
+            "left": left,
         }
-        return TemplateResponse(request, "admin/purchasing/purchaseorder/receive.html", context)
+        preview.append(row)
+        if left:
+            short.append({"sku": sku, "left": left})
+    return preview, short, problems

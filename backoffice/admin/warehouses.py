@@ -8,7 +8,15 @@ from warehouses.models import Warehouse
 
 @admin.register(Warehouse)
 class WarehouseAdmin(admin.ModelAdmin):
-    list_display = ("code", "name", "is_active", "capacity", "latitude", "longitude")
+    list_display = (
+        "code",
+        "name",
+        "is_active",
+        "count_every_days",
+        "capacity",
+        "latitude",
+        "longitude",
+    )
     list_filter = ("is_active",)
     search_fields = ("code", "name")  # also what autocomplete pickers search
     readonly_fields = ("created_at", "updated_at")

@@ -11,9 +11,11 @@ from ..conftest import receive
 from ..factories import ProductFactory
 
 
-def test_start_page_lists_rows_below_threshold(staff_client, stocked):
+def test_start_page_lists_rows_below_threshold(buyer_client, staff_client, stocked):
     Inventory.objects.filter(product__sku="B-2", warehouse__code="BER").update(reorder_threshold=25)
-    page = staff_client.get(reverse("admin:index"))
+    # Purchasing's job (issue 19): not on the warehouse staff's start page.
+    assert b'id="below-threshold"' not in staff_client.get(reverse("admin:index")).content
+    page = buyer_client.get(reverse("admin:index"))
 
     assert page.context["below_threshold_count"] == 1
     assert [(r.product.sku, r.warehouse.code) for r in page.context["below_threshold"]] == [
@@ -123,3 +125,63 @@ def test_start_page_lists_open_purchase_orders_due_for_purchasing_only(
     assert "PO-LATER" not in panel
 
     assert b'id="purchase-orders-due"' not in staff_client.get(reverse("admin:index")).content
+
+
+def test_staff_start_page_says_what_to_do_today(staff_user, staff_client, stocked):
+    """Deliveries due today/overdue at my warehouses, counts due (oldest first)."""
+    import datetime
+
+    from django.utils import timezone
+
+    from backoffice.models import StaffWarehouse
+    from inventory import clock
+    from warehouses.models import Warehouse
+
+    from ..purchasing.factories import PurchaseOrderFactory, SupplierFactory
+
+    StaffWarehouse.objects.filter(user=staff_user, warehouse__code="HAM").delete()
+    today = timezone.now().date()
+    supplier = SupplierFactory(name="Acme")
+    ber, ham = Warehouse.objects.get(code="BER"), Warehouse.objects.get(code="HAM")
+    for number, site, days, status in [
+        ("PO-LATE", ber, -2, "ordered"),
+        ("PO-TODAY", ber, 0, "partially_received"),
+        ("PO-TOMORROW", ber, 1, "ordered"),
+        ("PO-HAMBURG", ham, 0, "ordered"),
+        ("PO-DRAFT", ber, 0, "draft"),
+    ]:
+        PurchaseOrderFactory(
+            number=number,
+            supplier=supplier,
+            warehouse=site,
+            status=status,
+            expected_arrival_date=today + datetime.timedelta(days=days),
+        )
+    Warehouse.objects.filter(code="BER").update(count_every_days=30)
+    now = clock.now()
+    Inventory.objects.filter(product__sku="A-1", warehouse=ber).update(
+        last_counted_at=now - datetime.timedelta(days=40)
+    )
+    Inventory.objects.filter(product__sku="B-2", warehouse=ber).update(
+        last_counted_at=now - datetime.timedelta(days=5)
+    )
+
+    page = staff_client.get(reverse("admin:index"))
+
+    assert [po.number for po in page.context["deliveries_due"]] == ["PO-LATE", "PO-TODAY"]
+    # C-3 never counted comes first, then A-1 (40 days); B-2 was counted 5 days ago.
+    assert [(r.product.sku, r.warehouse.code) for r in page.context["counts_due"]] == [
+        ("C-3", "BER"),
+        ("A-1", "BER"),
+    ]
+    assert page.context["counts_due_count"] == 2
+    text = page.content.decode()
+    assert 'id="deliveries-due"' in text and "overdue" in text
+    assert reverse("admin:purchasing_purchaseorder_receive", args=[1]).split("1/")[0] in text
+    assert 'id="purchase-orders-due"' not in text and 'id="below-threshold"' not in text
+    # The count link opens a count sheet for that row.
+    sheet = staff_client.get(
+        reverse("admin:backoffice_cycle_count"), {"warehouse": "BER", "sku": "C-3"}
+    )
+    assert sheet.context["formset"].forms[0]["sku"].value() == "C-3"
+    assert sheet.context["form"]["warehouse"].value() == "BER"
