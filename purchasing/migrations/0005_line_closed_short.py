@@ -11,7 +11,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('purchasing', '0003_purchase_order_number_sequence'),
+        ('purchasing', '0004_next_po_number_from_file'),
     ]
 
     operations = [

@@ -48,7 +48,7 @@ def reverse(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("inventory", "0012_lapsed_holds"),
+        ("inventory", "0013_sql_functions_from_files"),
     ]
 
     operations = [
