@@ -1,5 +1,9 @@
 """The availability read model: per-SKU available stock per warehouse, in Redis.
 
+(Longer than ~500 lines on purpose: the Redis store, its in-process twin and
+the Lua script must change together, and the entry layout below is their one
+contract; splitting them would put that contract in three files.)
+
 PostgreSQL stays the only source of truth; this is a cache that is
 
 * **written through after commit**: the service layer publishes every committed
