@@ -77,6 +77,7 @@ WITH lapsed AS (
 SELECT p.id, p.sku, p.stock_policy, p.backorder_limit,
        w.code, w.is_active, i.on_hand, i.reserved, i.reorder_threshold,
        COALESCE(l.quantity, 0) AS lapsed,
+       COALESCE(i.safety_stock + i.damaged + i.quality_control, 0) AS unsellable,
        (SELECT COUNT(*) FROM warehouses_warehouse aw WHERE aw.is_active) AS active_warehouses
 FROM inventory_product p
 LEFT JOIN inventory_inventory i ON i.product_id = p.id
@@ -100,6 +101,7 @@ class _Row:
     reorder_threshold: int
     lapsed: int
     active_warehouses: int
+    unsellable: int = 0  # safety stock + damaged + quality control
 
     @property
     def allowance(self) -> int:
@@ -107,8 +109,10 @@ class _Row:
 
     @property
     def free(self) -> int:
-        """On hand minus what live (not lapsed) holds reserve; negative when backordered."""
-        return self.on_hand - self.reserved + self.lapsed
+        """Sellable: on hand minus what live (not lapsed) holds reserve, minus the
+        unsellable states (safety stock, damaged, quality control); negative when
+        backordered."""
+        return self.on_hand - self.reserved - self.unsellable + self.lapsed
 
 
 def _stock_rows(skus: Collection[str], now: datetime) -> dict[str, list[_Row]]:
@@ -119,7 +123,20 @@ def _stock_rows(skus: Collection[str], now: datetime) -> dict[str, list[_Row]]:
     by_sku: dict[str, list[_Row]] = {}
     with connection.cursor() as cursor:
         cursor.execute(sql, [now, *skus])
-        for pid, sku, policy, limit, code, active, on_hand, reserved, thr, lapsed, n in cursor:
+        for (
+            pid,
+            sku,
+            policy,
+            limit,
+            code,
+            active,
+            on_hand,
+            reserved,
+            thr,
+            lapsed,
+            unsell,
+            n,
+        ) in cursor:
             by_sku.setdefault(sku, []).append(
                 _Row(
                     product_id=uuid.UUID(str(pid)),
@@ -133,6 +150,7 @@ def _stock_rows(skus: Collection[str], now: datetime) -> dict[str, list[_Row]]:
                     reorder_threshold=thr or 0,
                     lapsed=int(lapsed or 0),
                     active_warehouses=n,
+                    unsellable=int(unsell or 0),
                 )
             )
     return by_sku
