@@ -177,14 +177,17 @@ class Inventory(models.Model):
         ]
         indexes = [
             models.Index(fields=["warehouse", "product"], name="inventory_warehouse_product"),
-            # Reorder scans (on hand below the reorder threshold, the design's
-            # rule): only such rows are in it, so it stays small however many
-            # rows there are. On hand, not available: reservations change only
-            # `reserved`, which no index mentions, so they stay HOT updates
-            # (docs/BULK.md, "Indexes").
+            # Reorder scans (good units on hand below the reorder threshold,
+            # the design's rule; good = on hand - damaged - quality control,
+            # issue #15): only such rows are in it, so it stays small however
+            # many rows there are. On hand, not available: reservations change
+            # only `reserved`, which no index mentions, so they stay HOT
+            # updates (docs/BULK.md, "Indexes").
             models.Index(
                 fields=["warehouse", "product"],
-                condition=Q(on_hand__lt=F("reorder_threshold")),
+                condition=Q(
+                    on_hand__lt=F("reorder_threshold") + F("damaged") + F("quality_control")
+                ),
                 name="inventory_below_threshold",
             ),
         ]

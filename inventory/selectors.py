@@ -335,6 +335,58 @@ def ships_in_days_for_products(product_ids: Collection[uuid.UUID]) -> dict[uuid.
     return from_purchasing(product_ids)
 
 
+@dataclass(frozen=True)
+class WarehouseStockStates:
+    """One stock row's states (issue #15) as operations and read clients see
+    them: `available` is sellable (never below 0), the rest are the row's
+    balances; `incoming`: units on open purchase-order lines still to arrive,
+    `incoming_expected`: the earliest expected arrival among them."""
+
+    code: str
+    on_hand: int
+    reserved: int
+    safety_stock: int
+    damaged: int
+    quality_control: int
+    available: int
+    incoming: int
+    incoming_expected: Any  # datetime.date | None
+
+
+def stock_states_for_skus(skus: Collection[str]) -> dict[str, list[WarehouseStockStates]]:
+    """Per SKU, each active warehouse's stock row with its states and incoming
+    stock, from the database (two queries). Availability's breakdown for
+    operations and read clients; storefronts get the cached sellable figure only."""
+    from purchasing.selectors import incoming_for_products
+
+    rows = list(
+        Inventory.objects.filter(product__sku__in=set(skus), warehouse__is_active=True)
+        .order_by("product__sku", "warehouse__code")
+        .values_list(
+            "product_id",
+            "warehouse_id",
+            "product__sku",
+            "warehouse__code",
+            "on_hand",
+            "reserved",
+            "safety_stock",
+            "damaged",
+            "quality_control",
+            "available",
+        )
+    )
+    incoming = incoming_for_products({r[0] for r in rows})
+    result: dict[str, list[WarehouseStockStates]] = {}
+    for pid, wid, sku, code, on_hand, reserved, safety, damaged, qc, available in rows:
+        units, expected = incoming.get((pid, wid), (0, None))
+        result.setdefault(sku, []).append(
+            WarehouseStockStates(
+                code, on_hand, reserved, safety, damaged, qc, max(available, 0), units, expected
+            )
+        )
+    return result
+
+
 # --- Routing snapshot -----------------------------------------------------
 
 

@@ -10,6 +10,7 @@
 * Ledger: `damaged_delta`, `quality_control_delta` (database default 0, so the
   SQL functions' inserts need not name them), types MOVE, WRITE_OFF, RETURN,
   reference type `return`; a ledger row changes on hand, reserved or a state.
+* `inventory_below_threshold` (the reorder scan's partial index) over good units.
 * `Return` / `ReturnLine`: customer returns with a disposition.
 * `stockroom_reserve_orders` reserves only sellable stock;
   `stockroom_close_order` fulfils only good units (not damaged / QC); both
@@ -338,6 +339,20 @@ class Migration(migrations.Migration):
                     ("disposition__in", ["restock", "damaged", "quality_control", "dispose"])
                 ),
                 name="return_line_disposition_valid",
+            ),
+        ),
+        # The reorder rule counts good units (on hand - damaged - quality control).
+        migrations.RemoveIndex(model_name="inventory", name="inventory_below_threshold"),
+        migrations.AddIndex(
+            model_name="inventory",
+            index=models.Index(
+                condition=models.Q(
+                    on_hand__lt=models.F("reorder_threshold")
+                    + models.F("damaged")
+                    + models.F("quality_control")
+                ),
+                fields=["warehouse", "product"],
+                name="inventory_below_threshold",
             ),
         ),
         migrations.RunPython(load(FILES), load(PREVIOUS), elidable=False),
