@@ -168,9 +168,6 @@ class Inventory(models.Model):
                 condition=Q(quality_control__gte=0), name="inventory_quality_control_gte_0"
             ),
             models.CheckConstraint(
-                condition=Q(safety_stock__gte=0), name="inventory_safety_stock_gte_0"
-            ),
-            models.CheckConstraint(
                 condition=Q(on_hand__gte=F("damaged") + F("quality_control")),
                 name="inventory_unsellable_within_on_hand",
             ),

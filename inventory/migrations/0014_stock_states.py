@@ -239,12 +239,6 @@ class Migration(migrations.Migration):
         migrations.AddConstraint(
             model_name="inventory",
             constraint=models.CheckConstraint(
-                condition=models.Q(("safety_stock__gte", 0)), name="inventory_safety_stock_gte_0"
-            ),
-        ),
-        migrations.AddConstraint(
-            model_name="inventory",
-            constraint=models.CheckConstraint(
                 condition=models.Q(
                     (
                         "on_hand__gte",
