@@ -190,6 +190,9 @@ class InventoryAdmin(ProductSkuSearchMixin, BigTableAdmin):
         "warehouse_code",
         "on_hand",
         "reserved",
+        "damaged",
+        "quality_control",
+        "safety_stock",
         "available",
         "reorder_threshold",
         "reorder_quantity",
@@ -205,8 +208,9 @@ class InventoryAdmin(ProductSkuSearchMixin, BigTableAdmin):
         "product",
         "warehouse",
         ("on_hand", "reserved", "available"),
+        ("damaged", "quality_control"),
         "backorder_allowance",
-        ("reorder_threshold", "reorder_quantity"),
+        ("reorder_threshold", "reorder_quantity", "safety_stock"),
         "version",
         "updated_at",
         "stock_links",
@@ -217,6 +221,8 @@ class InventoryAdmin(ProductSkuSearchMixin, BigTableAdmin):
         "on_hand",
         "reserved",
         "available",
+        "damaged",
+        "quality_control",
         "backorder_allowance",
         "version",
         "updated_at",
@@ -254,6 +260,12 @@ class InventoryAdmin(ProductSkuSearchMixin, BigTableAdmin):
         # Only the reorder settings: a full save would write back the on hand and
         # reserved read when the form loaded, undoing any stock change since.
         obj.save(update_fields=["reorder_threshold", "reorder_quantity", "updated_at"])
+        if "safety_stock" in form.changed_data:
+            # Safety stock moves the sellable figure: through the service (row
+            # version bumped, the cached availability invalidated; issue #15).
+            services.inventory_set_reorder(
+                sku=obj.product.sku, warehouse=obj.warehouse.code, safety_stock=obj.safety_stock
+            )
 
 
 # --- Ledger --------------------------------------------------------------------------
