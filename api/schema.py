@@ -29,7 +29,8 @@ ERROR_DESCRIPTIONS = {
     409: "`insufficient_stock`, `order_conflict`, `warehouse_inactive`, `below_reserved`, "
     "`stock_changed`, `exceeds_reservation`, `order_closed`, `insufficient_on_hand`, "
     "`already_exists`, "
-    "`allowance_below_backorders`, `idempotency_in_progress`",
+    "`allowance_below_backorders`, `idempotency_in_progress`, `insufficient_state`, "
+    "`exceeds_fulfilled`, `return_conflict`",
     415: "`unsupported_media_type`: send `Content-Type: application/json`",
     422: "`idempotency_conflict`: the Idempotency-Key was used with a different request",
     429: "`throttled`: too many requests for this client; see Retry-After",

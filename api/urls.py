@@ -16,6 +16,7 @@ from .views import (
     ping,
     purchase_orders,
     reservations,
+    returns,
     stock,
 )
 
@@ -35,5 +36,6 @@ urlpatterns = [
     *catalogue.urlpatterns,
     *inventory.urlpatterns,
     *purchase_orders.urlpatterns,
+    *returns.urlpatterns,
     re_path(r"^[\s\S]*$", not_found),  # [\s\S]: a newline in a path is still a JSON 404
 ]

@@ -83,7 +83,8 @@ def _rows(sql: str, params) -> list[tuple]:
 STOCK_ROW_AUDIT_SQL = """
     WITH ledger AS (
         SELECT product_id, warehouse_id,
-               SUM(on_hand_delta) AS on_hand, SUM(reserved_delta) AS reserved
+               SUM(on_hand_delta) AS on_hand, SUM(reserved_delta) AS reserved,
+               SUM(damaged_delta) AS damaged, SUM(quality_control_delta) AS quality_control
         FROM inventory_inventorytransaction GROUP BY product_id, warehouse_id
     ), lines AS (
         SELECT inventory_id,
@@ -99,7 +100,9 @@ STOCK_ROW_AUDIT_SQL = """
            i.on_hand, i.reserved, i.backorder_allowance,
            COALESCE(l.on_hand, 0), COALESCE(l.reserved, 0),
            COALESCE(r.open, 0), COALESCE(r.closed_with_open_quantity, 0),
-           CASE WHEN p.stock_policy = 'normal' THEN 0 ELSE p.backorder_limit END
+           CASE WHEN p.stock_policy = 'normal' THEN 0 ELSE p.backorder_limit END,
+           i.damaged, i.quality_control,
+           COALESCE(l.damaged, 0), COALESCE(l.quality_control, 0)
     FROM inventory_inventory i
     JOIN inventory_product p ON p.id = i.product_id
     JOIN warehouses_warehouse w ON w.id = i.warehouse_id
@@ -122,8 +125,11 @@ def stock_row_problems(sku_like: str = "%") -> list[RowProblems]:
     """Stock rows (of SKUs matching `sku_like`) that break an invariant, each with
     what it breaks. Empty when everything holds.
 
-    * oversold: ledger on hand - open reserved < -(the allowance the product's
-      policy allows: 0 for normal, backorder_limit otherwise);
+    * oversold: ledger good units (on hand - damaged - quality control, each
+      from the ledger) - open reserved < -(the allowance the product's policy
+      allows: 0 for normal, backorder_limit otherwise);
+    * states (issue #15): ledger damaged / quality control < 0 or more than
+      ledger on hand, and the stored columns differ from the ledger's sums;
     * negative: ledger on hand < 0, or ledger/open reserved < 0 (and the same
       for the stored columns);
     * stale allowance: the row's backorder_allowance differs from the policy's;
@@ -142,14 +148,35 @@ def stock_row_problems(sku_like: str = "%") -> list[RowProblems]:
         open_reserved,
         closed_open,
         policy_allowance,
+        damaged,
+        quality_control,
+        ledger_damaged,
+        ledger_quality_control,
     ) in _rows(STOCK_ROW_AUDIT_SQL, [sku_like]):
         problems, oversold = [], 0
-        if ledger_on_hand - open_reserved < -policy_allowance:
-            oversold = -policy_allowance - (ledger_on_hand - open_reserved)
+        ledger_good = ledger_on_hand - ledger_damaged - ledger_quality_control
+        if ledger_good - open_reserved < -policy_allowance:
+            oversold = -policy_allowance - (ledger_good - open_reserved)
             problems.append(
-                f"oversold by {oversold}: ledger on hand {ledger_on_hand} - open reserved "
-                f"{open_reserved} < -{policy_allowance} (policy allowance)"
+                f"oversold by {oversold}: ledger good units {ledger_good} (on hand "
+                f"{ledger_on_hand} - damaged {ledger_damaged} - quality control "
+                f"{ledger_quality_control}) - open reserved {open_reserved} < "
+                f"-{policy_allowance} (policy allowance)"
             )
+        if ledger_damaged < 0 or ledger_quality_control < 0:
+            problems.append(
+                f"state < 0 (ledger damaged {ledger_damaged}, quality control "
+                f"{ledger_quality_control})"
+            )
+        if ledger_damaged + ledger_quality_control > ledger_on_hand:
+            problems.append(
+                f"unsellable states {ledger_damaged + ledger_quality_control} > ledger on hand "
+                f"{ledger_on_hand}"
+            )
+        if damaged != ledger_damaged:
+            problems.append(f"damaged {damaged} != ledger {ledger_damaged}")
+        if quality_control != ledger_quality_control:
+            problems.append(f"quality control {quality_control} != ledger {ledger_quality_control}")
         if ledger_on_hand < 0 or on_hand < 0:
             problems.append(f"on hand < 0 (ledger {ledger_on_hand}, row {on_hand})")
         if ledger_reserved < 0 or reserved < 0 or open_reserved < 0:

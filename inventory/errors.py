@@ -205,3 +205,28 @@ class AlreadyExists(InventoryError):
     code = "already_exists"
     http_status = 409
     default_message = "That already exists."
+
+
+class InsufficientState(InsufficientStock):
+    """Moving, writing off or shipping more units out of a stock state (damaged,
+    quality control) than the row holds in it (issue #15)."""
+
+    code = "insufficient_state"
+    default_message = "Not enough units in that stock state."
+
+
+class ExceedsFulfilled(InventoryError):
+    """A return line names an order and would bring back more of the SKU than
+    that order shipped, counting earlier returns."""
+
+    code = "exceeds_fulfilled"
+    http_status = 409
+    default_message = "More units returned than the order shipped."
+
+
+class ReturnConflict(InventoryError):
+    """The return id was already used for different lines."""
+
+    code = "return_conflict"
+    http_status = 409
+    default_message = "This return id was already recorded with different lines."

@@ -100,9 +100,22 @@ def policy_allowance_sql(product: str = "p") -> str:
 class Inventory(models.Model):
     """Stock of one product in one warehouse.
 
-    `available` is a stored generated column (on_hand - reserved), so it cannot
-    drift. `backorder_allowance` is copied from the product so that a CHECK
-    constraint on this row alone can refuse an oversold row.
+    States (issue #15, docs/ARCHITECTURE.md "Stock states"): `on_hand` is every
+    unit physically here; of it, `damaged` and `quality_control` are units that
+    cannot be sold; `reserved` is what open orders hold; `safety_stock` is a
+    setting (like the reorder threshold, not a ledger quantity): units kept
+    back from sale. `available` is a stored generated column, the **sellable**
+    figure on hand - reserved - safety_stock - damaged - quality_control, so it
+    cannot drift. `backorder_allowance` is copied from the product so that a
+    CHECK constraint on this row alone can refuse an oversold row.
+
+    Guards (CHECK): every state >= 0; damaged + quality_control <= on_hand; and
+    the good units on hand (on hand - damaged - quality control) minus reserved
+    >= -backorder allowance. Safety stock is not in that CHECK (it is a
+    setting that may exceed what is here: sellable then reads 0); the reserve
+    paths (both engines, under the row lock) keep it back: a reservation is
+    accepted only while `available` stays >= -backorder allowance, so neither
+    sales nor backorders eat safety stock.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -116,8 +129,21 @@ class Inventory(models.Model):
     )
     on_hand = models.BigIntegerField(default=0, editable=False)
     reserved = models.BigIntegerField(default=0, editable=False)
+    # Database defaults: raw inserts (row creation, bulk loads) leave them out.
+    damaged = models.BigIntegerField(default=0, db_default=0, editable=False)
+    quality_control = models.BigIntegerField(default=0, db_default=0, editable=False)
+    safety_stock = models.PositiveIntegerField(
+        default=0,
+        db_default=0,
+        validators=[MinValueValidator(0)],
+        help_text="Units kept back from sale in this warehouse (a setting, not a ledger quantity).",
+    )
     available = models.GeneratedField(
-        expression=F("on_hand") - F("reserved"),
+        expression=F("on_hand")
+        - F("reserved")
+        - F("safety_stock")
+        - F("damaged")
+        - F("quality_control"),
         output_field=models.BigIntegerField(),
         db_persist=True,
     )
@@ -141,8 +167,21 @@ class Inventory(models.Model):
             models.CheckConstraint(condition=Q(on_hand__gte=0), name="inventory_on_hand_gte_0"),
             models.CheckConstraint(condition=Q(reserved__gte=0), name="inventory_reserved_gte_0"),
             models.CheckConstraint(
-                condition=Q(on_hand__gte=F("reserved") - F("backorder_allowance")),
+                condition=Q(
+                    on_hand__gte=F("reserved")
+                    + F("damaged")
+                    + F("quality_control")
+                    - F("backorder_allowance")
+                ),
                 name="inventory_available_within_allowance",
+            ),
+            models.CheckConstraint(condition=Q(damaged__gte=0), name="inventory_damaged_gte_0"),
+            models.CheckConstraint(
+                condition=Q(quality_control__gte=0), name="inventory_quality_control_gte_0"
+            ),
+            models.CheckConstraint(
+                condition=Q(on_hand__gte=F("damaged") + F("quality_control")),
+                name="inventory_unsellable_within_on_hand",
             ),
         ]
         indexes = [
@@ -154,14 +193,17 @@ class Inventory(models.Model):
                 F("product"),
                 name="inventory_count_due",
             ),
-            # Reorder scans (on hand below the reorder threshold, the design's
-            # rule): only such rows are in it, so it stays small however many
-            # rows there are. On hand, not available: reservations change only
-            # `reserved`, which no index mentions, so they stay HOT updates
-            # (docs/BULK.md, "Indexes").
+            # Reorder scans (good units on hand below the reorder threshold,
+            # the design's rule; good = on hand - damaged - quality control,
+            # issue #15): only such rows are in it, so it stays small however
+            # many rows there are. On hand, not available: reservations change
+            # only `reserved`, which no index mentions, so they stay HOT
+            # updates (docs/BULK.md, "Indexes").
             models.Index(
                 fields=["warehouse", "product"],
-                condition=Q(on_hand__lt=F("reorder_threshold")),
+                condition=Q(
+                    on_hand__lt=F("reorder_threshold") + F("damaged") + F("quality_control")
+                ),
                 name="inventory_below_threshold",
             ),
         ]
@@ -182,6 +224,13 @@ class TransactionType(models.TextChoices):
     FULFILL = "FULFILL"
     ADJUST = "ADJUST"
     TRANSFER = "TRANSFER"
+    # Stock states (issue #15): MOVE changes only damaged / quality_control
+    # (units between sellable and an unsellable state, or between those two;
+    # the deltas say which); WRITE_OFF takes units out of on hand from a state;
+    # RETURN brings units back onto on hand, into the state the dock chose.
+    MOVE = "MOVE"
+    WRITE_OFF = "WRITE_OFF"
+    RETURN = "RETURN"
 
 
 class ReferenceType(models.TextChoices):
@@ -191,6 +240,7 @@ class ReferenceType(models.TextChoices):
     CYCLE_COUNT = "cycle_count", "Cycle count"
     IMPORT = "import", "Import"
     MANUAL = "manual", "Manual"
+    RETURN = "return", "Return"
 
 
 class AppendOnlyError(Exception):
@@ -238,6 +288,11 @@ class InventoryTransaction(models.Model):
     type = models.CharField(max_length=10, choices=TransactionType.choices)
     on_hand_delta = models.IntegerField(default=0)
     reserved_delta = models.IntegerField(default=0)
+    # Per-state deltas (issue #15): the sums of these equal the row's damaged and
+    # quality_control, as on_hand_delta's sum equals on_hand. A database default,
+    # so the SQL functions' inserts (which never change states) leave them out.
+    damaged_delta = models.IntegerField(default=0, db_default=0)
+    quality_control_delta = models.IntegerField(default=0, db_default=0)
     on_hand_after = models.BigIntegerField()
     reserved_after = models.BigIntegerField()
     reference_type = models.CharField(max_length=32, choices=ReferenceType.choices, blank=True)
@@ -263,7 +318,10 @@ class InventoryTransaction(models.Model):
                 condition=Q(type__in=TransactionType.values), name="ledger_type_valid"
             ),
             models.CheckConstraint(
-                condition=~Q(on_hand_delta=0) | ~Q(reserved_delta=0),
+                condition=~Q(on_hand_delta=0)
+                | ~Q(reserved_delta=0)
+                | ~Q(damaged_delta=0)
+                | ~Q(quality_control_delta=0),
                 name="ledger_changes_something",
             ),
         ]
@@ -389,6 +447,79 @@ class ReservationLine(models.Model):
     def quantity_open(self) -> int:
         """Units this line still holds (reserved, neither fulfilled nor released)."""
         return self.quantity - self.quantity_fulfilled - self.quantity_released
+
+
+class StockState(models.TextChoices):
+    """The states a unit on hand can be in (`stock_move_state`'s from / to)."""
+
+    SELLABLE = "sellable", "Sellable"
+    DAMAGED = "damaged", "Damaged"
+    QUALITY_CONTROL = "quality_control", "Quality control"
+
+
+class ReturnDisposition(models.TextChoices):
+    """Where a returned unit goes: back to sellable stock, into an unsellable
+    state, or nowhere (dispose: recorded on the return, no stock change)."""
+
+    RESTOCK = "restock", "Restock (sellable)"
+    DAMAGED = "damaged", "Damaged"
+    QUALITY_CONTROL = "quality_control", "Quality control"
+    DISPOSE = "dispose", "Dispose (not restocked)"
+
+
+class Return(models.Model):
+    """A customer return as the dock recorded it (`services.stock_return`).
+
+    Idempotent by the client's `return_id`: a retry with the same lines replays,
+    other lines are a conflict. Its stock changes are RETURN ledger rows with
+    reference (return, return_id)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    return_id = models.CharField(max_length=100, unique=True)
+    reason = models.TextField(blank=True)
+    request_fingerprint = models.CharField(max_length=64)
+    created_by = models.CharField(max_length=150)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"return {self.return_id}"
+
+
+class ReturnLine(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    return_record = models.ForeignKey(Return, on_delete=models.CASCADE, related_name="lines")
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="+")
+    warehouse = models.ForeignKey(
+        "warehouses.Warehouse", on_delete=models.PROTECT, related_name="+"
+    )
+    quantity = models.PositiveIntegerField()
+    disposition = models.CharField(max_length=16, choices=ReturnDisposition.choices)
+    # The order the units were shipped on ('' = unknown): then the line is
+    # bounded by what was fulfilled for the SKU on that order, minus earlier returns.
+    order_id = models.CharField(max_length=100, blank=True, default="")
+
+    class Meta:
+        ordering = ["return_record", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="return_line_qty_gt_0"),
+            models.CheckConstraint(
+                condition=Q(disposition__in=ReturnDisposition.values),
+                name="return_line_disposition_valid",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["order_id", "product"],
+                condition=~Q(order_id=""),
+                name="return_line_order_product",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} x {self.product_id} -> {self.disposition}"
 
 
 class AppliedOperation(models.Model):

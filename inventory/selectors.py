@@ -77,6 +77,7 @@ WITH lapsed AS (
 SELECT p.id, p.sku, p.stock_policy, p.backorder_limit,
        w.code, w.is_active, i.on_hand, i.reserved, i.reorder_threshold,
        COALESCE(l.quantity, 0) AS lapsed,
+       COALESCE(i.safety_stock + i.damaged + i.quality_control, 0) AS unsellable,
        (SELECT COUNT(*) FROM warehouses_warehouse aw WHERE aw.is_active) AS active_warehouses
 FROM inventory_product p
 LEFT JOIN inventory_inventory i ON i.product_id = p.id
@@ -100,6 +101,7 @@ class _Row:
     reorder_threshold: int
     lapsed: int
     active_warehouses: int
+    unsellable: int = 0  # safety stock + damaged + quality control
 
     @property
     def allowance(self) -> int:
@@ -107,8 +109,10 @@ class _Row:
 
     @property
     def free(self) -> int:
-        """On hand minus what live (not lapsed) holds reserve; negative when backordered."""
-        return self.on_hand - self.reserved + self.lapsed
+        """Sellable: on hand minus what live (not lapsed) holds reserve, minus the
+        unsellable states (safety stock, damaged, quality control); negative when
+        backordered."""
+        return self.on_hand - self.reserved - self.unsellable + self.lapsed
 
 
 def _stock_rows(skus: Collection[str], now: datetime) -> dict[str, list[_Row]]:
@@ -119,7 +123,20 @@ def _stock_rows(skus: Collection[str], now: datetime) -> dict[str, list[_Row]]:
     by_sku: dict[str, list[_Row]] = {}
     with connection.cursor() as cursor:
         cursor.execute(sql, [now, *skus])
-        for pid, sku, policy, limit, code, active, on_hand, reserved, thr, lapsed, n in cursor:
+        for (
+            pid,
+            sku,
+            policy,
+            limit,
+            code,
+            active,
+            on_hand,
+            reserved,
+            thr,
+            lapsed,
+            unsell,
+            n,
+        ) in cursor:
             by_sku.setdefault(sku, []).append(
                 _Row(
                     product_id=uuid.UUID(str(pid)),
@@ -133,6 +150,7 @@ def _stock_rows(skus: Collection[str], now: datetime) -> dict[str, list[_Row]]:
                     reorder_threshold=thr or 0,
                     lapsed=int(lapsed or 0),
                     active_warehouses=n,
+                    unsellable=int(unsell or 0),
                 )
             )
     return by_sku
@@ -315,6 +333,58 @@ def ships_in_days_for_products(product_ids: Collection[uuid.UUID]) -> dict[uuid.
     from purchasing.selectors import ships_in_days_for_products as from_purchasing
 
     return from_purchasing(product_ids)
+
+
+@dataclass(frozen=True)
+class WarehouseStockStates:
+    """One stock row's states (issue #15) as operations and read clients see
+    them: `available` is sellable (never below 0), the rest are the row's
+    balances; `incoming`: units on open purchase-order lines still to arrive,
+    `incoming_expected`: the earliest expected arrival among them."""
+
+    code: str
+    on_hand: int
+    reserved: int
+    safety_stock: int
+    damaged: int
+    quality_control: int
+    available: int
+    incoming: int
+    incoming_expected: Any  # datetime.date | None
+
+
+def stock_states_for_skus(skus: Collection[str]) -> dict[str, list[WarehouseStockStates]]:
+    """Per SKU, each active warehouse's stock row with its states and incoming
+    stock, from the database (two queries). Availability's breakdown for
+    operations and read clients; storefronts get the cached sellable figure only."""
+    from purchasing.selectors import incoming_for_products
+
+    rows = list(
+        Inventory.objects.filter(product__sku__in=set(skus), warehouse__is_active=True)
+        .order_by("product__sku", "warehouse__code")
+        .values_list(
+            "product_id",
+            "warehouse_id",
+            "product__sku",
+            "warehouse__code",
+            "on_hand",
+            "reserved",
+            "safety_stock",
+            "damaged",
+            "quality_control",
+            "available",
+        )
+    )
+    incoming = incoming_for_products({r[0] for r in rows})
+    result: dict[str, list[WarehouseStockStates]] = {}
+    for pid, wid, sku, code, on_hand, reserved, safety, damaged, qc, available in rows:
+        units, expected = incoming.get((pid, wid), (0, None))
+        result.setdefault(sku, []).append(
+            WarehouseStockStates(
+                code, on_hand, reserved, safety, damaged, qc, max(available, 0), units, expected
+            )
+        )
+    return result
 
 
 # --- Routing snapshot -----------------------------------------------------

@@ -17,10 +17,17 @@ from inventory.services import CommittedChange
 
 logger = logging.getLogger(__name__)
 
-# The changes that can take on hand down. A transfer queues a check for both of
-# its rows; the receiving row's check finds nothing to order.
+# The changes that can take good units (on hand - damaged - quality control)
+# down. A transfer queues a check for both of its rows; the receiving row's
+# check finds nothing to order. MOVE (into damaged / QC) and WRITE_OFF: issue #15.
 TRIGGER_TYPES = frozenset(
-    {TransactionType.FULFILL, TransactionType.ADJUST, TransactionType.TRANSFER}
+    {
+        TransactionType.FULFILL,
+        TransactionType.ADJUST,
+        TransactionType.TRANSFER,
+        TransactionType.MOVE,
+        TransactionType.WRITE_OFF,
+    }
 )
 
 # Publishing gives up quickly when the broker is unreachable: the request that

@@ -74,3 +74,28 @@ def purchase_orders_due(*, within_days: int = 7, today: date | None = None, limi
         .select_related("supplier", "warehouse")
         .order_by("expected_arrival_date", "number")[:limit]
     )
+
+
+def incoming_for_products(
+    product_ids: Iterable[uuid.UUID | str],
+) -> dict[tuple[uuid.UUID, uuid.UUID], tuple[int, date | None]]:
+    """Stock on its way (issue #15, `incoming`): per (product, warehouse), the units
+    still outstanding on open purchase-order lines and the earliest expected
+    arrival date among them (None when no open order has a date yet). One query."""
+    from django.db.models import F, Min, Sum
+
+    ids = {uuid.UUID(str(pid)) for pid in product_ids}
+    if not ids:
+        return {}
+    rows = (
+        PurchaseOrderLine.objects.filter(product_id__in=ids, is_open=True)
+        .values("product_id", "warehouse_id")
+        .annotate(
+            units=Sum(F("quantity_ordered") - F("quantity_received")),
+            earliest=Min("purchase_order__expected_arrival_date"),
+        )
+    )
+    return {
+        (r["product_id"], r["warehouse_id"]): (max(int(r["units"] or 0), 0), r["earliest"])
+        for r in rows
+    }

@@ -6,7 +6,8 @@ caller's if there is one). Stock itself only changes through
 
 The reorder rule (the same for the per-row check and the daily batch): an
 inventory row needs stock when `reorder_threshold > 0`, `reorder_quantity > 0`
-and `on_hand < reorder_threshold`, its warehouse is active, the product has a
+and its good units (on hand - damaged - quality control: what can still be sold,
+issue #15) are below `reorder_threshold`, its warehouse is active, the product has a
 preferred supplier that is active, and no open purchase-order line (manual or
 reorder) already covers that product in that warehouse. It then gets one line
 for `reorder_quantity` rounded up to whole packs, on the one draft reorder PO of
@@ -162,7 +163,7 @@ def reorder_check(*, inventory_id: uuid.UUID | str) -> PurchaseOrderLine | None:
             pk=inventory_id,
             reorder_threshold__gt=0,
             reorder_quantity__gt=0,
-            on_hand__lt=F("reorder_threshold"),
+            on_hand__lt=F("reorder_threshold") + F("damaged") + F("quality_control"),
         )
         .first()
     )
@@ -220,7 +221,7 @@ JOIN purchasing_supplier s ON s.id = ps.supplier_id AND s.is_active
 WHERE {id_range}
   AND i.reorder_threshold > 0
   AND i.reorder_quantity > 0
-  AND i.on_hand < i.reorder_threshold
+  AND i.on_hand < i.reorder_threshold + i.damaged + i.quality_control
   AND NOT EXISTS (
       SELECT 1 FROM purchasing_purchaseorderline l
       WHERE l.product_id = i.product_id AND l.warehouse_id = i.warehouse_id AND l.is_open
@@ -363,7 +364,9 @@ def reorder_batch(*, chunk_size: int = 50_000) -> ReorderBatchResult:
 
 def _reorder_batch_row_by_row(result: ReorderBatchResult, started: float) -> ReorderBatchResult:
     ids = Inventory.objects.filter(
-        reorder_threshold__gt=0, reorder_quantity__gt=0, on_hand__lt=F("reorder_threshold")
+        reorder_threshold__gt=0,
+        reorder_quantity__gt=0,
+        on_hand__lt=F("reorder_threshold") + F("damaged") + F("quality_control"),
     ).values_list("id", flat=True)
     drafts_before = PurchaseOrder.objects.filter(origin=Origin.REORDER).count()
     for inventory_id in ids.iterator():

@@ -9,17 +9,22 @@ from .factories import ProductFactory, WarehouseFactory
 
 
 def ledger_mismatches() -> list[tuple]:
-    """Inventory rows whose balances differ from the sum of their ledger rows,
-    or whose reserved differs from the open quantity of their reservation lines."""
+    """Inventory rows whose balances (on hand, reserved, damaged, quality control)
+    differ from the sum of their ledger rows, or whose reserved differs from the
+    open quantity of their reservation lines."""
     with connection.cursor() as cursor:
         cursor.execute(
             """
             SELECT i.id, i.on_hand, i.reserved,
-                   COALESCE(l.on_hand, 0), COALESCE(l.reserved, 0), COALESCE(r.open, 0)
+                   COALESCE(l.on_hand, 0), COALESCE(l.reserved, 0), COALESCE(r.open, 0),
+                   i.damaged, COALESCE(l.damaged, 0),
+                   i.quality_control, COALESCE(l.quality_control, 0)
             FROM inventory_inventory i
             LEFT JOIN (
                 SELECT product_id, warehouse_id,
-                       SUM(on_hand_delta) AS on_hand, SUM(reserved_delta) AS reserved
+                       SUM(on_hand_delta) AS on_hand, SUM(reserved_delta) AS reserved,
+                       SUM(damaged_delta) AS damaged,
+                       SUM(quality_control_delta) AS quality_control
                 FROM inventory_inventorytransaction GROUP BY product_id, warehouse_id
             ) l ON l.product_id = i.product_id AND l.warehouse_id = i.warehouse_id
             LEFT JOIN (
@@ -30,6 +35,8 @@ def ledger_mismatches() -> list[tuple]:
             WHERE i.on_hand <> COALESCE(l.on_hand, 0)
                OR i.reserved <> COALESCE(l.reserved, 0)
                OR i.reserved <> COALESCE(r.open, 0)
+               OR i.damaged <> COALESCE(l.damaged, 0)
+               OR i.quality_control <> COALESCE(l.quality_control, 0)
             """
         )
         return cursor.fetchall()

@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from inventory import selectors
 
 from .. import schema
+from ..models import Scope
 from ..renderers import availability_data
 from .base import ALL_SCOPES, ApiView, query_filters
 
@@ -30,12 +31,62 @@ class ShipsInDaysOutput(serializers.Serializer):
     max = serializers.IntegerField()
 
 
+class StockStatesOutput(serializers.Serializer):
+    code = serializers.CharField()
+    on_hand = serializers.IntegerField()
+    reserved = serializers.IntegerField()
+    safety_stock = serializers.IntegerField()
+    damaged = serializers.IntegerField()
+    quality_control = serializers.IntegerField()
+    available = serializers.IntegerField(help_text="Sellable (never below 0).")
+    incoming = serializers.IntegerField(help_text="Units on open purchase orders still to arrive.")
+    incoming_expected = serializers.DateField(
+        allow_null=True, help_text="Earliest expected arrival of the incoming units."
+    )
+
+
+def stock_states_data(states) -> list[dict]:
+    """StockStatesOutput's representation of `selectors.stock_states_for_skus` rows."""
+    return [
+        {
+            "code": s.code,
+            "on_hand": s.on_hand,
+            "reserved": s.reserved,
+            "safety_stock": s.safety_stock,
+            "damaged": s.damaged,
+            "quality_control": s.quality_control,
+            "available": s.available,
+            "incoming": s.incoming,
+            "incoming_expected": s.incoming_expected.isoformat() if s.incoming_expected else None,
+        }
+        for s in states
+    ]
+
+
 class AvailabilityOutput(serializers.Serializer):
     sku = serializers.CharField()
     available = serializers.IntegerField(help_text="Units in stock and not held, in active sites.")
     status = serializers.ChoiceField(choices=selectors.AvailabilityStatus.ALL)
     warehouses = WarehouseAvailabilityOutput(many=True)
     ships_in_days = ShipsInDaysOutput(allow_null=True)
+    stock = StockStatesOutput(
+        many=True,
+        required=False,
+        help_text="Operations and read clients only: per active warehouse, the stock row's "
+        "states (sellable vs physical) and incoming stock.",
+    )
+
+
+def _with_states(request, answers: list[dict]) -> list[dict]:
+    """Add the per-warehouse states for operations and read clients (one
+    database read for the whole answer); storefronts get the cached figures only."""
+    scopes = getattr(request.user, "scopes", ())
+    if not answers or not ({Scope.OPERATIONS, Scope.READ} & set(scopes)):
+        return answers
+    states = selectors.stock_states_for_skus([a["sku"] for a in answers])
+    for answer in answers:
+        answer["stock"] = stock_states_data(states.get(answer["sku"], []))
+    return answers
 
 
 class AvailabilityDetailView(ApiView):
@@ -49,7 +100,7 @@ class AvailabilityDetailView(ApiView):
         found = selectors.availability_for_skus([sku])[sku]
         if found is None:
             raise exceptions.NotFound(f"Unknown SKU {sku!r}.")
-        return Response(availability_data(found))
+        return Response(_with_states(request, [availability_data(found)])[0])
 
 
 class AvailabilityBatchView(ApiView):
@@ -79,7 +130,9 @@ class AvailabilityBatchView(ApiView):
         found = selectors.availability_for_skus(skus)
         return Response(
             {
-                "results": [availability_data(found[s]) for s in skus if found[s] is not None],
+                "results": _with_states(
+                    request, [availability_data(found[s]) for s in skus if found[s] is not None]
+                ),
                 "unknown_skus": [s for s in skus if found[s] is None],
             }
         )

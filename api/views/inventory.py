@@ -25,6 +25,8 @@ class TransactionOutput(serializers.Serializer):
     type = serializers.ChoiceField(choices=TransactionType.choices)
     on_hand_delta = serializers.IntegerField()
     reserved_delta = serializers.IntegerField()
+    damaged_delta = serializers.IntegerField()
+    quality_control_delta = serializers.IntegerField()
     on_hand_after = serializers.IntegerField()
     reserved_after = serializers.IntegerField()
     reference_type = serializers.CharField()
@@ -39,7 +41,12 @@ class InventoryOutput(serializers.Serializer):
     warehouse = serializers.CharField(source="warehouse.code")
     on_hand = serializers.IntegerField()
     reserved = serializers.IntegerField()
-    available = serializers.IntegerField()
+    safety_stock = serializers.IntegerField()
+    damaged = serializers.IntegerField()
+    quality_control = serializers.IntegerField()
+    available = serializers.IntegerField(
+        help_text="Sellable: on hand - reserved - safety stock - damaged - quality control."
+    )
     backorder_allowance = serializers.IntegerField()
     reorder_threshold = serializers.IntegerField()
     reorder_quantity = serializers.IntegerField()
@@ -78,12 +85,13 @@ class InventoryDetailView(ApiView):
     class PatchInput(StrictSerializer):
         reorder_threshold = QuantityField(required=False, allow_zero=True)
         reorder_quantity = QuantityField(required=False, allow_zero=True)
+        safety_stock = QuantityField(required=False, allow_zero=True)
 
         def validate(self, attrs):
             if not attrs:
                 raise serializers.ValidationError(
-                    "Give reorder_threshold and/or reorder_quantity; stock quantities change "
-                    "only through /stock/ operations."
+                    "Give reorder_threshold, reorder_quantity and/or safety_stock; stock "
+                    "quantities change only through /stock/ operations."
                 )
             return attrs
 
@@ -101,8 +109,9 @@ class InventoryDetailView(ApiView):
     )
     def patch(self, request, sku: str, warehouse: str):
         data = self.validated(self.PatchInput, request.data)
-        row = services.inventory_set_reorder(sku=sku, warehouse=warehouse, **data)
-        return Response(InventoryOutput(row).data)
+        services.inventory_set_reorder(sku=sku, warehouse=warehouse, **data)
+        # Read back: `available` is generated from the columns just written.
+        return Response(InventoryOutput(selectors.inventory_get(sku=sku, warehouse=warehouse)).data)
 
 
 class TransactionListView(ListView):

@@ -12,7 +12,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from inventory import services
-from inventory.models import ReferenceType
+from inventory.models import ReferenceType, StockState
 
 from .. import schema
 from ..fields import (
@@ -187,8 +187,56 @@ class StockTransferView(StockOperationView):
         )
 
 
+class StockMoveView(StockOperationView):
+    """Move units between stock states (issue #15), or write them off."""
+
+    class InputSerializer(StrictSerializer):
+        sku = SkuField()
+        warehouse = WarehouseCodeField()
+        from_state = serializers.ChoiceField(choices=StockState.choices)
+        to_state = serializers.ChoiceField(choices=[*StockState.values, services.WRITTEN_OFF])
+        quantity = QuantityField()
+        reason = StrictCharField(max_length=500)
+        reference = ReferenceInput(required=False)
+
+        def validate(self, attrs):
+            if attrs["from_state"] == attrs["to_state"]:
+                raise serializers.ValidationError("from_state and to_state must differ.")
+            return attrs
+
+    @_stock_schema(
+        InputSerializer,
+        "stock_move",
+        {
+            "sku": "TSHIRT-M",
+            "warehouse": "BER",
+            "from_state": "sellable",
+            "to_state": "damaged",
+            "quantity": 2,
+            "reason": "crushed on the shelf",
+        },
+    )
+    def post(self, request):
+        data = self.validated(self.InputSerializer, request.data)
+        return self.run(
+            request,
+            lambda key: services.stock_move_state(
+                sku=data["sku"],
+                warehouse=data["warehouse"],
+                from_state=data["from_state"],
+                to_state=data["to_state"],
+                quantity=data["quantity"],
+                reason=data["reason"],
+                actor=self.actor,
+                reference=self.reference(data),
+                idempotency_key=key,
+            ),
+        )
+
+
 urlpatterns = [
     path("stock/receive/", StockReceiveView.as_view(), name="stock-receive"),
     path("stock/adjust/", StockAdjustView.as_view(), name="stock-adjust"),
     path("stock/transfer/", StockTransferView.as_view(), name="stock-transfer"),
+    path("stock/move/", StockMoveView.as_view(), name="stock-move"),
 ]

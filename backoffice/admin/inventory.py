@@ -301,6 +301,9 @@ class InventoryAdmin(BigTableAdmin):
         "warehouse_code",
         "on_hand",
         "reserved",
+        "damaged",
+        "quality_control",
+        "safety_stock",
         "available",
         "reorder_threshold",
         "reorder_quantity",
@@ -320,8 +323,9 @@ class InventoryAdmin(BigTableAdmin):
         "product",
         "warehouse",
         ("on_hand", "reserved", "available"),
+        ("damaged", "quality_control"),
         "backorder_allowance",
-        ("reorder_threshold", "reorder_quantity"),
+        ("reorder_threshold", "reorder_quantity", "safety_stock"),
         "version",
         "last_counted_at",
         "updated_at",
@@ -333,6 +337,8 @@ class InventoryAdmin(BigTableAdmin):
         "on_hand",
         "reserved",
         "available",
+        "damaged",
+        "quality_control",
         "backorder_allowance",
         "version",
         "last_counted_at",
@@ -440,6 +446,12 @@ class InventoryAdmin(BigTableAdmin):
         # Only the reorder settings: a full save would write back the on hand and
         # reserved read when the form loaded, undoing any stock change since.
         obj.save(update_fields=["reorder_threshold", "reorder_quantity", "updated_at"])
+        if "safety_stock" in form.changed_data:
+            # Safety stock moves the sellable figure: through the service (row
+            # version bumped, the cached availability invalidated; issue #15).
+            services.inventory_set_reorder(
+                sku=obj.product.sku, warehouse=obj.warehouse.code, safety_stock=obj.safety_stock
+            )
 
 
 # --- Ledger --------------------------------------------------------------------------

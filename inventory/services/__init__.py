@@ -12,6 +12,8 @@ By concern (import from here: `from inventory import services`):
   the after-commit publication caches and reorder checks listen on;
 * `idempotency`: keys, fingerprints, replays; `rows`: row resolution, creation
   (`stock_rows_create`) and locking;
+* `states`: stock states (issue #15): moves between sellable, damaged and
+  quality control, write-offs, customer returns with a disposition;
 * `catalogue`: the catalogue writes (and a product's stock policy); `bulk`: the
   set-based work on whole files (bulk receive, reconcile, export).
 """
@@ -64,6 +66,13 @@ from .reservation_confirm import (
 )
 from .reservations import reservation_exists, stock_reserve, stock_reserve_batch
 from .rows import stock_rows_create
+from .states import (
+    WRITTEN_OFF,
+    ReturnLineRequest,
+    ReturnResult,
+    stock_move_state,
+    stock_return,
+)
 from .stock import (
     TransferLine,
     retry_busy,
@@ -76,6 +85,7 @@ __all__ = [
     "COMMITTED_CHANGE_LISTENERS",
     "HOLD_CHANGE_LISTENERS",
     "MAX_HOLD_SECONDS",
+    "WRITTEN_OFF",
     "BadRow",
     "BulkFormatError",
     "BulkReceiveResult",
@@ -92,6 +102,8 @@ __all__ = [
     "ReservationOutcome",
     "ReservationResult",
     "ReserveLine",
+    "ReturnLineRequest",
+    "ReturnResult",
     "TransferLine",
     "inventory_export_csv",
     "inventory_reconcile",
@@ -108,10 +120,12 @@ __all__ = [
     "reservations_expire",
     "retry_busy",
     "stock_adjust",
+    "stock_move_state",
     "stock_receive",
     "stock_receive_bulk",
     "stock_reserve",
     "stock_reserve_batch",
+    "stock_return",
     "stock_rows_create",
     "stock_transfer",
     "warehouse_create",

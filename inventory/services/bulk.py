@@ -435,7 +435,7 @@ def stock_receive_bulk(
             cursor.execute(
                 f"CREATE TEMP TABLE {applied} (line integer PRIMARY KEY, inventory_id uuid, "
                 "product_id uuid, warehouse_id uuid, on_hand bigint, reserved bigint, "
-                "version bigint)"
+                "version bigint, unsellable bigint)"
             )
             progress.phase("reading rows")
             with cursor.copy(
@@ -549,7 +549,8 @@ def _apply_chunk(
                 WHERE i.product_id = s.product_id AND i.warehouse_id = s.warehouse_id
                   AND {_TODO}
                 RETURNING i.id, i.product_id, i.warehouse_id, i.on_hand, i.reserved, i.version,
-                          s.line, s.quantity, s.reference_id, s.ledger_id
+                          s.line, s.quantity, s.reference_id, s.ledger_id,
+                          i.safety_stock + i.damaged + i.quality_control AS unsellable
             ), ledger AS (
                 INSERT INTO inventory_inventorytransaction (id, type, on_hand_delta,
                     reserved_delta, on_hand_after, reserved_after, reference_type, reference_id,
@@ -560,8 +561,9 @@ def _apply_chunk(
                 FROM upd u
             )
             INSERT INTO {applied} (line, inventory_id, product_id, warehouse_id, on_hand,
-                                   reserved, version)
-            SELECT line, id, product_id, warehouse_id, on_hand, reserved, version FROM upd
+                                   reserved, version, unsellable)
+            SELECT line, id, product_id, warehouse_id, on_hand, reserved, version, unsellable
+            FROM upd
             """,
             params,
         )
@@ -580,8 +582,8 @@ def _publish_applied(applied: str, lo: int, hi: int) -> None:
     while True:
         with connection.cursor() as cursor:
             cursor.execute(
-                f"SELECT line, inventory_id, product_id, warehouse_id, on_hand, reserved, version "
-                f"FROM {applied} WHERE line > %s AND line <= %s ORDER BY line LIMIT %s",
+                f"SELECT line, inventory_id, product_id, warehouse_id, on_hand, reserved, version, "
+                f"unsellable FROM {applied} WHERE line > %s AND line <= %s ORDER BY line LIMIT %s",
                 [last, hi, PUBLISH_BATCH],
             )
             rows = cursor.fetchall()
@@ -591,15 +593,16 @@ def _publish_applied(applied: str, lo: int, hi: int) -> None:
         ledger.publish_committed_changes(
             tuple(
                 ledger.CommittedChange(
-                    inventory_id=inventory_id,
-                    product_id=product_id,
-                    warehouse_id=warehouse_id,
+                    inventory_id=row[1],
+                    product_id=row[2],
+                    warehouse_id=row[3],
                     type=TransactionType.RECEIVE,
-                    on_hand=on_hand,
-                    reserved=reserved,
-                    version=version,
+                    on_hand=row[4],
+                    reserved=row[5],
+                    version=row[6],
+                    unsellable=row[7],
                 )
-                for _, inventory_id, product_id, warehouse_id, on_hand, reserved, version in rows
+                for row in rows
             )
         )
 
@@ -716,6 +719,12 @@ class Discrepancy:
     policy_allowance: int = 0  # what its product's stock policy allows now
     fixed: bool = False
     note: str = ""
+    # Stock states (issue #15): the row's damaged / quality-control balances and
+    # the sums of their ledger deltas.
+    damaged: int = 0
+    quality_control: int = 0
+    ledger_damaged: int = 0
+    ledger_quality_control: int = 0
 
     @property
     def problems(self) -> list[str]:
@@ -728,6 +737,13 @@ class Discrepancy:
             found.append(f"reserved {self.reserved} but ledger sums to {self.ledger_reserved}")
         if self.reserved != self.open_reserved:
             found.append(f"reserved {self.reserved} but open order lines hold {self.open_reserved}")
+        if self.damaged != self.ledger_damaged:
+            found.append(f"damaged {self.damaged} but ledger sums to {self.ledger_damaged}")
+        if self.quality_control != self.ledger_quality_control:
+            found.append(
+                f"quality control {self.quality_control} but ledger sums to "
+                f"{self.ledger_quality_control}"
+            )
         if self.allowance != self.policy_allowance:
             found.append(
                 f"backorder allowance {self.allowance} but the product's stock policy "
@@ -751,7 +767,8 @@ class ReconcileResult:
 
 _LEDGER_SUMS = """
     SELECT product_id, warehouse_id,
-           sum(on_hand_delta) AS on_hand, sum(reserved_delta) AS reserved
+           sum(on_hand_delta) AS on_hand, sum(reserved_delta) AS reserved,
+           sum(damaged_delta) AS damaged, sum(quality_control_delta) AS quality_control
     FROM inventory_inventorytransaction GROUP BY product_id, warehouse_id
 """
 _OPEN_LINES = """
@@ -811,7 +828,9 @@ def inventory_reconcile(
                 f"""
                 SELECT i.id, p.sku, w.code, coalesce(i.on_hand, 0), coalesce(i.reserved, 0),
                        coalesce(l.on_hand, 0), coalesce(l.reserved, 0), coalesce(o.open, 0),
-                       coalesce(i.backorder_allowance, {_POLICY_ALLOWANCE}), {_POLICY_ALLOWANCE}
+                       coalesce(i.backorder_allowance, {_POLICY_ALLOWANCE}), {_POLICY_ALLOWANCE},
+                       coalesce(i.damaged, 0), coalesce(i.quality_control, 0),
+                       coalesce(l.damaged, 0), coalesce(l.quality_control, 0)
                 FROM inventory_inventory i
                 FULL JOIN ({_LEDGER_SUMS}) l
                   ON l.product_id = i.product_id AND l.warehouse_id = i.warehouse_id
@@ -822,12 +841,23 @@ def inventory_reconcile(
                    OR coalesce(i.reserved, 0) <> coalesce(l.reserved, 0)
                    OR coalesce(i.reserved, 0) <> coalesce(o.open, 0)
                    OR i.backorder_allowance <> {_POLICY_ALLOWANCE}
+                   OR coalesce(i.damaged, 0) <> coalesce(l.damaged, 0)
+                   OR coalesce(i.quality_control, 0) <> coalesce(l.quality_control, 0)
                 ORDER BY p.sku, w.code
                 LIMIT %s
                 """,
                 [limit + 1],
             )
-            found = [Discrepancy(*row) for row in cursor.fetchall()]
+            found = [
+                Discrepancy(
+                    *row[:10],
+                    damaged=row[10],
+                    quality_control=row[11],
+                    ledger_damaged=row[12],
+                    ledger_quality_control=row[13],
+                )
+                for row in cursor.fetchall()
+            ]
         result.truncated = len(found) > limit
         result.discrepancies = found[:limit]
         progress.advance(result.rows_checked)
@@ -855,23 +885,28 @@ def _known_pairs(pairs: set[tuple[str, str]]) -> set[tuple[str, str]]:
     return {(sku, code) for sku, code in pairs if sku in skus and code in codes}
 
 
+def _create_orphan_rows(orphans: list[Discrepancy]) -> None:
+    """Ledger rows without a stock row: create the rows (born through the one
+    row-creating function, allowance from the product) and note their ids."""
+    known = _known_pairs({(d.sku, d.warehouse) for d in orphans})
+    stock_rows_create(known)  # unknown ones are reported as unfixable later
+    ids = {
+        (sku, code): pk
+        for pk, sku, code in Inventory.objects.filter(
+            product__sku__in={sku for sku, _ in known},
+            warehouse__code__in={code for _, code in known},
+        ).values_list("pk", "product__sku", "warehouse__code")
+    }
+    for d in orphans:
+        d.inventory_id = ids.get((d.sku, d.warehouse))
+
+
 def _reconcile_fix(result: ReconcileResult, *, reason: str, progress: Progress) -> None:
     from ..models import AllowanceCorrection, InventoryTransaction
 
     orphans = [d for d in result.discrepancies if d.inventory_id is None]
     if orphans:
-        # Born through the one row-creating function (allowance from the product).
-        known = _known_pairs({(d.sku, d.warehouse) for d in orphans})
-        stock_rows_create(known)  # unknown ones are reported as unfixable below
-        ids = {
-            (sku, code): pk
-            for pk, sku, code in Inventory.objects.filter(
-                product__sku__in={sku for sku, _ in known},
-                warehouse__code__in={code for _, code in known},
-            ).values_list("pk", "product__sku", "warehouse__code")
-        }
-        for d in orphans:
-            d.inventory_id = ids.get((d.sku, d.warehouse))
+        _create_orphan_rows(orphans)
     by_id = {d.inventory_id: d for d in result.discrepancies if d.inventory_id is not None}
     run = timezone.now()
     reference_id = f"reconcile-{run:%Y%m%dT%H%M%SZ}"
@@ -905,7 +940,15 @@ def _reconcile_fix(result: ReconcileResult, *, reason: str, progress: Progress) 
                                    AND t.warehouse_id = i.warehouse_id), 0),
                        coalesce((SELECT sum(r.quantity - r.quantity_fulfilled - r.quantity_released)
                                  FROM inventory_reservationline r
-                                 WHERE r.inventory_id = i.id AND r.status = 'active'), 0)
+                                 WHERE r.inventory_id = i.id AND r.status = 'active'), 0),
+                       i.damaged, i.quality_control, i.safety_stock,
+                       coalesce((SELECT sum(t.damaged_delta) FROM inventory_inventorytransaction t
+                                 WHERE t.product_id = i.product_id
+                                   AND t.warehouse_id = i.warehouse_id), 0),
+                       coalesce((SELECT sum(t.quality_control_delta)
+                                 FROM inventory_inventorytransaction t
+                                 WHERE t.product_id = i.product_id
+                                   AND t.warehouse_id = i.warehouse_id), 0)
                 FROM inventory_inventory i JOIN inventory_product p ON p.id = i.product_id
                 WHERE i.id = ANY(%s)
                 ORDER BY i.id FOR NO KEY UPDATE OF i
@@ -916,7 +959,8 @@ def _reconcile_fix(result: ReconcileResult, *, reason: str, progress: Progress) 
             now = timezone.now()
             for (inv_id, product_id, warehouse_id, on_hand, reserved, allowance, version,
                  policy_allowance, policy, l_on_hand, l_reserved,
-                 open_reserved) in cursor.fetchall():  # fmt: skip
+                 open_reserved, damaged, quality_control, safety_stock, l_damaged,
+                 l_quality_control) in cursor.fetchall():  # fmt: skip
                 d = by_id[inv_id]
                 d.on_hand, d.reserved = on_hand, reserved
                 d.allowance, d.policy_allowance = allowance, policy_allowance
@@ -925,10 +969,14 @@ def _reconcile_fix(result: ReconcileResult, *, reason: str, progress: Progress) 
                     l_reserved,
                     open_reserved,
                 )
+                d.damaged, d.quality_control = damaged, quality_control
+                d.ledger_damaged, d.ledger_quality_control = l_damaged, l_quality_control
+                # Good units on hand: the CHECK measures reservations against these.
+                good = on_hand - damaged - quality_control
                 target_reserved = reserved
                 notes = []
                 if open_reserved != reserved:
-                    if on_hand - open_reserved >= -allowance:
+                    if good - open_reserved >= -allowance:
                         target_reserved = open_reserved
                     else:
                         notes.append(
@@ -937,11 +985,19 @@ def _reconcile_fix(result: ReconcileResult, *, reason: str, progress: Progress) 
                         )
                 on_hand_delta = on_hand - l_on_hand
                 reserved_delta = target_reserved - l_reserved
-                if on_hand_delta or reserved_delta:
+                # States, like on hand: the balance is kept and the ledger made to explain it.
+                damaged_delta = damaged - l_damaged
+                quality_control_delta = quality_control - l_quality_control
+                if on_hand_delta or reserved_delta or damaged_delta or quality_control_delta:
                     text = (
                         f"reconcile: on hand {on_hand} (ledger {l_on_hand}); reserved {reserved} "
                         f"(ledger {l_reserved}, open order lines {open_reserved})"
                     )
+                    if damaged_delta or quality_control_delta:
+                        text += (
+                            f"; damaged {damaged} (ledger {l_damaged}); quality control "
+                            f"{quality_control} (ledger {l_quality_control})"
+                        )
                     if target_reserved != reserved:
                         text += f"; reserved set to {target_reserved}"
                     ledger_rows.append(
@@ -951,6 +1007,8 @@ def _reconcile_fix(result: ReconcileResult, *, reason: str, progress: Progress) 
                             type=TransactionType.ADJUST,
                             on_hand_delta=on_hand_delta,
                             reserved_delta=reserved_delta,
+                            damaged_delta=damaged_delta,
+                            quality_control_delta=quality_control_delta,
                             on_hand_after=on_hand,
                             reserved_after=target_reserved,
                             reference_type=ReferenceType.MANUAL,
@@ -962,7 +1020,7 @@ def _reconcile_fix(result: ReconcileResult, *, reason: str, progress: Progress) 
                     )
                 target_allowance = allowance
                 if policy_allowance != allowance:
-                    if on_hand - target_reserved >= -policy_allowance:
+                    if good - target_reserved >= -policy_allowance:
                         target_allowance = policy_allowance
                         text = (
                             f"reconcile: backorder allowance {allowance} but stock policy "
@@ -1000,6 +1058,7 @@ def _reconcile_fix(result: ReconcileResult, *, reason: str, progress: Progress) 
                             on_hand=on_hand,
                             reserved=target_reserved,
                             version=version + 1,
+                            unsellable=safety_stock + damaged + quality_control,
                         )
                     )
                 d.note = "; ".join(notes)

@@ -15,6 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import F
 
 from warehouses.models import Warehouse
 
@@ -196,13 +197,21 @@ def inventory_set_reorder(
     warehouse: str,
     reorder_threshold: int | None = None,
     reorder_quantity: int | None = None,
+    safety_stock: int | None = None,
 ) -> Inventory:
-    """Set a row's reorder threshold and/or quantity (creating the empty row if
-    needed, through `stock_rows_create`).
+    """Set a row's reorder threshold, reorder quantity and/or safety stock
+    (creating the empty row if needed, through `stock_rows_create`).
 
-    Written with UPDATE ... SET of those two columns only, so it never races with
+    Written with UPDATE ... SET of those columns only, so it never races with
     the stock columns that the stock operations change under row locks.
+    Safety stock (units kept back from sale, issue #15) is a setting, not a
+    ledger quantity: it may exceed what is on hand (sellable then reads 0).
+    Changing it moves the sellable figure, so the row's version is bumped (the
+    UPDATE waits for the row lock of any reservation in flight, and the reserve
+    paths read it under that lock) and the cached entry is invalidated.
     """
+    if safety_stock is not None:
+        check_quantity(safety_stock, name="safety_stock", allow_zero=True)
     product = Product.objects.filter(sku=sku).first()
     site = Warehouse.objects.filter(code=warehouse).first()
     if product is None:
@@ -214,9 +223,12 @@ def inventory_set_reorder(
         for k, v in (
             ("reorder_threshold", reorder_threshold),
             ("reorder_quantity", reorder_quantity),
+            ("safety_stock", safety_stock),
         )
         if v is not None
     }
+    if safety_stock is not None:
+        values["version"] = F("version") + 1
     # Born like every stock row (the allowance from the product, under its lock).
     stock_rows_create([(sku, warehouse)])
     if values:

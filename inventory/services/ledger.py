@@ -76,10 +76,15 @@ class CommittedChange:
     # reserved units lapse when. None: not reported (for RESERVE, RELEASE and
     # FULFILL the read model then treats the row's holds as unknown and refills).
     holds: tuple[tuple[datetime, int], ...] | None = None
+    # The row's units on hand that cannot be sold after the change: safety
+    # stock + damaged + quality control (issue #15). Every publisher sets it
+    # from the row it wrote, so `available` is the sellable figure.
+    unsellable: int = 0
 
     @property
     def available(self) -> int:
-        return self.on_hand - self.reserved
+        """Sellable: on hand - reserved - safety stock - damaged - quality control."""
+        return self.on_hand - self.reserved - self.unsellable
 
 
 class CommittedChanges(tuple):
@@ -106,6 +111,18 @@ class Change:
     reserved_delta: int = 0
     # Holds with an expiry opened/closed, as CommittedChange.holds (None: not reported).
     holds: tuple[tuple[datetime, int], ...] | None = None
+    # State deltas (issue #15): units into (+) or out of (-) damaged / quality control.
+    damaged_delta: int = 0
+    quality_control_delta: int = 0
+
+    @property
+    def changes_something(self) -> bool:
+        return bool(
+            self.on_hand_delta
+            or self.reserved_delta
+            or self.damaged_delta
+            or self.quality_control_delta
+        )
 
 
 def apply_changes(
@@ -126,12 +143,17 @@ def apply_changes(
     now = timezone.now()
     ledger: list[InventoryTransaction] = []
     touched: dict[uuid.UUID, Inventory] = {}
+    states = False
     for change in changes:
-        if change.on_hand_delta == 0 and change.reserved_delta == 0:
+        if not change.changes_something:
             continue
         row = change.row
         row.on_hand += change.on_hand_delta
         row.reserved += change.reserved_delta
+        if change.damaged_delta or change.quality_control_delta:
+            states = True
+            row.damaged += change.damaged_delta
+            row.quality_control += change.quality_control_delta
         row.version += 1
         row.updated_at = now
         touched[row.pk] = row
@@ -142,6 +164,8 @@ def apply_changes(
                 type=change.type,
                 on_hand_delta=change.on_hand_delta,
                 reserved_delta=change.reserved_delta,
+                damaged_delta=change.damaged_delta,
+                quality_control_delta=change.quality_control_delta,
                 on_hand_after=row.on_hand,
                 reserved_after=row.reserved,
                 reference_type=reference.type if reference else "",
@@ -155,13 +179,14 @@ def apply_changes(
     if not touched:
         return []
     rows = list(touched.values())
+    fields = ["on_hand", "reserved", "version", "updated_at"]
+    if states:
+        fields += ["damaged", "quality_control"]
     if len(rows) == 1:
         row = rows[0]
-        Inventory.objects.filter(pk=row.pk).update(
-            on_hand=row.on_hand, reserved=row.reserved, version=row.version, updated_at=now
-        )
+        Inventory.objects.filter(pk=row.pk).update(**{name: getattr(row, name) for name in fields})
     else:
-        Inventory.objects.bulk_update(rows, ["on_hand", "reserved", "version", "updated_at"])
+        Inventory.objects.bulk_update(rows, fields)
     InventoryTransaction.objects.bulk_create(ledger)
     committed = tuple(
         CommittedChange(
@@ -175,9 +200,10 @@ def apply_changes(
             sku=row.product.sku,
             warehouse_code=row.warehouse.code,
             holds=change.holds,
+            unsellable=row.safety_stock + row.damaged + row.quality_control,
         )
         for change, ledger_row in zip(
-            (c for c in changes if c.on_hand_delta or c.reserved_delta), ledger, strict=True
+            (c for c in changes if c.changes_something), ledger, strict=True
         )
         for row in (touched[change.row.pk],)
     )

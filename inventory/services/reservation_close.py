@@ -232,13 +232,15 @@ def _apply_take(
         for pk, qty in take.items():
             line = by_pk[pk]
             row = rows[(line.product.sku, line.warehouse.code)]
-            if qty > row.on_hand:
+            # Only good units ship: damaged and quality-control units stay (issue #15).
+            good = row.on_hand - row.damaged - row.quality_control
+            if qty > good:
                 short.append(
                     {
                         "sku": line.product.sku,
                         "warehouse": line.warehouse.code,
                         "requested": qty,
-                        "on_hand": row.on_hand,
+                        "on_hand": good,
                     }
                 )
         if short:

@@ -46,8 +46,17 @@ from .stock import retry_busy
 
 
 def _available(row: Inventory) -> int:
-    """Units that can still be reserved in this row, counting the backorder allowance."""
-    return row.on_hand - row.reserved + row.backorder_allowance
+    """Units that can still be reserved in this row, counting the backorder allowance:
+    sellable stock only (safety stock, damaged and quality control are kept back;
+    the SQL engine's rule in inventory/sql/reserve_orders.sql)."""
+    return sellable(row) + row.backorder_allowance
+
+
+def sellable(row: Inventory) -> int:
+    """The row's sellable units from its (possibly just changed, in memory)
+    balances: the rule of the generated column `Inventory.available` (which is
+    only as fresh as the last read)."""
+    return row.on_hand - row.reserved - row.safety_stock - row.damaged - row.quality_control
 
 
 def _existing_reservation(order_id: str, fingerprint: str) -> Reservation | None:

@@ -184,7 +184,7 @@ def reserve_in_database(requests: Sequence[MergedOrder], *, actor: str) -> list[
 
 def changes_from_sql(rows: Sequence[list], txn_type: str) -> tuple[CommittedChange, ...]:
     """The changed rows a stock function answered ([id, product, warehouse,
-    on_hand, reserved, version, sku, code]) as CommittedChanges to publish."""
+    on_hand, reserved, version, sku, code, unsellable]) as CommittedChanges to publish."""
     return tuple(
         CommittedChange(
             inventory_id=uuid.UUID(c[0]),
@@ -196,6 +196,7 @@ def changes_from_sql(rows: Sequence[list], txn_type: str) -> tuple[CommittedChan
             version=c[5],
             sku=c[6],
             warehouse_code=c[7],
+            unsellable=c[8],
         )
         for c in rows
     )

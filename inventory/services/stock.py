@@ -234,7 +234,20 @@ def stock_adjust(
                 f"On hand of {sku} in {warehouse} would become {new_on_hand}.",
                 details={"sku": sku, "warehouse": warehouse, "on_hand": row.on_hand},
             )
-        if new_on_hand - row.reserved < -row.backorder_allowance:
+        unsellable = row.damaged + row.quality_control
+        if new_on_hand < unsellable:
+            raise errors.BelowReserved(
+                f"{unsellable} units of {sku} in {warehouse} are damaged or held for quality "
+                f"control; on hand cannot become {new_on_hand}. Write those off first.",
+                details={
+                    "sku": sku,
+                    "warehouse": warehouse,
+                    "damaged": row.damaged,
+                    "quality_control": row.quality_control,
+                    "requested_on_hand": new_on_hand,
+                },
+            )
+        if new_on_hand - unsellable - row.reserved < -row.backorder_allowance:
             raise errors.BelowReserved(
                 f"{row.reserved} units of {sku} in {warehouse} are reserved by open orders; "
                 f"on hand cannot become {new_on_hand}. Release or re-route those orders first.",
@@ -265,9 +278,10 @@ def stock_transfer(
 ) -> OperationResult:
     """TRANSFER: move stock between warehouses; two ledger rows per SKU, one reference.
 
-    Only available stock moves (on hand minus reserved, the backorder allowance
-    does not count). The destination must be active; the source may be inactive
-    (emptying a closing site). Locks: source and destination rows, in pk order.
+    Only sellable stock moves (on hand minus reserved, safety stock, damaged and
+    quality control; the backorder allowance does not count). The destination
+    must be active; the source may be inactive (emptying a closing site).
+    Locks: source and destination rows, in pk order.
     """
     if source == destination:
         raise errors.SameWarehouse()
@@ -287,7 +301,9 @@ def stock_transfer(
         short = []
         for sku, qty in merged.items():
             src = rows[(sku, source)]
-            movable = src.on_hand - src.reserved
+            # Sellable units only: safety stock, damaged and QC units stay.
+            movable = src.on_hand - src.reserved - src.safety_stock - src.damaged
+            movable -= src.quality_control
             if qty > movable:
                 short.append(
                     {

@@ -59,7 +59,9 @@ BEGIN
            array_agg(x.sku), array_agg(x.code)
       INTO r_ids, r_qty, r_line, r_on_hand, r_sku, r_code
     FROM (
-        SELECT inv.id, inv.on_hand, l.id AS line_id, p.sku::text AS sku, w.code::text AS code,
+        -- on_hand: the good units on hand (damaged and quality-control units
+        -- never ship; issue #15), what a fulfilment may take.
+        SELECT inv.id, inv.on_hand - inv.damaged - inv.quality_control AS on_hand, l.id AS line_id, p.sku::text AS sku, w.code::text AS code,
                (l.quantity - l.quantity_fulfilled - l.quantity_released)::bigint AS open_qty
         FROM inventory_reservationline l
         JOIN inventory_inventory inv ON inv.id = l.inventory_id
@@ -98,7 +100,8 @@ BEGIN
             FROM d
             WHERE inv.id = d.id
             RETURNING inv.id, inv.product_id, inv.warehouse_id, inv.on_hand, inv.reserved,
-                      inv.version, d.qty, d.n
+                      inv.version, d.qty, d.n,
+                      inv.safety_stock + inv.damaged + inv.quality_control AS unsellable
         ), inserted AS (
             INSERT INTO inventory_inventorytransaction
                 (id, product_id, warehouse_id, type, on_hand_delta, reserved_delta,
@@ -114,7 +117,8 @@ BEGIN
         )
         SELECT (SELECT jsonb_agg(jsonb_build_array(u.id, u.product_id, u.warehouse_id,
                                                    u.on_hand, u.reserved, u.version,
-                                                   r_sku[u.n], r_code[u.n]) ORDER BY u.n)
+                                                   r_sku[u.n], r_code[u.n], u.unsellable)
+                                 ORDER BY u.n)
                 FROM updated u),
                (SELECT jsonb_agg(jsonb_build_array(i.id, i.product_id, i.warehouse_id,
                                                    i.on_hand_delta, i.reserved_delta,

@@ -40,6 +40,8 @@ API_MATRIX = {
     ("stock-receive", "POST"): {OPS},
     ("stock-adjust", "POST"): {OPS},
     ("stock-transfer", "POST"): {OPS},
+    ("stock-move", "POST"): {OPS},
+    ("return-create", "POST"): {OPS},
     ("product-list", "GET"): {S, OPS, R},  # the catalogue
     ("product-list", "POST"): {OPS},
     ("product-bulk", "POST"): {OPS},
