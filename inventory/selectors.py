@@ -22,7 +22,14 @@ from django.db.models import F, QuerySet
 from warehouses.models import Warehouse
 
 from . import clock, errors
-from .models import Inventory, InventoryTransaction, Product, StockPolicy, TransactionType
+from .models import (
+    Inventory,
+    InventoryTransaction,
+    Product,
+    ReferenceType,
+    StockPolicy,
+    TransactionType,
+)
 
 
 class AvailabilityStatus:
@@ -412,7 +419,7 @@ class TransactionFilter(_StrictFilterSet):
     type = django_filters.ChoiceFilter(choices=TransactionType.choices)
     since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     reference = django_filters.CharFilter(field_name="reference_id")
-    reference_type = django_filters.CharFilter(field_name="reference_type")
+    reference_type = django_filters.ChoiceFilter(choices=ReferenceType.choices)
 
     class Meta:
         model = InventoryTransaction
