@@ -247,6 +247,14 @@ class BoundsAutoSchema(AutoSchema):
                 parameter["schema"] = dict(bounds)
         return parameters
 
+    def _get_request_body(self, direction="request"):
+        body = super()._get_request_body(direction)
+        # A body whose every field is optional but that must name one (minProperties)
+        # is itself required: without one the answer is a 400.
+        if body and getattr(self.get_request_serializer(), "schema_extra", {}).get("minProperties"):
+            body["required"] = True
+        return body
+
     def get_operation(self, path, path_regex, path_prefix, method, registry):
         operation = super().get_operation(path, path_regex, path_prefix, method, registry)
         links = LINKS.get((operation or {}).get("operationId"))

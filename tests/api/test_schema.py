@@ -1,8 +1,6 @@
 """The OpenAPI schema: valid, complete (every error documented), served with docs,
 and a bounded schemathesis run that finds no 5xx and no response breaking the schema."""
 
-import logging
-
 import pytest
 import schemathesis
 from drf_spectacular.generators import SchemaGenerator
@@ -12,10 +10,7 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.engine import events as engine_events
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from api.services import api_client_create
-
-from ..conftest import receive
-from ..factories import BackorderProductFactory, ProductFactory, WarehouseFactory
+from ..contract.live import live_app
 from .conftest import error_code
 
 # Examples per operation and phase (37 operations); fixed seed, deterministic generation.
@@ -159,6 +154,21 @@ def positive_data_acceptance_but_business_rules(ctx, response, case):
     return positive_data_acceptance(ctx, response, case)
 
 
+# Checks that must have run (every check is enabled; these run on every phase).
+EXPECTED_CHECKS = {
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_headers_conformance",
+    "response_schema_conformance",
+    "negative_data_rejection",
+    "positive_data_acceptance_but_business_rules",
+    "missing_required_header",
+    "unsupported_method",
+    "allow_header_conformance",
+}
+
+
 def schemathesis_config(base_url: str, headers: dict) -> SchemathesisConfig:
     return SchemathesisConfig.from_dict(
         {
@@ -184,41 +194,36 @@ def schemathesis_config(base_url: str, headers: dict) -> SchemathesisConfig:
 
 
 @pytest.mark.slow
-@pytest.mark.django_db(transaction=True)
-def test_schemathesis_all_checks_and_stateful_phase_are_clean(settings_override, live_server):
+def test_schemathesis_all_checks_and_stateful_phase_are_clean():
     """Every check of schemathesis (positive_data_acceptance but for BUSINESS_RULES),
     all four phases (examples, coverage, fuzzing, stateful along the schema's links),
-    against the app served on loopback by the test's live server."""
-    logging.getLogger("django.request").setLevel(logging.ERROR)  # thousands of expected 4xx
-    WarehouseFactory(code="BER", latitude=52.52, longitude=13.405)
-    WarehouseFactory(code="HAM", latitude=53.55, longitude=9.993)
-    ProductFactory(sku="DEMO-000000")
-    ProductFactory(sku="DEMO-000002")
-    BackorderProductFactory(sku="BACK")
-    receive("DEMO-000000", "BER", 1000)
-    receive("DEMO-000002", "HAM", 1000)
-    _, key = api_client_create(name="fuzz", scopes=["storefront", "operations", "read"])
-
-    schema = schemathesis.openapi.from_url(
-        f"{live_server.url}/api/schema/?format=json",
-        config=schemathesis_config(live_server.url, {"Authorization": f"Token {key}"}),
-    )
-    failures, errors, phases, operations = [], [], {}, set()
-    for event in engine.from_schema(schema).execute():
-        if isinstance(event, engine_events.ScenarioFinished):
-            operations.add(event.recorder.label)
-            failures.extend(_failures(event))
-        elif isinstance(event, engine_events.NonFatalError):
-            errors.append((event.label, str(event.value)[:1500]))
-        elif isinstance(event, engine_events.FatalError):
-            errors.append(("fatal", str(event.exception)[:1500]))
-        elif isinstance(event, engine_events.PhaseFinished):
-            phases[event.phase.name.value] = event.status.value
+    against gunicorn serving the demo data (tests/contract/live.py)."""
+    # The events feed long-polls up to `wait` seconds (the schema's maximum): keep
+    # fuzzed waits short.
+    with live_app("schemathesis", STOCKROOM_EVENTS_MAX_WAIT="1") as app:
+        key = app.api_key("fuzz", "storefront", "operations", "read")
+        schema = schemathesis.openapi.from_url(
+            f"{app.url}/api/schema/?format=json",
+            config=schemathesis_config(app.url, {"Authorization": f"Token {key}"}),
+        )
+        failures, errors, phases, operations, checks = [], [], {}, set(), set()
+        for event in engine.from_schema(schema).execute():
+            if isinstance(event, engine_events.ScenarioFinished):
+                operations.add(event.recorder.label)
+                checks.update(c.name for cs in event.recorder.checks.values() for c in cs)
+                failures.extend(_failures(event))
+            elif isinstance(event, engine_events.NonFatalError):
+                errors.append((event.label, str(event.value)[:1500]))
+            elif isinstance(event, engine_events.FatalError):
+                errors.append(("fatal", str(event.exception)[:1500]))
+            elif isinstance(event, engine_events.PhaseFinished):
+                phases[event.phase.name.value] = event.status.value
     for failure in failures + errors:
         print(*failure, sep="\n", end="\n\n")
     assert failures == [] and errors == []
     assert phases.get("stateful") == "success", phases  # links drove the stateful phase
     assert len({o for o in operations if " /api/" in o}) >= 37, operations
+    assert checks >= EXPECTED_CHECKS, EXPECTED_CHECKS - checks
 
 
 def _failures(event) -> list[tuple]:
@@ -240,12 +245,3 @@ def _failures(event) -> list[tuple]:
                 )
             )
     return found
-
-
-@pytest.fixture
-def settings_override(settings):
-    settings.STOCKROOM_API_THROTTLE_RATE = "100000/min"
-    # The events feed long-polls up to `wait` seconds (its schema's maximum): keep
-    # fuzzed waits short.
-    settings.STOCKROOM_EVENTS_MAX_WAIT = 1
-    return settings

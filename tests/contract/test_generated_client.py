@@ -18,73 +18,26 @@ import sys
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
-from django.conf import settings
 
-from chaos import processes
+from .live import live_app
 
-ROOT = Path(__file__).resolve().parents[2]
 GENERATOR = Path(sys.executable).parent / "openapi-python-client"
 PACKAGE = "stockroom_contract_client"
-SEED = [
-    ["migrate", "--noinput", "-v", "0"],
-    ["seed_demo", "--skus", "50", "--warehouses", "3", "--no-progress"],
-]
 # The generator runs no formatter (none is needed to import the code).
 GENERATOR_CONFIG = "post_hooks: []\n"
 
 
-def _admin():
-    db = settings.DATABASES["default"]
-    return psycopg.connect(
-        host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"],
-        password=db.get("PASSWORD") or None, dbname="postgres", autocommit=True,
-    )  # fmt: skip
-
-
-def _database() -> tuple[str, str]:
-    db = settings.DATABASES["default"]
-    name = f"{db['NAME'].removeprefix('test_')}_contract"
-    with _admin() as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{name}"')
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{name}", name
-
-
-def _manage(env: dict, *args: str) -> str:
-    done = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env,
-                          check=True, capture_output=True, text=True, timeout=300)  # fmt: skip
-    return done.stdout
-
-
 @pytest.fixture(scope="module")
 def server():
-    url, name = _database()
-    redis = processes.PrivateRedis()
-    gunicorn = None
-    try:
-        redis.start()
-        env = processes.app_env(url, redis.url, LOG_LEVEL="ERROR")
-        env["PYTHONPATH"] = str(ROOT)
-        for command in SEED:
-            _manage(env, *command)
-        keys = {
-            scope: _manage(env, "create_api_client", f"contract-{scope}", "--scope", scope)
-            .strip()
-            .splitlines()[-1]
-            for scope in ("storefront", "operations")
-        }
-        gunicorn = processes.Gunicorn(env, workers=1, threads=4)
-        gunicorn.start()
-        yield gunicorn.url, keys
-    finally:
-        if gunicorn is not None:
-            gunicorn.stop()
-        redis.close()
-        with _admin() as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with live_app("contract") as app:
+        yield (
+            app.url,
+            {
+                scope: app.api_key(f"contract-{scope}", scope)
+                for scope in ("storefront", "operations")
+            },
+        )
 
 
 @pytest.fixture(scope="module")
