@@ -1,6 +1,8 @@
 """The OpenAPI schema: valid, complete (every error documented), served with docs,
 and a bounded schemathesis run that finds no 5xx and no response breaking the schema."""
 
+import re
+
 import pytest
 import schemathesis
 from drf_spectacular.generators import SchemaGenerator
@@ -9,6 +11,8 @@ from schemathesis import engine
 from schemathesis.config import SchemathesisConfig
 from schemathesis.engine import events as engine_events
 from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+from api.fields import SKU_REGEX
 
 from ..contract.live import live_app
 from .conftest import error_code
@@ -33,7 +37,8 @@ def test_every_operation_documents_its_errors(openapi):
     operations = [
         (path, method, op) for path, item in openapi["paths"].items() for method, op in item.items()
     ]
-    assert len(operations) == 36  # 28 + 8 of the events app (issue 14)
+    # 28 + 8 of the events app (issue 14) + GET /reservations/batch/ (the order "batch")
+    assert len(operations) == 37
     for path, method, op in operations:
         responses = op["responses"]
         for status in ("400", "401", "403", "404", "429"):
@@ -45,6 +50,49 @@ def test_every_operation_documents_its_errors(openapi):
             assert {"409", "422", "503"} <= set(responses), path
             assert any(p["name"] == "Idempotency-Key" for p in op["parameters"])
     assert "409" in openapi["paths"]["/api/v1/reservations/"]["post"]["responses"]
+
+
+def test_the_schema_states_bounds_links_and_optional_bodies(openapi):
+    paths = openapi["paths"]
+
+    def parameter(path, method, name):
+        found = [p for p in paths[path][method]["parameters"] if p["name"] == name]
+        assert len(found) == 1, (path, method, name)
+        return found[0]
+
+    for path in ("/api/v1/products/", "/api/v1/inventory/", "/api/v1/transactions/"):
+        limit = parameter(path, "get", "limit")["schema"]
+        assert (limit["minimum"], limit["maximum"]) == (1, 500), path
+    sku = parameter("/api/v1/products/{sku}/", "get", "sku")["schema"]
+    assert (sku["maxLength"], sku["pattern"]) == (64, SKU_REGEX)
+    order_id = parameter("/api/v1/reservations/{order_id}/release/", "post", "order_id")
+    assert re.fullmatch(order_id["schema"]["pattern"], "ORD-1")
+    for bad in ("A/B", "A\x00B", "  "):
+        assert not re.fullmatch(order_id["schema"]["pattern"], bad)
+    batch_skus = parameter("/api/v1/availability/", "get", "sku")["schema"]
+    assert (batch_skus["minItems"], batch_skus["maxItems"]) == (1, 100)
+    assert parameter("/api/v1/transactions/", "get", "type")["allowEmptyValue"] is True
+
+    schemas = openapi["components"]["schemas"]
+    create = schemas["ReservationCreateInputRequest"]["properties"]
+    assert (create["lines"]["minItems"], create["lines"]["maxItems"]) == (1, 100)
+    assert create["order_id"]["pattern"] == order_id["schema"]["pattern"]
+    assert schemas["ReservationBatchInputRequest"]["properties"]["orders"]["maxItems"] == 500
+
+    links = paths["/api/v1/reservations/"]["post"]["responses"]["201"]["links"]
+    assert {link["operationId"] for link in links.values()} == {
+        "reservations_retrieve",
+        "reservations_confirm",
+        "reservations_release",
+        "reservations_fulfill",
+    }
+    assert all(
+        link["parameters"] == {"order_id": "$response.body#/order_id"} for link in links.values()
+    )
+    for action in ("release", "fulfill", "confirm"):
+        body = paths[f"/api/v1/reservations/{{order_id}}/{action}/"]["post"]["requestBody"]
+        assert not body.get("required"), action  # optional, as on the server
+    assert paths["/api/v1/inventory/{sku}/{warehouse}/"]["patch"]["requestBody"]["required"]
 
 
 def test_schema_and_docs_are_served(client, db):
