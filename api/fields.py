@@ -6,6 +6,7 @@ API is not: a JSON number must be a whole number, a string must be a string.
 
 from django.conf import settings
 from django.core.validators import RegexValidator
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 
@@ -58,6 +59,28 @@ class StrictBooleanField(serializers.BooleanField):
 
 SKU_REGEX = r"^[A-Za-z0-9][A-Za-z0-9._/-]*$"
 WAREHOUSE_REGEX = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
+# An order id: no NUL, no "/" (its URL /reservations/{order_id}/ names it in one path
+# segment; the reservation services refuse "/"), not blank (inputs are trimmed).
+ORDER_ID_REGEX = r"^[^/\x00]*[^\s/\x00][^/\x00]*$"
+ORDER_ID_MAX_LENGTH = 100
+
+
+@extend_schema_field(
+    {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": ORDER_ID_MAX_LENGTH,
+        "pattern": ORDER_ID_REGEX,
+        "description": "1 to 100 characters, no '/' and no NUL.",
+    }
+)
+class OrderIdField(StrictCharField):
+    """An order id in a body. The schema states the services' rules (the services
+    check the "/", so its error answer stays theirs)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", ORDER_ID_MAX_LENGTH)
+        super().__init__(**kwargs)
 
 
 class SkuField(StrictCharField):

@@ -56,26 +56,37 @@ def _int_param(request, name: str, default: int, low: int, high: int) -> int:
     return int(raw)
 
 
+# Empty, or event types separated by commas (empty items are ignored).
+_TYPE = "(?:" + "|".join(t.replace(".", r"\.") for t in EventType.values) + ")"
+_TYPES_PATTERN = f"^,*(?:{_TYPE}(?:,+{_TYPE})*)?,*$"
+
+
 class EventFeedView(ApiView):
     read_scopes = FEED_SCOPES
 
     @extend_schema(
         operation_id="events_list",
         parameters=[
-            OpenApiParameter(
+            schema.text_query(
                 "after",
-                str,
-                description="Cursor: events after it (default: the oldest retained event).",
+                "Cursor: events after it (default: the oldest retained event). Pass a "
+                "`next_cursor` or an event's `cursor` unchanged; any other value is a 400.",
             ),
-            OpenApiParameter("types", str, description="Comma-separated event types."),
-            OpenApiParameter("sku", str),
-            OpenApiParameter("warehouse", str, description="Warehouse code."),
-            OpenApiParameter("limit", int, description=f"1 to {MAX_LIMIT} (default 100)."),
             OpenApiParameter(
+                "types",
+                {"type": "string", "pattern": _TYPES_PATTERN},
+                description="Comma-separated event types (" + ", ".join(EventType.values) + ").",
+            ),
+            schema.text_query("sku", "Exact SKU."),
+            schema.text_query("warehouse", "Exact warehouse code."),
+            schema.int_query("limit", 1, MAX_LIMIT, f"1 to {MAX_LIMIT} (default 100)."),
+            schema.int_query(
                 "wait",
-                int,
-                description="Long-poll: when nothing is new, wait up to this many seconds "
-                "(at most STOCKROOM_EVENTS_MAX_WAIT, default 20) for an event.",
+                0,
+                settings.STOCKROOM_EVENTS_MAX_WAIT,
+                "Long-poll: when nothing is new, wait up to this many seconds "
+                f"(0 to STOCKROOM_EVENTS_MAX_WAIT, here {settings.STOCKROOM_EVENTS_MAX_WAIT}) "
+                "for an event.",
             ),
         ],
         responses={
@@ -92,6 +103,11 @@ class EventFeedView(ApiView):
         unknown = sorted(set(request.query_params) - allowed)
         if unknown:
             raise exceptions.ValidationError({n: ["Unknown query parameter."] for n in unknown})
+        with_nul = sorted(n for n, v in request.query_params.items() if "\x00" in v)
+        if with_nul:  # PostgreSQL text cannot hold a NUL: filtering on one was a 500
+            raise exceptions.ValidationError(
+                {n: ["Null characters are not allowed."] for n in with_nul}
+            )
         after = selectors.START
         if request.query_params.get("after"):
             try:

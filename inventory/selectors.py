@@ -26,6 +26,7 @@ from .models import (
     Inventory,
     InventoryTransaction,
     Product,
+    ReferenceType,
     StockPolicy,
     TransactionType,
     policy_allowance,
@@ -507,7 +508,7 @@ class TransactionFilter(_StrictFilterSet):
     type = django_filters.ChoiceFilter(choices=TransactionType.choices)
     since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     reference = django_filters.CharFilter(field_name="reference_id")
-    reference_type = django_filters.CharFilter(field_name="reference_type")
+    reference_type = django_filters.ChoiceFilter(choices=ReferenceType.choices)
 
     class Meta:
         model = InventoryTransaction

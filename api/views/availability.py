@@ -114,16 +114,36 @@ class AvailabilityBatchView(ApiView):
         operation_id="availability_batch",
         parameters=[
             OpenApiParameter(
-                "sku", str, many=True, required=True, description="Repeat for up to 100 SKUs."
+                "sku",
+                {
+                    "type": "array",
+                    "items": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 64,
+                        "pattern": schema.NO_NUL,
+                    },
+                    "minItems": 1,
+                    "maxItems": settings.STOCKROOM_MAX_AVAILABILITY_SKUS,
+                },
+                required=True,
+                explode=True,
+                style="form",
+                description=f"Repeat for up to {settings.STOCKROOM_MAX_AVAILABILITY_SKUS} SKUs "
+                "(`STOCKROOM_MAX_AVAILABILITY_SKUS`, counted as given; a repeated SKU is "
+                "answered once); each 1 to 64 characters without NUL. Unknown SKUs are "
+                "listed in `unknown_skus`.",
             )
         ],
         responses={200: OutputSerializer, **schema.errors(*schema.COMMON)},
     )
     def get(self, request):
         query_filters(request, ("sku",))
-        skus = list(dict.fromkeys(request.query_params.getlist("sku")))
+        given = request.query_params.getlist("sku")
+        skus = list(dict.fromkeys(given))
         limit = settings.STOCKROOM_MAX_AVAILABILITY_SKUS
-        if not skus or len(skus) > limit:
+        # Counted as given (the schema's maxItems): a repeated SKU is answered once.
+        if not given or len(given) > limit:
             raise exceptions.ValidationError({"sku": [f"Give 1 to {limit} SKUs."]})
         if any(not s or len(s) > 64 or "\x00" in s for s in skus):
             raise exceptions.ValidationError({"sku": ["A SKU has 1 to 64 characters, no NUL."]})

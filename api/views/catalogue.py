@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.urls import path
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
@@ -74,8 +74,8 @@ class ProductListCreateView(ListView):
         operation_id="products_list",
         parameters=[
             *schema.PAGE_PARAMETERS,
-            OpenApiParameter("category", str),
-            OpenApiParameter("stock_policy", str, enum=StockPolicy.values),
+            schema.text_query("category", "Exact category."),
+            schema.choice_query("stock_policy", StockPolicy.values),
         ],
         responses={
             200: schema.page_of(ProductOutput, "ProductPage"),
@@ -144,7 +144,10 @@ class ProductBulkUpsertView(ApiView):
     write_scopes = (Scope.OPERATIONS,)
 
     class InputSerializer(StrictSerializer):
-        products = ProductInput(many=True, allow_empty=False)
+        # max_length states the bound in the schema; refuse_oversized checks it first.
+        products = ProductInput(
+            many=True, allow_empty=False, max_length=settings.STOCKROOM_MAX_BULK_PRODUCTS
+        )
 
         def to_internal_value(self, data):
             refuse_oversized(data, "products", settings.STOCKROOM_MAX_BULK_PRODUCTS)
@@ -209,8 +212,8 @@ class WarehouseListCreateView(ListView):
         operation_id="warehouses_list",
         parameters=[
             *schema.PAGE_PARAMETERS,
-            OpenApiParameter("active", bool),
-            OpenApiParameter("is_active", bool, deprecated=True, description="Alias of active."),
+            schema.bool_query("active"),
+            schema.bool_query("is_active", "Alias of active.", deprecated=True),
         ],
         responses={
             200: schema.page_of(WarehouseOutput, "WarehousePage"),

@@ -5,7 +5,7 @@ order receipts answer with."""
 from __future__ import annotations
 
 from django.urls import path
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 
@@ -59,11 +59,10 @@ class InventoryListView(ListView):
         operation_id="inventory_list",
         parameters=[
             *schema.PAGE_PARAMETERS,
-            OpenApiParameter("sku", str),
-            OpenApiParameter("warehouse", str),
-            OpenApiParameter(
+            schema.text_query("sku", "Exact SKU."),
+            schema.text_query("warehouse", "Exact warehouse code."),
+            schema.bool_query(
                 "below_threshold",
-                bool,
                 description="true: rows with a reorder threshold > 0 whose available "
                 "(on hand - reserved) is at or below it.",
             ),
@@ -83,6 +82,7 @@ class InventoryDetailView(ApiView):
     write_scopes = (Scope.OPERATIONS,)
 
     class PatchInput(StrictSerializer):
+        schema_extra = {"minProperties": 1}  # validate() refuses an empty body
         reorder_threshold = QuantityField(required=False, allow_zero=True)
         reorder_quantity = QuantityField(required=False, allow_zero=True)
         safety_stock = QuantityField(required=False, allow_zero=True)
@@ -121,12 +121,14 @@ class TransactionListView(ListView):
         operation_id="transactions_list",
         parameters=[
             *schema.PAGE_PARAMETERS,
-            OpenApiParameter("sku", str),
-            OpenApiParameter("warehouse", str),
-            OpenApiParameter("type", str, enum=TransactionType.values),
-            OpenApiParameter("since", str, description="ISO 8601 date-time, inclusive."),
-            OpenApiParameter("reference", str, description="Reference id, e.g. an order id."),
-            OpenApiParameter("reference_type", str, enum=ReferenceType.values),
+            schema.text_query("sku", "Exact SKU."),
+            schema.text_query("warehouse", "Exact warehouse code."),
+            schema.choice_query("type", TransactionType.values),
+            schema.datetime_query(
+                "since", "ISO 8601 date-time, inclusive (a bare date means its midnight)."
+            ),
+            schema.text_query("reference", "Reference id, e.g. an order id."),
+            schema.choice_query("reference_type", ReferenceType.values),
         ],
         responses={
             200: schema.page_of(TransactionOutput, "TransactionPage"),

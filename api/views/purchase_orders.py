@@ -51,7 +51,7 @@ class PurchaseOrderReceiveView(ApiView):
             OpenApiExample(
                 "A partial delivery",
                 request_only=True,
-                value={"receipt_id": "DN-4711", "lines": [{"sku": "TSHIRT-M", "quantity": 40}]},
+                value={"receipt_id": "DN-4711", "lines": [{"sku": "DEMO-000000", "quantity": 40}]},
             )
         ],
         responses={

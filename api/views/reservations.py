@@ -24,6 +24,7 @@ from inventory import clock, routing, selectors, services
 
 from .. import schema
 from ..fields import (
+    OrderIdField,
     QuantityField,
     SkuField,
     StrictCharField,
@@ -86,19 +87,14 @@ class ReservationCreateView(ApiView):
             latitude = StrictFloatField(min_value=-90, max_value=90)
             longitude = StrictFloatField(min_value=-180, max_value=180)
 
-        order_id = StrictCharField(max_length=100)
-        lines = OrderLineInput(many=True, allow_empty=False)
+        order_id = OrderIdField()
+        lines = OrderLineInput(
+            many=True, allow_empty=False, max_length=settings.STOCKROOM_MAX_ORDER_LINES
+        )
         ship_to = ShipTo(required=False)
         expires_in = StrictIntegerField(
             required=False, min_value=1, max_value=services.MAX_HOLD_SECONDS, help_text="Seconds."
         )
-
-        def validate_lines(self, lines):
-            if len(lines) > settings.STOCKROOM_MAX_ORDER_LINES:
-                raise serializers.ValidationError(
-                    f"At most {settings.STOCKROOM_MAX_ORDER_LINES} lines per order."
-                )
-            return lines
 
     @extend_schema(
         operation_id="reservations_create",
@@ -110,8 +106,8 @@ class ReservationCreateView(ApiView):
                 value={
                     "order_id": "ORD-1001",
                     "lines": [
-                        {"sku": "TSHIRT-M", "quantity": 2},
-                        {"sku": "TSHIRT-M", "quantity": 1, "warehouse": "BER"},
+                        {"sku": "DEMO-000000", "quantity": 2},
+                        {"sku": "DEMO-000000", "quantity": 1, "warehouse": "BER"},
                     ],
                     "ship_to": {"latitude": 52.37, "longitude": 9.73},
                     "expires_in": 900,
@@ -209,7 +205,7 @@ class ReservationBatchView(ApiView):
 
     class InputSerializer(OrdersBatchInput):
         class Order(StrictSerializer):
-            order_id = StrictCharField(max_length=100)
+            order_id = OrderIdField()
             lines = BatchOrderLineInput(
                 many=True, allow_empty=False, max_length=settings.STOCKROOM_MAX_ORDER_LINES
             )
@@ -220,7 +216,8 @@ class ReservationBatchView(ApiView):
                 help_text="Seconds.",
             )
 
-        orders = Order(many=True, allow_empty=False)
+        # max_length states the bound in the schema; refuse_oversized checks it first.
+        orders = Order(many=True, allow_empty=False, max_length=settings.STOCKROOM_MAX_BATCH_ORDERS)
 
     class OutputSerializer(serializers.Serializer):
         results = BatchResultOutput(many=True)
@@ -247,12 +244,12 @@ class ReservationBatchView(ApiView):
                     "orders": [
                         {
                             "order_id": "ORD-2001",
-                            "lines": [{"sku": "TSHIRT-M", "quantity": 2, "warehouse": "BER"}],
+                            "lines": [{"sku": "DEMO-000000", "quantity": 2, "warehouse": "BER"}],
                             "expires_in": 900,
                         },
                         {
                             "order_id": "ORD-2002",
-                            "lines": [{"sku": "MUG-1", "quantity": 1, "warehouse": "HAM"}],
+                            "lines": [{"sku": "DEMO-000002", "quantity": 1, "warehouse": "HAM"}],
                         },
                     ]
                 },
@@ -296,7 +293,12 @@ class ReservationBatchView(ApiView):
             }
         )
 
-    @extend_schema(exclude=True)
+    @extend_schema(
+        operation_id="reservations_retrieve_batch",
+        description="The order whose id is `batch` (this path shadows "
+        "GET /reservations/{order_id}/ for that one id; OPTIONS lists GET here for it).",
+        responses={200: ReservationOutput, **schema.errors(*schema.COMMON)},
+    )
     def get(self, request):
         # This path shadows GET /reservations/{order_id}/ for an order named "batch".
         return ReservationDetailView.get(self, request, order_id="batch")
@@ -464,7 +466,7 @@ class ReservationBatchConfirmView(ApiView):
 
     class InputSerializer(OrdersBatchInput):
         class Order(StrictSerializer):
-            order_id = StrictCharField(max_length=100)
+            order_id = OrderIdField()
             expires_in = StrictIntegerField(
                 required=False,
                 min_value=1,
@@ -472,7 +474,8 @@ class ReservationBatchConfirmView(ApiView):
                 help_text=_EXPIRES_IN_HELP,
             )
 
-        orders = Order(many=True, allow_empty=False)
+        # max_length states the bound in the schema; refuse_oversized checks it first.
+        orders = Order(many=True, allow_empty=False, max_length=settings.STOCKROOM_MAX_BATCH_ORDERS)
 
     class OutputSerializer(serializers.Serializer):
         results = ConfirmResultOutput(many=True)

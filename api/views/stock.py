@@ -87,7 +87,7 @@ class StockReceiveView(StockOperationView):
         InputSerializer,
         "stock_receive",
         {
-            "sku": "TSHIRT-M",
+            "sku": "DEMO-000000",
             "warehouse": "BER",
             "quantity": 50,
             "reference": {"type": "purchase_order", "id": "PO-77"},
@@ -134,7 +134,7 @@ class StockAdjustView(StockOperationView):
     @_stock_schema(
         InputSerializer,
         "stock_adjust",
-        {"sku": "TSHIRT-M", "warehouse": "BER", "delta": -2, "reason": "damaged"},
+        {"sku": "DEMO-000000", "warehouse": "BER", "delta": -2, "reason": "damaged"},
     )
     def post(self, request):
         data = self.validated(self.InputSerializer, request.data)
@@ -169,7 +169,7 @@ class StockTransferView(StockOperationView):
     @_stock_schema(
         InputSerializer,
         "stock_transfer",
-        {"source": "BER", "destination": "HAM", "lines": [{"sku": "TSHIRT-M", "quantity": 5}]},
+        {"source": "BER", "destination": "HAM", "lines": [{"sku": "DEMO-000000", "quantity": 5}]},
     )
     def post(self, request):
         data = self.validated(self.InputSerializer, request.data)
