@@ -158,6 +158,8 @@ BUSINESS_RULES = {
     "server's own `next`/`previous` cursors are valid",
     ("validation_error", "after", "Invalid cursor"): "an events cursor is opaque: only "
     "the server's own cursors are valid",
+    ("validation_error", "non_field_errors", "from_state and to_state must differ"): "a "
+    "state move goes between two different states (not expressible per field)",
     ("validation_error", "url", "Enter a valid URL"): "Django's URL validator is "
     "stricter than format: uri (host name lengths, schemes)",
 }
