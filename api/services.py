@@ -73,7 +73,7 @@ def forget_authenticated_clients() -> None:
 def api_client_authenticate(*, key: str) -> ApiClient | None:
     """The active client holding `key`, or None."""
     key_hash = hash_key(key)
-    ttl = getattr(settings, "STOCKROOM_API_CLIENT_CACHE_SECONDS", 10)
+    ttl = settings.STOCKROOM_API_CLIENT_CACHE_SECONDS
     now_mono = time.monotonic()
     with _client_cache_lock:
         cached = _client_cache.get(key_hash)

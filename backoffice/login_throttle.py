@@ -42,8 +42,8 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 def _limits() -> tuple[int, int]:
     return (
-        getattr(settings, "STOCKROOM_ADMIN_LOGIN_MAX_FAILURES", 5),
-        getattr(settings, "STOCKROOM_ADMIN_LOGIN_LOCKOUT_SECONDS", 900),
+        settings.STOCKROOM_ADMIN_LOGIN_MAX_FAILURES,
+        settings.STOCKROOM_ADMIN_LOGIN_LOCKOUT_SECONDS,
     )
 
 
@@ -62,7 +62,7 @@ def _parse_networks(entries: tuple[str, ...]) -> tuple[Network, ...]:
 
 def trusted_proxies() -> tuple[Network, ...]:
     """`STOCKROOM_TRUSTED_PROXIES` parsed (ImproperlyConfigured for a bad entry)."""
-    entries = getattr(settings, "STOCKROOM_TRUSTED_PROXIES", ()) or ()
+    entries = settings.STOCKROOM_TRUSTED_PROXIES or ()
     if isinstance(entries, str):
         entries = entries.split(",")
     return _parse_networks(tuple(e for e in entries if e.strip()))

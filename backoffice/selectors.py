@@ -24,7 +24,7 @@ START_PAGE_ROWS = 10
 # Count rows needing attention up to this many; beyond it the page says "1000+".
 ATTENTION_COUNT_CAP = 1000
 # An ADJUST that changed on hand by at least this many units is "large".
-LARGE_ADJUSTMENT_UNITS = getattr(settings, "BACKOFFICE_LARGE_ADJUSTMENT_UNITS", 10)
+LARGE_ADJUSTMENT_UNITS = settings.BACKOFFICE_LARGE_ADJUSTMENT_UNITS
 LARGE_ADJUSTMENT_DAYS = 7
 PURCHASE_ORDERS_DUE_DAYS = 7
 CHART_DAYS = 90

@@ -75,7 +75,7 @@ def ensure_catalogue(skus: int, warehouses: int, on_hand: int = 1_000_000) -> No
         started = time.perf_counter()
         # Foreign keys checked once, set-based, when restored (as seed_demo does on
         # an initial load): a deferred check per ledger row costs minutes here.
-        from inventory.services.demo import drop_stock_foreign_keys, restore_stock_foreign_keys
+        from inventory.demo import drop_stock_foreign_keys, restore_stock_foreign_keys
 
         dropped = drop_stock_foreign_keys()
         cursor.execute(

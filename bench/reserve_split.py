@@ -22,11 +22,11 @@ os.environ["DJANGO_DEBUG"] = "false"
 django.setup()
 
 from inventory import availability_cache, services  # noqa: E402
-from inventory.services import ReserveLine, stock  # noqa: E402
+from inventory.services import ReserveLine, reserve_sql  # noqa: E402
 
 CALLS = 600
 spent = {"sql": 0.0, "cache": 0.0}
-original_call = stock._call_stock_function
+original_call = reserve_sql.call_stock_function
 original_apply = availability_cache.apply_committed_changes
 
 
@@ -45,7 +45,7 @@ def timed_apply(changes):
 
 
 def main() -> None:
-    stock._call_stock_function = timed_call
+    reserve_sql.call_stock_function = timed_call
     listeners = services.COMMITTED_CHANGE_LISTENERS
     listeners[:] = [timed_apply if f is original_apply else f for f in listeners]
     rng = random.Random(3)

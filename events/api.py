@@ -27,7 +27,7 @@ MAX_LIMIT = 1000
 
 class EventOutput(serializers.Serializer):
     id = serializers.CharField(help_text="evt_<n>: unique, the webhook-id of its deliveries.")
-    type = serializers.ChoiceField(choices=EventType.values)
+    type = serializers.ChoiceField(choices=EventType.choices)
     occurred_at = serializers.DateTimeField()
     request_id = serializers.CharField()
     sku = serializers.CharField()
@@ -152,7 +152,7 @@ class SubscriptionInput(StrictSerializer):
     url = serializers.URLField(max_length=500)
     name = StrictCharField(max_length=100, required=False, allow_blank=True, default="")
     types = serializers.ListField(
-        child=serializers.ChoiceField(choices=EventType.values), required=False, default=list
+        child=serializers.ChoiceField(choices=EventType.choices), required=False, default=list
     )
     sku = StrictCharField(max_length=64, required=False, allow_blank=True, default="")
     warehouse = StrictCharField(max_length=32, required=False, allow_blank=True, default="")
@@ -165,7 +165,7 @@ class SubscriptionUpdateInput(StrictSerializer):
     url = serializers.URLField(max_length=500, required=False)
     name = StrictCharField(max_length=100, required=False, allow_blank=True)
     types = serializers.ListField(
-        child=serializers.ChoiceField(choices=EventType.values), required=False
+        child=serializers.ChoiceField(choices=EventType.choices), required=False
     )
     sku = StrictCharField(max_length=64, required=False, allow_blank=True)
     warehouse = StrictCharField(max_length=32, required=False, allow_blank=True)

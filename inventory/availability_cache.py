@@ -273,15 +273,15 @@ class StockSnapshot:
 
 
 def _ttl() -> int:
-    return int(getattr(settings, "STOCKROOM_AVAILABILITY_TTL", 60))
+    return int(settings.STOCKROOM_AVAILABILITY_TTL)
 
 
 def _hold_cap() -> int:
-    return int(getattr(settings, "STOCKROOM_AVAILABILITY_HOLDS", 16))
+    return int(settings.STOCKROOM_AVAILABILITY_HOLDS)
 
 
 def _key(sku: str) -> str:
-    prefix = getattr(settings, "STOCKROOM_AVAILABILITY_KEY_PREFIX", "stockroom")
+    prefix = settings.STOCKROOM_AVAILABILITY_KEY_PREFIX
     return f"{prefix}:avail:{KEY_VERSION}:{sku}"
 
 
@@ -621,6 +621,8 @@ def load_from_database(skus: Sequence[str]) -> dict[str, StockSnapshot]:
     """
     from inventory_site.db_router import read_alias
 
+    from .models import policy_allowance
+
     if not skus:
         return {}
     sql = _LOAD_SQL.format(placeholders=", ".join(["%s"] * len(skus)))
@@ -636,7 +638,7 @@ def load_from_database(skus: Sequence[str]) -> dict[str, StockSnapshot]:
                 sku=sku,
                 product_id=str(product_id),
                 stock_policy=policy,
-                allowance=0 if policy == "normal" else int(limit),
+                allowance=policy_allowance(policy, int(limit)),
             )
         if code is not None:
             pairs = []
@@ -844,7 +846,7 @@ def apply_hold_changes(changes: Sequence[Any]) -> None:
 
 
 def _order_key(order_id: str) -> str:
-    prefix = getattr(settings, "STOCKROOM_AVAILABILITY_KEY_PREFIX", "stockroom")
+    prefix = settings.STOCKROOM_AVAILABILITY_KEY_PREFIX
     return f"{prefix}:order:{ORDER_KEY_VERSION}:{order_id}"
 
 
@@ -869,7 +871,7 @@ def sold_out_lines(
     an order that already holds a reservation (its idempotent replay must reach
     the database).
     """
-    if not lines or not getattr(settings, "STOCKROOM_SOLD_OUT_GATE", True):
+    if not lines or not settings.STOCKROOM_SOLD_OUT_GATE:
         return None
     cached, known_order, generations, unsettled = _read(
         [sku for sku, _, _ in lines], _order_key(order_id) if order_id else None

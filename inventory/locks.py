@@ -15,7 +15,7 @@ in this order, each step optional, never going back to an earlier step:
 
 Consequences: rows are created before any inventory row is locked (a transaction
 holding inventory locks that finds a row missing rolls back and creates it first,
-`stock._in_transaction`; a purchase-order receipt and a cycle count create all
+`services.rows.in_transaction`; a purchase-order receipt and a cycle count create all
 their rows up front); two transactions always acquire overlapping locks in the
 same order and cannot deadlock, whatever order an order's lines, a delivery's or
 a count's SKUs arrive in. A deadlock or serialization failure that happens all

@@ -70,7 +70,22 @@ class Product(models.Model):
     @property
     def allowance(self) -> int:
         """Units availability may go below zero per warehouse (0 for normal SKUs)."""
-        return 0 if self.stock_policy == StockPolicy.NORMAL else self.backorder_limit
+        return policy_allowance(self.stock_policy, self.backorder_limit)
+
+
+def policy_allowance(stock_policy: str, backorder_limit: int) -> int:
+    """The backorder allowance a stock policy gives each warehouse's row: 0 for
+    normal SKUs, else the product's backorder limit. The one rule: in SQL it is
+    `policy_allowance_sql` (and the row trigger in inventory/sql/allowance_from_product.sql)."""
+    return 0 if stock_policy == StockPolicy.NORMAL else backorder_limit
+
+
+def policy_allowance_sql(product: str = "p") -> str:
+    """`policy_allowance` as an SQL expression over the product table alias `product`."""
+    return (
+        f"(CASE WHEN {product}.stock_policy = '{StockPolicy.NORMAL.value}' THEN 0 "
+        f"ELSE {product}.backorder_limit END)"
+    )
 
 
 class Inventory(models.Model):

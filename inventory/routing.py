@@ -254,7 +254,7 @@ def _existing(
     return services.ReservationResult(reservation, created=False)
 
 
-def reserve_order(
+def reserve_order(  # noqa: C901 -- the routing retry loop; its steps are documented in docs/API.md (Routing)
     *,
     order_id: str,
     lines: Sequence[RequestedLine],

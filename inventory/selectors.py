@@ -22,7 +22,14 @@ from django.db.models import F, QuerySet
 from warehouses.models import Warehouse
 
 from . import clock, errors
-from .models import Inventory, InventoryTransaction, Product, StockPolicy, TransactionType
+from .models import (
+    Inventory,
+    InventoryTransaction,
+    Product,
+    StockPolicy,
+    TransactionType,
+    policy_allowance,
+)
 
 
 class AvailabilityStatus:
@@ -96,7 +103,7 @@ class _Row:
 
     @property
     def allowance(self) -> int:
-        return 0 if self.stock_policy == StockPolicy.NORMAL else self.backorder_limit
+        return policy_allowance(self.stock_policy, self.backorder_limit)
 
     @property
     def free(self) -> int:
@@ -140,33 +147,65 @@ def low_stock_level(reorder_thresholds: Iterable[int]) -> int:
     return sum(reorder_thresholds) or settings.STOCKROOM_LOW_STOCK_UNITS
 
 
-def _availability(rows: list[_Row]) -> SkuAvailability:
-    first = rows[0]
-    active = [row for row in rows if row.code is not None and row.is_active]
-    warehouses = tuple(WarehouseAvailability(row.code, max(row.free, 0)) for row in active)
+def sku_availability(
+    *,
+    sku: str,
+    product_id: uuid.UUID,
+    stock_policy: str,
+    allowance: int,
+    free: Mapping[str, int],
+    thresholds: Iterable[int],
+    active_warehouses: int,
+    ships_in_days: Mapping[str, int] | None = None,
+) -> SkuAvailability:
+    """The availability status rule, the one place it is written.
+
+    `free`: per active warehouse with a stock row, in the order to report them,
+    on hand minus what live holds reserve (negative when backordered);
+    `thresholds`: their reorder thresholds; `active_warehouses`: how many
+    warehouses are active (one without a row yet can take the whole allowance).
+    In stock (low stock at or below `low_stock_level`) while units are
+    available; else backorder or pre-order while some active warehouse can still
+    go below zero; else out of stock. `ships_in_days` is reported unless in stock.
+    """
+    warehouses = tuple(WarehouseAvailability(code, max(units, 0)) for code, units in free.items())
     available = sum(w.available for w in warehouses)
     if available > 0:
-        level = low_stock_level(row.reorder_threshold for row in active)
+        level = low_stock_level(thresholds)
         status = AvailabilityStatus.LOW_STOCK if available <= level else AvailabilityStatus.IN_STOCK
     else:
         # Backorder / pre-order: some active warehouse can still go below zero
         # (an active warehouse without a row yet can take the whole allowance).
-        can_backorder = first.allowance > 0 and (
-            any(row.free + row.allowance > 0 for row in active)
-            or len(active) < first.active_warehouses
+        can_backorder = allowance > 0 and (
+            any(units + allowance > 0 for units in free.values()) or len(free) < active_warehouses
         )
-        if can_backorder and first.stock_policy == StockPolicy.PREORDER:
+        if can_backorder and stock_policy == StockPolicy.PREORDER:
             status = AvailabilityStatus.PREORDER
         elif can_backorder:
             status = AvailabilityStatus.BACKORDER
         else:
             status = AvailabilityStatus.OUT_OF_STOCK
     return SkuAvailability(
-        sku=first.sku,
-        product_id=first.product_id,
+        sku=sku,
+        product_id=product_id,
         available=available,
         status=status,
         warehouses=warehouses,
+        ships_in_days=ships_in_days if status != AvailabilityStatus.IN_STOCK else None,
+    )
+
+
+def _availability(rows: list[_Row]) -> SkuAvailability:
+    first = rows[0]
+    active = [row for row in rows if row.code is not None and row.is_active]
+    return sku_availability(
+        sku=first.sku,
+        product_id=first.product_id,
+        stock_policy=first.stock_policy,
+        allowance=first.allowance,
+        free={row.code: row.free for row in active},
+        thresholds=[row.reorder_threshold for row in active],
+        active_warehouses=first.active_warehouses,
     )
 
 
@@ -180,7 +219,7 @@ def availability_for_skus(
     from the database in one query and written back. Otherwise (or to compare)
     `availability_from_database`. Both count stock in active warehouses.
     """
-    if not getattr(settings, "STOCKROOM_AVAILABILITY_CACHE", True):
+    if not settings.STOCKROOM_AVAILABILITY_CACHE:
         return availability_from_database(skus, now=now)
     from . import availability_cache
 
@@ -194,29 +233,15 @@ def availability_for_skus(
 
 def _availability_from_snapshot(snap, active: frozenset[str]) -> SkuAvailability:
     codes = sorted(code for code in snap.warehouses if code in active)
-    warehouses = tuple(WarehouseAvailability(c, max(snap.warehouses[c], 0)) for c in codes)
-    available = sum(w.available for w in warehouses)
-    allowance = snap.allowance
-    if available > 0:
-        level = low_stock_level(snap.thresholds.get(c, 0) for c in codes)
-        status = AvailabilityStatus.LOW_STOCK if available <= level else AvailabilityStatus.IN_STOCK
-    else:
-        can_backorder = allowance > 0 and (
-            any(snap.warehouses[c] + allowance > 0 for c in codes) or len(codes) < len(active)
-        )
-        if can_backorder and snap.stock_policy == StockPolicy.PREORDER:
-            status = AvailabilityStatus.PREORDER
-        elif can_backorder:
-            status = AvailabilityStatus.BACKORDER
-        else:
-            status = AvailabilityStatus.OUT_OF_STOCK
-    return SkuAvailability(
+    return sku_availability(
         sku=snap.sku,
         product_id=uuid.UUID(snap.product_id),
-        available=available,
-        status=status,
-        warehouses=warehouses,
-        ships_in_days=snap.ships_in_days if status != AvailabilityStatus.IN_STOCK else None,
+        stock_policy=snap.stock_policy,
+        allowance=snap.allowance,
+        free={code: snap.warehouses[code] for code in codes},
+        thresholds=[snap.thresholds.get(code, 0) for code in codes],
+        active_warehouses=len(active),
+        ships_in_days=snap.ships_in_days,
     )
 
 

@@ -19,8 +19,8 @@ def _demo() -> dict | None:
         DEMO_STAFF,
         DEMO_USERNAME,
     )
+    from inventory.demo import SHOWCASE, demo_sku
     from inventory.models import Product
-    from inventory.services.demo import SHOWCASE, demo_sku
     from warehouses.models import Warehouse
 
     skus = [demo_sku(n) for n in range(len(SHOWCASE))]

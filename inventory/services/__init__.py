@@ -1,9 +1,19 @@
 """The stock service layer: every change to stock happens in this package.
 
-`stock` holds the six ledger operations (and the after-commit hook that caches
-and reorder checks listen on); `catalogue` the catalogue writes, which never
-change stock quantities; `bulk` the set-based work on whole files (bulk
-receive, reconcile, export). Import from here: `from inventory import services`.
+By concern (import from here: `from inventory import services`):
+
+* `stock`: receive, adjust, transfer, and what every operation shares
+  (validation, `retry_busy`);
+* `reservations`: reserve one order or a batch; `reservation_close`: release,
+  fulfil, expire; `reservation_confirm`: confirm or extend a hold; `orders`: the
+  order values and rules these share; `reserve_sql`: the PostgreSQL engine's
+  adapter (the functions in `inventory/sql/`);
+* `ledger`: the one write path of balances (`apply_changes`), `Reference`, and
+  the after-commit publication caches and reorder checks listen on;
+* `idempotency`: keys, fingerprints, replays; `rows`: row resolution, creation
+  (`stock_rows_create`) and locking;
+* `catalogue`: the catalogue writes (and a product's stock policy); `bulk`: the
+  set-based work on whole files (bulk receive, reconcile, export).
 """
 
 from .bulk import (
@@ -19,40 +29,46 @@ from .bulk import (
 from .catalogue import (
     inventory_set_reorder,
     product_create,
+    product_set_stock_policy,
     product_update,
     products_upsert,
     warehouse_create,
     warehouse_update,
 )
-from .stock import (
+from .ledger import (
     COMMITTED_CHANGE_LISTENERS,
     HOLD_CHANGE_LISTENERS,
-    MAX_HOLD_SECONDS,
     CommittedChange,
-    ConfirmOutcome,
-    ConfirmRequest,
     HoldChange,
     OperationResult,
-    OrderLine,
-    OrderRequest,
     Reference,
+)
+from .orders import (
+    OrderRequest,
     ReservationOutcome,
     ReservationResult,
     ReserveLine,
-    TransferLine,
-    product_set_stock_policy,
-    reservation_confirm,
-    reservation_exists,
+)
+from .reservation_close import (
+    OrderLine,
     reservation_fulfill,
     reservation_release,
-    reservations_confirm_batch,
     reservations_expire,
+)
+from .reservation_confirm import (
+    MAX_HOLD_SECONDS,
+    ConfirmOutcome,
+    ConfirmRequest,
+    reservation_confirm,
+    reservations_confirm_batch,
+)
+from .reservations import reservation_exists, stock_reserve, stock_reserve_batch
+from .rows import stock_rows_create
+from .stock import (
+    TransferLine,
     retry_busy,
     stock_adjust,
     stock_receive,
-    stock_reserve,
-    stock_reserve_batch,
-    stock_rows_create,
     stock_transfer,
 )
 

@@ -1,6 +1,6 @@
 """Catalogue writes: products, warehouses and inventory reorder settings.
 
-None of these change stock quantities (only `stock.py` does). A product's stock
+None of these change stock quantities (the stock and reservation verbs do). A product's stock
 policy changes through `product_set_stock_policy`, which copies the allowance to
 every inventory row. Each function validates with the models' own validators and
 raises `InvalidInput` (400) or `AlreadyExists` (409), changing nothing.
@@ -20,7 +20,8 @@ from warehouses.models import Warehouse
 
 from .. import availability_cache, errors
 from ..models import Inventory, Product, StockPolicy
-from .stock import product_set_stock_policy, stock_rows_create
+from .rows import stock_rows_create
+from .stock import check_quantity
 
 PRODUCT_FIELDS = ("name", "category", "weight_g", "length_mm", "width_mm", "height_mm")
 WAREHOUSE_FIELDS = ("name", "address", "latitude", "longitude", "capacity", "is_active")
@@ -225,3 +226,35 @@ def inventory_set_reorder(
     return Inventory.objects.select_related("product", "warehouse").get(
         product=product, warehouse=site
     )
+
+
+def product_set_stock_policy(
+    *, product: Product, stock_policy: str, backorder_limit: int
+) -> Product:
+    """Change a product's stock policy and copy its allowance to every inventory row.
+
+    Lowering the limit below what a warehouse is already backordered is refused
+    (AllowanceBelowBackorders) and changes nothing.
+    """
+    if stock_policy not in StockPolicy.values:
+        raise errors.InvalidInput(f"Unknown stock policy {stock_policy!r}.")
+    check_quantity(backorder_limit, name="backorder_limit", allow_zero=True)
+    if stock_policy == StockPolicy.NORMAL:
+        backorder_limit = 0
+    try:
+        with transaction.atomic():
+            product.stock_policy = stock_policy
+            product.backorder_limit = backorder_limit
+            product.save(update_fields=["stock_policy", "backorder_limit", "updated_at"])
+            # The rows are locked in primary-key order first (the rule of
+            # inventory.locks): a bare UPDATE would lock them in index order and
+            # could deadlock with a reservation holding one of them.
+            rows = Inventory.objects.select_for_update(no_key=True).filter(product=product)
+            list(rows.order_by("pk").values_list("pk", flat=True))
+            rows.update(backorder_allowance=product.allowance)
+            # The cached entry carries the policy: drop it once this commits.
+            transaction.on_commit(partial(availability_cache.invalidate, [product.sku]))
+    except IntegrityError as exc:
+        product.refresh_from_db()
+        raise errors.AllowanceBelowBackorders(details={"sku": product.sku}) from exc
+    return product

@@ -109,12 +109,17 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache ----------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
+# The prefix of every Redis key (the Django cache's and the availability read
+# model's); CACHE_KEY_PREFIX is its older name, still read when it is not set.
+STOCKROOM_AVAILABILITY_KEY_PREFIX = env.str(
+    "STOCKROOM_AVAILABILITY_KEY_PREFIX", default=env.str("CACHE_KEY_PREFIX", default="stockroom")
+)
 if REDIS_URL:
     CACHES = {
         "default": {
             "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="stockroom"),
+            "KEY_PREFIX": STOCKROOM_AVAILABILITY_KEY_PREFIX,
             "OPTIONS": {
                 "CLIENT_CLASS": "django_redis.client.DefaultClient",
                 # Redis is optional at run time: short timeouts, and a down
@@ -191,10 +196,12 @@ STOCKROOM_RESERVE_ENGINE = env.str("STOCKROOM_RESERVE_ENGINE", default="sql")
 # write-through is ever lost.
 STOCKROOM_AVAILABILITY_TTL = env.int("STOCKROOM_AVAILABILITY_TTL", default=60)
 STOCKROOM_AVAILABILITY_CACHE = env.bool("STOCKROOM_AVAILABILITY_CACHE", default=True)
+# Hold expiry instants the availability read model keeps per row
+# (inventory/availability_cache.py).
+STOCKROOM_AVAILABILITY_HOLDS = env.int("STOCKROOM_AVAILABILITY_HOLDS", default=16)
 # API clients are remembered per process this long after authenticating (no
 # query per request); a revocation reaches other processes within it.
 STOCKROOM_API_CLIENT_CACHE_SECONDS = env.int("STOCKROOM_API_CLIENT_CACHE_SECONDS", default=10)
-STOCKROOM_AVAILABILITY_KEY_PREFIX = env.str("CACHE_KEY_PREFIX", default="stockroom")
 # Refuse reservations whose every line is sold out in the committed cached
 # state without touching the database (flash sales). The database still decides
 # everything else.
@@ -252,6 +259,8 @@ SPECTACULAR_SETTINGS.update(
             '{"error": {"code", "message", "details"}}; see docs/API.md.'
         ),
         "COMPONENT_SPLIT_REQUEST": True,
+        # One schema name for the event types, wherever a field lists them.
+        "ENUM_NAME_OVERRIDES": {"EventTypeEnum": "events.models.EventType"},
         "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
         "SERVE_AUTHENTICATION": [],
         # /api/docs/ serves Swagger UI from this app's static files, not a CDN.
@@ -266,6 +275,8 @@ STOCKROOM_MAX_AVAILABILITY_SKUS = env.int("STOCKROOM_MAX_AVAILABILITY_SKUS", def
 STOCKROOM_MAX_BULK_PRODUCTS = env.int("STOCKROOM_MAX_BULK_PRODUCTS", default=1000)
 # Available units at or below which a SKU is low_stock when it has no reorder threshold.
 STOCKROOM_LOW_STOCK_UNITS = env.int("STOCKROOM_LOW_STOCK_UNITS", default=5)
+# The staff start page lists ADJUSTs that changed on hand by at least this many units.
+BACKOFFICE_LARGE_ADJUSTMENT_UNITS = env.int("BACKOFFICE_LARGE_ADJUSTMENT_UNITS", default=10)
 # An Idempotency-Key still "running" after this long (its process died) may be taken over.
 STOCKROOM_IDEMPOTENCY_STALE_SECONDS = env.int("STOCKROOM_IDEMPOTENCY_STALE_SECONDS", default=60)
 # Admin login: failed attempts per username (x4 per address) before a lockout window.

@@ -175,7 +175,7 @@ def test_committed_rows_are_published_after_commit_in_batches(
     catalogue, monkeypatch, django_capture_on_commit_callbacks
 ):
     heard = []
-    monkeypatch.setattr(services.stock, "COMMITTED_CHANGE_LISTENERS", [heard.append])
+    monkeypatch.setattr(services.ledger, "COMMITTED_CHANGE_LISTENERS", [heard.append])
     monkeypatch.setattr(bulk, "PUBLISH_BATCH", 2)
     with django_capture_on_commit_callbacks(execute=True):
         receive_csv(GOOD, reference="DN-1")
@@ -189,7 +189,7 @@ def test_nothing_is_published_for_a_refused_file(
     catalogue, monkeypatch, django_capture_on_commit_callbacks
 ):
     heard = []
-    monkeypatch.setattr(services.stock, "COMMITTED_CHANGE_LISTENERS", [heard.append])
+    monkeypatch.setattr(services.ledger, "COMMITTED_CHANGE_LISTENERS", [heard.append])
     with django_capture_on_commit_callbacks(execute=True):
         receive_csv(GOOD + "NOPE,BER,1\n", reference="DN-1")
     assert heard == []

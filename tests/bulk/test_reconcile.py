@@ -91,7 +91,7 @@ def test_a_reserved_balance_that_orders_do_not_hold_is_set_back_to_the_open_line
     assert "reserved 5 but open order lines hold 3" in text
 
     heard = []
-    monkeypatch.setattr(services.stock, "COMMITTED_CHANGE_LISTENERS", [heard.append])
+    monkeypatch.setattr(services.ledger, "COMMITTED_CHANGE_LISTENERS", [heard.append])
     with django_capture_on_commit_callbacks(execute=True):
         code, _ = reconcile("--fix")
     assert code == 1

@@ -10,8 +10,8 @@ import pytest
 from django.core.management import call_command
 
 from inventory import selectors
+from inventory.demo import CATEGORIES, NOUNS_BY_CATEGORY, SHOWCASE, demo_sku
 from inventory.models import Inventory, Product
-from inventory.services.demo import CATEGORIES, NOUNS_BY_CATEGORY, SHOWCASE, demo_sku
 
 pytestmark = pytest.mark.django_db
 

@@ -114,7 +114,7 @@ def error(status: int, code: str, details: dict | None = None, *also: str) -> Ou
 
 
 def order_status(lines, closing: str) -> str:
-    """`inventory.services.stock._order_status`, as documented."""
+    """`inventory.services.orders.order_status`, as documented."""
     lines = list(lines)
     if any(line.open > 0 for line in lines):
         return ACTIVE

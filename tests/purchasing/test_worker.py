@@ -6,6 +6,7 @@ the end of each test; the shared Redis is never flushed, only this test's queue
 in its own database is purged. Override the broker with PURCHASING_TEST_BROKER_URL.
 """
 
+import logging
 import os
 import threading
 import time
@@ -112,13 +113,32 @@ def test_fulfilment_below_threshold_leads_to_a_po_created_by_the_worker(executed
     assert ran[0][1] != threading.current_thread().name  # in the worker, not inline
 
 
-def test_broker_down_fulfilment_commits_and_the_batch_orders_later(caplog):
-    row = _fulfilment_below_threshold()
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
 
-    with celery_broker(UNREACHABLE_BROKER_URL):
-        started = time.monotonic()
-        result = stock.reservation_fulfill(order_id="o-1", actor="c")
-        elapsed = time.monotonic() - started
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_broker_down_fulfilment_commits_and_the_batch_orders_later():
+    row = _fulfilment_below_threshold()
+    # Listen on the listener's own logger: the root logger's handlers are shared
+    # with whatever an earlier test's Celery worker did to logging.
+    records = _Records()
+    listener_log = logging.getLogger("purchasing.listeners")
+    level = listener_log.level
+    listener_log.addHandler(records)
+    listener_log.setLevel(logging.WARNING)  # a worker started earlier may have raised it
+    try:
+        with celery_broker(UNREACHABLE_BROKER_URL):
+            started = time.monotonic()
+            result = stock.reservation_fulfill(order_id="o-1", actor="c")
+            elapsed = time.monotonic() - started
+    finally:
+        listener_log.removeHandler(records)
+        listener_log.setLevel(level)
 
     # The fulfilment committed and returned normally; the lost check was logged.
     assert result.reservation.status == "fulfilled"
@@ -126,7 +146,7 @@ def test_broker_down_fulfilment_commits_and_the_batch_orders_later(caplog):
     row.refresh_from_db()
     assert (row.on_hand, row.reserved) == (7, 0)
     print(f"fulfilment with the broker down took {elapsed:.2f}s")
-    assert "not queued" in caplog.text
+    assert any("not queued" in m for m in records.messages), records.messages
     assert elapsed < 10, f"the broker outage held the fulfilment up for {elapsed:.1f}s"
     assert not PurchaseOrderLine.objects.exists()
 

@@ -231,7 +231,7 @@ def test_closing_an_order_with_nothing_open_leaves_its_status_alone(order):
     order as it was, shipping nothing: a warehouse checking the status code
     shipped goods never deducted); a sweep racing the cancel is a no-op."""
     from inventory.actors import SYSTEM_SWEEPER
-    from inventory.services.stock import _close_order_lines
+    from inventory.services.reservation_close import close_order_lines
 
     services.reservation_release(order_id="o-1", actor="client:shop", reason="cancelled")
     ledger = InventoryTransaction.objects.count()
@@ -239,7 +239,7 @@ def test_closing_an_order_with_nothing_open_leaves_its_status_alone(order):
     with pytest.raises(errors.OrderClosed) as late:
         services.reservation_fulfill(order_id="o-1", actor="system:wms")
     assert late.value.details["status"] == ReservationStatus.RELEASED
-    swept = _close_order_lines(
+    swept = close_order_lines(
         order_id="o-1",
         lines=None,
         actor=SYSTEM_SWEEPER,

@@ -11,8 +11,8 @@ from django.utils import timezone
 
 from api.services import api_client_create
 from backoffice.management.commands.demo_admin import DEMO_PASSWORD, DEMO_STAFF, DEMO_USERNAME
+from inventory.demo import SHOWCASE, demo_sku
 from inventory.models import Product
-from inventory.services.demo import SHOWCASE, demo_sku
 from warehouses.models import Warehouse
 
 

@@ -1,6 +1,6 @@
 """seed_demo --skus N --warehouses M: a realistic demo catalogue with opening stock.
 
-A thin wrapper over `inventory.services.demo.demo_catalogue_seed` (set-based on
+A thin wrapper over `inventory.demo.demo_catalogue_seed` (set-based on
 PostgreSQL: 1,000,000 SKUs x 10 warehouses in minutes; see docs/BULK.md).
 Idempotent: existing SKUs, warehouses and stock rows are left alone.
 """
@@ -8,8 +8,8 @@ Idempotent: existing SKUs, warehouses and stock rows are left alone.
 from django.core.management.base import BaseCommand, CommandError
 
 from inventory import errors
+from inventory.demo import MAX_WAREHOUSES, demo_catalogue_seed
 from inventory.management.progress import progress_for
-from inventory.services.demo import MAX_WAREHOUSES, demo_catalogue_seed
 
 
 class Command(BaseCommand):

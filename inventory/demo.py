@@ -27,9 +27,11 @@ from dataclasses import dataclass, field
 from django.db import connection, transaction
 from django.utils import timezone
 
-from .. import errors
-from ..models import Inventory, Product, ReferenceType, StockPolicy, TransactionType
-from .bulk import UUID7_SQL, NullProgress, Progress
+from warehouses.models import Warehouse
+
+from . import errors, services
+from .models import Inventory, Product, ReferenceType, StockPolicy, TransactionType
+from .services.bulk import UUID7_SQL, NullProgress, Progress
 
 CITIES = [
     ("BER", "Berlin", 52.520008, 13.404954),
@@ -154,8 +156,6 @@ def _seed_showcase(count: int, codes: list[str], result: DemoSeedResult) -> None
     A row is created (with its reorder settings and opening stock) only if it is
     missing, so a second run, or one after the docs' examples, changes nothing.
     """
-    from . import catalogue, stock
-
     for n, item in enumerate(SHOWCASE[:count]):
         product, created = Product.objects.get_or_create(
             sku=demo_sku(n),
@@ -178,7 +178,7 @@ def _seed_showcase(count: int, codes: list[str], result: DemoSeedResult) -> None
             if code in existing:
                 continue
             threshold, reorder_quantity = item.reorder.get(code, (0, 0))
-            catalogue.inventory_set_reorder(
+            services.inventory_set_reorder(
                 sku=product.sku,
                 warehouse=code,
                 reorder_threshold=threshold,
@@ -186,20 +186,18 @@ def _seed_showcase(count: int, codes: list[str], result: DemoSeedResult) -> None
             )
             result.new_inventory_rows += 1
             if item.stock.get(code):
-                stock.stock_receive(
+                services.stock_receive(
                     sku=product.sku,
                     warehouse=code,
                     quantity=item.stock[code],
                     actor=SEED_ACTOR,
-                    reference=stock.Reference(ReferenceType.IMPORT, SEED_REFERENCE),
+                    reference=services.Reference(ReferenceType.IMPORT, SEED_REFERENCE),
                     reason="demo data",
                 )
                 result.ledger_rows += 1
 
 
 def _ensure_warehouses(count: int, seed: int, result: DemoSeedResult) -> list[tuple[str, str]]:
-    from warehouses.models import Warehouse
-
     rng = random.Random(seed)
     sites = []
     for index in range(count):
@@ -386,8 +384,6 @@ def restore_stock_foreign_keys(constraints: list[tuple[str, str, str]]) -> None:
 
 
 def _seed_orm(skus: int, codes: list[str], seed: int, result: DemoSeedResult) -> None:
-    from . import stock
-
     rng = random.Random(seed)
     rows_before = Inventory.objects.count()
     for n in range(len(SHOWCASE), skus):
@@ -410,12 +406,12 @@ def _seed_orm(skus: int, codes: list[str], seed: int, result: DemoSeedResult) ->
         for code in codes:
             quantity = rng.choice(OPENING_STOCK)
             if quantity:
-                outcome = stock.stock_receive(
+                outcome = services.stock_receive(
                     sku=product.sku,
                     warehouse=code,
                     quantity=quantity,
                     actor=SEED_ACTOR,
-                    reference=stock.Reference(ReferenceType.IMPORT, SEED_REFERENCE),
+                    reference=services.Reference(ReferenceType.IMPORT, SEED_REFERENCE),
                     reason="demo data",
                 )
                 result.ledger_rows += not outcome.replayed

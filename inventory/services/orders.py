@@ -1,0 +1,168 @@
+"""Orders as the reservation services see them: requests, results, and the rules
+both engines share.
+
+`reservations` (reserve, batch), `reservation_close` (release, fulfil, expire),
+`reservation_confirm` and the PostgreSQL adapter `reserve_sql` all build on this
+module, which imports none of them: the order id and line checks, the order's
+fingerprint ("the same order again"), the order status after a close, when a
+hold has lapsed, and the values an order's reservation is answered with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.conf import settings
+
+from .. import errors
+from ..models import InventoryTransaction, Reservation, ReservationLine, ReservationStatus
+from . import idempotency
+from .stock import check_quantity
+
+# The ledger's reason on the RELEASE rows of an expired hold (sweeper, close, or
+# a reservation that needed the lapsed hold's units).
+EXPIRY_REASON = "reservation hold expired"
+
+
+@dataclass(frozen=True)
+class ReserveLine:
+    sku: str
+    warehouse: str
+    quantity: int
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    """One order of a batch reservation."""
+
+    order_id: str
+    lines: Sequence[ReserveLine]
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class MergedOrder:
+    """An order checked and ready to reserve: its lines merged per (sku, warehouse)."""
+
+    order_id: str
+    merged: dict[tuple[str, str], int]
+    fingerprint: str
+    expires_at: datetime | None
+
+
+@dataclass
+class ReservationResult:
+    reservation: Reservation
+    created: bool
+    transactions: list[InventoryTransaction] = field(default_factory=list)
+
+
+class ReservationOutcome:
+    """One order's result in a batch: `result` when reserved (or already held),
+    `error` (an InventoryError) when not.
+
+    `created`, `status` and `expires_at` are plain values; `result` (the
+    Reservation with its lines and ledger rows, as model instances) is built
+    on first access, so a caller that only reports outcomes (the batch API) does
+    not pay for hundreds of model objects per call.
+    """
+
+    __slots__ = ("_build", "_result", "created", "error", "expires_at", "order_id", "status")
+
+    def __init__(
+        self,
+        order_id: str,
+        result: ReservationResult | None = None,
+        error: errors.InventoryError | None = None,
+        *,
+        created: bool | None = None,
+        status: str | None = None,
+        expires_at: datetime | None = None,
+        build: Callable[[], ReservationResult] | None = None,
+    ) -> None:
+        self.order_id = order_id
+        self.error = error
+        self._result = result
+        self._build = build
+        if result is not None:
+            created = result.created
+            status = result.reservation.status
+            expires_at = result.reservation.expires_at
+        self.created = created
+        self.status = status
+        self.expires_at = expires_at
+
+    @property
+    def result(self) -> ReservationResult | None:
+        if self._result is None and self._build is not None:
+            self._result = self._build()
+            self._build = None
+        return self._result
+
+    def __repr__(self) -> str:
+        state = "error" if self.error else ("created" if self.created else "exists")
+        return f"ReservationOutcome({self.order_id!r}, {state})"
+
+
+def check_order_id(order_id: str) -> str:
+    if not isinstance(order_id, str) or not order_id.strip() or len(order_id) > 100:
+        raise errors.InvalidInput("order_id must be a string of 1 to 100 characters.")
+    if "/" in order_id:
+        # The order's own URL (/reservations/{order_id}/...) could not name it.
+        raise errors.InvalidInput(
+            "order_id may not contain '/'.", details={"order_id": ["May not contain '/'."]}
+        )
+    return order_id
+
+
+def normalise_reserve_lines(
+    lines: Sequence[ReserveLine], requested_lines: int | None = None
+) -> dict[tuple[str, str], int]:
+    if not lines:
+        raise errors.InvalidInput("An order needs at least one line.")
+    if (requested_lines if requested_lines is not None else len(lines)) > (
+        settings.STOCKROOM_MAX_ORDER_LINES
+    ):
+        raise errors.InvalidInput(
+            f"At most {settings.STOCKROOM_MAX_ORDER_LINES} lines per order.",
+            details={"max_lines": settings.STOCKROOM_MAX_ORDER_LINES},
+        )
+    merged: dict[tuple[str, str], int] = {}
+    for line in lines:
+        if not line.sku or not line.warehouse:
+            raise errors.InvalidInput("Every line needs a SKU and a warehouse.")
+        key = (line.sku, line.warehouse)
+        merged[key] = merged.get(key, 0) + check_quantity(line.quantity)
+    for (sku, _), qty in merged.items():
+        check_quantity(qty, name=f"quantity of {sku}")
+    return merged
+
+
+def reservation_fingerprint(merged: dict[tuple[str, str], int], actor: str) -> str:
+    """Identifies "the same order again": the same lines, placed by the same actor.
+    Another actor sending a taken order id with the same lines gets OrderConflict,
+    never the other's reservation."""
+    lines = sorted([sku, code, qty] for (sku, code), qty in merged.items())
+    return idempotency.fingerprint({"placed_by": actor, "lines": lines})
+
+
+def hold_lapsed(reservation: Reservation, now: datetime) -> bool:
+    """An active hold past its `expires_at`: it counts as expired, swept or not."""
+    return (
+        reservation.status == ReservationStatus.ACTIVE
+        and reservation.expires_at is not None
+        and reservation.expires_at <= now
+    )
+
+
+def order_status(lines: Iterable[ReservationLine], closing_status: str) -> str:
+    lines = list(lines)
+    if any(line.quantity_open > 0 for line in lines):
+        return ReservationStatus.ACTIVE
+    if any(line.quantity_fulfilled > 0 for line in lines):
+        return ReservationStatus.FULFILLED
+    if any(line.status == ReservationStatus.EXPIRED for line in lines):
+        return ReservationStatus.EXPIRED
+    return closing_status

@@ -1,0 +1,427 @@
+"""The PostgreSQL reservation engine's adapter: calls of the stock functions.
+
+On PostgreSQL, reserving (`stockroom_reserve_orders`, one statement per order or
+batch) and closing a whole order (`stockroom_close_order`) run as PL/pgSQL
+functions, defined in `inventory/sql/` (loaded by migrations; migration 0003
+names this file). This module passes them their arguments (the instant that
+decides which holds have lapsed comes from `inventory.clock`), turns their JSON
+answers into the same results the ORM path gives (model instances marked as
+saved, `CommittedChange`s published after commit), and creates the inventory
+rows a reservation found missing. STOCKROOM_RESERVE_ENGINE=python forces the ORM
+path (`use_sql_engine`).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+from functools import partial
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.db import connection, models
+
+from warehouses.models import Warehouse
+
+from .. import clock, errors
+from ..actors import SYSTEM_SWEEPER
+from ..context import current_request_id
+from ..models import (
+    InventoryTransaction,
+    Product,
+    ReferenceType,
+    Reservation,
+    ReservationLine,
+    ReservationStatus,
+    TransactionType,
+)
+from .ledger import CommittedChange, CommittedChanges, publish_on_commit
+from .orders import (
+    EXPIRY_REASON,
+    MergedOrder,
+    ReservationOutcome,
+    ReservationResult,
+)
+from .rows import check_known, stock_rows_create
+
+
+def use_sql_engine() -> bool:
+    """PostgreSQL reserves through `stockroom_reserve_orders` (migration 0003):
+    one statement per order or batch. STOCKROOM_RESERVE_ENGINE=python forces the
+    Python implementation (the only one on SQLite); both give the same results."""
+    engine = settings.STOCKROOM_RESERVE_ENGINE
+    return engine == "sql" and connection.vendor == "postgresql"
+
+
+def call_stock_function(sql: str, params: Sequence[Any]) -> dict:
+    """Run one of the PostgreSQL stock functions (migrations 0003-0008); its JSON answer."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        (payload,) = cursor.fetchone()
+    return json.loads(payload) if isinstance(payload, str) else payload
+
+
+def _call_reserve_function(requests: Sequence[MergedOrder], actor: str, request_id: str) -> dict:
+    skus, codes, qtys, counts = [], [], [], []
+    for request in requests:
+        items = sorted(request.merged.items())
+        counts.append(len(items))
+        for (sku, code), qty in items:
+            skus.append(sku)
+            codes.append(code)
+            qtys.append(qty)
+    return call_stock_function(
+        "SELECT stockroom_reserve_orders(%s, %s, %s::timestamptz[], %s, %s, %s, %s, %s, %s, %s)",
+        [
+            [r.order_id for r in requests],
+            [r.fingerprint for r in requests],
+            [r.expires_at for r in requests],
+            counts,
+            skus,
+            codes,
+            qtys,
+            actor,
+            request_id,
+            clock.now(),  # holds expired by this instant count nowhere (migration 0012)
+        ],
+    )
+
+
+def _hold_changes(
+    requests: Sequence[MergedOrder], created: set[str], released: Sequence[list]
+) -> dict[tuple[str, str], list[tuple[datetime, int]]]:
+    """Per row, the holds with an expiry that one call of the reserve function
+    opened (created orders with `expires_at`) and closed (lapsed holds it
+    released to make room), for the read model's write-through."""
+    holds: dict[tuple[str, str], list[tuple[datetime, int]]] = {}
+    for request in requests:
+        if request.expires_at is not None and request.order_id in created:
+            for pair, qty in request.merged.items():
+                holds.setdefault(pair, []).append((request.expires_at, qty))
+    for sku, code, expires_at, qty, _order_id in released:
+        holds.setdefault((sku, code), []).append((datetime.fromisoformat(expires_at), -qty))
+    return holds
+
+
+def reserve_in_database(requests: Sequence[MergedOrder], *, actor: str) -> list[ReservationOutcome]:
+    """Reserve orders with one statement (one transaction when called outside a
+    transaction). Orders that need inventory rows created first (a backorder SKU
+    in a new warehouse) get them, holding no locks, and are tried once more."""
+    outcomes: dict[str, ReservationOutcome] = {}
+    pending = list(requests)
+    request_id = current_request_id()
+    for attempt in range(2):
+        payload = _call_reserve_function(pending, actor, request_id)
+        retry = []
+        created_ids: list[str] = []
+        existing: list[str] = []
+        changes = changes_from_sql(payload["changes"], TransactionType.RESERVE)
+        batch = _CreatedBatch(payload, changes, actor, request_id)
+        for request, (status, reservation_id, detail) in zip(
+            pending, payload["orders"], strict=True
+        ):
+            order_id = request.order_id
+            if status == "created":
+                outcomes[order_id] = ReservationOutcome(
+                    order_id,
+                    created=True,
+                    status=ReservationStatus.ACTIVE,
+                    expires_at=request.expires_at,
+                    build=partial(batch.result, request, reservation_id),
+                )
+                created_ids.append(order_id)
+            elif status == "exists":
+                existing.append(order_id)
+            elif status == "conflict":
+                outcomes[order_id] = ReservationOutcome(
+                    order_id, error=errors.OrderConflict(details={"order_id": order_id})
+                )
+            elif status == "insufficient":
+                outcomes[order_id] = ReservationOutcome(
+                    order_id, error=errors.InsufficientStock(detail)
+                )
+            elif status == "inactive":
+                outcomes[order_id] = ReservationOutcome(
+                    order_id, error=errors.WarehouseInactive(detail)
+                )
+            elif status == "missing":
+                pairs = {(sku, code) for sku, code in detail}
+                try:
+                    check_known(pairs)
+                except errors.InventoryError as exc:
+                    outcomes[order_id] = ReservationOutcome(order_id, error=exc)
+                    continue
+                if attempt == 0:
+                    stock_rows_create(pairs)
+                    retry.append(request)
+                else:  # pragma: no cover - rows exist after stock_rows_create
+                    outcomes[order_id] = ReservationOutcome(
+                        order_id, error=errors.InsufficientStock([])
+                    )
+        if existing:
+            # Retried orders: their reservations, in one query.
+            for reservation in Reservation.objects.filter(order_id__in=existing):
+                outcomes[reservation.order_id] = ReservationOutcome(
+                    reservation.order_id, ReservationResult(reservation, created=False)
+                )
+        if changes:
+            holds = _hold_changes(pending, set(created_ids), payload.get("released", ()))
+            changes = tuple(
+                replace(c, holds=tuple(holds.get((c.sku, c.warehouse_code), ()))) for c in changes
+            )
+            # One after-commit publication: the availability cache writes the
+            # rows and remembers the created orders (the gate's retry memory) in
+            # one Redis call for the whole batch.
+            publish_on_commit(CommittedChanges(changes, created_ids))
+        if not retry:
+            break
+        pending = retry
+    return [outcomes[r.order_id] for r in requests]
+
+
+def changes_from_sql(rows: Sequence[list], txn_type: str) -> tuple[CommittedChange, ...]:
+    """The changed rows a stock function answered ([id, product, warehouse,
+    on_hand, reserved, version, sku, code]) as CommittedChanges to publish."""
+    return tuple(
+        CommittedChange(
+            inventory_id=uuid.UUID(c[0]),
+            product_id=uuid.UUID(c[1]),
+            warehouse_id=uuid.UUID(c[2]),
+            type=txn_type,
+            on_hand=c[3],
+            reserved=c[4],
+            version=c[5],
+            sku=c[6],
+            warehouse_code=c[7],
+        )
+        for c in rows
+    )
+
+
+ModelT = TypeVar("ModelT", bound=models.Model)
+
+
+def _saved(instance: ModelT) -> ModelT:
+    """A model instance built from a row a stock function wrote: marked as saved,
+    so Django treats it as loaded from the database."""
+    instance._state.adding = False
+    instance._state.db = "default"
+    return instance
+
+
+class _CreatedBatch:
+    """What one call of the reserve function answered, kept to build a created
+    order's ReservationResult (model instances) only when someone asks for it."""
+
+    def __init__(
+        self, payload: dict, changes: tuple[CommittedChange, ...], actor: str, request_id: str
+    ) -> None:
+        self.payload = payload
+        self.changes = changes
+        self.actor = actor
+        self.request_id = request_id
+        self._at: datetime | None = None
+        self._names: dict[tuple[uuid.UUID, uuid.UUID], tuple[str, str]] | None = None
+        self._ledger: dict[str, list[list]] | None = None
+
+    def _index(self) -> None:
+        self._at = datetime.fromisoformat(self.payload["at"])
+        self._names = {
+            (c.product_id, c.warehouse_id): (c.sku, c.warehouse_code) for c in self.changes
+        }
+        self._ledger = {}
+        for entry in self.payload["ledger"]:
+            self._ledger.setdefault(entry[6], []).append(entry)
+
+    def result(self, request: MergedOrder, reservation_id: str) -> ReservationResult:
+        if self._ledger is None:
+            self._index()
+        at = self._at
+        transactions = [
+            _saved(
+                InventoryTransaction(
+                    id=uuid.UUID(entry[0]),
+                    product_id=uuid.UUID(entry[1]),
+                    warehouse_id=uuid.UUID(entry[2]),
+                    type=TransactionType.RESERVE,
+                    on_hand_delta=0,
+                    reserved_delta=entry[3],
+                    on_hand_after=entry[4],
+                    reserved_after=entry[5],
+                    reference_type=ReferenceType.ORDER,
+                    reference_id=entry[6],
+                    created_at=at,
+                    created_by=self.actor,
+                    request_id=self.request_id,
+                )
+            )
+            for entry in self._ledger.get(request.order_id, [])
+        ]
+        reservation = _saved(
+            Reservation(
+                id=uuid.UUID(reservation_id),
+                order_id=request.order_id,
+                status=ReservationStatus.ACTIVE,
+                expires_at=request.expires_at,
+                request_fingerprint=request.fingerprint,
+                created_by=self.actor,
+                created_at=at,
+                updated_at=at,
+            )
+        )
+        _attach_new_lines(reservation, transactions, self._names)
+        return ReservationResult(reservation, created=True, transactions=transactions)
+
+
+def _attach_new_lines(
+    reservation: Reservation,
+    transactions: Sequence[InventoryTransaction],
+    names: dict[tuple[uuid.UUID, uuid.UUID], tuple[str, str]],
+) -> None:
+    """Give a just-created reservation its lines (from its RESERVE ledger rows), as
+    if prefetched: `reservation.lines.all()` then needs no query."""
+    lines = []
+    for txn in transactions:
+        sku, code = names[(txn.product_id, txn.warehouse_id)]
+        line = _saved(
+            ReservationLine(
+                reservation=reservation,
+                product=Product(id=txn.product_id, sku=sku),
+                warehouse=Warehouse(id=txn.warehouse_id, code=code),
+                quantity=txn.reserved_delta,
+            )
+        )
+        lines.append(line)
+    reservation._prefetched_objects_cache = {"lines": lines}
+
+
+def close_in_database(
+    order_id: str,
+    txn_type: str,
+    closing_status: str,
+    actor: str,
+    reason: str,
+    placed_by: str | None,
+    *,
+    now: datetime,
+) -> ReservationResult:
+    """A whole order's release or fulfilment in one statement
+    (`stockroom_close_order`, migrations 0008-0011); the same result as the ORM path.
+
+    A hold past its `expires_at` at `now` is expired by the same statement (as the
+    sweeper would) and answered 'lapsed'; an order with nothing open 'closed'.
+    Both raise OrderClosed (the expiry is committed by then, unless the caller's
+    own transaction rolls it back)."""
+    request_id = current_request_id()
+    payload = call_stock_function(
+        "SELECT stockroom_close_order(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        [
+            order_id,
+            txn_type,
+            closing_status,
+            actor,
+            reason,
+            request_id,
+            placed_by,
+            now,
+            SYSTEM_SWEEPER,
+            EXPIRY_REASON,
+        ],
+    )
+    if payload["status"] == "not_found":
+        raise errors.ReservationNotFound(details={"order_id": order_id})
+    if payload["status"] == "short":
+        raise errors.InsufficientOnHand(payload["short"])
+    if payload["status"] == "closed":
+        raise errors.OrderClosed(order_id, payload["order_status"])
+    if payload["status"] == "lapsed":
+        changes = changes_from_sql(payload["changes"], TransactionType.RELEASE)
+        if changes:
+            publish_on_commit(changes)
+        raise errors.OrderClosed(order_id, payload["reservation"][1])
+    at = datetime.fromisoformat(payload["at"])
+    (
+        res_id,
+        status,
+        expires_at,
+        fingerprint,
+        created_by,
+        created_at,
+        updated_at,
+        confirmed_at,
+    ) = payload["reservation"]
+    reservation = _saved(
+        Reservation(
+            id=uuid.UUID(res_id),
+            order_id=order_id,
+            status=status,
+            expires_at=datetime.fromisoformat(expires_at) if expires_at else None,
+            confirmed_at=datetime.fromisoformat(confirmed_at) if confirmed_at else None,
+            request_fingerprint=fingerprint,
+            created_by=created_by,
+            created_at=datetime.fromisoformat(created_at),
+            updated_at=datetime.fromisoformat(updated_at),
+        )
+    )
+    lines = []
+    for (
+        line_id,
+        product_id,
+        warehouse_id,
+        sku,
+        code,
+        qty,
+        fulfilled,
+        released,
+        line_status,
+    ) in payload["lines"]:
+        line = _saved(
+            ReservationLine(
+                id=uuid.UUID(line_id),
+                reservation=reservation,
+                product=Product(id=uuid.UUID(product_id), sku=sku),
+                warehouse=Warehouse(id=uuid.UUID(warehouse_id), code=code),
+                quantity=qty,
+                quantity_fulfilled=fulfilled,
+                quantity_released=released,
+                status=line_status,
+            )
+        )
+        lines.append(line)
+    reservation._prefetched_objects_cache = {"lines": lines}
+    transactions = []
+    for (
+        txn_id,
+        product_id,
+        warehouse_id,
+        on_hand_delta,
+        reserved_delta,
+        on_hand,
+        reserved,
+    ) in payload["ledger"]:
+        txn = _saved(
+            InventoryTransaction(
+                id=uuid.UUID(txn_id),
+                product_id=uuid.UUID(product_id),
+                warehouse_id=uuid.UUID(warehouse_id),
+                type=txn_type,
+                on_hand_delta=on_hand_delta,
+                reserved_delta=reserved_delta,
+                on_hand_after=on_hand,
+                reserved_after=reserved,
+                reference_type=ReferenceType.ORDER,
+                reference_id=order_id,
+                reason=reason,
+                created_at=at,
+                created_by=actor,
+                request_id=request_id,
+            )
+        )
+        transactions.append(txn)
+    changes = changes_from_sql(payload["changes"], txn_type)
+    if changes:
+        publish_on_commit(changes)
+    return ReservationResult(reservation, created=False, transactions=transactions)
