@@ -152,24 +152,14 @@ def test_a_reservation_expires_only_the_lapsed_lines_it_needs(machine, engine, t
     assert m.model.orders["o2"].status == "expired"
 
 
-@pytest.mark.parametrize(
-    "engine",
-    [
-        pytest.param(
-            "sql",
-            marks=pytest.mark.xfail(
-                strict=False,
-                reason="found by the reference model: the SQL engine serves a batch order that "
-                "needs a new stock row after the later orders of the batch (not in #13's items)",
-            ),
-        ),
-        "python",
-    ],
-)
+@ENGINES
 def test_batch_serves_orders_in_request_order(machine, engine):
     """docs/API.md: "an earlier order in the batch gets the stock first" — also
     when the earlier order needs a stock row that does not exist yet (a
-    backorder SKU in a warehouse that never held it)."""
+    backorder SKU in a warehouse that never held it). Found by the model; the
+    SQL engine reserved the later orders first (fixed by migration 0014; its
+    regression test is tests/services/test_reserve_batch.py::
+    test_an_earlier_order_needing_a_new_row_gets_the_stock_first)."""
     m = machine(engine)
     m.do_receive("A", "BER", 4, None, None)
     m.do_reserve_batch(
