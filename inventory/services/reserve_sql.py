@@ -106,16 +106,28 @@ def _hold_changes(
     return holds
 
 
+# The function's per-order refusals, as the errors the ORM path raises.
+_ORDER_ERRORS = {
+    "conflict": lambda order_id, detail: errors.OrderConflict(details={"order_id": order_id}),
+    "insufficient": lambda order_id, detail: errors.InsufficientStock(detail),
+    "inactive": lambda order_id, detail: errors.WarehouseInactive(detail),
+}
+
+
 def reserve_in_database(requests: Sequence[MergedOrder], *, actor: str) -> list[ReservationOutcome]:
     """Reserve orders with one statement (one transaction when called outside a
-    transaction). Orders that need inventory rows created first (a backorder SKU
-    in a new warehouse) get them, holding no locks, and are tried once more."""
+    transaction). When orders need inventory rows created first (a backorder SKU
+    in a new warehouse), the function reserves nothing ('missing' for them,
+    'deferred' for the other new orders): the rows are created, holding no locks,
+    and the batch runs once more, whole and in order, so an earlier order still
+    gets the stock first (docs/API.md)."""
     outcomes: dict[str, ReservationOutcome] = {}
     pending = list(requests)
     request_id = current_request_id()
     for attempt in range(2):
         payload = _call_reserve_function(pending, actor, request_id)
         retry = []
+        missing: set[tuple[str, str]] = set()
         created_ids: list[str] = []
         existing: list[str] = []
         changes = changes_from_sql(payload["changes"], TransactionType.RESERVE)
@@ -135,32 +147,28 @@ def reserve_in_database(requests: Sequence[MergedOrder], *, actor: str) -> list[
                 created_ids.append(order_id)
             elif status == "exists":
                 existing.append(order_id)
-            elif status == "conflict":
+            elif status in _ORDER_ERRORS:
                 outcomes[order_id] = ReservationOutcome(
-                    order_id, error=errors.OrderConflict(details={"order_id": order_id})
+                    order_id, error=_ORDER_ERRORS[status](order_id, detail)
                 )
-            elif status == "insufficient":
-                outcomes[order_id] = ReservationOutcome(
-                    order_id, error=errors.InsufficientStock(detail)
-                )
-            elif status == "inactive":
-                outcomes[order_id] = ReservationOutcome(
-                    order_id, error=errors.WarehouseInactive(detail)
-                )
-            elif status == "missing":
-                pairs = {(sku, code) for sku, code in detail}
+            elif status in ("missing", "deferred"):
+                # 'missing': it needs rows that do not exist; 'deferred': not
+                # tried, because another order of the batch needed rows.
+                pairs = {(sku, code) for sku, code in detail or ()}
                 try:
                     check_known(pairs)
                 except errors.InventoryError as exc:
                     outcomes[order_id] = ReservationOutcome(order_id, error=exc)
                     continue
                 if attempt == 0:
-                    stock_rows_create(pairs)
+                    missing |= pairs
                     retry.append(request)
                 else:  # pragma: no cover - rows exist after stock_rows_create
                     outcomes[order_id] = ReservationOutcome(
                         order_id, error=errors.InsufficientStock([])
                     )
+        if missing:
+            stock_rows_create(missing)
         if existing:
             # Retried orders: their reservations, in one query.
             for reservation in Reservation.objects.filter(order_id__in=existing):

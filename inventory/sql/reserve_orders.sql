@@ -1,7 +1,9 @@
 -- stockroom_reserve_orders: reserve a batch of orders (one order is a batch of one)
 -- in one statement, each order all lines or none. Called by
 -- inventory/services/reserve_sql.py (`reserve_in_database`); the ORM path in
--- inventory/services/reservations.py gives the same results.
+-- inventory/services/reservations.py gives the same results. A batch in which a
+-- new order needs a stock row that does not exist yet reserves nothing: the
+-- caller creates the rows and calls again (step 2b; migration 0014).
 --
 -- The live definition: tests/database/test_sql_functions.py compares it with the
 -- migrated database. To change it, edit this file and add a migration that loads
@@ -119,6 +121,48 @@ BEGIN
     FROM unnest(p_skus, p_codes) WITH ORDINALITY AS t(s, c, n)
     LEFT JOIN unnest(row_sku, row_code) WITH ORDINALITY AS r(s, c, pos)
            ON r.s = t.s AND r.c = t.c;
+
+    -- 2b. A new order needs a row that does not exist (a backorder SKU in a new
+    -- warehouse, or an unknown SKU or warehouse): try no order at all. Every new
+    -- order that needs one is 'missing' (with its pairs), every other new order
+    -- 'deferred'; the caller creates the rows and runs the batch once more, whole
+    -- and in the order given, so an earlier order still gets the stock first.
+    IF 0 = ANY(line_row) THEN
+        FOR i IN 1 .. n_orders LOOP
+            last_line := first_line + p_line_counts[i] - 1;
+            IF o_status[i] = 'pending' THEN
+                v_missing := NULL;
+                FOR j IN first_line .. last_line LOOP
+                    IF line_row[j] = 0 THEN
+                        v_missing := coalesce(v_missing, '[]')
+                            || jsonb_build_array(jsonb_build_array(p_skus[j], p_codes[j]));
+                    END IF;
+                END LOOP;
+                IF v_missing IS NOT NULL THEN
+                    o_status[i] := 'missing'; o_detail[i] := v_missing;
+                END IF;
+            END IF;
+            first_line := last_line + 1;
+        END LOOP;
+        first_line := 1;
+        IF 'missing' = ANY(o_status) THEN
+            FOR i IN 1 .. n_orders LOOP
+                IF o_status[i] IN ('pending', 'missing') THEN
+                    IF o_status[i] = 'pending' THEN
+                        o_status[i] := 'deferred';
+                    END IF;
+                    n_failed := n_failed + 1;
+                    failed[n_failed] := new_ids[i];
+                END IF;
+            END LOOP;
+            DELETE FROM inventory_reservation WHERE id = ANY(failed);
+            SELECT jsonb_agg(jsonb_build_array(o.s, NULL, o.d) ORDER BY o.n) INTO v_orders
+            FROM unnest(o_status, o_detail[1:n_orders]) WITH ORDINALITY AS o(s, d, n);
+            RETURN jsonb_build_object(
+                'orders', v_orders, 'changes', '[]'::jsonb, 'ledger', '[]'::jsonb,
+                'released', '[]'::jsonb, 'at', now_ts);
+        END IF;
+    END IF;
 
     n_rows := greatest(coalesce(array_length(row_ids, 1), 0), 1);
     row_touched := array_fill(false, ARRAY[n_rows]);

@@ -236,43 +236,38 @@ class StockroomMachine(RuleBasedStateMachine):
     def sync_expiries(self) -> None:
         """Take over the expiries the system made of lapsed holds.
 
-        The contract lets a lapsed hold be released (status expired) at any
-        moment after it lapsed. For every order the model holds as lapsed, if
-        the database shows exactly what its expiry leaves, the model expires it
-        too; anything else is left for `check()` to report."""
-        from inventory.models import Reservation
+        The contract lets a lapsed hold be released (line status expired, or
+        fulfilled if part of it shipped) at any moment after it lapsed: the
+        whole order (sweeper, close, confirm) or single lines (a reservation
+        that needs their units; the order stays active while other lines are
+        open). For every open line of an order the model holds as lapsed, if
+        the database shows exactly what that line's expiry leaves, the model
+        expires the line too; anything else (the order's status included) is
+        left for `check()` to compare."""
+        from inventory.models import ReservationLine
 
         lapsed = self.model.lapsed_orders()
         if not lapsed:
             return
         found = {
-            r.order_id: r
-            for r in Reservation.objects.filter(order_id__in=lapsed).prefetch_related(
-                "lines__product", "lines__warehouse"
+            (x.reservation.order_id, x.product.sku, x.warehouse.code): (
+                x.product.sku,
+                x.warehouse.code,
+                x.quantity,
+                x.quantity_fulfilled,
+                x.quantity_released,
+                x.status,
             )
+            for x in ReservationLine.objects.filter(
+                reservation__order_id__in=lapsed
+            ).select_related("reservation", "product", "warehouse")
         }
         for order_id in lapsed:
-            reservation = found.get(order_id)
-            if reservation is None or reservation.status == "active":
-                continue
-            probe = copy.deepcopy(self.model)
-            probe.expire(order_id)
-            expired = probe.orders[order_id]
-            lines = sorted(
-                (
-                    x.product.sku,
-                    x.warehouse.code,
-                    x.quantity,
-                    x.quantity_fulfilled,
-                    x.quantity_released,
-                    x.status,
-                )
-                for x in reservation.lines.all()
-            )
-            if reservation.status == expired.status and lines == sorted(
-                line.as_tuple() for line in expired.lines.values()
-            ):
-                self.model.expire(order_id)
+            for key, line in sorted(self.model.orders[order_id].lines.items()):
+                if line.open == 0:
+                    continue
+                if found.get((order_id, *key)) == line.expired().as_tuple():
+                    self.model.expire_line(order_id, key)
 
     @invariant()
     def check(self) -> None:

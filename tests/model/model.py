@@ -9,10 +9,12 @@ Where the contract leaves the system a choice, the model does not guess:
 
 * a hold past its `expires_at` ("lapsed") counts nowhere for availability,
   the gate, routing and reservations, but it may be *released* (status
-  `expired`) at any moment after it lapsed: by the sweeper, by a reservation
-  that needs its units, by a close or confirm of that order. The machine
-  observes which lapsed orders the system has released (`expire`) before it
-  computes what a step should have answered;
+  `expired`) at any moment after it lapsed: the whole order by the sweeper or
+  by a close or confirm of that order, single lines by a reservation that
+  needs their units (docs/API.md "Checkout holds": whole holds on that stock
+  row; the order stays `active` while it has lines open elsewhere). The
+  machine observes which lapsed lines the system has released (`expire_line`)
+  before it computes what a step should have answered;
 * operations the contract does not exempt from lapsed holds (adjust, transfer,
   stock-policy change) see the stock rows as they are, i.e. lapsed holds not
   yet released still count as reserved there.
@@ -51,6 +53,17 @@ class Line:
     @property
     def open(self) -> int:
         return self.quantity - self.fulfilled - self.released
+
+    def expired(self) -> Line:
+        """This line as its hold's expiry leaves it (what is open released)."""
+        return Line(
+            self.sku,
+            self.warehouse,
+            self.quantity,
+            self.fulfilled,
+            self.released + self.open,
+            FULFILLED if self.fulfilled else EXPIRED,
+        )
 
     def as_tuple(self) -> tuple:
         return (self.sku, self.warehouse, self.quantity, self.fulfilled, self.released, self.status)
@@ -189,6 +202,16 @@ class Model:
         order = self.orders[order_id]
         assert self.lapsed(order), order_id
         self._close(order, None, "RELEASE", EXPIRED)
+
+    def expire_line(self, order_id: str, key: tuple[str, str]) -> None:
+        """Release one line of a lapsed order, as a reservation that needs its
+        units does (docs/API.md "Checkout holds": whole holds on that stock row;
+        the order stays active while it has lines open elsewhere)."""
+        order = self.orders[order_id]
+        assert self.lapsed(order) and order.lines[key].open > 0, (order_id, key)
+        order.lines[key] = order.lines[key].expired()
+        self.ledger_rows[(*key, "RELEASE")] += 1
+        order.status = order_status(order.lines.values(), EXPIRED)
 
     def sweep(self) -> int:
         lapsed = self.lapsed_orders()
@@ -361,11 +384,7 @@ class Model:
         """The status a close or confirm reports for an order that holds nothing
         (a lapsed hold counts as expired: what its expiry would leave), else None."""
         if self.lapsed(order):
-            probe = [Line(**vars(line)) for line in order.lines.values()]
-            for line in probe:
-                if line.open:
-                    line.released += line.open
-                    line.status = FULFILLED if line.fulfilled else EXPIRED
+            probe = [line.expired() if line.open else line for line in order.lines.values()]
             return order_status(probe, EXPIRED)
         if not order.has_open:
             return order.status

@@ -101,6 +101,32 @@ def test_backorder_sku_without_a_row_gets_one(warehouse):
     assert reserved("PRE") == 2
 
 
+def test_an_earlier_order_needing_a_new_row_gets_the_stock_first(product, warehouse):
+    """docs/API.md: "an earlier order in the batch gets the stock first", also
+    when it needs a stock row that does not exist yet (a backorder SKU in a
+    warehouse that never held it). Found by the reference model: the SQL engine
+    reserved the later orders first and the earlier one after its rows were
+    created, so it came up short."""
+    BackorderProductFactory(sku="PRE", stock_policy="backorder", backorder_limit=3)
+    receive(product.sku, "BER", 4)
+    outcomes = services.stock_reserve_batch(
+        orders=[
+            order("first", (product.sku, "BER", 4), ("PRE", "BER", 1)),  # PRE@BER: no row yet
+            order("second", (product.sku, "BER", 1)),
+            order("third", ("NOPE", "BER", 1)),  # unknown: fails on its own
+        ],
+        actor="c",
+    )
+    assert outcomes[0].result is not None and outcomes[0].result.created, outcomes[0].error
+    assert isinstance(outcomes[1].error, errors.InsufficientStock)
+    assert outcomes[1].error.lines == [
+        {"sku": product.sku, "warehouse": "BER", "requested": 1, "available": 0}
+    ]
+    assert isinstance(outcomes[2].error, errors.UnknownSku)
+    assert (reserved(), reserved("PRE")) == (4, 1)
+    assert set(Reservation.objects.values_list("order_id", flat=True)) == {"first"}
+
+
 @pytest.mark.parametrize(
     "orders",
     [
