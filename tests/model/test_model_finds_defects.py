@@ -157,7 +157,7 @@ def test_batch_serves_orders_in_request_order(machine, engine):
     """docs/API.md: "an earlier order in the batch gets the stock first" — also
     when the earlier order needs a stock row that does not exist yet (a
     backorder SKU in a warehouse that never held it). Found by the model; the
-    SQL engine reserved the later orders first (fixed by migration 0014; its
+    SQL engine reserved the later orders first (fixed by migration 0016; its
     regression test is tests/services/test_reserve_batch.py::
     test_an_earlier_order_needing_a_new_row_gets_the_stock_first)."""
     m = machine(engine)

@@ -10,7 +10,8 @@ reserves nothing: those orders are 'missing' (with their pairs), every other new
 order 'deferred', and the caller (`inventory.services.reserve_sql`) creates the
 rows and runs the batch once more, whole and in order.
 
-Loads the frozen copy `sql/0014_reserve_orders.sql`; reversing loads 0013's.
+Loads the frozen copy `sql/0016_reserve_orders.sql` (the stock states of 0015
+included); reversing loads 0015's.
 PostgreSQL only.
 """
 
@@ -31,9 +32,9 @@ def load(name):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("inventory", "0013_sql_functions_from_files")]
+    dependencies = [("inventory", "0015_stock_states")]
     operations = [
         migrations.RunPython(
-            load("0014_reserve_orders.sql"), load("0013_reserve_orders.sql"), elidable=False
+            load("0016_reserve_orders.sql"), load("0015_reserve_orders.sql"), elidable=False
         )
     ]

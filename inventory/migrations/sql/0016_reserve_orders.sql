@@ -1,6 +1,5 @@
--- Frozen copy of inventory/sql/reserve_orders.sql, loaded by migration 0014. Never edit it:
+-- Frozen copy of inventory/sql/reserve_orders.sql, loaded by migration 0016. Never edit it:
 -- a later change to the function brings its own copy with its own migration.
---
 -- stockroom_reserve_orders: reserve a batch of orders (one order is a batch of one)
 -- in one statement, each order all lines or none. Called by
 -- inventory/services/reserve_sql.py (`reserve_in_database`); the ORM path in
@@ -104,8 +103,13 @@ BEGIN
       INTO row_ids, row_product, row_warehouse, row_on_hand, row_reserved, row_allow,
            row_active, row_sku, row_code, row_delta
     FROM (
+        -- The headroom below zero a row may go to, less what is not sellable
+        -- (safety stock, damaged, quality control: issue #15): a line fits
+        -- while on_hand - reserved + it stays >= 0, i.e. sellable >= -allowance.
         SELECT inv.id, inv.product_id, inv.warehouse_id, inv.on_hand, inv.reserved,
-               inv.backorder_allowance, w.is_active, p.sku::text AS sku, w.code::text AS code
+               inv.backorder_allowance - inv.safety_stock - inv.damaged - inv.quality_control
+                   AS backorder_allowance,
+               w.is_active, p.sku::text AS sku, w.code::text AS code
         FROM inventory_inventory inv
         JOIN inventory_product p ON p.id = inv.product_id
         JOIN warehouses_warehouse w ON w.id = inv.warehouse_id
@@ -292,11 +296,12 @@ BEGIN
                  AS d(id, delta, touched, rpos)
             WHERE inv.id = d.id AND d.touched
             RETURNING inv.id, inv.product_id, inv.warehouse_id, inv.on_hand, inv.reserved,
-                      inv.version, d.rpos
+                      inv.version, d.rpos,
+                      inv.safety_stock + inv.damaged + inv.quality_control AS unsellable
         )
         SELECT coalesce(jsonb_agg(jsonb_build_array(
                    id, product_id, warehouse_id, on_hand, reserved, version,
-                   row_sku[rpos], row_code[rpos])), '[]')
+                   row_sku[rpos], row_code[rpos], unsellable)), '[]')
         INTO v_changes FROM updated;
 
         WITH inserted AS (
