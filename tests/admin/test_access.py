@@ -135,9 +135,16 @@ def test_only_reorder_settings_are_editable_on_an_inventory_row(clients, stocked
     row = Inventory.objects.get(product__sku="A-1", warehouse__code="BER")
     url = reverse("admin:inventory_inventory_change", args=[row.pk])
     form = clients["buyer"].get(url).context["adminform"].form
-    assert set(form.fields) == {"reorder_threshold", "reorder_quantity"}
+    # Safety stock is a setting beside the reorder threshold (issue 15), not a balance.
+    assert set(form.fields) == {"reorder_threshold", "reorder_quantity", "safety_stock"}
 
-    data = {"reorder_threshold": "7", "reorder_quantity": "40", "on_hand": "999", "reserved": "5"}
+    data = {
+        "reorder_threshold": "7",
+        "reorder_quantity": "40",
+        "safety_stock": "0",
+        "on_hand": "999",
+        "reserved": "5",
+    }
     assert clients["staff"].post(url, data).status_code == 403  # view only
     assert clients["buyer"].post(url, data).status_code == 302
 
@@ -154,7 +161,9 @@ def test_saving_reorder_settings_keeps_a_stock_change_made_meanwhile(manager_cli
     url = reverse("admin:inventory_inventory_change", args=[row.pk])
     manager_client.get(url)
     receive("A-1", "BER", 5)
-    manager_client.post(url, {"reorder_threshold": "3", "reorder_quantity": "9"})
+    manager_client.post(
+        url, {"reorder_threshold": "3", "reorder_quantity": "9", "safety_stock": "0"}
+    )
 
     row.refresh_from_db()
     assert (row.on_hand, row.reorder_threshold) == (15, 3)

@@ -183,6 +183,7 @@ def test_a_policy_lowered_behind_the_rows_back_is_reported(world):
 def test_negative_on_hand_is_reported(world):
     drop_check("inventory_on_hand_gte_0")
     drop_check("inventory_available_within_allowance")
+    drop_check("inventory_unsellable_within_on_hand")  # 0 + 0 <= on hand (issue 15)
     stock = row("PLT-N")
     InventoryTransaction.objects.create(
         product=stock.product,
