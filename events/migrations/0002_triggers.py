@@ -3,8 +3,9 @@ the stock change, by statement-level triggers with transition tables.
 
 The trigger functions live in events/sql/*.sql, one file per function, exactly as
 `pg_get_functiondef` prints them (tests/events/test_sql_files.py compares the two).
-This migration reads the files as they are when it runs (a later change to a
-function ships with a new migration that loads the file again).
+This migration loads the frozen copies of those files as they were when it was
+written (events/migrations/sql/0002_*.sql); a later change to a function ships
+with its own frozen copy and migration (0003: the sellable figure of issue 15).
 
 Also: the txid column's default (the writing transaction's id), the per-transaction
 coalescing index of availability.changed, a BRIN index on occurred_at for the
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from django.db import migrations
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+SQL_DIR = Path(__file__).resolve().parent / "sql"
 FUNCTIONS = (
     "events_stock_emit",
     "events_reservation_created",
@@ -44,8 +45,8 @@ def install_sql(apps, schema_editor):
         "CREATE INDEX IF NOT EXISTS events_occurred_brin ON events_event USING brin (occurred_at)"
     )
     for name in FUNCTIONS:
-        schema_editor.execute((SQL_DIR / f"{name}.sql").read_text().replace("%", "%%"))
-    schema_editor.execute((SQL_DIR / "triggers.sql").read_text().replace("%", "%%"))
+        schema_editor.execute((SQL_DIR / f"0002_{name}.sql").read_text().replace("%", "%%"))
+    schema_editor.execute((SQL_DIR / "0002_triggers.sql").read_text().replace("%", "%%"))
 
 
 def uninstall_sql(apps, schema_editor):

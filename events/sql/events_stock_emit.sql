@@ -26,10 +26,20 @@ BEGIN
                inv.on_hand, inv.reserved, inv.backorder_allowance AS allowance,
                inv.reorder_threshold AS threshold, inv.version,
                inv.on_hand - g.d_on_hand AS old_on_hand,
-               inv.reserved - g.d_reserved AS old_reserved, g.ids, g.types, g.refs
+               inv.reserved - g.d_reserved AS old_reserved,
+               -- Sellable (issue 15): on hand - reserved - safety stock - damaged - QC,
+               -- after and before the statement (safety stock moves without ledger rows).
+               inv.on_hand - inv.reserved - inv.safety_stock - inv.damaged
+                   - inv.quality_control AS avail,
+               (inv.on_hand - g.d_on_hand) - (inv.reserved - g.d_reserved) - inv.safety_stock
+                   - (inv.damaged - g.d_damaged)
+                   - (inv.quality_control - g.d_quality_control) AS old_avail,
+               g.ids, g.types, g.refs
         FROM (
             SELECT l.product_id, l.warehouse_id, sum(l.on_hand_delta) AS d_on_hand,
-                   sum(l.reserved_delta) AS d_reserved, array_agg(l.id ORDER BY l.id) AS ids,
+                   sum(l.reserved_delta) AS d_reserved, sum(l.damaged_delta) AS d_damaged,
+                   sum(l.quality_control_delta) AS d_quality_control,
+                   array_agg(l.id ORDER BY l.id) AS ids,
                    array_agg(DISTINCT l.type::text) AS types,
                    jsonb_agg(DISTINCT jsonb_build_object('type', l.reference_type,
                                                         'id', l.reference_id))
@@ -50,7 +60,7 @@ BEGIN
                jsonb_build_object('sku', s.sku, 'available', a.total, 'warehouses', a.rows)
         FROM (SELECT DISTINCT ON (c.sku) c.sku, c.product_id
               FROM c
-              WHERE c.on_hand - c.reserved <> c.old_on_hand - c.old_reserved
+              WHERE c.avail <> c.old_avail
               ORDER BY c.sku) s
         CROSS JOIN LATERAL (
             SELECT coalesce(sum(greatest(i.available, 0)) FILTER (WHERE w.is_active), 0) AS total,
@@ -73,29 +83,28 @@ BEGIN
     CROSS JOIN LATERAL (
         SELECT 'stock.changed' AS type, 1 AS n, jsonb_build_object(
             'sku', c.sku, 'warehouse', c.code, 'on_hand', c.on_hand,
-            'reserved', c.reserved, 'available', c.on_hand - c.reserved,
+            'reserved', c.reserved, 'available', c.avail,
             'backorder_allowance', c.allowance, 'version', c.version,
             'on_hand_delta', c.on_hand - c.old_on_hand,
             'reserved_delta', c.reserved - c.old_reserved,
             'ledger_ids', to_jsonb(c.ids), 'ledger_types', to_jsonb(c.types),
             'references', coalesce(c.refs, '[]')) AS payload
         UNION ALL
-        SELECT CASE WHEN c.on_hand - c.reserved + c.allowance > 0
+        SELECT CASE WHEN c.avail + c.allowance > 0
                     THEN 'sku.back_in_stock' ELSE 'sku.out_of_stock' END, 2,
                jsonb_build_object('sku', c.sku, 'warehouse', c.code,
-                   'available', c.on_hand - c.reserved, 'backorder_allowance', c.allowance,
+                   'available', c.avail, 'backorder_allowance', c.allowance,
                    'version', c.version)
-        WHERE (c.on_hand - c.reserved + c.allowance > 0)
-              <> (c.old_on_hand - c.old_reserved + c.allowance > 0)
+        WHERE (c.avail + c.allowance > 0) <> (c.old_avail + c.allowance > 0)
         UNION ALL
         SELECT 'sku.low_stock', 3, jsonb_build_object('sku', c.sku, 'warehouse', c.code,
-                   'available', c.on_hand - c.reserved,
+                   'available', c.avail,
                    'threshold', CASE WHEN c.threshold > 0 THEN c.threshold ELSE v_low END,
                    'version', c.version)
-        WHERE c.on_hand - c.reserved > 0
-          AND c.on_hand - c.reserved
+        WHERE c.avail > 0
+          AND c.avail
               <= CASE WHEN c.threshold > 0 THEN c.threshold ELSE v_low END
-          AND c.old_on_hand - c.old_reserved
+          AND c.old_avail
               > CASE WHEN c.threshold > 0 THEN c.threshold ELSE v_low END
     ) e
     ORDER BY c.sku, c.code, e.n;

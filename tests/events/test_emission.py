@@ -264,3 +264,24 @@ def test_no_event_without_a_committed_change():
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM events_event WHERE txid IS NULL")
         assert cursor.fetchone()[0] == 0
+
+
+def test_a_move_to_damaged_speaks_the_sellable_figure(stocked):
+    """Issue 15 meets 14: damaging the last sellable units is an out-of-stock
+    transition, and the events carry the sellable `available`, not on hand -
+    reserved (events migration 0003)."""
+    services.stock_move_state(
+        sku="EV-2",
+        warehouse="BER",
+        from_state="sellable",
+        to_state="damaged",
+        quantity=3,
+        reason="crushed on the shelf",
+        actor="user:test",
+    )
+    (changed,) = events_of("stock.changed")
+    assert (changed.payload["on_hand"], changed.payload["available"]) == (3, 0)
+    (out,) = events_of("sku.out_of_stock")
+    assert (out.sku, out.warehouse, out.payload["available"]) == ("EV-2", "BER", 0)
+    (availability,) = events_of("availability.changed")
+    assert availability.payload["available"] == 0

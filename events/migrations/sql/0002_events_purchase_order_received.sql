@@ -1,0 +1,20 @@
+CREATE OR REPLACE FUNCTION public.events_purchase_order_received()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+-- purchase_order.received per delivery booked (one receipt row each).
+BEGIN
+    INSERT INTO events_event (type, occurred_at, request_id, sku, warehouse, stream, payload)
+    SELECT 'purchase_order.received', clock_timestamp(),
+           coalesce(current_setting('stockroom.request_id', true), ''),
+           '', w.code, 'po:' || po.number,
+           jsonb_build_object('number', po.number, 'warehouse', w.code, 'status', po.status,
+                              'receipt_id', n.key, 'lines', n.lines,
+                              'ledger_ids', n.transaction_ids, 'created_by', n.created_by)
+    FROM new_receipts n
+    JOIN purchasing_purchaseorder po ON po.id = n.purchase_order_id
+    JOIN warehouses_warehouse w ON w.id = po.warehouse_id
+    ORDER BY n.id;
+    RETURN NULL;
+END;
+$function$
