@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.urls import path
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 
@@ -135,7 +135,16 @@ class AvailabilityBatchView(ApiView):
                 "listed in `unknown_skus`.",
             )
         ],
-        responses={200: OutputSerializer, **schema.errors(*schema.COMMON)},
+        responses={
+            200: OutputSerializer,
+            **schema.errors(*schema.COMMON),
+            # Not the app's answer: the web server's, before the app sees the request.
+            414: OpenApiResponse(
+                description="URI Too Long: the request line exceeds the web server's "
+                "limit (gunicorn's `limit_request_line`, 4094 bytes by default; 100 long "
+                "SKUs can exceed it). Split the SKUs over two requests, or raise the limit."
+            ),
+        },
     )
     def get(self, request):
         query_filters(request, ("sku",))
