@@ -167,6 +167,9 @@ BUSINESS_RULES = {
 
 def _business_rule(response) -> str | None:
     """The reason a refusal of schema-valid data is a named business rule, or None."""
+    if response.status_code == 414:
+        # The web server's request-line limit, documented as a 414 on the operation.
+        return "gunicorn refuses a request line over limit_request_line (4094 bytes)"
     if response.status_code not in (400, 422):
         return None
     try:
