@@ -616,6 +616,57 @@ _LOAD_SQL = """
 """
 
 
+# The embedded default (SQLite) has no LATERAL: the same rows, and each row's
+# holds read in a second query inside the same transaction.
+_LOAD_SQL_PORTABLE = """
+    SELECT p.sku, p.id, p.stock_policy, p.backorder_limit, w.code, i.available, i.version,
+           i.reorder_threshold, i.id
+    FROM inventory_product p
+    LEFT JOIN inventory_inventory i ON i.product_id = p.id
+    LEFT JOIN warehouses_warehouse w ON w.id = i.warehouse_id
+    WHERE p.sku IN ({placeholders})
+"""
+
+
+def _load_rows_portable(alias: str, skus: Sequence[str]) -> list[tuple]:
+    from datetime import UTC, datetime, timedelta
+
+    from django.db import transaction
+    from django.db.models import F, Sum
+
+    from .models import ReservationLine
+
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
+        cursor.execute(
+            _LOAD_SQL_PORTABLE.format(placeholders=", ".join(["%s"] * len(skus))), list(skus)
+        )
+        found = cursor.fetchall()
+        held: dict[Any, dict[int, int]] = {}
+        for inventory_id, expires_at, units in (
+            ReservationLine.objects.using(alias)
+            .filter(
+                inventory_id__in=[row[8] for row in found if row[8] is not None],
+                status="active",
+                reservation__expires_at__isnull=False,
+            )
+            .values_list("inventory_id", "reservation__expires_at")
+            .annotate(q=Sum(F("quantity") - F("quantity_fulfilled") - F("quantity_released")))
+        ):
+            instant = (expires_at - epoch) // timedelta(microseconds=1)
+            by_instant = held.setdefault(inventory_id, {})
+            by_instant[instant] = by_instant.get(instant, 0) + units
+    return [
+        (
+            *row[:8],
+            ",".join(f"{t}:{q}" for t, q in sorted(held[row[8]].items()))
+            if row[8] in held
+            else None,
+        )
+        for row in found
+    ]
+
+
 def load_from_database(skus: Sequence[str]) -> dict[str, StockSnapshot]:
     """One indexed query for every row of the given SKUs (the committed state),
     with each row's expiring holds.
@@ -629,11 +680,15 @@ def load_from_database(skus: Sequence[str]) -> dict[str, StockSnapshot]:
 
     if not skus:
         return {}
-    sql = _LOAD_SQL.format(placeholders=", ".join(["%s"] * len(skus)))
+    alias = read_alias()
+    if connections[alias].vendor == "postgresql":
+        sql = _LOAD_SQL.format(placeholders=", ".join(["%s"] * len(skus)))
+        with connections[alias].cursor() as cursor:
+            cursor.execute(sql, list(skus))
+            rows = cursor.fetchall()
+    else:
+        rows = _load_rows_portable(alias, skus)
     snapshots: dict[str, StockSnapshot] = {}
-    with connections[read_alias()].cursor() as cursor:
-        cursor.execute(sql, list(skus))
-        rows = cursor.fetchall()
     now_us, cap = now_micros(), _hold_cap()
     for sku, product_id, policy, limit, code, available, version, threshold, holds in rows:
         snap = snapshots.get(sku)

@@ -186,13 +186,9 @@ class Inventory(models.Model):
         ]
         indexes = [
             models.Index(fields=["warehouse", "product"], name="inventory_warehouse_product"),
-            # Counts due, oldest first, per warehouse (never counted first).
-            models.Index(
-                F("warehouse"),
-                F("last_counted_at").asc(nulls_first=True),
-                F("product"),
-                name="inventory_count_due",
-            ),
+            # Counts due, oldest first, per warehouse (never counted first): the
+            # index inventory_count_due (warehouse, last_counted_at NULLS FIRST,
+            # product) is created by migration 0014 on PostgreSQL only.
             # Reorder scans (good units on hand below the reorder threshold,
             # the design's rule; good = on hand - damaged - quality control,
             # issue #15): only such rows are in it, so it stays small however
