@@ -67,7 +67,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connections
+from django.db import connections, transaction
+from django.db.models import F, Sum
 
 logger = logging.getLogger(__name__)
 
@@ -629,12 +630,7 @@ _LOAD_SQL_PORTABLE = """
 
 
 def _load_rows_portable(alias: str, skus: Sequence[str]) -> list[tuple]:
-    from datetime import UTC, datetime, timedelta
-
-    from django.db import transaction
-    from django.db.models import F, Sum
-
-    from .models import ReservationLine
+    from .models import ReservationLine  # models import this module's callers (a cycle)
 
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
     with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
