@@ -57,6 +57,8 @@ class Product(models.Model):
             "and pre-order SKUs. Always 0 for normal SKUs."
         ),
     )
+    # A bundle (kit) has components (BundleComponent) and no stock rows of its own.
+    is_bundle = models.BooleanField(default=False, db_default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -95,6 +97,32 @@ def policy_allowance_sql(product: str = "p") -> str:
         f"(CASE WHEN {product}.stock_policy = '{StockPolicy.NORMAL.value}' THEN 0 "
         f"ELSE {product}.backorder_limit END)"
     )
+
+
+class BundleComponent(models.Model):
+    """One component of a bundle (kit): `quantity` units of `component` per bundle unit.
+
+    A bundle (`Product.is_bundle`) has no stock rows of its own; its availability is
+    derived from its components' rows and an order line for it reserves the components
+    (docs/ARCHITECTURE.md, "Bundles"). Components are never bundles themselves."""
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    bundle = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="components")
+    component = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="in_bundles")
+    quantity = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+
+    class Meta:
+        ordering = ["bundle", "component"]
+        constraints = [
+            models.UniqueConstraint(fields=["bundle", "component"], name="bundle_component_unique"),
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="bundle_component_qty_gt_0"),
+            models.CheckConstraint(
+                condition=~Q(bundle=F("component")), name="bundle_component_not_itself"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} x {self.component_id} in {self.bundle_id}"
 
 
 class Inventory(models.Model):
