@@ -443,6 +443,18 @@ class ReservationLine(models.Model):
     status = models.CharField(
         max_length=10, choices=ReservationStatus.choices, default=ReservationStatus.ACTIVE
     )
+    # Set on a component's line when it was reserved for an order line of a bundle
+    # (`product` is then the component): release and fulfil by the bundle SKU act on
+    # these lines. Null for a line of a plain SKU.
+    bundle = models.ForeignKey(
+        Product,
+        on_delete=models.PROTECT,
+        related_name="+",
+        null=True,
+        blank=True,
+        db_index=False,
+        db_constraint=False,
+    )
 
     class Meta:
         ordering = ["reservation", "id"]
