@@ -17,12 +17,13 @@ from typing import Any
 import django_filters
 from django.conf import settings
 from django.db import connection
-from django.db.models import F, QuerySet
+from django.db.models import F, Prefetch, QuerySet
 
 from warehouses.models import Warehouse
 
 from . import clock, errors
 from .models import (
+    BundleComponent,
     Inventory,
     InventoryTransaction,
     Product,
@@ -515,12 +516,22 @@ class TransactionFilter(_StrictFilterSet):
         fields = ["sku", "warehouse", "type", "since", "reference", "reference_type"]
 
 
+def _with_components(products: QuerySet[Product]) -> QuerySet[Product]:
+    """Products with their bundle components (by component SKU) in one more query."""
+    return products.prefetch_related(
+        Prefetch(
+            "components",
+            queryset=BundleComponent.objects.select_related("component").order_by("component__sku"),
+        )
+    )
+
+
 def product_list(*, filters: Mapping[str, Any] | None = None) -> QuerySet[Product]:
-    return ProductFilter(filters, Product.objects.all()).filtered()
+    return _with_components(ProductFilter(filters, Product.objects.all()).filtered())
 
 
 def product_get(*, sku: str) -> Product:
-    product = Product.objects.filter(sku=sku).first()
+    product = _with_components(Product.objects.filter(sku=sku)).first()
     if product is None:
         raise errors.NotFound(f"Unknown SKU {sku!r}.", details={"sku": sku})
     return product

@@ -29,6 +29,7 @@ from .bulk import (
     stock_receive_bulk,
 )
 from .catalogue import (
+    bundle_set_components,
     inventory_set_reorder,
     product_create,
     product_set_stock_policy,
@@ -107,6 +108,7 @@ __all__ = [
     "TransferLine",
     "inventory_export_csv",
     "inventory_reconcile",
+    "bundle_set_components",
     "inventory_set_reorder",
     "product_create",
     "product_set_stock_policy",
