@@ -29,6 +29,7 @@ from .bulk import (
     stock_receive_bulk,
 )
 from .catalogue import (
+    bundle_check_components,
     bundle_set_components,
     inventory_set_reorder,
     product_create,
@@ -106,6 +107,7 @@ __all__ = [
     "ReturnLineRequest",
     "ReturnResult",
     "TransferLine",
+    "bundle_check_components",
     "bundle_set_components",
     "inventory_export_csv",
     "inventory_reconcile",

@@ -225,6 +225,45 @@ def _parse_components(
     return {sku: (found[sku], q) for sku, q in wanted.items()}
 
 
+def bundle_check_components(*, product: Product, components: Sequence[Mapping[str, Any]]) -> None:
+    """The checks of `bundle_set_components`, writing nothing (the admin's form
+    shows them before saving; `bundle_set_components` runs them again under the
+    product's lock). `product` may be unsaved (a new product)."""
+    if components:
+        _check_bundle_policy(product.stock_policy)
+    if product._state.adding:
+        _parse_components(product, components)
+    else:
+        _check_composition(product, components)
+
+
+def _check_composition(
+    product: Product, components: Sequence[Mapping[str, Any]]
+) -> dict[str, tuple[Product, int]] | None:
+    """The wanted composition, or None if it is the current one; raises if refused."""
+    wanted = _parse_components(product, components)
+    current = dict(
+        BundleComponent.objects.filter(bundle=product).values_list("component__sku", "quantity")
+    )
+    if product.is_bundle == bool(wanted) and current == {sku: q for sku, (_, q) in wanted.items()}:
+        return None
+    if (
+        product.is_bundle
+        and ReservationLine.objects.filter(bundle=product, status=ReservationStatus.ACTIVE).exists()
+    ):
+        raise errors.BundleInUse(details={"sku": product.sku})
+    if wanted and not product.is_bundle:
+        if Inventory.objects.filter(product=product).exists():
+            raise errors.BundleConflict(
+                "A product with stock rows cannot become a bundle.", details={"sku": product.sku}
+            )
+        if BundleComponent.objects.filter(component=product).exists():
+            raise errors.BundleConflict(
+                "A component of a bundle cannot become a bundle.", details={"sku": product.sku}
+            )
+    return wanted
+
+
 def bundle_set_components(*, product: Product, components: Sequence[Mapping[str, Any]]) -> Product:
     """Set a product's composition: `components` ([{"sku", "quantity"}], quantity >= 1)
     makes it a bundle with exactly those components; [] makes it a plain product.
@@ -242,33 +281,10 @@ def bundle_set_components(*, product: Product, components: Sequence[Mapping[str,
     """
     with transaction.atomic():
         locked = Product.objects.select_for_update().get(pk=product.pk)
-        wanted = _parse_components(locked, components)
-        current = dict(
-            BundleComponent.objects.filter(bundle=locked).values_list("component__sku", "quantity")
-        )
-        if locked.is_bundle == bool(wanted) and current == {
-            sku: q for sku, (_, q) in wanted.items()
-        }:
+        wanted = _check_composition(locked, components)
+        if wanted is None:
             product.is_bundle = locked.is_bundle
             return product  # unchanged: a retry of the same sync is a no-op
-        if (
-            locked.is_bundle
-            and ReservationLine.objects.filter(
-                bundle=locked, status=ReservationStatus.ACTIVE
-            ).exists()
-        ):
-            raise errors.BundleInUse(details={"sku": locked.sku})
-        if wanted and not locked.is_bundle:
-            if Inventory.objects.filter(product=locked).exists():
-                raise errors.BundleConflict(
-                    "A product with stock rows cannot become a bundle.",
-                    details={"sku": locked.sku},
-                )
-            if BundleComponent.objects.filter(component=locked).exists():
-                raise errors.BundleConflict(
-                    "A component of a bundle cannot become a bundle.",
-                    details={"sku": locked.sku},
-                )
         BundleComponent.objects.filter(bundle=locked).delete()
         if locked.is_bundle != bool(wanted):
             locked.is_bundle = bool(wanted)

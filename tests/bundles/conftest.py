@@ -28,6 +28,21 @@ def storefront(db):
 
 
 @pytest.fixture
+def manager_client(db):
+    """Mia, inventory manager (may edit products, hence compositions)."""
+    from django.test import Client
+
+    from backoffice.roles import INVENTORY_MANAGER, roles_setup
+
+    from ..factories import StaffUserFactory
+
+    roles_setup()
+    client = Client()
+    client.force_login(StaffUserFactory(username="mia", groups=[INVENTORY_MANAGER]))
+    return client
+
+
+@pytest.fixture
 def gift_box(db):
     """GIFT-BOX = 2 x MUG + 1 x TEA. BER: 7 mugs, 5 teas (3 boxes); HAM: 4 mugs, 1 tea (1 box)."""
     WarehouseFactory(code="BER", latitude=52.52, longitude=13.405)
