@@ -262,12 +262,7 @@ def bundle_availability(
             for part in components
         )
 
-    if not components:
-        free: dict[str, int] = {}
-        reservable = False
-    else:
-        free = {code: units(code, False) for code in listed}
-        reservable = any(units(code, True) > 0 for code in codes)
+    free = {code: units(code, False) for code in listed}
     warehouses = tuple(WarehouseAvailability(code, max(n, 0)) for code, n in free.items())
     available = sum(w.available for w in warehouses)
     if available > 0:
@@ -277,7 +272,7 @@ def bundle_availability(
         ]
         level = low_stock_level(thresholds)
         status = AvailabilityStatus.LOW_STOCK if available <= level else AvailabilityStatus.IN_STOCK
-    elif reservable:
+    elif components and any(units(code, True) > 0 for code in codes):
         short = [
             part
             for part in components
