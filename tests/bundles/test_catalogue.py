@@ -155,3 +155,20 @@ def test_changing_a_composition_is_refused_while_a_reservation_holds_the_bundle(
     services.reservation_release(order_id="O-1", actor="user:test")
     assert order is not None
     assert operations.patch("/api/v1/products/BOX/", change).status_code == 200
+
+
+def test_a_bulk_receive_row_naming_a_bundle_is_a_bad_row(parts):
+    """The CSV bulk receive reports it by line (the command exits non-zero on it)."""
+    import io
+
+    WarehouseFactory(code="BER")
+    services.product_create(sku="BOX", name="x", components=[{"sku": "MUG", "quantity": 2}])
+    result = services.stock_receive_bulk(
+        source=io.StringIO("sku,warehouse,quantity\nMUG,BER,4\nBOX,BER,1\n", newline=""),
+        actor="user:tester",
+        reference="DN-1",
+        atomic=False,
+    )
+    assert {row.line: row.error for row in result.bad_rows} == {3: "sku_is_bundle"}
+    assert (result.applied, result.invalid) == (1, 1)
+    assert not Inventory.objects.filter(product__sku="BOX").exists()
