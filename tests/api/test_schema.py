@@ -167,8 +167,6 @@ BUSINESS_RULES = {
     "catalogue (and uniqueItems compares whole items, not one property)",
     ("validation_error", "stock_policy", "normal for a bundle"): "a bundle keeps the "
     "normal stock policy (of the body or of the stored product's composition)",
-    ("validation_error", "components", "needs a sku"): "a PATCH's component items are "
-    "whole items (the schema's partial form marks their fields optional)",
 }
 
 
