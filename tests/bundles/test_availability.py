@@ -202,3 +202,22 @@ def test_the_gate_leaves_a_bundle_with_a_backorder_component_to_the_database(war
     make_bundle("BOX", {"MUG": 1, "TEA": 1})
     selectors.availability_for_skus(["BOX"])  # warm
     assert availability_cache.sold_out_lines([("BOX", None, 1)]) is None
+
+
+def test_a_component_policy_change_shows_in_the_bundle_at_once(
+    warehouse, django_capture_on_commit_callbacks
+):
+    """The component's entry is invalidated (policy is not versioned per row): the
+    bundle's next read refills that component alone and derives from it."""
+    ProductFactory(sku="MUG")
+    tea = ProductFactory(sku="TEA")
+    with django_capture_on_commit_callbacks(execute=True):
+        receive("MUG", "BER", 4)
+    make_bundle("BOX", {"MUG": 2, "TEA": 1})
+    assert selectors.availability_for_skus(["BOX"])["BOX"].status == "out_of_stock"
+    with django_capture_on_commit_callbacks(execute=True):
+        services.product_set_stock_policy(
+            product=tea, stock_policy=StockPolicy.PREORDER, backorder_limit=10
+        )
+    found = assert_same(["BOX"])["BOX"]
+    assert (found.available, found.status) == (0, "preorder")
