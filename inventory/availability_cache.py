@@ -257,6 +257,12 @@ class StockSnapshot:
     base: dict[str, int] = field(default_factory=dict)
     holds: dict[str, str] = field(default_factory=dict)
     generation: str = ""
+    # A bundle (issue #16): its composition [(component sku, quantity per bundle)]
+    # (None for a plain SKU), stored in the entry's meta; it has no rows of its
+    # own. `parts` are the components' snapshots read with it (same round trip on
+    # a hit): its availability is derived from them at read time, never stored.
+    components: list[tuple[str, int]] | None = None
+    parts: dict[str, StockSnapshot] = field(default_factory=dict)
 
     def total_available(self, active_codes: Iterable[str] | None = None) -> int:
         if active_codes is None:
@@ -275,6 +281,21 @@ class StockSnapshot:
             warehouses[code] = base + lapsed
         self.warehouses = warehouses
         return True
+
+
+# Bundle SKU -> its component SKUs as last read (in-process). Only a prediction
+# of which component entries to read in the same pipeline as the bundle's: the
+# answer always uses the composition in the bundle's own entry, read in that
+# round trip; a wrong or missing prediction costs one more round trip (counted
+# in STATS["composition_reads"]), never a wrong answer.
+_COMPOSITIONS: dict[str, tuple[str, ...]] = {}
+_COMPOSITIONS_MAX = 100_000
+
+
+def _remember_composition(sku: str, components: Sequence[str]) -> None:
+    if len(_COMPOSITIONS) >= _COMPOSITIONS_MAX and sku not in _COMPOSITIONS:
+        _COMPOSITIONS.clear()
+    _COMPOSITIONS[sku] = tuple(components)
 
 
 def _ttl() -> int:
@@ -559,6 +580,7 @@ def reset_store() -> None:
     global _redis_store
     _redis_store = None
     _local_store.data.clear()
+    _COMPOSITIONS.clear()
 
 
 # --------------------------------------------------------------------------
@@ -580,6 +602,8 @@ def _parse(sku: str, entry: dict[str, str], now_us: int) -> StockSnapshot | None
         ships_in_days=info.get("ships_in_days"),
         generation=entry.get("g", ""),
     )
+    if info.get("components") is not None:
+        snapshot.components = [(c, int(q)) for c, q in info["components"]]
     for name, value in entry.items():
         if name.startswith("a:"):
             snapshot.base[name[2:]] = int(value)
@@ -597,7 +621,7 @@ def _parse(sku: str, entry: dict[str, str], now_us: int) -> StockSnapshot | None
 # instant, in one statement (one snapshot: the holds belong to the version read).
 _LOAD_SQL = """
     SELECT p.sku, p.id, p.stock_policy, p.backorder_limit, w.code, i.available, i.version,
-           i.reorder_threshold, h.holds
+           i.reorder_threshold, h.holds, p.is_bundle
     FROM inventory_product p
     LEFT JOIN inventory_inventory i ON i.product_id = p.id
     LEFT JOIN warehouses_warehouse w ON w.id = i.warehouse_id
@@ -621,7 +645,7 @@ _LOAD_SQL = """
 # holds read in a second query inside the same transaction.
 _LOAD_SQL_PORTABLE = """
     SELECT p.sku, p.id, p.stock_policy, p.backorder_limit, w.code, i.available, i.version,
-           i.reorder_threshold, i.id
+           i.reorder_threshold, i.id, p.is_bundle
     FROM inventory_product p
     LEFT JOIN inventory_inventory i ON i.product_id = p.id
     LEFT JOIN warehouses_warehouse w ON w.id = i.warehouse_id
@@ -658,6 +682,7 @@ def _load_rows_portable(alias: str, skus: Sequence[str]) -> list[tuple]:
             ",".join(f"{t}:{q}" for t, q in sorted(held[row[8]].items()))
             if row[8] in held
             else None,
+            row[9],
         )
         for row in found
     ]
@@ -686,7 +711,8 @@ def load_from_database(skus: Sequence[str]) -> dict[str, StockSnapshot]:
         rows = _load_rows_portable(alias, skus)
     snapshots: dict[str, StockSnapshot] = {}
     now_us, cap = now_micros(), _hold_cap()
-    for sku, product_id, policy, limit, code, available, version, threshold, holds in rows:
+    bundles = []
+    for sku, product_id, policy, limit, code, available, version, threshold, holds, bundle in rows:
         snap = snapshots.get(sku)
         if snap is None:
             snap = snapshots[sku] = StockSnapshot(
@@ -695,6 +721,8 @@ def load_from_database(skus: Sequence[str]) -> dict[str, StockSnapshot]:
                 stock_policy=policy,
                 allowance=policy_allowance(policy, int(limit)),
             )
+            if bundle:
+                bundles.append(snap)
         if code is not None:
             pairs = []
             for item in filter(None, (holds or "").split(",")):
@@ -706,6 +734,8 @@ def load_from_database(skus: Sequence[str]) -> dict[str, StockSnapshot]:
             snap.thresholds[code] = int(threshold)
     for snap in snapshots.values():
         snap.settle(now_us)  # always known: a fill's horizon lies after now
+    if bundles:
+        _load_compositions(alias, bundles)
     # "Ships in N days" matters only for SKUs that are low or out: look it up
     # (two queries, whatever the count) for those, at fill time.
     from .selectors import low_stock_level, ships_in_days_for_products
@@ -713,7 +743,8 @@ def load_from_database(skus: Sequence[str]) -> dict[str, StockSnapshot]:
     low = [
         snap
         for snap in snapshots.values()
-        if sum(max(v, 0) for v in snap.warehouses.values())
+        if snap.components is None
+        and sum(max(v, 0) for v in snap.warehouses.values())
         <= low_stock_level(snap.thresholds.values())
     ]
     if low:
@@ -721,6 +752,22 @@ def load_from_database(skus: Sequence[str]) -> dict[str, StockSnapshot]:
         for snap in low:
             snap.ships_in_days = etas.get(uuid.UUID(snap.product_id))
     return snapshots
+
+
+def _load_compositions(alias: str, bundles: Sequence[StockSnapshot]) -> None:
+    """Set each bundle snapshot's composition (one query, in component SKU order)."""
+    from .models import BundleComponent  # models import this module's callers (a cycle)
+
+    by_sku = {snap.sku: snap for snap in bundles}
+    for snap in bundles:
+        snap.components = []
+    for bundle, component, quantity in (
+        BundleComponent.objects.using(alias)
+        .filter(bundle__sku__in=list(by_sku))
+        .order_by("bundle__sku", "component__sku")
+        .values_list("bundle__sku", "component__sku", "quantity")
+    ):
+        by_sku[bundle].components.append((component, int(quantity)))
 
 
 def _fill(snapshots: Iterable[StockSnapshot], generations: dict[str, str] | None = None) -> None:
@@ -736,6 +783,7 @@ def _fill(snapshots: Iterable[StockSnapshot], generations: dict[str, str] | None
                 "allowance": snap.allowance,
                 "thresholds": snap.thresholds,
                 "ships_in_days": snap.ships_in_days,
+                **({"components": snap.components} if snap.components is not None else {}),
             }
         )
         fields = [
@@ -754,9 +802,30 @@ def _fill(snapshots: Iterable[StockSnapshot], generations: dict[str, str] | None
 
 
 def read_cached(skus: Sequence[str]) -> dict[str, StockSnapshot]:
-    """Complete cached entries only, in one round trip; {} if the cache is down."""
+    """Complete cached entries only, in one round trip; {} if the cache is down.
+    A bundle's entry comes with the components' entries that were cached (`parts`)."""
     found, _, _, _ = _read(skus)
-    return found
+    _attach_parts(skus, found)
+    return {sku: found[sku] for sku in skus if sku in found}
+
+
+def _attach_parts(skus: Iterable[str], found: dict[str, StockSnapshot]) -> None:
+    for sku in skus:
+        snap = found.get(sku)
+        if snap is not None and snap.components is not None:
+            snap.parts = {c: found[c] for c, _ in snap.components if c in found}
+
+
+def _components_missing(skus: Iterable[str], found: dict[str, StockSnapshot], read) -> list[str]:
+    """Component SKUs of the found bundles among `skus` that are not in `read`."""
+    out: dict[str, None] = {}
+    for sku in skus:
+        snap = found.get(sku)
+        if snap is not None and snap.components is not None:
+            for component, _ in snap.components:
+                if component not in read:
+                    out[component] = None
+    return list(out)
 
 
 def _read(
@@ -766,12 +835,38 @@ def _read(
     when the cache is down: nothing may be filled then), and the SKUs whose
     entry is complete but does not know some row's holds well enough now."""
     skus = list(dict.fromkeys(skus))
+    # The components of bundles this process has seen are read in the same
+    # pipeline as the bundles' own entries (no extra round trip on a hit).
+    predicted = [c for sku in skus for c in _COMPOSITIONS.get(sku, ()) if c not in skus]
+    keys = list(dict.fromkeys([*skus, *predicted]))
     try:
-        entries, flagged = _store().read([_key(sku) for sku in skus], flag)
+        entries, flagged = _store().read([_key(sku) for sku in keys], flag)
+        STATS["round_trips"] += 1
+        found, generations, unsettled = _parse_entries(keys, entries)
+        for sku in skus:
+            snap = found.get(sku)
+            if snap is not None and snap.components is not None:
+                _remember_composition(sku, [c for c, _ in snap.components])
+        # A bundle first seen (or whose composition changed): its components now.
+        more = _components_missing(skus, found, generations)
+        if more:
+            STATS["composition_reads"] += 1
+            STATS["round_trips"] += 1
+            extra, _ = _store().read([_key(sku) for sku in more])
+            found2, generations2, unsettled2 = _parse_entries(more, extra)
+            found.update(found2)
+            generations.update(generations2)
+            unsettled += unsettled2
     except Exception:
         STATS["errors"] += 1
         logger.warning("availability cache read failed", exc_info=True)
         return {}, True, None, []
+    return found, flagged, generations, unsettled
+
+
+def _parse_entries(
+    skus: Sequence[str], entries: Sequence[dict[str, str]]
+) -> tuple[dict[str, StockSnapshot], dict[str, str], list[str]]:
     now_us = now_micros()
     found = {}
     generations = {}
@@ -783,7 +878,7 @@ def _read(
             found[sku] = snap
         elif entry.get("meta"):
             unsettled.append(sku)
-    return found, flagged, generations, unsettled
+    return found, generations, unsettled
 
 
 def get_many(skus: Sequence[str]) -> dict[str, StockSnapshot]:
@@ -791,18 +886,29 @@ def get_many(skus: Sequence[str]) -> dict[str, StockSnapshot]:
     database in one query and written back. Unknown SKUs are absent."""
     skus = list(dict.fromkeys(skus))
     found, _, generations, _ = _read(skus)
-    STATS["hits"] += len(found)
+    STATS["hits"] += sum(1 for sku in skus if sku in found)
     missing = [sku for sku in skus if sku not in found]
-    if missing:
+    # A cached bundle whose component entries are missing: those are misses too.
+    missing += [c for c in _components_missing(skus, found, found) if c not in missing]
+    for _attempt in range(2):  # a bundle loaded from the database: then its components
+        if not missing:
+            break
         STATS["misses"] += len(missing)
         loaded = load_from_database(missing)
         # Fill after reading the committed state: a concurrent write-through
         # with a newer version wins field by field, in either order; an
-        # invalidation since our read (generation moved) wins outright.
+        # invalidation since our read (generation moved) wins outright. (A
+        # component entry this call never read has no generation: its fill is
+        # written only if the entry was never invalidated.)
         if generations is not None:
             _fill(loaded.values(), generations)
         found.update(loaded)
-    return found
+        for snap in loaded.values():
+            if snap.components is not None:
+                _remember_composition(snap.sku, [c for c, _ in snap.components])
+        missing = [c for c in _components_missing(loaded, found, found)]
+    _attach_parts(skus, found)
+    return {sku: found[sku] for sku in skus if sku in found}
 
 
 # --------------------------------------------------------------------------
@@ -946,7 +1052,11 @@ def sold_out_lines(
         snap = cached.get(sku)
         if snap is None or snap.stock_policy != "normal":
             return None
-        if code is not None:
+        if snap.components is not None:
+            available = _bundle_units(snap, cached, code, active)
+            if available is None:
+                return None
+        elif code is not None:
             available = snap.warehouses.get(code, 0)
             if active is not None and code not in active:
                 available = 0
@@ -957,3 +1067,29 @@ def sold_out_lines(
         short.append({"sku": sku, "warehouse": code, "requested": quantity, "available": 0})
     STATS["gate_refusals"] += 1
     return short
+
+
+def _bundle_units(
+    snap: StockSnapshot,
+    cached: dict[str, StockSnapshot],
+    code: str | None,
+    active: set[str] | None,
+) -> int | None:
+    """Whole bundle units the cached components can supply (at `code`, or summed
+    over the warehouses), or None when the gate must not judge: a component not
+    cached, or one that may backorder (the database decides those)."""
+    parts = []
+    for component, quantity in snap.components or ():
+        part = cached.get(component)
+        if part is None or part.stock_policy != "normal":
+            return None
+        parts.append((part, quantity))
+    if not parts:
+        return None
+    codes = {code} if code is not None else set().union(*(p.warehouses for p, _ in parts))
+    if active is not None:
+        codes &= active
+    return sum(
+        max(min(part.warehouses.get(c, 0) // quantity for part, quantity in parts), 0)
+        for c in codes
+    )

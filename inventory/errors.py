@@ -230,3 +230,43 @@ class ReturnConflict(InventoryError):
     code = "return_conflict"
     http_status = 409
     default_message = "This return id was already recorded with different lines."
+
+
+class SkuIsBundle(InventoryError):
+    """A stock operation named a bundle: a bundle has no stock of its own (its
+    components do; receive, adjust or count those)."""
+
+    code = "sku_is_bundle"
+    http_status = 409
+    default_message = "A bundle has no stock of its own; its components do."
+
+    def __init__(self, skus: list[str]) -> None:
+        skus = sorted(set(skus))
+        super().__init__(
+            f"Bundle SKU has no stock of its own: {', '.join(skus)}.", details={"skus": skus}
+        )
+
+
+class InvalidBundleComponent(InvalidInput):
+    """A composition that cannot be: a component that is a bundle itself (no
+    nesting), the bundle itself, a SKU listed twice, or a quantity below 1."""
+
+    code = "invalid_bundle_component"
+    default_message = "The bundle's components are not valid."
+
+
+class BundleConflict(InventoryError):
+    """A product cannot become a bundle while it has stock rows or is a component
+    of a bundle."""
+
+    code = "bundle_conflict"
+    http_status = 409
+    default_message = "This product cannot become a bundle."
+
+
+class BundleInUse(InventoryError):
+    """A bundle's composition cannot change while open reservations hold it."""
+
+    code = "bundle_in_use"
+    http_status = 409
+    default_message = "Open reservations hold this bundle; its composition cannot change now."

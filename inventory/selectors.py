@@ -17,12 +17,13 @@ from typing import Any
 import django_filters
 from django.conf import settings
 from django.db import connection
-from django.db.models import F, QuerySet
+from django.db.models import F, Prefetch, QuerySet
 
 from warehouses.models import Warehouse
 
 from . import clock, errors
 from .models import (
+    BundleComponent,
     Inventory,
     InventoryTransaction,
     Product,
@@ -214,6 +215,91 @@ def sku_availability(
     )
 
 
+@dataclass(frozen=True)
+class ComponentStock:
+    """One component of a bundle as the bundle rule needs it (from either path)."""
+
+    sku: str
+    quantity: int  # units per bundle unit (>= 1)
+    stock_policy: str
+    allowance: int
+    # Per active warehouse with a stock row: sellable now (negative when backordered).
+    free: Mapping[str, int]
+    thresholds: Mapping[str, int]
+    ships_in_days: Mapping[str, int] | None = None
+
+
+def bundle_availability(
+    *,
+    sku: str,
+    product_id: uuid.UUID,
+    components: Collection[ComponentStock],
+    active_codes: Collection[str],
+) -> SkuAvailability:
+    """A bundle's availability, derived from its components (the one place the
+    bundle rule is written; docs/ARCHITECTURE.md, "Bundles").
+
+    Per active warehouse: available = min over components of ⌊component sellable
+    / quantity per bundle⌋ (never below 0); total = the sum over warehouses.
+    Warehouses are listed where every component has a stock row. Low stock: at or
+    below `low_stock_level` of the bundle's thresholds, a warehouse's threshold
+    being min ⌊component threshold / quantity⌋. When none is available, the bundle
+    is backorder (or pre-order) only if some active warehouse can still take a
+    whole bundle unit with each component within its own backorder allowance
+    (a normal component caps the bundle at its stock: the bundle is backorderable
+    only as far as all its components are); pre-order if a component that is
+    short of one bundle's worth everywhere is a pre-order SKU. `ships_in_days`
+    (unless in stock): the latest window of the components that have one (the
+    bundle ships when its last component does). A bundle without components
+    (none can exist: see the guards) would be out of stock.
+    """
+    codes = sorted(active_codes)
+    listed = [c for c in codes if components and all(c in part.free for part in components)]
+
+    def units(code: str, with_allowance: bool) -> int:
+        return min(
+            (part.free.get(code, 0) + (part.allowance if with_allowance else 0)) // part.quantity
+            for part in components
+        )
+
+    free = {code: units(code, False) for code in listed}
+    warehouses = tuple(WarehouseAvailability(code, max(n, 0)) for code, n in free.items())
+    available = sum(w.available for w in warehouses)
+    if available > 0:
+        thresholds = [
+            min(part.thresholds.get(code, 0) // part.quantity for part in components)
+            for code in listed
+        ]
+        level = low_stock_level(thresholds)
+        status = AvailabilityStatus.LOW_STOCK if available <= level else AvailabilityStatus.IN_STOCK
+    elif components and any(units(code, True) > 0 for code in codes):
+        short = [
+            part
+            for part in components
+            if all(part.free.get(code, 0) < part.quantity for code in codes)
+        ]
+        preorder = any(part.stock_policy == StockPolicy.PREORDER for part in short)
+        status = AvailabilityStatus.PREORDER if preorder else AvailabilityStatus.BACKORDER
+    else:
+        status = AvailabilityStatus.OUT_OF_STOCK
+    ships = None
+    if status != AvailabilityStatus.IN_STOCK:
+        windows = [part.ships_in_days for part in components if part.ships_in_days]
+        if windows:
+            ships = {
+                "min": max(w["min"] for w in windows),
+                "max": max(w["max"] for w in windows),
+            }
+    return SkuAvailability(
+        sku=sku,
+        product_id=product_id,
+        available=available,
+        status=status,
+        warehouses=warehouses,
+        ships_in_days=ships,
+    )
+
+
 def _availability(rows: list[_Row]) -> SkuAvailability:
     first = rows[0]
     active = [row for row in rows if row.code is not None and row.is_active]
@@ -251,6 +337,16 @@ def availability_for_skus(
 
 
 def _availability_from_snapshot(snap, active: frozenset[str]) -> SkuAvailability:
+    if snap.components is not None:
+        return bundle_availability(
+            sku=snap.sku,
+            product_id=uuid.UUID(snap.product_id),
+            components=[
+                _component_from_snapshot(snap.parts.get(component), component, quantity, active)
+                for component, quantity in snap.components
+            ],
+            active_codes=active,
+        )
     codes = sorted(code for code in snap.warehouses if code in active)
     return sku_availability(
         sku=snap.sku,
@@ -261,6 +357,20 @@ def _availability_from_snapshot(snap, active: frozenset[str]) -> SkuAvailability
         thresholds=[snap.thresholds.get(code, 0) for code in codes],
         active_warehouses=len(active),
         ships_in_days=snap.ships_in_days,
+    )
+
+
+def _component_from_snapshot(part, sku: str, quantity: int, active) -> ComponentStock:
+    if part is None:  # not readable (cannot happen after get_many): no stock
+        return ComponentStock(sku, quantity, StockPolicy.NORMAL, 0, {}, {})
+    return ComponentStock(
+        sku=sku,
+        quantity=quantity,
+        stock_policy=part.stock_policy,
+        allowance=part.allowance,
+        free={code: units for code, units in part.warehouses.items() if code in active},
+        thresholds=part.thresholds,
+        ships_in_days=part.ships_in_days,
     )
 
 
@@ -310,14 +420,21 @@ def availability_from_database(
     warehouses; holds past their `expires_at` (by `inventory.clock`) do not
     count, here as on the cached path, whether or not the sweeper has run.
     """
-    by_sku = _stock_rows(skus, now or clock.now())
+    compositions = _compositions(skus)
+    parts = {c for composition in compositions.values() for c, _ in composition}
+    by_sku = _stock_rows({*skus, *parts}, now or clock.now())
     result: dict[str, SkuAvailability | None] = {sku: None for sku in skus}
     for sku, rows in by_sku.items():
-        result[sku] = _availability(rows)
+        if sku in result and sku not in compositions:
+            result[sku] = _availability(rows)
+    if compositions:
+        _bundles_from_rows(result, compositions, by_sku)
     depleted = {
         a.product_id: a
         for a in result.values()
-        if a is not None and a.status not in (AvailabilityStatus.IN_STOCK,)
+        if a is not None
+        and a.status not in (AvailabilityStatus.IN_STOCK,)
+        and a.sku not in compositions
     }
     if depleted:
         ships = ships_in_days_for_products(list(depleted))
@@ -326,6 +443,66 @@ def availability_from_database(
             if a is not None:
                 result[a.sku] = SkuAvailability(**{**a.__dict__, "ships_in_days": window})
     return result
+
+
+def _compositions(skus: Collection[str]) -> dict[str, list[tuple[str, int]]]:
+    """{bundle sku: [(component sku, quantity)]} for the bundles among `skus`."""
+    out: dict[str, list[tuple[str, int]]] = {}
+    rows = (
+        Product.objects.filter(sku__in=list(skus), is_bundle=True)
+        .values_list("sku", "components__component__sku", "components__quantity")
+        .order_by("sku", "components__component__sku")
+    )
+    for sku, component, quantity in rows:
+        composition = out.setdefault(sku, [])
+        if component is not None:
+            composition.append((component, int(quantity)))
+    return out
+
+
+def _bundles_from_rows(
+    result: dict[str, SkuAvailability | None],
+    compositions: Mapping[str, list[tuple[str, int]]],
+    by_sku: Mapping[str, list[_Row]],
+) -> None:
+    """The database path's bundles: the same rule on the components' rows."""
+    components = {}
+    for composition in compositions.values():
+        for component, _ in composition:
+            rows = by_sku.get(component)
+            if rows and component not in components:
+                components[component] = _availability(rows), rows
+    short = [
+        a.product_id for a, _ in components.values() if a.status != AvailabilityStatus.IN_STOCK
+    ]
+    ships = ships_in_days_for_products(short) if short else {}
+    active = active_warehouse_codes()
+    for sku, composition in compositions.items():
+        parts = []
+        for component, quantity in composition:
+            found = components.get(component)
+            if found is None:
+                parts.append(ComponentStock(component, quantity, StockPolicy.NORMAL, 0, {}, {}))
+                continue
+            a, rows = found
+            live = [r for r in rows if r.code is not None and r.is_active]
+            parts.append(
+                ComponentStock(
+                    sku=component,
+                    quantity=quantity,
+                    stock_policy=rows[0].stock_policy,
+                    allowance=rows[0].allowance,
+                    free={r.code: r.free for r in live},
+                    thresholds={r.code: r.reorder_threshold for r in live},
+                    ships_in_days=ships.get(a.product_id),
+                )
+            )
+        result[sku] = bundle_availability(
+            sku=sku,
+            product_id=by_sku[sku][0].product_id,
+            components=parts,
+            active_codes=active,
+        )
 
 
 def ships_in_days_for_products(product_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, dict]:
@@ -515,12 +692,22 @@ class TransactionFilter(_StrictFilterSet):
         fields = ["sku", "warehouse", "type", "since", "reference", "reference_type"]
 
 
+def _with_components(products: QuerySet[Product]) -> QuerySet[Product]:
+    """Products with their bundle components (by component SKU) in one more query."""
+    return products.prefetch_related(
+        Prefetch(
+            "components",
+            queryset=BundleComponent.objects.select_related("component").order_by("component__sku"),
+        )
+    )
+
+
 def product_list(*, filters: Mapping[str, Any] | None = None) -> QuerySet[Product]:
-    return ProductFilter(filters, Product.objects.all()).filtered()
+    return _with_components(ProductFilter(filters, Product.objects.all()).filtered())
 
 
 def product_get(*, sku: str) -> Product:
-    product = Product.objects.filter(sku=sku).first()
+    product = _with_components(Product.objects.filter(sku=sku)).first()
     if product is None:
         raise errors.NotFound(f"Unknown SKU {sku!r}.", details={"sku": sku})
     return product

@@ -31,6 +31,19 @@ from .base import CATALOGUE_SCOPES, ApiView, ListView, query_filters, refuse_ove
 _DIMENSION = {"required": False, "allow_null": True, "min_value": 0, "max_value": 2_000_000_000}
 
 
+MAX_BUNDLE_COMPONENTS = 50
+
+
+class BundleComponentOutput(serializers.Serializer):
+    sku = serializers.CharField(source="component.sku")
+    quantity = serializers.IntegerField(help_text="Units of this component per bundle unit.")
+
+
+class BundleComponentInput(StrictSerializer):
+    sku = SkuField()
+    quantity = QuantityField(help_text="Units of this component per bundle unit (>= 1).")
+
+
 class ProductOutput(serializers.Serializer):
     sku = serializers.CharField()
     name = serializers.CharField()
@@ -41,6 +54,14 @@ class ProductOutput(serializers.Serializer):
     height_mm = serializers.IntegerField(allow_null=True)
     stock_policy = serializers.ChoiceField(choices=StockPolicy.choices)
     backorder_limit = serializers.IntegerField()
+    is_bundle = serializers.BooleanField(
+        help_text="A bundle (kit): no stock of its own; availability derived from components."
+    )
+    components = BundleComponentOutput(
+        many=True,
+        source="components.all",
+        help_text="A bundle's components, by SKU ([] for a plain product).",
+    )
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 
@@ -63,6 +84,31 @@ class ProductInput(ProductFieldsInput):
         if value == "bulk":  # /products/bulk/ is the bulk upsert, not this product's URL
             raise serializers.ValidationError("'bulk' is reserved; choose another SKU.")
         return value
+
+
+_COMPONENTS_HELP = (
+    "A bundle's composition: [{sku, quantity}], at most "
+    f"{MAX_BUNDLE_COMPONENTS} components, none of them a bundle. A non-empty list makes "
+    "the product a bundle, [] a plain product again; refused (409 bundle_in_use) while "
+    "active reservations hold the bundle. Omitted: unchanged."
+)
+
+
+def _components_field() -> serializers.ListField:
+    return serializers.ListField(
+        child=BundleComponentInput(),
+        required=False,
+        max_length=MAX_BUNDLE_COMPONENTS,
+        help_text=_COMPONENTS_HELP,
+    )
+
+
+class ProductCreateInput(ProductInput):
+    components = _components_field()
+
+
+class ProductUpdateInput(ProductFieldsInput):
+    components = _components_field()
 
 
 class ProductListCreateView(ListView):
@@ -88,12 +134,13 @@ class ProductListCreateView(ListView):
 
     @extend_schema(
         operation_id="products_create",
-        request=ProductInput,
+        request=ProductCreateInput,
         responses={201: ProductOutput, **schema.errors(*schema.WRITE, 409)},
     )
     def post(self, request):
-        data = self.validated(ProductInput, request.data)
+        data = self.validated(ProductCreateInput, request.data)
         product = services.product_create(**data)
+        product = selectors.product_get(sku=product.sku)  # with its components, by SKU
         return Response(ProductOutput(product).data, status=status.HTTP_201_CREATED)
 
 
@@ -110,16 +157,17 @@ class ProductDetailView(ApiView):
 
     def _update(self, sku: str, data: dict) -> Response:
         product = services.product_update(product=selectors.product_get(sku=sku), data=data)
-        return Response(ProductOutput(product).data)
+        return Response(ProductOutput(selectors.product_get(sku=product.sku)).data)
 
     @extend_schema(
         operation_id="products_replace",
-        request=ProductFieldsInput,
+        request=ProductUpdateInput,
         responses={200: ProductOutput, **schema.errors(*schema.WRITE, 409)},
-        description="Replace every field but the SKU (omitted fields get their defaults).",
+        description="Replace every field but the SKU (omitted fields get their defaults; "
+        "an omitted `components` leaves the composition unchanged).",
     )
     def put(self, request, sku: str):
-        data = self.validated(ProductFieldsInput, request.data)
+        data = self.validated(ProductUpdateInput, request.data)
         defaults = {
             "category": "",
             "weight_g": None,
@@ -133,11 +181,11 @@ class ProductDetailView(ApiView):
 
     @extend_schema(
         operation_id="products_partial_update",
-        request=ProductFieldsInput(partial=True),
+        request=ProductUpdateInput(partial=True),
         responses={200: ProductOutput, **schema.errors(*schema.WRITE, 409)},
     )
     def patch(self, request, sku: str):
-        return self._update(sku, self.validated(ProductFieldsInput, request.data, partial=True))
+        return self._update(sku, self.validated(ProductUpdateInput, request.data, partial=True))
 
 
 class ProductBulkUpsertView(ApiView):

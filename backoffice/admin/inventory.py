@@ -27,6 +27,7 @@ from django.utils.html import format_html
 
 from inventory import errors, services
 from inventory.models import (
+    BundleComponent,
     Inventory,
     InventoryTransaction,
     Product,
@@ -117,9 +118,77 @@ class ProductAdminForm(forms.ModelForm):
         return data
 
 
+class BundleComponentFormSet(forms.BaseInlineFormSet):
+    """A bundle's components (issue #16). Checked by the service's own rules
+    (`bundle_check_components`) before anything is saved, and saved by the
+    service (`bundle_set_components`), never by the formset itself. A post
+    without the inline's management form (a client that only edits the product's
+    fields) leaves the composition alone."""
+
+    def __init__(self, data=None, *args, **kwargs):
+        prefix = kwargs.get("prefix") or self.get_default_prefix()
+        self.absent = data is not None and f"{prefix}-TOTAL_FORMS" not in data
+        super().__init__(None if self.absent else data, *args, **kwargs)
+
+    def is_valid(self):
+        return True if self.absent else super().is_valid()
+
+    def components(self) -> list[dict]:
+        return [
+            {"sku": f.cleaned_data["component"].sku, "quantity": f.cleaned_data["quantity"]}
+            for f in self.forms
+            if f.cleaned_data
+            and f.cleaned_data.get("component")
+            and not self._should_delete_form(f)
+        ]
+
+    def clean(self):
+        super().clean()
+        if any(self.errors):
+            return
+        try:
+            services.bundle_check_components(product=self.instance, components=self.components())
+        except errors.InventoryError as exc:
+            problems = exc.details.get("components") if isinstance(exc.details, dict) else None
+            if isinstance(problems, dict):
+                detail = "; ".join(f"{sku}: {' '.join(msgs)}" for sku, msgs in problems.items())
+                raise forms.ValidationError(f"{exc.message} {detail}") from exc
+            raise forms.ValidationError(exc.message) from exc
+
+
+class BundleComponentInline(admin.TabularInline):
+    model = BundleComponent
+    fk_name = "bundle"
+    formset = BundleComponentFormSet
+    fields = ("component", "quantity")
+    autocomplete_fields = ("component",)
+    extra = 0
+    verbose_name = "bundle component"
+    verbose_name_plural = (
+        "Bundle components (a product with components is a bundle: no stock of its own; "
+        "unchangeable while open reservations hold it)"
+    )
+
+    # The composition is part of the product: whoever may change products may
+    # edit it (removing a component row deletes no stock data), whoever may
+    # view products sees it. No role needs BundleComponent permissions of its own.
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm("inventory.view_product")
+
+    def has_add_permission(self, request, obj=None):
+        return request.user.has_perm("inventory.change_product")
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.has_perm("inventory.change_product")
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.has_perm("inventory.change_product")
+
+
 @admin.register(Product)
 class ProductAdmin(BigTableAdmin):
     form = ProductAdminForm
+    inlines = [BundleComponentInline]
     list_display = ("sku", "name", "category", "stock_policy", "backorder_limit", "updated_at")
     list_filter = (CategoryFilter, "stock_policy")
     # Also what autocomplete pickers search (type part of a SKU or name).
@@ -149,6 +218,24 @@ class ProductAdmin(BigTableAdmin):
                 reverse("admin:inventory_inventory_changelist") + f"?q={product.sku}"
             )
         return super().change_view(request, object_id, form_url, extra)
+
+    def save_related(self, request, form, formsets, change):
+        form.save_m2m()
+        for formset in formsets:
+            if not isinstance(formset, BundleComponentFormSet):
+                self.save_formset(request, form, formset, change=change)
+                continue
+            # The composition goes through the service (locks, guards, cache).
+            formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+            if formset.absent:
+                continue
+            try:
+                with transaction.atomic():
+                    services.bundle_set_components(
+                        product=form.instance, components=formset.components()
+                    )
+            except errors.InventoryError as exc:
+                self.message_user(request, f"Components not changed: {exc.message}", messages.ERROR)
 
     def save_model(self, request, obj, form, change):
         policy_fields = {"stock_policy", "backorder_limit"}

@@ -29,6 +29,8 @@ from .bulk import (
     stock_receive_bulk,
 )
 from .catalogue import (
+    bundle_check_components,
+    bundle_set_components,
     inventory_set_reorder,
     product_create,
     product_set_stock_policy,
@@ -105,6 +107,8 @@ __all__ = [
     "ReturnLineRequest",
     "ReturnResult",
     "TransferLine",
+    "bundle_check_components",
+    "bundle_set_components",
     "inventory_export_csv",
     "inventory_reconcile",
     "inventory_set_reorder",

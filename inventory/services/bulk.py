@@ -336,6 +336,7 @@ def _resolve_sql(raw: str, res: str) -> str:
            CASE
              WHEN s.error0 IS NOT NULL THEN s.error0
              WHEN s.product_id IS NULL THEN 'unknown_sku'
+             WHEN s.is_bundle THEN 'sku_is_bundle'
              WHEN s.warehouse_id IS NULL THEN 'unknown_warehouse'
              WHEN NOT s.warehouse_active THEN 'warehouse_inactive'
              WHEN s.first_line <> s.line THEN 'duplicate'
@@ -344,6 +345,9 @@ def _resolve_sql(raw: str, res: str) -> str:
            CASE
              WHEN s.error0 IS NOT NULL THEN s.message0
              WHEN s.product_id IS NULL THEN format('unknown SKU %%s', s.sku)
+             WHEN s.is_bundle THEN
+               format('%%s is a bundle: it has no stock of its own (receive its components)',
+                      s.sku)
              WHEN s.warehouse_id IS NULL THEN format('unknown warehouse %%s', s.warehouse)
              WHEN NOT s.warehouse_active THEN format('warehouse %%s is inactive', s.warehouse)
              WHEN s.first_line <> s.line THEN
@@ -352,7 +356,8 @@ def _resolve_sql(raw: str, res: str) -> str:
                format('reference %%s already received a different quantity of %%s in %%s',
                       s.reference_id, s.sku, s.warehouse)
            END AS message,
-           (s.error0 IS NULL AND s.product_id IS NOT NULL AND s.warehouse_id IS NOT NULL
+           (s.error0 IS NULL AND s.product_id IS NOT NULL AND NOT s.is_bundle
+            AND s.warehouse_id IS NOT NULL
             AND s.warehouse_active AND s.first_line = s.line
             AND a.key IS NOT NULL AND a.fingerprint = s.fingerprint) AS already_applied,
            {UUID7_SQL} AS ledger_id
@@ -361,7 +366,7 @@ def _resolve_sql(raw: str, res: str) -> str:
              r.error AS error0, r.message AS message0,
              min(r.line) FILTER (WHERE r.error IS NULL)
                OVER (PARTITION BY r.sku, r.warehouse) AS first_line,
-             p.id AS product_id,
+             p.id AS product_id, coalesce(p.is_bundle, false) AS is_bundle,
              {_POLICY_ALLOWANCE} AS allowance,
              w.id AS warehouse_id, w.is_active AS warehouse_active,
              {_RECEIVE_KEY} AS op_key,

@@ -20,7 +20,14 @@ from django.db.models import F
 from warehouses.models import Warehouse
 
 from .. import availability_cache, errors
-from ..models import Inventory, Product, StockPolicy
+from ..models import (
+    BundleComponent,
+    Inventory,
+    Product,
+    ReservationLine,
+    ReservationStatus,
+    StockPolicy,
+)
 from .rows import stock_rows_create
 from .stock import check_quantity
 
@@ -61,9 +68,13 @@ def product_create(
     name: str,
     stock_policy: str = StockPolicy.NORMAL,
     backorder_limit: int = 0,
+    components: Sequence[Mapping[str, Any]] | None = None,
     **fields: Any,
 ) -> Product:
+    """Create a product; with non-empty `components` ([{"sku", "quantity"}]) a bundle."""
     _check_policy(stock_policy, backorder_limit)
+    if components:
+        _check_bundle_policy(stock_policy)
     product = Product(
         sku=sku,
         name=name,
@@ -75,6 +86,8 @@ def product_create(
     try:
         with transaction.atomic():
             product.save(force_insert=True)
+            if components:
+                bundle_set_components(product=product, components=components)
     except IntegrityError as exc:
         raise errors.AlreadyExists(f"SKU {sku!r} already exists.", details={"sku": sku}) from exc
     return product
@@ -87,8 +100,13 @@ def product_update(*, product: Product, data: Mapping[str, Any]) -> Product:
         "backorder_limit", 0 if stock_policy == StockPolicy.NORMAL else product.backorder_limit
     )
     _check_policy(stock_policy, backorder_limit)
+    components = data.get("components")
+    if components or (components is None and product.is_bundle):
+        _check_bundle_policy(stock_policy)
     changed = [k for k in PRODUCT_FIELDS if k in data and getattr(product, k) != data[k]]
     with transaction.atomic():
+        if components is not None:
+            bundle_set_components(product=product, components=components)
         if changed:
             for k in changed:
                 setattr(product, k, data[k])
@@ -164,6 +182,124 @@ def products_upsert(*, items: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
         # A concurrent call created one of these SKUs first.
         raise errors.AlreadyExists("A SKU was created concurrently; retry the call.") from exc
     return len(new), len(changed)
+
+
+def _check_bundle_policy(stock_policy: str) -> None:
+    if stock_policy != StockPolicy.NORMAL:
+        raise errors.InvalidInput(
+            "A bundle has the normal stock policy: backorders and pre-orders follow its "
+            "components' policies.",
+            details={"stock_policy": ["Must be normal for a bundle."]},
+        )
+
+
+def _parse_components(
+    product: Product, components: Sequence[Mapping[str, Any]]
+) -> dict[str, tuple[Product, int]]:
+    """{sku: (component, quantity)}; raises InvalidBundleComponent / UnknownSku."""
+    wanted: dict[str, int] = {}
+    problems: dict[str, list[str]] = {}
+    for index, item in enumerate(components):
+        sku, quantity = item.get("sku"), item.get("quantity")
+        if not isinstance(sku, str):
+            problems.setdefault(str(index), []).append("Each component needs a sku.")
+            continue
+        if sku in wanted:
+            problems.setdefault(sku, []).append("Listed more than once.")
+        if not isinstance(quantity, int) or isinstance(quantity, bool) or quantity < 1:
+            problems.setdefault(sku, []).append("The quantity per bundle is a whole number >= 1.")
+        if sku == product.sku:
+            problems.setdefault(sku, []).append("A bundle cannot contain itself.")
+        wanted[sku] = quantity
+    if problems:
+        raise errors.InvalidBundleComponent(details={"components": problems})
+    found = {p.sku: p for p in Product.objects.filter(sku__in=wanted)}
+    if wanted.keys() - found.keys():
+        raise errors.UnknownSku(list(wanted.keys() - found.keys()))
+    nested = sorted(sku for sku, p in found.items() if p.is_bundle)
+    if nested:
+        raise errors.InvalidBundleComponent(
+            "A component cannot be a bundle itself.",
+            details={"components": {sku: ["Is a bundle (no nesting)."] for sku in nested}},
+        )
+    return {sku: (found[sku], q) for sku, q in wanted.items()}
+
+
+def bundle_check_components(*, product: Product, components: Sequence[Mapping[str, Any]]) -> None:
+    """The checks of `bundle_set_components`, writing nothing (the admin's form
+    shows them before saving; `bundle_set_components` runs them again under the
+    product's lock). `product` may be unsaved (a new product)."""
+    if components:
+        _check_bundle_policy(product.stock_policy)
+    if product._state.adding:
+        _parse_components(product, components)
+    else:
+        _check_composition(product, components)
+
+
+def _check_composition(
+    product: Product, components: Sequence[Mapping[str, Any]]
+) -> dict[str, tuple[Product, int]] | None:
+    """The wanted composition, or None if it is the current one; raises if refused."""
+    wanted = _parse_components(product, components)
+    current = dict(
+        BundleComponent.objects.filter(bundle=product).values_list("component__sku", "quantity")
+    )
+    if product.is_bundle == bool(wanted) and current == {sku: q for sku, (_, q) in wanted.items()}:
+        return None
+    if (
+        product.is_bundle
+        and ReservationLine.objects.filter(bundle=product, status=ReservationStatus.ACTIVE).exists()
+    ):
+        raise errors.BundleInUse(details={"sku": product.sku})
+    if wanted and not product.is_bundle:
+        if Inventory.objects.filter(product=product).exists():
+            raise errors.BundleConflict(
+                "A product with stock rows cannot become a bundle.", details={"sku": product.sku}
+            )
+        if BundleComponent.objects.filter(component=product).exists():
+            raise errors.BundleConflict(
+                "A component of a bundle cannot become a bundle.", details={"sku": product.sku}
+            )
+    return wanted
+
+
+def bundle_set_components(*, product: Product, components: Sequence[Mapping[str, Any]]) -> Product:
+    """Set a product's composition: `components` ([{"sku", "quantity"}], quantity >= 1)
+    makes it a bundle with exactly those components; [] makes it a plain product.
+
+    Refused, changing nothing: a component that is a bundle (no nesting), unknown
+    or listed twice (InvalidBundleComponent / UnknownSku, 400); a product with
+    stock rows or that is a component becoming a bundle (BundleConflict, 409);
+    any change while active reservation lines hold the bundle (BundleInUse, 409:
+    a composition is not versioned, so the lines reserved for the old one must
+    close first). The bundle's product row is locked FOR UPDATE first, so two
+    changes of one bundle run one after the other; the database triggers of
+    inventory/sql/bundle_guards.sql refuse the same things for raw SQL. The
+    cached availability entry is invalidated after commit (it carries the
+    composition).
+    """
+    with transaction.atomic():
+        locked = Product.objects.select_for_update().get(pk=product.pk)
+        wanted = _check_composition(locked, components)
+        if wanted is None:
+            product.is_bundle = locked.is_bundle
+            return product  # unchanged: a retry of the same sync is a no-op
+        BundleComponent.objects.filter(bundle=locked).delete()
+        if locked.is_bundle != bool(wanted):
+            locked.is_bundle = bool(wanted)
+            locked.save(update_fields=["is_bundle", "updated_at"])
+        BundleComponent.objects.bulk_create(
+            [
+                BundleComponent(bundle=locked, component=component, quantity=quantity)
+                for _, (component, quantity) in sorted(wanted.items())
+            ]
+        )
+        transaction.on_commit(partial(availability_cache.invalidate, [locked.sku]))
+    product.is_bundle = locked.is_bundle
+    if hasattr(product, "_prefetched_objects_cache"):
+        product._prefetched_objects_cache.pop("components", None)
+    return product
 
 
 def warehouse_create(*, code: str, name: str, **fields: Any) -> Warehouse:
@@ -251,6 +387,8 @@ def product_set_stock_policy(
     if stock_policy not in StockPolicy.values:
         raise errors.InvalidInput(f"Unknown stock policy {stock_policy!r}.")
     check_quantity(backorder_limit, name="backorder_limit", allow_zero=True)
+    if product.is_bundle:
+        _check_bundle_policy(stock_policy)
     if stock_policy == StockPolicy.NORMAL:
         backorder_limit = 0
     try:

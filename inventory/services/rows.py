@@ -48,7 +48,8 @@ def lock_rows(
     rows = lock_inventory_rows(pairs)
     missing = pairs - rows.keys()
     if missing:
-        check_known(missing)
+        products, _ = check_known(missing)
+        refuse_bundles(products.values())
         if create_missing:
             raise RowsMissing(missing)
     inactive = {code for (_, code), row in rows.items() if not row.warehouse.is_active}
@@ -81,6 +82,15 @@ def check_known(
     return products, warehouses
 
 
+def refuse_bundles(products: Iterable[Product]) -> None:
+    """A bundle has no stock rows (its components do): a stock operation naming
+    one raises SkuIsBundle (409). The database refuses such a row too (trigger
+    `inventory_bundle_has_no_stock`, inventory/sql/bundle_guards.sql)."""
+    bundles = [p.sku for p in products if p.is_bundle]
+    if bundles:
+        raise errors.SkuIsBundle(bundles)
+
+
 def stock_rows_create(pairs: Iterable[tuple[str, str]]) -> None:
     """The one way inventory rows are born: empty (on hand 0) rows for (sku,
     warehouse code) pairs that have none; existing rows are left alone. Every
@@ -103,6 +113,7 @@ def stock_rows_create(pairs: Iterable[tuple[str, str]]) -> None:
     if not pairs:
         return
     products, warehouses = check_known(pairs)
+    refuse_bundles(products.values())
     ids = sorted({(products[sku].pk, warehouses[code].pk) for sku, code in pairs})
     if connection.vendor == "postgresql":
         create_rows_sql(

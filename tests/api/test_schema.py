@@ -162,6 +162,11 @@ BUSINESS_RULES = {
     "state move goes between two different states (not expressible per field)",
     ("validation_error", "url", "Enter a valid URL"): "Django's URL validator is "
     "stricter than format: uri (host name lengths, schemes)",
+    ("invalid_bundle_component", None, ""): "a bundle's components are existing SKUs "
+    "that are not bundles, each once, not the bundle itself: that depends on the "
+    "catalogue (and uniqueItems compares whole items, not one property)",
+    ("validation_error", "stock_policy", "normal for a bundle"): "a bundle keeps the "
+    "normal stock policy (of the body or of the stored product's composition)",
 }
 
 

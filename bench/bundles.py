@@ -1,0 +1,138 @@
+"""Availability of bundles vs plain SKUs, from the Redis read model (issue #16, item 5).
+
+    .venv/bin/python bench/bundles.py [--rounds 2000]
+
+Builds a small catalogue in its own database (`<BENCH_DATABASE_URL>_bundles`,
+default `stockroom_bench_bundles`): 200 plain SKUs in 3 warehouses and 50
+bundles of 3 components each (drawn from the plain SKUs). Redis: REDIS_URL
+(default db 9) under a key prefix of its own (`bench-bundles-<pid>`), whose
+keys it deletes at the end (it never flushes a database).
+
+Measures, in one run and interleaved round by round (so load changes hit both
+alike), the server-side latency of `selectors.availability_for_skus` (what the
+API views call) on a warm read model:
+
+* **plain**: 100 plain SKUs;
+* **half bundles**: 50 bundles + 50 plain SKUs (the bundles' 150 component
+  entries are read in the same pipeline);
+* **one plain** / **one bundle**: a single SKU.
+
+Reports p50/p99 in ms and the p99 ratio against the plain batch of the same
+run (the issue's target: within 20 %), and the Redis round trips per call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import BENCH_DB, create_database, median, percentile, setup_django
+
+DB = BENCH_DB + "_bundles"
+PLAIN, BUNDLES, WAREHOUSES = 200, 50, 3
+
+
+def build() -> None:
+    from django.db import transaction
+
+    from inventory import services
+    from inventory.models import Product
+
+    if Product.objects.filter(sku__startswith="BB-").count() == PLAIN + BUNDLES:
+        return
+    rng = random.Random(16)
+    with transaction.atomic():
+        for w in range(WAREHOUSES):
+            services.warehouse_create(code=f"BBW{w}", name=f"Bundle bench {w}")
+        for i in range(PLAIN):
+            services.product_create(sku=f"BB-P{i:04d}", name=f"plain {i}")
+            for w in range(WAREHOUSES):
+                services.stock_receive(
+                    sku=f"BB-P{i:04d}",
+                    warehouse=f"BBW{w}",
+                    quantity=rng.randint(50, 500),
+                    actor="user:bench",
+                )
+        for b in range(BUNDLES):
+            parts = rng.sample(range(PLAIN), 3)
+            services.product_create(
+                sku=f"BB-B{b:04d}",
+                name=f"bundle {b}",
+                components=[{"sku": f"BB-P{p:04d}", "quantity": rng.randint(1, 3)} for p in parts],
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=2000)
+    args = parser.parse_args()
+    prefix = f"bench-bundles-{os.getpid()}"
+    os.environ["STOCKROOM_AVAILABILITY_KEY_PREFIX"] = prefix
+    # Hits are what is measured: no entry may expire (and be refilled) mid-run.
+    os.environ["STOCKROOM_AVAILABILITY_TTL"] = "3600"
+    create_database(DB)
+    setup_django(DB)
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    build()
+
+    from django_redis import get_redis_connection
+
+    from inventory import availability_cache, selectors
+
+    rng = random.Random(7)
+    plain = [f"BB-P{i:04d}" for i in range(PLAIN)]
+    bundles = [f"BB-B{b:04d}" for b in range(BUNDLES)]
+    cases = {
+        "plain (100 plain SKUs)": rng.sample(plain, 100),
+        "half bundles (50 bundles + 50 plain)": bundles + rng.sample(plain, 50),
+        "one plain SKU": [plain[0]],
+        "one bundle": [bundles[0]],
+    }
+    for skus in cases.values():  # warm: every entry filled, compositions known
+        selectors.availability_for_skus(skus)
+        selectors.availability_for_skus(skus)
+    latencies: dict[str, list[float]] = {name: [] for name in cases}
+    trips: dict[str, int] = dict.fromkeys(cases, 0)
+    names = list(cases)
+    misses = availability_cache.STATS["misses"]
+    for r in range(args.rounds):
+        order = names if r % 2 == 0 else names[::-1]
+        for name in order:
+            before = availability_cache.STATS["round_trips"]
+            started = time.perf_counter()
+            answer = selectors.availability_for_skus(cases[name])
+            latencies[name].append((time.perf_counter() - started) * 1000)
+            trips[name] += availability_cache.STATS["round_trips"] - before
+            assert all(answer[s] is not None for s in cases[name])
+    misses = availability_cache.STATS["misses"] - misses
+    baselines = {name: percentile(latencies[name], 99) for name in (names[0], names[2])}
+    load = os.getloadavg()
+    print(
+        f"rounds: {args.rounds}; load average (1, 5, 15 min): "
+        f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; cores: {os.cpu_count()}"
+    )
+    print(f"{'case':40} {'p50 ms':>8} {'p99 ms':>8} {'p99 ratio':>10} {'trips/call':>11}")
+    for i, name in enumerate(names):
+        values = latencies[name]
+        p99 = percentile(values, 99)
+        base = baselines[names[0] if i < 2 else names[2]]  # batch vs batch, one vs one
+        print(
+            f"{name:40} {median(values):8.3f} {p99:8.3f} {p99 / base:10.2f} "
+            f"{trips[name] / args.rounds:11.2f}"
+        )
+    print(f"cache misses during the timed rounds: {misses}")
+    client = get_redis_connection("default")
+    keys = list(client.scan_iter(f"{prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
+if __name__ == "__main__":
+    main()
