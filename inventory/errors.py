@@ -230,3 +230,13 @@ class ReturnConflict(InventoryError):
     code = "return_conflict"
     http_status = 409
     default_message = "This return id was already recorded with different lines."
+
+
+class LedgerPartitionError(InventoryError):
+    """A ledger partitioning, archive or restore step refused (issue #21): pg_partman
+    missing, the ledger already (or not yet) partitioned, a partition not covered
+    by a balance checkpoint, an archive file that does not match its manifest."""
+
+    code = "ledger_partition"
+    http_status = 409
+    default_message = "The ledger partition operation was refused."
