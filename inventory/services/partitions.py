@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.utils import timezone
 
 from .. import errors
@@ -240,28 +240,47 @@ def _add_dual_write() -> None:
 
 
 def _copy_batches(batch: int, after_batch: Callable[[int], None] | None) -> tuple[int, int]:
-    """Step 3: the rows that existed before the trigger, in batches by id."""
-    last, copied, batches = None, 0, 0
-    while True:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(
-                f"""
-                WITH b AS (
-                    SELECT * FROM {LEDGER} WHERE %(after)s::uuid IS NULL OR id > %(after)s::uuid
-                    ORDER BY id LIMIT %(n)s
-                ), ins AS (
-                    INSERT INTO {TWIN} SELECT * FROM b ON CONFLICT DO NOTHING
+    """Step 3: the rows that existed before the trigger, in batches by id.
+
+    Every batch reads through one snapshot, exported by a second connection just
+    after the trigger was created (as pg_dump does): it holds every row
+    committed before the trigger, and the rows written later (dual-written
+    anyway) do not keep the copy chasing the writers' tail. Ids need not be
+    time-ordered for this."""
+    holder = connections.create_connection(DEFAULT_DB_ALIAS)
+    try:
+        holder.set_autocommit(False)
+        with holder.cursor() as held:
+            held.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            held.execute("SELECT pg_export_snapshot()")
+            snapshot = held.fetchone()[0]
+        last, copied, batches = None, 0, 0
+        while True:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                cursor.execute("SET TRANSACTION SNAPSHOT %s", [snapshot])
+                cursor.execute(
+                    f"""
+                    WITH b AS (
+                        SELECT * FROM {LEDGER}
+                        WHERE %(after)s::uuid IS NULL OR id > %(after)s::uuid
+                        ORDER BY id LIMIT %(n)s
+                    ), ins AS (
+                        INSERT INTO {TWIN} SELECT * FROM b ON CONFLICT DO NOTHING
+                    )
+                    SELECT (SELECT id FROM b ORDER BY id DESC LIMIT 1), (SELECT count(*) FROM b)
+                    """,
+                    {"after": last, "n": batch},
                 )
-                SELECT (SELECT id FROM b ORDER BY id DESC LIMIT 1), (SELECT count(*) FROM b)
-                """,
-                {"after": last, "n": batch},
-            )
-            last_id, n = cursor.fetchone()
-        if not n:
-            return copied, batches
-        last, copied, batches = last_id, copied + n, batches + 1
-        if after_batch is not None:
-            after_batch(copied)
+                last_id, n = cursor.fetchone()
+            if not n:
+                return copied, batches
+            last, copied, batches = last_id, copied + n, batches + 1
+            if after_batch is not None:
+                after_batch(copied)
+    finally:
+        holder.rollback()
+        holder.close()
 
 
 def _swap_statements(schema: str) -> list:
