@@ -21,8 +21,10 @@ Conversion, with a short write pause at the end (docs/SCALING_LEDGER.md):
    dual-written);
 3. copy the existing rows in batches by id, each its own short transaction,
    `ON CONFLICT DO NOTHING` (a row may arrive both ways);
-4. under an ACCESS EXCLUSIVE lock on the ledger (writers wait; bounded by
-   `lock_timeout`): check the row counts match, drop the copy trigger, rename
+4. check both tables hold as many rows (one statement, one snapshot: every
+   writer since step 2 wrote both in one transaction), then, under an ACCESS
+   EXCLUSIVE lock on the ledger (writers wait; catalog changes only, the lock
+   wait bounded by `lock_timeout` and retried): drop the copy trigger, rename
    the old table `inventory_ledger_unpartitioned` (kept, never dropped by this
    code) and the twin, its indexes and partitions to the ledger's names, move
    the ledger's own triggers (append-only, events) to the new table, and point
@@ -61,7 +63,7 @@ RETIRED = "inventory_ledger_unpartitioned"
 DUAL_WRITE = "inventory_ledger_dual_write"
 PARTMAN = "partman"  # the extension's schema
 COPY_BATCH = 50_000
-SWAP_LOCK_TIMEOUT = "5s"
+SWAP_LOCK_TIMEOUT = "1s"  # give up (and retry) rather than queue writers long
 SWAP_ATTEMPTS = 5
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -204,8 +206,6 @@ def _create_twin(interval: str, premake: int) -> None:
                 f" ON {schema}.{LEDGER} ", f" ON {schema}.{TWIN} ", 1
             )
         )
-    for name, definition in _foreign_keys(LEDGER):
-        statements.append(f"ALTER TABLE {TWIN} ADD CONSTRAINT {name} {definition}")
     statements.append(
         (
             f"""
@@ -219,6 +219,16 @@ def _create_twin(interval: str, premake: int) -> None:
     statements.append(_config_sql(f"{schema}.{TWIN}"))
     with transaction.atomic():
         _run(*statements)
+    # The foreign key to the stock row last, in its own short transaction: adding
+    # it locks inventory_inventory against writes (SHARE ROW EXCLUSIVE) until
+    # commit, so not while pg_partman creates the partitions (seconds under load).
+    with transaction.atomic():
+        _run(
+            *(
+                f"ALTER TABLE {TWIN} ADD CONSTRAINT {name} {definition}"
+                for name, definition in _foreign_keys(LEDGER)
+            )
+        )
 
 
 def _add_dual_write() -> None:
@@ -318,8 +328,24 @@ def _swap_statements(schema: str) -> list:
     return statements
 
 
-def _swap(verify: bool) -> float:
-    """Step 4, under an ACCESS EXCLUSIVE lock: returns how long writers waited."""
+def _verify_counts() -> None:
+    """Both tables hold the same rows in any one snapshot once the copy is done
+    (every writer since the trigger wrote both in one transaction), so one
+    statement counts both without pausing anyone."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT (SELECT count(*) FROM {LEDGER}), (SELECT count(*) FROM {TWIN})")
+        old, new = cursor.fetchone()
+    if old != new:
+        raise errors.LedgerPartitionError(
+            f"Row counts differ after the copy: ledger {old}, partitioned {new}; "
+            "nothing was swapped.",
+            details={"ledger": old, "partitioned": new},
+        )
+
+
+def _swap() -> float:
+    """Step 4, under an ACCESS EXCLUSIVE lock (catalog changes only): returns how
+    long it held writers (its lock wait included)."""
     schema = _schema()
     for attempt in range(SWAP_ATTEMPTS):
         started = time.monotonic()
@@ -327,17 +353,6 @@ def _swap(verify: bool) -> float:
             with transaction.atomic(), connection.cursor() as cursor:
                 cursor.execute(f"SET LOCAL lock_timeout = '{SWAP_LOCK_TIMEOUT}'")
                 cursor.execute(f"LOCK TABLE {LEDGER} IN ACCESS EXCLUSIVE MODE")
-                if verify:
-                    cursor.execute(
-                        f"SELECT (SELECT count(*) FROM {LEDGER}), (SELECT count(*) FROM {TWIN})"
-                    )
-                    old, new = cursor.fetchone()
-                    if old != new:
-                        raise errors.LedgerPartitionError(
-                            f"Row counts differ after the copy: ledger {old}, partitioned {new}; "
-                            "nothing was swapped.",
-                            details={"ledger": old, "partitioned": new},
-                        )
                 for statement in _swap_statements(schema):
                     if isinstance(statement, tuple):
                         cursor.execute(*statement)
@@ -410,7 +425,9 @@ def ledger_partition_convert(
         _add_dual_write()
         result.rows, result.batches = _copy_batches(batch, after_batch)
         result.seconds_copy = time.monotonic() - started
-        result.seconds_pause = _swap(verify)
+        if verify:
+            _verify_counts()
+        result.seconds_pause = _swap()
     except BaseException:
         _drop_twin()
         raise
