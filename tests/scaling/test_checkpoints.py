@@ -174,3 +174,17 @@ def test_the_command_and_the_task(stocked):
     receive("CP-A", "BER", 1)
     assert ledger_checkpoint_task.delay().get().startswith("checkpoint at ")
     assert LedgerCheckpoint.objects.count() == 2
+
+
+def test_the_reconcile_command_says_which_checkpoint_it_read(stocked):
+    import io
+
+    from django.core.management import call_command
+
+    cp = services.ledger_checkpoint_take().checkpoint
+    out = io.StringIO()
+    call_command("reconcile", "--no-progress", stdout=out)
+    assert out.getvalue() == (
+        f"Ledger read from the balance checkpoint at {cp.position.isoformat()} onwards.\n"
+        "2 inventory rows checked: all balanced.\n"
+    )
