@@ -188,3 +188,34 @@ def test_the_reconcile_command_says_which_checkpoint_it_read(stocked):
         f"Ledger read from the balance checkpoint at {cp.position.isoformat()} onwards.\n"
         "2 inventory rows checked: all balanced.\n"
     )
+
+
+def test_beat_runs_the_checkpoint_always_and_partman_maintenance_once_partitioned():
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from django.conf import settings
+
+    from inventory_site.celery import app
+
+    script = (
+        "import json; from inventory_site.settings import base; "
+        "print(json.dumps({k: v['task'] for k, v in base.CELERY_BEAT_SCHEDULE.items()}))"
+    )
+
+    def schedule(partitioned: str) -> dict:
+        env = {**os.environ, "STOCKROOM_LEDGER_PARTITIONED": partitioned}
+        out = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+        )
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    assert schedule("false") == {"ledger-checkpoint": "inventory.tasks.ledger_checkpoint_task"}
+    assert schedule("true") == {
+        "ledger-checkpoint": "inventory.tasks.ledger_checkpoint_task",
+        "ledger-partition-maintenance": "inventory.tasks.ledger_partition_maintenance_task",
+    }
+    for entry in settings.CELERY_BEAT_SCHEDULE.values():
+        assert entry["task"] in app.tasks

@@ -108,7 +108,9 @@ def test_conversion_keeps_every_row_and_the_rows_written_during_the_copy(stocked
             lines=[services.ReserveLine("PT-B", "BER", 1)],
             actor="user:t",
         )
+    events_before = q("SELECT count(*) FROM events_event")[0][0]
     receive("PT-C", "BER", 2)
+    assert q("SELECT count(*) FROM events_event")[0][0] > events_before  # events still flow
     row = InventoryTransaction.objects.filter(reference_id="PT-AFTER-sql").get()
     assert InventoryTransaction.objects.get(pk=row.pk).type == "RESERVE"
     assert services.inventory_reconcile().clean
