@@ -596,6 +596,23 @@ def _count_csv_rows(path: Path) -> int:
         return sum(1 for _ in csv.reader(handle)) - 1
 
 
+def _detach(name: str) -> None:
+    """DETACH takes an ACCESS EXCLUSIVE lock on the ledger (catalog only; CONCURRENTLY
+    is not allowed while a default partition exists): bounded and retried like the
+    conversion's swap, so writers never queue long behind it."""
+    for attempt in range(SWAP_ATTEMPTS):
+        try:
+            with transaction.atomic():
+                _run(
+                    f"SET LOCAL lock_timeout = '{SWAP_LOCK_TIMEOUT}'",
+                    f"ALTER TABLE {LEDGER} DETACH PARTITION {name}",
+                )
+            return
+        except Exception as exc:
+            if "lock timeout" not in str(exc) or attempt == SWAP_ATTEMPTS - 1:
+                raise
+
+
 def ledger_partitions_archive(*, older_than: dt.timedelta, directory: Path) -> ArchiveResult:
     """Detach the ledger partitions that ended more than `older_than` ago (and take
     the ones pg_partman's retention already detached), write each to a gzipped
@@ -618,7 +635,7 @@ def ledger_partitions_archive(*, older_than: dt.timedelta, directory: Path) -> A
             result.skipped.append((part.name, "not covered by a balance checkpoint yet"))
             continue
         if part.attached:
-            _run(f"ALTER TABLE {LEDGER} DETACH PARTITION {part.name}")
+            _detach(part.name)
         path, rows, sha = _write_archive(part, directory)
         with transaction.atomic():
             result.archived.append(
