@@ -954,7 +954,9 @@ def _reconcile_fix(result: ReconcileResult, *, reason: str, progress: Progress) 
                                t.damaged_delta, t.quality_control_delta
                         FROM inventory_inventorytransaction t JOIN inventory_inventory i
                           ON i.product_id = t.product_id AND i.warehouse_id = t.warehouse_id
-                        WHERE t.created_at >= %(cp_position)s AND i.id = ANY(%(batch)s)
+                        WHERE (%(cp_position)s::timestamptz IS NULL
+                               OR t.created_at >= %(cp_position)s)
+                          AND i.id = ANY(%(batch)s)
                     ) parts
                     GROUP BY product_id, warehouse_id
                 )

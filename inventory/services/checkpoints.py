@@ -35,7 +35,6 @@ from ..models import LedgerCheckpoint
 
 LEDGER = "inventory_inventorytransaction"
 CHECKPOINTS_KEPT = 3  # the newest is the one reconcile reads; older ones are history
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)  # "all of the ledger" (before any UUIDv7 id)
 
 
 @dataclass
@@ -71,9 +70,12 @@ def ledger_sums_sql(
     checkpoint), up to `until` if given. Parameters are named."""
     params = {
         "cp_id": checkpoint.pk if checkpoint else None,
-        "cp_position": checkpoint.position if checkpoint else EPOCH,
+        "cp_position": checkpoint.position if checkpoint else None,
         "cp_until": until,
     }
+    # With no checkpoint, all of the ledger. (Parameters are bound client-side,
+    # so the planner sees constants and prunes partitions before the position.)
+    since = "created_at >= %(cp_position)s" if checkpoint else "true"
     cut = "AND created_at < %(cp_until)s" if until is not None else ""
     sql = f"""
         SELECT product_id, warehouse_id,
@@ -85,7 +87,7 @@ def ledger_sums_sql(
             UNION ALL
             SELECT product_id, warehouse_id, on_hand_delta, reserved_delta,
                    damaged_delta, quality_control_delta
-            FROM {LEDGER} WHERE created_at >= %(cp_position)s {cut}
+            FROM {LEDGER} WHERE {since} {cut}
         ) parts
         GROUP BY product_id, warehouse_id
     """
@@ -115,7 +117,8 @@ def ledger_checkpoint_take() -> CheckpointTaken:
             cursor.execute(
                 f"""
                 SELECT count(*) FROM {LEDGER}
-                WHERE created_at >= %(cp_position)s AND created_at < %(cp_until)s
+                WHERE (%(cp_position)s::timestamptz IS NULL OR created_at >= %(cp_position)s)
+                  AND created_at < %(cp_until)s
                 """,
                 params,
             )

@@ -263,6 +263,28 @@ def test_archive_to_files_and_restore(stocked, settings, tmp_path):
     assert_invariants()
 
 
+def test_an_interrupted_conversion_leaves_the_ledger_as_it_was(stocked):
+    before = ledger_ids()
+
+    class Killed(Exception):
+        pass
+
+    def die(copied: int) -> None:
+        raise Killed
+
+    with pytest.raises(Killed):
+        services.ledger_partition_convert(batch=2, after_batch=die)
+    assert not services.ledger_is_partitioned()
+    assert q("SELECT to_regclass('inventory_ledger_partitioned')") == [(None,)]
+    assert q("SELECT count(*) FROM pg_trigger WHERE tgname = 'inventory_ledger_dual_write'") == [
+        (0,)
+    ]
+    receive("PT-C", "BER", 1)  # writers are unaffected
+    assert before < ledger_ids()
+    services.ledger_partition_convert()  # and a second attempt goes through
+    assert services.ledger_is_partitioned() and services.inventory_reconcile().clean
+
+
 def test_refusals_change_nothing(partman_db):
     with pytest.raises(CommandError, match="not partitioned"):
         call_command("archive_ledger_partitions", "--older-than", "1d", "--to", "/tmp/x")
