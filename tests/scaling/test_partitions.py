@@ -261,6 +261,26 @@ def test_archive_to_files_and_restore(stocked, settings, tmp_path):
         q(f"DELETE FROM {old[0].name}")
     assert services.inventory_reconcile().clean
     assert_invariants()
+    # Reconcile from the checkpoint on the partitioned ledger still catches a
+    # fault planted after it (a ledger row no service wrote).
+    q(
+        """
+        INSERT INTO inventory_inventorytransaction
+            (id, product_id, warehouse_id, type, on_hand_delta, reserved_delta, on_hand_after,
+             reserved_after, reference_type, reference_id, reason, created_at, created_by,
+             request_id)
+        SELECT %s, i.product_id, i.warehouse_id, 'ADJUST', 7, 0, 0, 0, '', '', 'planted',
+               clock_timestamp(), 'test', ''
+        FROM inventory_inventory i JOIN inventory_product p ON p.id = i.product_id
+        WHERE p.sku = 'PT-B'
+        """,
+        [uuid.uuid4()],
+    )
+    result = services.inventory_reconcile()
+    assert result.checkpoint is not None
+    assert [(d.sku, d.problems) for d in result.discrepancies] == [
+        ("PT-B", ["on hand 50 but ledger sums to 57"])
+    ]
 
 
 def test_an_interrupted_conversion_leaves_the_ledger_as_it_was(stocked):
