@@ -270,3 +270,13 @@ class BundleInUse(InventoryError):
     code = "bundle_in_use"
     http_status = 409
     default_message = "Open reservations hold this bundle; its composition cannot change now."
+
+
+class LedgerPartitionError(InventoryError):
+    """A ledger partitioning, archive or restore step refused (issue #21): pg_partman
+    missing, the ledger already (or not yet) partitioned, a partition not covered
+    by a balance checkpoint, an archive file that does not match its manifest."""
+
+    code = "ledger_partition"
+    http_status = 409
+    default_message = "The ledger partition operation was refused."

@@ -599,3 +599,80 @@ class AllowanceCorrection(models.Model):
 
     def __str__(self) -> str:
         return f"allowance {self.old_allowance} -> {self.new_allowance} ({self.inventory_id})"
+
+
+class LedgerCheckpoint(models.Model):
+    """A ledger position with every stock row's balances summed up to it (issue #21).
+
+    `position` is a `created_at` boundary: the balances in its `BalanceCheckpoint`
+    rows are the sums of every ledger row with `created_at < position` (the
+    previous checkpoint's balances plus the ledger between the two positions),
+    never copied from the inventory rows, so a drift present when a checkpoint
+    is taken stays visible to `reconcile` afterwards. Reconcile reads the newest
+    checkpoint plus the ledger since its position (docs/SCALING_LEDGER.md).
+    """
+
+    position = models.DateTimeField(unique=True)
+    taken_at = models.DateTimeField(auto_now_add=True)
+    stock_rows = models.PositiveIntegerField(default=0)
+    ledger_rows_read = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-position"]
+
+    def __str__(self) -> str:
+        return f"checkpoint at {self.position:%Y-%m-%d %H:%M:%S}"
+
+
+class BalanceCheckpoint(models.Model):
+    """One stock row's balances (by product and warehouse, as the ledger keys them)
+    summed from the ledger up to its checkpoint's position."""
+
+    checkpoint = models.ForeignKey(
+        LedgerCheckpoint, on_delete=models.CASCADE, related_name="balances", db_index=False
+    )
+    product = models.ForeignKey(
+        Product, on_delete=models.DO_NOTHING, related_name="+", db_index=False, db_constraint=False
+    )
+    warehouse = models.ForeignKey(
+        "warehouses.Warehouse",
+        on_delete=models.DO_NOTHING,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
+    )
+    on_hand = models.BigIntegerField()
+    reserved = models.BigIntegerField()
+    damaged = models.BigIntegerField()
+    quality_control = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["checkpoint", "product", "warehouse"], name="balance_checkpoint_row"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.product_id}@{self.warehouse_id}: {self.on_hand}/{self.reserved}"
+
+
+class LedgerArchive(models.Model):
+    """A ledger partition detached and written to a compressed file by
+    `archive_ledger_partitions` (and, once `restore_ledger_partition` has run,
+    when it came back). The record of every partition that left the database."""
+
+    partition = models.CharField(max_length=63)
+    lower = models.DateTimeField()
+    upper = models.DateTimeField()
+    rows = models.BigIntegerField()
+    path = models.TextField()
+    sha256 = models.CharField(max_length=64)
+    archived_at = models.DateTimeField(auto_now_add=True)
+    restored_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-lower"]
+
+    def __str__(self) -> str:
+        return f"{self.partition} ({self.rows} rows) -> {self.path}"

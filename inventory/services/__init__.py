@@ -16,6 +16,9 @@ By concern (import from here: `from inventory import services`):
   quality control, write-offs, customer returns with a disposition;
 * `catalogue`: the catalogue writes (and a product's stock policy); `bulk`: the
   set-based work on whole files (bulk receive, reconcile, export).
+* `checkpoints`: balance checkpoints (reconcile reads the ledger since the last
+  one); `partitions`: the ledger as a pg_partman partitioned table (opt-in
+  conversion, maintenance, archive and restore of old partitions).
 """
 
 from .bulk import (
@@ -39,6 +42,7 @@ from .catalogue import (
     warehouse_create,
     warehouse_update,
 )
+from .checkpoints import CheckpointTaken, latest_checkpoint, ledger_checkpoint_take
 from .ledger import (
     COMMITTED_CHANGE_LISTENERS,
     HOLD_CHANGE_LISTENERS,
@@ -52,6 +56,17 @@ from .orders import (
     ReservationOutcome,
     ReservationResult,
     ReserveLine,
+)
+from .partitions import (
+    ArchiveResult,
+    ConversionResult,
+    ledger_is_partitioned,
+    ledger_partition_convert,
+    ledger_partition_maintenance,
+    ledger_partition_restore,
+    ledger_partitions,
+    ledger_partitions_archive,
+    partman_available,
 )
 from .reservation_close import (
     OrderLine,
@@ -88,12 +103,15 @@ __all__ = [
     "HOLD_CHANGE_LISTENERS",
     "MAX_HOLD_SECONDS",
     "WRITTEN_OFF",
+    "ArchiveResult",
     "BadRow",
     "BulkFormatError",
     "BulkReceiveResult",
+    "CheckpointTaken",
     "CommittedChange",
     "ConfirmOutcome",
     "ConfirmRequest",
+    "ConversionResult",
     "Discrepancy",
     "HoldChange",
     "OperationResult",
@@ -112,6 +130,15 @@ __all__ = [
     "inventory_export_csv",
     "inventory_reconcile",
     "inventory_set_reorder",
+    "latest_checkpoint",
+    "ledger_checkpoint_take",
+    "ledger_is_partitioned",
+    "ledger_partition_convert",
+    "ledger_partition_maintenance",
+    "ledger_partition_restore",
+    "ledger_partitions",
+    "ledger_partitions_archive",
+    "partman_available",
     "product_create",
     "product_set_stock_policy",
     "product_update",

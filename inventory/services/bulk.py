@@ -36,7 +36,7 @@ from django.utils import timezone
 
 from .. import availability_cache, errors
 from ..models import Inventory, ReferenceType, TransactionType, policy_allowance_sql
-from . import idempotency, ledger
+from . import checkpoints, idempotency, ledger
 from .rows import create_rows_sql, stock_rows_create
 
 # A time-ordered UUIDv7 computed in SQL (PostgreSQL 15 has no uuidv7()): the
@@ -764,18 +764,14 @@ class ReconcileResult:
     truncated: bool = False  # more were found than `limit`
     fixed: int = 0
     unfixable: int = 0
+    # The balance checkpoint the ledger was read from (None: all of the ledger).
+    checkpoint: object | None = None
 
     @property
     def clean(self) -> bool:
         return not self.discrepancies
 
 
-_LEDGER_SUMS = """
-    SELECT product_id, warehouse_id,
-           sum(on_hand_delta) AS on_hand, sum(reserved_delta) AS reserved,
-           sum(damaged_delta) AS damaged, sum(quality_control_delta) AS quality_control
-    FROM inventory_inventorytransaction GROUP BY product_id, warehouse_id
-"""
 _OPEN_LINES = """
     SELECT inventory_id, sum(quantity - quantity_fulfilled - quantity_released) AS open
     FROM inventory_reservationline WHERE status = 'active' GROUP BY inventory_id
@@ -820,7 +816,8 @@ def inventory_reconcile(
     """
     _require_postgresql()
     progress = progress or NullProgress()
-    result = ReconcileResult()
+    checkpoint = checkpoints.latest_checkpoint()
+    result = ReconcileResult(checkpoint=checkpoint)
     outer = connection.in_atomic_block
     try:
         _bulk_session_settings()
@@ -829,6 +826,7 @@ def inventory_reconcile(
             cursor.execute(f"SET {'LOCAL ' if outer else ''}work_mem = '256MB'")
             cursor.execute("SELECT count(*) FROM inventory_inventory")
             result.rows_checked = cursor.fetchone()[0]
+            ledger_sums, params = checkpoints.ledger_sums_sql(checkpoint)
             cursor.execute(
                 f"""
                 SELECT i.id, p.sku, w.code, coalesce(i.on_hand, 0), coalesce(i.reserved, 0),
@@ -837,7 +835,7 @@ def inventory_reconcile(
                        coalesce(i.damaged, 0), coalesce(i.quality_control, 0),
                        coalesce(l.damaged, 0), coalesce(l.quality_control, 0)
                 FROM inventory_inventory i
-                FULL JOIN ({_LEDGER_SUMS}) l
+                FULL JOIN ({ledger_sums}) l
                   ON l.product_id = i.product_id AND l.warehouse_id = i.warehouse_id
                 LEFT JOIN ({_OPEN_LINES}) o ON o.inventory_id = i.id
                 JOIN inventory_product p ON p.id = coalesce(i.product_id, l.product_id)
@@ -849,9 +847,9 @@ def inventory_reconcile(
                    OR coalesce(i.damaged, 0) <> coalesce(l.damaged, 0)
                    OR coalesce(i.quality_control, 0) <> coalesce(l.quality_control, 0)
                 ORDER BY p.sku, w.code
-                LIMIT %s
+                LIMIT %(limit)s
                 """,
-                [limit + 1],
+                {**params, "limit": limit + 1},
             )
             found = [
                 Discrepancy(
@@ -933,32 +931,54 @@ def _reconcile_fix(result: ReconcileResult, *, reason: str, progress: Progress) 
                 """,
                 [batch],
             )
+            # Lock the rows first, so the sums below (a later statement, a later
+            # snapshot) see every change committed before the locks were granted.
+            cursor.execute(
+                """
+                SELECT count(*) FROM (
+                    SELECT id FROM inventory_inventory WHERE id = ANY(%s)
+                    ORDER BY id FOR NO KEY UPDATE
+                ) locked
+                """,
+                [batch],
+            )
             cursor.execute(
                 f"""
+                WITH l AS (
+                    SELECT product_id, warehouse_id, sum(on_hand) AS on_hand,
+                           sum(reserved) AS reserved, sum(damaged) AS damaged,
+                           sum(quality_control) AS quality_control
+                    FROM (
+                        SELECT c.product_id, c.warehouse_id, c.on_hand, c.reserved, c.damaged,
+                               c.quality_control
+                        FROM inventory_balancecheckpoint c JOIN inventory_inventory i
+                          ON i.product_id = c.product_id AND i.warehouse_id = c.warehouse_id
+                        WHERE c.checkpoint_id = %(cp_id)s AND i.id = ANY(%(batch)s)
+                        UNION ALL
+                        SELECT t.product_id, t.warehouse_id, t.on_hand_delta, t.reserved_delta,
+                               t.damaged_delta, t.quality_control_delta
+                        FROM inventory_inventorytransaction t JOIN inventory_inventory i
+                          ON i.product_id = t.product_id AND i.warehouse_id = t.warehouse_id
+                        WHERE (%(cp_position)s::timestamptz IS NULL
+                               OR t.created_at >= %(cp_position)s)
+                          AND i.id = ANY(%(batch)s)
+                    ) parts
+                    GROUP BY product_id, warehouse_id
+                )
                 SELECT i.id, i.product_id, i.warehouse_id, i.on_hand, i.reserved,
                        i.backorder_allowance, i.version, {_POLICY_ALLOWANCE}, p.stock_policy,
-                       coalesce((SELECT sum(t.on_hand_delta) FROM inventory_inventorytransaction t
-                                 WHERE t.product_id = i.product_id
-                                   AND t.warehouse_id = i.warehouse_id), 0),
-                       coalesce((SELECT sum(t.reserved_delta) FROM inventory_inventorytransaction t
-                                 WHERE t.product_id = i.product_id
-                                   AND t.warehouse_id = i.warehouse_id), 0),
+                       coalesce(l.on_hand, 0), coalesce(l.reserved, 0),
                        coalesce((SELECT sum(r.quantity - r.quantity_fulfilled - r.quantity_released)
                                  FROM inventory_reservationline r
                                  WHERE r.inventory_id = i.id AND r.status = 'active'), 0),
                        i.damaged, i.quality_control, i.safety_stock,
-                       coalesce((SELECT sum(t.damaged_delta) FROM inventory_inventorytransaction t
-                                 WHERE t.product_id = i.product_id
-                                   AND t.warehouse_id = i.warehouse_id), 0),
-                       coalesce((SELECT sum(t.quality_control_delta)
-                                 FROM inventory_inventorytransaction t
-                                 WHERE t.product_id = i.product_id
-                                   AND t.warehouse_id = i.warehouse_id), 0)
+                       coalesce(l.damaged, 0), coalesce(l.quality_control, 0)
                 FROM inventory_inventory i JOIN inventory_product p ON p.id = i.product_id
-                WHERE i.id = ANY(%s)
+                LEFT JOIN l ON l.product_id = i.product_id AND l.warehouse_id = i.warehouse_id
+                WHERE i.id = ANY(%(batch)s)
                 ORDER BY i.id FOR NO KEY UPDATE OF i
                 """,
-                [batch],
+                {**checkpoints.ledger_sums_sql(result.checkpoint)[1], "batch": batch},
             )
             ledger_rows, committed, corrections = [], [], []
             now = timezone.now()

@@ -308,3 +308,34 @@ STOCKROOM_WEBHOOK_MAX_AGE_HOURS = env.int("STOCKROOM_WEBHOOK_MAX_AGE_HOURS", def
 STOCKROOM_WEBHOOK_DISABLE_AFTER = env.int("STOCKROOM_WEBHOOK_DISABLE_AFTER", default=50)
 # Events one delivery task sends on one lane before handing the worker back.
 STOCKROOM_WEBHOOK_LANE_BATCH = env.int("STOCKROOM_WEBHOOK_LANE_BATCH", default=100)
+
+
+# --- The ledger at scale: checkpoints, pg_partman (issue 21; docs/SCALING_LEDGER.md)
+# A balance checkpoint's position lags this far behind now (and behind the oldest
+# open transaction), so no ledger row can still commit below it.
+STOCKROOM_LEDGER_CHECKPOINT_LAG_SECONDS = env.int(
+    "STOCKROOM_LEDGER_CHECKPOINT_LAG_SECONDS", default=300
+)
+# Set once `manage.py partition_ledger` has converted the ledger: beat then runs
+# pg_partman's maintenance (partitions created ahead, retention) every hour.
+STOCKROOM_LEDGER_PARTITIONED = env.bool("STOCKROOM_LEDGER_PARTITIONED", default=False)
+# pg_partman's settings for the ledger, applied at conversion and by every
+# maintenance run: partition width, partitions made ahead, and retention ("" =
+# keep everything; e.g. "400 days": older partitions are DETACHED, never dropped,
+# for archive_ledger_partitions to write to files).
+STOCKROOM_LEDGER_PARTITION_INTERVAL = env.str(
+    "STOCKROOM_LEDGER_PARTITION_INTERVAL", default="1 day"
+)
+STOCKROOM_LEDGER_PREMAKE = env.int("STOCKROOM_LEDGER_PREMAKE", default=7)
+STOCKROOM_LEDGER_RETENTION = env.str("STOCKROOM_LEDGER_RETENTION", default="")
+CELERY_BEAT_SCHEDULE = {
+    "ledger-checkpoint": {
+        "task": "inventory.tasks.ledger_checkpoint_task",
+        "schedule": 24 * 3600,
+    },
+}
+if STOCKROOM_LEDGER_PARTITIONED:
+    CELERY_BEAT_SCHEDULE["ledger-partition-maintenance"] = {
+        "task": "inventory.tasks.ledger_partition_maintenance_task",
+        "schedule": 3600,
+    }

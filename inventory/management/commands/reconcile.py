@@ -4,7 +4,8 @@ lines and its product's stock policy (the backorder allowance).
 A thin wrapper over `inventory.services.inventory_reconcile`. Exit status: 0
 clean; 1 discrepancies found (with --fix: all repaired through ADJUST ledger
 rows, allowances through AllowanceCorrection entries); 2 some could not be
-repaired automatically. See docs/BULK.md.
+repaired automatically. See docs/BULK.md. With a balance checkpoint (ledger_checkpoint)
+it reads the checkpoint plus the ledger since it (docs/SCALING_LEDGER.md).
 """
 
 import csv
@@ -34,6 +35,11 @@ class Command(BaseCommand):
             )
         except errors.InventoryError as exc:
             raise CommandError(exc.message, returncode=2) from exc
+        if result.checkpoint is not None:
+            self.stdout.write(
+                f"Ledger read from the balance checkpoint at "
+                f"{result.checkpoint.position.isoformat()} onwards."
+            )
         if result.clean:
             self.stdout.write(
                 self.style.SUCCESS(f"{result.rows_checked} inventory rows checked: all balanced.")
