@@ -1,0 +1,1 @@
+"""Operations tooling: private PostgreSQL clusters for failover and replica tests (docs/SCALING.md)."""
