@@ -1,1 +1,2 @@
-"""Operations tooling: private PostgreSQL clusters for failover and replica tests (docs/SCALING.md)."""
+"""Operations tooling: private PostgreSQL servers and a pg_auto_failover formation
+(failover and replica tests, docs/SCALING.md)."""

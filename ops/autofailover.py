@@ -6,7 +6,8 @@
 
 Debian's `postgresql-15-auto-failover` (`pg_autoctl`). Every server runs as the
 `postgres` user from data directories under one directory owned by it, on
-loopback ports `base_port` (monitor), `base_port + 1` and `+ 2` (the nodes); the
+loopback ports `base_port` (monitor; 26100 or the next free, below the
+kernel's ephemeral port range), `base_port + 1` and `+ 2` (the nodes); the
 machine's own cluster (5432) is never touched. `down` stops the keepers (whole
 process groups, started here) and removes the directory.
 
@@ -28,8 +29,8 @@ import argparse
 import contextlib
 import json
 import os
-import signal
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -40,6 +41,14 @@ from ops.pgcluster import OWNER, PGBIN, owned_tempdir, port_free, postmaster_pid
 
 PG_AUTOCTL = shutil.which("pg_autoctl") or "/usr/bin/pg_autoctl"
 NODES = ("node1", "node2")
+
+
+def find_base_port(start: int = 26100) -> int:
+    """The first of three consecutive free loopback ports from `start` on."""
+    port = start
+    while not all(port_free(port + i) for i in range(3)):
+        port += 10
+    return port
 
 
 @dataclass
@@ -60,12 +69,15 @@ class AutoFailover:
         self,
         root: Path | None = None,
         *,
-        base_port: int = 56100,
+        base_port: int | None = None,
         dbname: str = "stockroom",
         sync: bool = True,
     ) -> None:
         self.root = Path(root) if root else None
-        self.base_port = base_port
+        # Outside the kernel's ephemeral range (32768-60999 here): a port in it can
+        # be taken at any moment by some client's outgoing connection, and then
+        # PostgreSQL listens on IPv6 only and the node is unreachable on 127.0.0.1.
+        self.base_port = base_port or find_base_port()
         self.dbname = dbname
         self.sync = sync
         self.keepers: dict[str, subprocess.Popen] = {}
@@ -83,13 +95,15 @@ class AutoFailover:
 
     def uri(self, dbname: str | None = None) -> str:
         hosts = ",".join(f"127.0.0.1:{self.port(n)}" for n in NODES)
-        return f"postgres://postgres@{hosts}/{dbname or self.dbname}?target_session_attrs=read-write"
+        return (
+            f"postgres://postgres@{hosts}/{dbname or self.dbname}?target_session_attrs=read-write"
+        )
 
     def monitor_uri(self) -> str:
         return f"postgres://autoctl_node@127.0.0.1:{self.port('monitor')}/pg_auto_failover"
 
     def _env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "XDG_"))}
+        env = {k: os.environ[k] for k in ("PATH", "LANG") if k in os.environ}
         env.update(
             {
                 "XDG_CONFIG_HOME": str(self.root / "config"),
@@ -105,12 +119,12 @@ class AutoFailover:
         return [*prefix, "env", *(f"{k}={v}" for k, v in self._env().items()), PG_AUTOCTL, *args]
 
     def autoctl(self, *args: str, timeout: float = 60) -> str:
-        done = subprocess.run(
-            self._cmd(*args), capture_output=True, text=True, timeout=timeout, check=False
-        )
+        done = subprocess.run(self._cmd(*args), capture_output=True, timeout=timeout, check=False)
+        stdout = done.stdout.decode(errors="replace")
         if done.returncode:
-            raise RuntimeError(f"pg_autoctl {' '.join(args)}: {done.stderr[-2000:]}")
-        return done.stdout
+            stderr = done.stderr.decode(errors="replace")
+            raise RuntimeError(f"pg_autoctl {' '.join(args)}: {stderr[-2000:]}")
+        return stdout
 
     def _keeper(self, name: str, *args: str) -> None:
         """Start a long-running pg_autoctl in its own process group (stopped in down())."""
@@ -239,13 +253,17 @@ class AutoFailover:
     def wait_healthy(self, timeout: float = 240) -> dict[str, NodeState]:
         """Both nodes settled, one `primary` and one `secondary` (replication back)."""
         return self.wait_state(
-            lambda s: sorted((x.reported, x.assigned) for x in s.values())
-            == [("primary", "primary"), ("secondary", "secondary")],
+            lambda s: (
+                sorted((x.reported, x.assigned) for x in s.values())
+                == [("primary", "primary"), ("secondary", "secondary")]
+            ),
             timeout,
         )
 
     def set_sync(self, sync: bool) -> None:
         """Both nodes in (synchronous) or out of (asynchronous) the replication quorum."""
+        if sync == self.sync:
+            return
         for name in NODES:
             self.autoctl("set", "node", "replication-quorum", "true" if sync else "false",
                          "--pgdata", str(self.pgdata(name)))  # fmt: skip
@@ -276,27 +294,34 @@ class AutoFailover:
         os.kill(pid, signal.SIGKILL)
         return name
 
-    def wait_new_primary(self, old: str, timeout: float = 120) -> str:
-        """Wait until a node other than `old` answers read-write; its name."""
+    def wait_writable(self, timeout: float = 120) -> str:
+        """Wait until a node accepts writes again (through the app's multi-host URL);
+        its name. After a killed postmaster that is either the other node (the
+        monitor failed over) or the same one (its keeper restarted PostgreSQL,
+        crash recovery, before the monitor decided): both keep every commit."""
 
         def writable():
-            for name in NODES:
-                if name == old:
-                    continue
-                try:
-                    if not query(self.node_url(name), "SELECT pg_is_in_recovery()", timeout=1)[0][0]:
-                        return name
-                except Exception:
-                    pass
-            return None
+            try:
+                rows = query(
+                    self.uri(),
+                    "SELECT inet_server_port(), pg_is_in_recovery(), "
+                    "current_setting('transaction_read_only')",
+                    timeout=1,
+                )
+            except Exception:
+                return None
+            port, recovering, read_only = rows[0]
+            if recovering or read_only == "on":
+                return None
+            return next(n for n in NODES if self.port(n) == port)
 
-        return wait_for(writable, timeout, "failover to a new primary", interval=0.05)
+        return wait_for(writable, timeout, "a writable primary", interval=0.05)
 
     def failover(self, timeout: float = 120) -> tuple[str, str, float]:
-        """Kill the primary's postmaster; (old, new, seconds until the new one accepts writes)."""
+        """Kill the primary's postmaster; (old, new, seconds until a node accepts writes)."""
         started = time.monotonic()
         old = self.kill_primary_postmaster()
-        new = self.wait_new_primary(old, timeout)
+        new = self.wait_writable(timeout)
         return old, new, time.monotonic() - started
 
 
@@ -310,7 +335,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("action", choices=["up", "down", "status"])
     parser.add_argument("--dir", help="the formation's directory (up: created if missing)")
-    parser.add_argument("--base-port", type=int, default=56100)
+    parser.add_argument(
+        "--base-port",
+        type=int,
+        help="monitor's port, nodes on the next two (default: 26100 or the next free)",
+    )
     parser.add_argument("--dbname", default="stockroom")
     parser.add_argument("--async", dest="sync", action="store_false")
     args = parser.parse_args(argv)
@@ -338,7 +367,9 @@ def main(argv: list[str] | None = None) -> int:
         print("down")
         return 0
     for s in formation.state().values():
-        print(f"{s.name} port={s.port} reported={s.reported} assigned={s.assigned} health={s.health}")
+        print(
+            f"{s.name} port={s.port} reported={s.reported} assigned={s.assigned} health={s.health}"
+        )
     return 0
 
 

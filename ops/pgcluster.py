@@ -47,12 +47,10 @@ def port_free(port: int) -> bool:
         return True
 
 
-def free_port(start: int | None = None) -> int:
-    """`start` or the next free port above it; any free port without `start`."""
-    if start is None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            return sock.getsockname()[1]
+def free_port(start: int = 26200) -> int:
+    """`start` or the next free port above it. Below the kernel's ephemeral range
+    (32768-60999 on Linux): a server port in it may be taken by some client's
+    outgoing connection, and PostgreSQL then listens on IPv6 only."""
     port = start
     while not port_free(port):
         port += 1
@@ -211,6 +209,4 @@ class Replica(Server):
     def caught_up(self) -> bool:
         """Whether the replica has replayed everything the primary has written."""
         (lsn,) = query(self.primary.url(), "SELECT pg_current_wal_lsn()")[0]
-        return bool(
-            query(self.url(), "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", [lsn])[0][0]
-        )
+        return bool(query(self.url(), "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", [lsn])[0][0])
