@@ -47,6 +47,7 @@ if str(ROOT) not in sys.path:
 @dataclass
 class FailoverReport:
     mode: str
+    kill: str = "postmaster"
     kills: int = 0
     failover_seconds: list = field(default_factory=list)  # kill → a primary writable again
     outcomes: list = field(default_factory=list)  # per kill: failover or restarted in place
@@ -72,7 +73,7 @@ class FailoverReport:
         }
 
 
-def run_mode(formation, *, mode: str, seed: int, clients: int, ops_per_client: int,
+def run_mode(formation, *, mode: str, kill: str, seed: int, clients: int, ops_per_client: int,
              every: int, workers: int, seconds: float) -> FailoverReport:  # fmt: skip
     from django.db import connections
 
@@ -88,7 +89,7 @@ def run_mode(formation, *, mode: str, seed: int, clients: int, ops_per_client: i
     world = setup_world(prefix)
     client_pk, key = api_key(prefix)
     connections.close_all()
-    report = FailoverReport(mode=mode)
+    report = FailoverReport(mode=mode, kill=kill)
     kills: list[float] = []
     errors: list[BaseException] = []
     schedule = Schedule(clients * ops_per_client)
@@ -110,11 +111,14 @@ def run_mode(formation, *, mode: str, seed: int, clients: int, ops_per_client: i
                             "SELECT pg_wal_lsn_diff(%s::pg_lsn, pg_last_wal_replay_lsn())",
                             [lsn],
                         )[0]
-                        report.unreplayed_wal_bytes.append(int(behind))
+                        report.unreplayed_wal_bytes.append(max(0, int(behind)))
                     except Exception:
                         report.unreplayed_wal_bytes.append(None)
                     started = time.monotonic()
-                    formation.kill_primary_postmaster()
+                    if kill == "node":
+                        formation.kill_primary_node()
+                    else:
+                        formation.kill_primary_postmaster()
                     kills.append(started)
                 finally:
                     schedule.release()  # the clients run into the switch
@@ -126,6 +130,8 @@ def run_mode(formation, *, mode: str, seed: int, clients: int, ops_per_client: i
                 if not schedule.hold_at(0):
                     return
                 try:
+                    if kill == "node":
+                        formation.restart_node(primary)
                     formation.wait_healthy(timeout=300)
                     report.rejoin_seconds.append(round(time.monotonic() - started, 3))
                 finally:
@@ -189,6 +195,14 @@ def run_mode(formation, *, mode: str, seed: int, clients: int, ops_per_client: i
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mode", action="append", choices=["sync", "async"])
+    parser.add_argument(
+        "--kill",
+        choices=["postmaster", "node"],
+        default="postmaster",
+        help="postmaster: SIGKILL the primary's postmaster (its keeper may restart it "
+        "before the monitor fails over); node: SIGKILL its keeper too (a lost machine: "
+        "the monitor must fail over; the node is started again to rejoin)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--kills", type=int, default=3, help="failovers per mode")
     parser.add_argument("--ops", type=int, default=2000, help="client operations per mode")
@@ -223,9 +237,10 @@ def main(argv: list[str] | None = None) -> int:
         ops_per_client = -(-args.ops // args.clients)
         every = max(1, ops_per_client * args.clients // (args.kills + 1))
         for mode in args.mode or ["sync", "async"]:
-            report = run_mode(formation, mode=mode, seed=args.seed, clients=args.clients,
-                              ops_per_client=ops_per_client, every=every,
-                              workers=args.workers, seconds=args.max_seconds)  # fmt: skip
+            report = run_mode(formation, mode=mode, kill=args.kill, seed=args.seed,
+                              clients=args.clients, ops_per_client=ops_per_client,
+                              every=every, workers=args.workers,
+                              seconds=args.max_seconds)  # fmt: skip
             line = asdict(report) | report.figures()
             print(json.dumps(line, default=str), flush=True)
             reports.append(line)

@@ -294,6 +294,27 @@ class AutoFailover:
         os.kill(pid, signal.SIGKILL)
         return name
 
+    def kill_primary_node(self) -> str:
+        """SIGKILL the primary's keeper and PostgreSQL together (the machine is gone):
+        nothing restarts it, the monitor must fail over. `restart_node` brings it back."""
+        name = self.primary()
+        proc = self.keepers.get(name)
+        if proc is None:
+            raise RuntimeError(f"{name}'s keeper was not started by this process")
+        pid = postmaster_pid(self.pgdata(name))
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the keeper's session: all its processes
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        return name
+
+    def restart_node(self, name: str) -> None:
+        """Start a killed node's keeper again: it rejoins as a secondary (pg_rewind)."""
+        (self.pgdata(name) / "postmaster.pid").unlink(missing_ok=True)
+        self._keeper(name, "run", "--pgdata", str(self.pgdata(name)))
+
     def wait_writable(self, timeout: float = 120) -> str:
         """Wait until a node accepts writes again (through the app's multi-host URL);
         its name. After a killed postmaster that is either the other node (the
