@@ -73,6 +73,30 @@ class FailoverReport:
         }
 
 
+class _Watch(threading.Thread):
+    """Waits, from the moment of the kill, until a node accepts writes again."""
+
+    def __init__(self, formation, started: float) -> None:
+        super().__init__(name="failover-watch", daemon=True)
+        self.formation, self.started = formation, started
+        self.value: tuple[str, float] | None = None
+        self.error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            new = self.formation.wait_writable(timeout=180)
+            self.value = (new, time.monotonic() - self.started)
+        except BaseException as exc:
+            self.error = exc
+
+    def result(self) -> tuple[str, float]:
+        self.join()
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
 def run_mode(formation, *, mode: str, kill: str, seed: int, clients: int, ops_per_client: int,
              every: int, workers: int, seconds: float) -> FailoverReport:  # fmt: skip
     from django.db import connections
@@ -93,6 +117,7 @@ def run_mode(formation, *, mode: str, kill: str, seed: int, clients: int, ops_pe
     kills: list[float] = []
     errors: list[BaseException] = []
     schedule = Schedule(clients * ops_per_client)
+    window = max(1, every // 4)
 
     def fault() -> None:
         try:
@@ -120,22 +145,25 @@ def run_mode(formation, *, mode: str, kill: str, seed: int, clients: int, ops_pe
                     else:
                         formation.kill_primary_postmaster()
                     kills.append(started)
+                    switch = _Watch(formation, started)  # measures from the kill on
                 finally:
                     schedule.release()  # the clients run into the switch
-                new = formation.wait_writable(timeout=180)
-                report.failover_seconds.append(round(time.monotonic() - started, 3))
-                report.outcomes.append("failover" if new != primary else "restarted in place")
-                # Hold the clients until the old primary is a secondary again, so the
-                # next kill finds a replicated pair (and the kill count is fixed).
-                if not schedule.hold_at(0):
-                    return
+                # `window` operations meet the outage (503s, reconnects); the rest wait
+                # for a writable primary, so every kill has clients after it too.
+                held = schedule.hold_at(at + window)
                 try:
-                    if kill == "node":
-                        formation.restart_node(primary)
-                    formation.wait_healthy(timeout=300)
-                    report.rejoin_seconds.append(round(time.monotonic() - started, 3))
+                    new, seconds = switch.result()
+                    report.failover_seconds.append(round(seconds, 3))
+                    report.outcomes.append("failover" if new != primary else "restarted in place")
                 finally:
-                    schedule.release()
+                    if held:
+                        schedule.release()
+                # The lost node comes back and rejoins as a secondary (pg_rewind) while
+                # the clients go on; the next kill waits for a replicated pair.
+                if kill == "node":
+                    formation.restart_node(primary)
+                formation.wait_healthy(timeout=300)
+                report.rejoin_seconds.append(round(time.monotonic() - started, 3))
         except BaseException as exc:
             errors.append(exc)
             schedule.release()
