@@ -91,6 +91,26 @@ def query(url: str, sql: str, params=None, *, autocommit: bool = True, timeout: 
         return cursor.fetchall() if cursor.description else None
 
 
+def clone_standby(primary_port: int, pgdata: Path, port: int, *, extra: str = "") -> Server:
+    """Clone the server on 127.0.0.1:`primary_port` into `pgdata` (pg_basebackup -R,
+    WAL streamed, fast checkpoint) and start it as a hot standby on `port`; waits
+    until it answers in recovery. The primary must accept replication connections
+    from 127.0.0.1 for `postgres`. Used by `Replica` and bench/replica.py."""
+    as_postgres([str(PGBIN / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary_port),
+                 "-U", "postgres", "-D", str(pgdata), "-R", "-X", "stream",
+                 "-c", "fast"])  # fmt: skip
+    server = Server(pgdata, port)
+    server._write_conf(extra)
+    (pgdata / "pg_hba.conf").write_text("local all all trust\nhost all all 127.0.0.1/32 trust\n")
+    if os.geteuid() == 0:
+        shutil.chown(pgdata / "pg_hba.conf", OWNER, OWNER)
+    server.start()
+    wait_for(
+        lambda: query(server.url(), "SELECT pg_is_in_recovery()")[0][0], 60, "standby in recovery"
+    )
+    return server
+
+
 class Server:
     """One postmaster on a data directory: start, stop, kill."""
 
@@ -189,16 +209,7 @@ class Replica(Server):
         self.primary = primary
 
     def create(self) -> None:
-        as_postgres([str(PGBIN / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(self.primary.port),
-                     "-U", "postgres", "-D", str(self.pgdata), "-R", "-X", "stream",
-                     "-c", "fast"])  # fmt: skip
-        self._write_conf()
-        self.start()
-        wait_for(
-            lambda: query(self.url(), "SELECT pg_is_in_recovery()")[0][0],
-            30,
-            "replica in recovery",
-        )
+        clone_standby(self.primary.port, self.pgdata, self.port)
 
     def pause_replay(self) -> None:
         query(self.url(), "SELECT pg_wal_replay_pause()")
