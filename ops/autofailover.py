@@ -72,6 +72,7 @@ class AutoFailover:
         base_port: int | None = None,
         dbname: str = "stockroom",
         sync: bool = True,
+        monitor_settings: dict | None = None,
     ) -> None:
         self.root = Path(root) if root else None
         # Outside the kernel's ephemeral range (32768-60999 here): a port in it can
@@ -80,6 +81,7 @@ class AutoFailover:
         self.base_port = base_port or find_base_port()
         self.dbname = dbname
         self.sync = sync
+        self.monitor_settings = monitor_settings or {}
         self.keepers: dict[str, subprocess.Popen] = {}
 
     # --- layout -----------------------------------------------------------
@@ -155,6 +157,14 @@ class AutoFailover:
                      "--auth", "trust", "--no-ssl", timeout=120)  # fmt: skip
         self._keeper("monitor", "run", "--pgdata", str(self.pgdata("monitor")))
         wait_for(self._monitor_up, 60, "pg_auto_failover monitor")
+        # This formation's own monitor (never a shared server): its failure detection.
+        for name, value in self.monitor_settings.items():
+            query(
+                self.node_url("monitor", "pg_auto_failover"),
+                f"ALTER SYSTEM SET {name} = {int(value)}",
+            )
+        if self.monitor_settings:
+            query(self.node_url("monitor", "pg_auto_failover"), "SELECT pg_reload_conf()")
         for i, name in enumerate(NODES):
             self._keeper(name, "create", "postgres", "--pgctl", pgctl,
                          "--pgdata", str(self.pgdata(name)), "--pgport", str(self.port(name)),
