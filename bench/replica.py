@@ -30,9 +30,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import BENCH_DB, median, percentile
 
-PGBIN = Path("/usr/lib/postgresql/15/bin")
+from ops.pgcluster import Server, clone_standby
+
 DATA = Path("/var/tmp/stockroom-replica")
 PORT = 5433
 HBA_LINE = "host replication all 127.0.0.1/32 trust"
@@ -40,10 +42,6 @@ HBA_LINE = "host replication all 127.0.0.1/32 trust"
 
 def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, check=True, capture_output=True, text=True, **kwargs)
-
-
-def as_postgres(cmd: list[str]) -> subprocess.CompletedProcess:
-    return run(["runuser", "-u", "postgres", "--", *cmd])
 
 
 def allow_replication() -> None:
@@ -58,25 +56,13 @@ def allow_replication() -> None:
 
 def start_replica() -> None:
     stop_replica()
-    as_postgres([str(PGBIN / "pg_basebackup"), "-h", "127.0.0.1", "-U", "postgres",
-                 "-D", str(DATA), "-R", "-X", "stream", "-c", "fast"])  # fmt: skip
-    (DATA / "postgresql.conf").write_text(
-        f"port = {PORT}\nlisten_addresses = '127.0.0.1'\nhot_standby = on\n"
-        "unix_socket_directories = '/var/tmp'\nshared_buffers = 128MB\n"
-    )
-    (DATA / "pg_hba.conf").write_text("host all all 127.0.0.1/32 trust\n")
-    shutil.chown(DATA / "postgresql.conf", "postgres", "postgres")
-    shutil.chown(DATA / "pg_hba.conf", "postgres", "postgres")
-    as_postgres([str(PGBIN / "pg_ctl"), "-D", str(DATA), "-l", str(DATA / "replica.log"),
-                 "-w", "start"])  # fmt: skip
+    clone_standby(
+        5432, DATA, PORT, extra="shared_buffers = 128MB\n"
+    )  # ops/pgcluster.py: the builder the tests use too
 
 
 def stop_replica() -> None:
-    if (DATA / "postmaster.pid").exists():
-        subprocess.run(
-            ["runuser", "-u", "postgres", "--", str(PGBIN / "pg_ctl"), "-D", str(DATA),
-             "-m", "fast", "-w", "stop"], capture_output=True, check=False,
-        )  # fmt: skip
+    Server(DATA, PORT).stop()
     shutil.rmtree(DATA, ignore_errors=True)
 
 

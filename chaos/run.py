@@ -2,6 +2,7 @@
 
     .venv/bin/python chaos/run.py --seed 1 --ops 100000 --clients 16
     .venv/bin/python chaos/run.py --scenario redis --ops 20000
+    .venv/bin/python chaos/run.py --scenario failover --ops 5000 --kills 5   # pg_auto_failover
 
 Uses its own database (`--database`, default stockroom_chaos on 127.0.0.1; it is
 dropped and re-created at the start of a run, never any other), a private Redis
@@ -46,7 +47,16 @@ def recreate_database(url: str) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--scenario", action="append", choices=[*SCENARIOS, "hot_row", "broker"])
+    parser.add_argument(
+        "--scenario", action="append", choices=[*SCENARIOS, "hot_row", "broker", "failover"]
+    )
+    parser.add_argument(
+        "--failover-kill",
+        choices=["postmaster", "node"],
+        default="node",
+        help="failover: what is SIGKILLed (chaos/failover.py)",
+    )
+    parser.add_argument("--kills", type=int, default=5, help="failover: kills per mode")
     parser.add_argument("--ops", type=int, default=100_000, help="client operations per scenario")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
@@ -69,6 +79,19 @@ def main() -> int:
     parser.add_argument("--json", help="also write the reports to this file")
     args = parser.parse_args()
 
+    if args.scenario and "failover" in args.scenario:
+        # Its own PostgreSQL formation (pg_auto_failover), not --database.
+        if args.scenario != ["failover"]:
+            parser.error("--scenario failover runs alone (it brings up its own cluster)")
+        from chaos import failover
+
+        return failover.main(
+            ["--mode", "sync", "--mode", "async", "--kill", args.failover_kill,
+             "--kills", str(args.kills), "--ops", str(args.ops), "--clients", str(args.clients),
+             "--workers", str(args.workers), "--seed", str(args.seed),
+             "--max-seconds", str(args.max_seconds)]
+            + (["--json", args.json] if args.json else [])
+        )  # fmt: skip
     recreate_database(args.database)
     os.environ.update(
         {

@@ -155,6 +155,8 @@ class Op:
     code: str = ""
     response: Any = None
     resolved: bool = False  # the outcome came from the end-of-run retry
+    # (status or exception name, error code, Retry-After, monotonic end) of every send
+    attempts: list = field(default_factory=list)
 
     @property
     def headers(self) -> dict[str, str]:
@@ -379,9 +381,11 @@ def send(session: requests.Session, base_url: str, op: Op, timeout: float) -> No
         )
     except requests.RequestException as exc:
         op.outcome, op.code, op.status = UNKNOWN, exc.__class__.__name__, None
+        op.attempts.append((op.code, "", None, time.monotonic()))
         return
     op.status = response.status_code
     op.outcome, op.code, op.response = classify(response)
+    op.attempts.append((op.status, op.code, response.headers.get("Retry-After"), time.monotonic()))
 
 
 def run_clients(

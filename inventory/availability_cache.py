@@ -263,6 +263,9 @@ class StockSnapshot:
     # a hit): its availability is derived from them at read time, never stored.
     components: list[tuple[str, int]] | None = None
     parts: dict[str, StockSnapshot] = field(default_factory=dict)
+    # Filled from the streaming replica (DATABASE_REPLICA_URL): fine for reads,
+    # never trusted by the sold-out gate (inventory_site/db_router.py).
+    from_replica: bool = False
 
     def total_available(self, active_codes: Iterable[str] | None = None) -> int:
         if active_codes is None:
@@ -601,6 +604,7 @@ def _parse(sku: str, entry: dict[str, str], now_us: int) -> StockSnapshot | None
         thresholds={code: int(t) for code, t in info.get("thresholds", {}).items()},
         ships_in_days=info.get("ships_in_days"),
         generation=entry.get("g", ""),
+        from_replica=bool(info.get("replica")),
     )
     if info.get("components") is not None:
         snapshot.components = [(c, int(q)) for c, q in info["components"]]
@@ -692,8 +696,9 @@ def load_from_database(skus: Sequence[str]) -> dict[str, StockSnapshot]:
     """One indexed query for every row of the given SKUs (the committed state),
     with each row's expiring holds.
 
-    Inside `inventory_site.db_router.replica_reads()` it reads the replica;
-    versions keep an older replica snapshot from overwriting newer cached values.
+    Inside `inventory_site.db_router.replica_reads()` it reads the replica (when
+    fresh enough); versions keep an older replica snapshot from overwriting newer
+    cached values, and the sold-out gate ignores entries filled from it.
     """
     from inventory_site.db_router import read_alias
 
@@ -720,6 +725,7 @@ def load_from_database(skus: Sequence[str]) -> dict[str, StockSnapshot]:
                 product_id=str(product_id),
                 stock_policy=policy,
                 allowance=policy_allowance(policy, int(limit)),
+                from_replica=alias == "replica",
             )
             if bundle:
                 bundles.append(snap)
@@ -776,16 +782,18 @@ def _fill(snapshots: Iterable[StockSnapshot], generations: dict[str, str] | None
     generations = generations or {}
     writes = []
     for snap in snapshots:
-        meta = json.dumps(
-            {
-                "product_id": snap.product_id,
-                "stock_policy": snap.stock_policy,
-                "allowance": snap.allowance,
-                "thresholds": snap.thresholds,
-                "ships_in_days": snap.ships_in_days,
-                **({"components": snap.components} if snap.components is not None else {}),
-            }
-        )
+        info = {
+            "product_id": snap.product_id,
+            "stock_policy": snap.stock_policy,
+            "allowance": snap.allowance,
+            "thresholds": snap.thresholds,
+            "ships_in_days": snap.ships_in_days,
+        }
+        if snap.components is not None:
+            info["components"] = snap.components
+        if snap.from_replica:
+            info["replica"] = True
+        meta = json.dumps(info)
         fields = [
             (code, snap.versions[code], snap.base[code], "=", snap.holds[code])
             for code in snap.base
@@ -1050,7 +1058,8 @@ def sold_out_lines(
     short = []
     for sku, code, quantity in lines:
         snap = cached.get(sku)
-        if snap is None or snap.stock_policy != "normal":
+        # An entry filled from the replica may be behind the primary: the database decides.
+        if snap is None or snap.stock_policy != "normal" or snap.from_replica:
             return None
         if snap.components is not None:
             available = _bundle_units(snap, cached, code, active)

@@ -22,6 +22,7 @@ from rest_framework.views import APIView
 
 from inventory import errors
 from inventory.actors import actor_for_client
+from inventory_site.db_router import on_replica
 
 from .. import schema
 from ..authentication import ClientTokenAuthentication
@@ -135,13 +136,19 @@ class ListView(ApiView):
     ordering = "pk"
 
     def paginated(self, queryset, output_class) -> Response:
+        """One page; read from the replica when it is fresh enough (db_router)."""
         paginator = Cursor(self.ordering)
-        try:
-            page = paginator.paginate_queryset(queryset, self.request, view=self)
-        except (DjangoValidationError, ValueError, TypeError) as exc:
-            # A cursor that decodes but holds a position of the wrong type.
-            raise exceptions.ValidationError({"cursor": ["Invalid cursor."]}) from exc
-        return paginator.get_paginated_response(output_class(page, many=True).data)
+
+        def page_data():
+            try:
+                page = paginator.paginate_queryset(queryset.all(), self.request, view=self)
+            except (DjangoValidationError, ValueError, TypeError) as exc:
+                # A cursor that decodes but holds a position of the wrong type.
+                raise exceptions.ValidationError({"cursor": ["Invalid cursor."]}) from exc
+            return output_class(page, many=True).data
+
+        data = on_replica(page_data)
+        return paginator.get_paginated_response(data)
 
 
 def query_filters(request, allowed: tuple[str, ...]) -> dict:

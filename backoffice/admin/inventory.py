@@ -36,6 +36,7 @@ from inventory.models import (
     ReservationLine,
     StockPolicy,
 )
+from inventory_site.db_router import read_alias, replica_reads
 
 from ..access import warehouse_codes_for
 from ..listing import (
@@ -486,15 +487,21 @@ class InventoryAdmin(BigTableAdmin):
         if not self.has_view_or_change_permission(request):
             raise PermissionDenied
         changelist = self.get_changelist_instance(request)
-        rows = changelist.get_queryset(request).values_list(
-            "product__sku",
-            "warehouse__code",
-            "on_hand",
-            "reserved",
-            "available",
-            "reorder_threshold",
-            "reorder_quantity",
-            "version",
+        with replica_reads():  # the replica when fresh enough, chosen once for the stream
+            using = read_alias()
+        rows = (
+            changelist.get_queryset(request)
+            .using(using)
+            .values_list(
+                "product__sku",
+                "warehouse__code",
+                "on_hand",
+                "reserved",
+                "available",
+                "reorder_threshold",
+                "reorder_quantity",
+                "version",
+            )
         )
 
         def lines():

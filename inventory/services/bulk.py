@@ -31,7 +31,7 @@ from functools import partial
 from typing import IO, Protocol
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection, connections, transaction
 from django.utils import timezone
 
 from .. import availability_cache, errors
@@ -649,7 +649,11 @@ EXPORT_COLUMNS = (
 
 
 def inventory_export_csv(
-    *, out: IO[bytes], warehouse: str | None = None, skip_zero: bool = False
+    *,
+    out: IO[bytes],
+    warehouse: str | None = None,
+    skip_zero: bool = False,
+    using: str = "default",
 ) -> int:
     """Write inventory as CSV to a binary stream; returns the number of rows.
 
@@ -658,14 +662,15 @@ def inventory_export_csv(
     The first three columns are stock_receive_bulk's input format, so an export (with
     skip_zero, since quantities must be ≥ 1) loads into another database as is,
     and serves as a cycle-count sheet. Streamed with COPY: flat memory. A read,
-    from one consistent snapshot.
+    from one consistent snapshot, on the database alias `using` (the edges pass
+    the streaming replica's when it is fresh enough: inventory_site/db_router.py).
     """
     _require_postgresql()
     conditions = ["true"]
     if warehouse is not None:
         from warehouses.models import Warehouse
 
-        site = Warehouse.objects.filter(code=warehouse).first()
+        site = Warehouse.objects.using(using).filter(code=warehouse).first()
         if site is None:
             raise errors.UnknownWarehouse([warehouse])
         conditions.append(f"i.warehouse_id = '{uuid.UUID(str(site.pk))}'::uuid")
@@ -682,8 +687,9 @@ def inventory_export_csv(
     """
     rows = 0
     out.write((",".join(EXPORT_COLUMNS) + "\n").encode())
-    own_transaction = not connection.in_atomic_block
-    with transaction.atomic(), connection.cursor() as cursor:
+    db = connections[using]
+    own_transaction = not db.in_atomic_block
+    with transaction.atomic(using=using), db.cursor() as cursor:
         if own_transaction:  # one snapshot for the whole file
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         cursor.execute("SET LOCAL statement_timeout = 0")

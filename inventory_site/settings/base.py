@@ -98,12 +98,19 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
             env.int("DB_STATEMENT_TIMEOUT_MS", default=30000),
         ),
     )
-# Optional streaming replica for availability reads (inventory_site/db_router.py).
+# Optional streaming replica for read-only paths (inventory_site/db_router.py):
+# used while its replay lag is at most STOCKROOM_REPLICA_MAX_LAG_MS (checked at
+# most every STOCKROOM_REPLICA_CHECK_SECONDS per process), else the primary.
+# DATABASE_URL may name several hosts for failover (docs/SCALING.md):
+# postgres://u@h1:5432,h2:5432/db?target_session_attrs=read-write.
 if env.str("DATABASE_REPLICA_URL", default=""):
     DATABASES["replica"] = env.db("DATABASE_REPLICA_URL")
     DATABASES["replica"]["CONN_MAX_AGE"] = DATABASES["default"].get("CONN_MAX_AGE", 0)
     DATABASES["replica"]["CONN_HEALTH_CHECKS"] = True
+    DATABASES["replica"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 2)
     DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+STOCKROOM_REPLICA_MAX_LAG_MS = env.int("STOCKROOM_REPLICA_MAX_LAG_MS", default=1000)
+STOCKROOM_REPLICA_CHECK_SECONDS = env.float("STOCKROOM_REPLICA_CHECK_SECONDS", default=1.0)
 DATABASE_ROUTERS = ["inventory_site.db_router.ReplicaRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
