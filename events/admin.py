@@ -115,7 +115,16 @@ class DeliveryAdmin(admin.ModelAdmin):
 
 @admin.register(Event)
 class EventAdmin(admin.ModelAdmin):
-    list_display = ["id", "txid", "type", "sku", "warehouse", "request_id", "occurred_at"]
+    list_display = [
+        "id",
+        "feed_txid",
+        "txid",
+        "type",
+        "sku",
+        "warehouse",
+        "request_id",
+        "occurred_at",
+    ]
     list_filter = ["type"]
     search_fields = ["sku", "stream", "request_id"]
     show_full_result_count = False

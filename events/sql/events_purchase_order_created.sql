@@ -3,9 +3,12 @@ CREATE OR REPLACE FUNCTION public.events_purchase_order_created()
  LANGUAGE plpgsql
 AS $function$
 -- purchase_order.created per purchase order one statement inserted.
+DECLARE
+    v_pos xid8 := events_feed_position();  -- the feed position (events_feed_position.sql)
 BEGIN
-    INSERT INTO events_event (type, occurred_at, request_id, sku, warehouse, stream, payload)
-    SELECT 'purchase_order.created', clock_timestamp(),
+    INSERT INTO events_event (feed_txid, type, occurred_at, request_id, sku, warehouse,
+                              stream, payload)
+    SELECT v_pos, 'purchase_order.created', clock_timestamp(),
            coalesce(current_setting('stockroom.request_id', true), ''),
            '', w.code, 'po:' || n.number,
            jsonb_build_object('number', n.number, 'supplier', s.name, 'warehouse', w.code,

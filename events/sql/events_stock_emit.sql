@@ -12,6 +12,7 @@ DECLARE
     v_request text;
     v_low int := coalesce(nullif(current_setting('stockroom.low_stock_units', true), '')::int, 5);
     v_at timestamptz := clock_timestamp();
+    v_pos xid8 := events_feed_position();  -- the feed position (events_feed_position.sql)
 BEGIN
     SELECT max(request_id) INTO v_request FROM new_ledger;
     IF v_request <> '' THEN
@@ -55,8 +56,9 @@ BEGIN
     availability AS (
         -- availability.changed: per SKU whose availability moved, totals over every
         -- warehouse as this transaction sees them; one event per SKU and transaction.
-        INSERT INTO events_event (type, occurred_at, request_id, sku, warehouse, stream, payload)
-        SELECT 'availability.changed', v_at, v_request, s.sku, '', 'sku:' || s.sku,
+        INSERT INTO events_event (feed_txid, type, occurred_at, request_id, sku, warehouse,
+                                  stream, payload)
+        SELECT v_pos, 'availability.changed', v_at, v_request, s.sku, '', 'sku:' || s.sku,
                jsonb_build_object('sku', s.sku, 'available', a.total, 'warehouses', a.rows)
         FROM (SELECT DISTINCT ON (c.sku) c.sku, c.product_id
               FROM c
@@ -73,12 +75,15 @@ BEGIN
         ORDER BY s.sku
         ON CONFLICT (txid, sku) WHERE type = 'availability.changed'
         DO UPDATE SET payload = EXCLUDED.payload, occurred_at = EXCLUDED.occurred_at,
-                      request_id = EXCLUDED.request_id
+                      request_id = EXCLUDED.request_id,
+                      -- it now tells this statement's state: it files at its position
+                      feed_txid = EXCLUDED.feed_txid
     )
     -- (A data-modifying WITH runs to completion whether or not it is read; PostgreSQL
     -- runs it after the main statement, so availability.changed follows the rows.)
-    INSERT INTO events_event (type, occurred_at, request_id, sku, warehouse, stream, payload)
-    SELECT e.type, v_at, v_request, c.sku, c.code, 'sku:' || c.sku, e.payload
+    INSERT INTO events_event (feed_txid, type, occurred_at, request_id, sku, warehouse, stream,
+                              payload)
+    SELECT v_pos, e.type, v_at, v_request, c.sku, c.code, 'sku:' || c.sku, e.payload
     FROM c
     CROSS JOIN LATERAL (
         SELECT 'stock.changed' AS type, 1 AS n, jsonb_build_object(

@@ -56,7 +56,7 @@ def test_feed_pages_filters_and_resumes(reader, stocked):
     events, cursor = read_all(reader, limit=2)
     assert len(events) == total
     assert [e["id"] for e in events] == [
-        f"evt_{i}" for i in Event.objects.order_by("txid", "id").values_list("id", flat=True)
+        f"evt_{i}" for i in Event.objects.order_by("feed_txid", "id").values_list("id", flat=True)
     ]
     first = events[0]
     assert set(first) == {

@@ -14,8 +14,13 @@ FUNCTIONS = sorted(p.stem for p in SQL_DIR.glob("events_*.sql"))
 def test_every_function_file_is_loaded_by_the_migration():
     from importlib import import_module
 
-    migration = import_module("events.migrations.0002_triggers")
+    # The newest migration that loads the functions loads every one (frozen copies).
+    migration = import_module("events.migrations.0004_feed_position")
     assert sorted(migration.FUNCTIONS) == FUNCTIONS
+    frozen = SQL_DIR.parent / "migrations" / "sql"
+    for name in FUNCTIONS:
+        newest = sorted(frozen.glob(f"*_{name}.sql"))[-1]
+        assert newest.read_text() == (SQL_DIR / f"{name}.sql").read_text(), newest
 
 
 @pytest.mark.django_db
