@@ -11,6 +11,12 @@ row, feed order is commit order (tests/events/test_order.py). The cursor rule is
 unchanged: feed_txid >= txid, so nothing a running transaction writes can file
 below the horizon.
 
+The stock emitter got cheaper per batch (issue 14, throughput): no per-group sorts
+(the ledger rows are sorted once; de-duplication only for rows with several ledger
+rows), availability.changed built in one sorted pass, and coalesced per transaction
+without the unique index `events_availability_per_txn` (dropped): a transaction's
+first statement inserts, later ones update their own events.
+
 Existing events keep their order (feed_txid = txid). The trigger functions are
 loaded from their frozen copies `sql/0004_*.sql`; reversing loads 0003's / 0002's.
 PostgreSQL only for the SQL; SQLite gets the column and the index.
@@ -45,11 +51,18 @@ def install(apps, schema_editor):
     )
     for name in FUNCTIONS:
         schema_editor.execute((FROZEN / f"0004_{name}.sql").read_text().replace("%", "%%"))
+    # availability.changed is coalesced per transaction by the emitter itself now
+    # (insert in the first statement, update in later ones): no unique index to keep.
+    schema_editor.execute("DROP INDEX IF EXISTS events_availability_per_txn")
 
 
 def uninstall(apps, schema_editor):
     if schema_editor.connection.vendor != "postgresql":
         return
+    schema_editor.execute(
+        "CREATE UNIQUE INDEX IF NOT EXISTS events_availability_per_txn "
+        "ON events_event (txid, sku) WHERE type = 'availability.changed'"
+    )
     for name in FUNCTIONS[1:]:
         frozen = f"{PREVIOUS.get(name, '0002')}_{name}.sql"
         schema_editor.execute((FROZEN / frozen).read_text().replace("%", "%%"))
