@@ -1,14 +1,15 @@
 """The event feed: reads that can never skip an event that may still appear.
 
 Rule: return only events whose feed position is below the oldest transaction
-still running (`feed_txid < pg_snapshot_xmin(pg_current_snapshot())`), ordered by
+still running (`feed_txid < events_feed_horizon()`: transactions of other databases
+on the cluster do not count, events/sql/events_feed_horizon.sql), ordered by
 (feed_txid, id). An event's feed_txid is at least its writer's transaction id
 (events/sql/events_feed_position.sql), and every transaction below that horizon
 has finished, so no event can appear later at a position before the last one
 returned: a cursor (feed_txid, id) never passes an event that can still commit.
 Per stock row, the order is the commit order (a writer that waited for the row
 lock files after the transaction it waited for). A transaction that is still open
-holds the horizon (for the whole cluster) until it ends: the feed lags by at most
+holds the horizon (for this database) until it ends: the feed lags by at most
 the longest-running transaction (docs/EVENTS.md, "The cursor rule").
 """
 
@@ -104,7 +105,7 @@ _FEED_SQL = """
 SELECT id, feed_txid::text::bigint, type, occurred_at, request_id, sku, warehouse, stream,
        payload
 FROM events_event
-WHERE feed_txid < pg_snapshot_xmin(pg_current_snapshot())
+WHERE feed_txid < events_feed_horizon()
   AND (feed_txid, id) > (%s::text::xid8, %s)
   {filters}
 ORDER BY feed_txid, id
@@ -114,7 +115,7 @@ LIMIT %s
 # The newest finished position: where a reader that matched nothing may move on to.
 _HORIZON_SQL = """
 SELECT feed_txid::text::bigint, id FROM events_event
-WHERE feed_txid < pg_snapshot_xmin(pg_current_snapshot())
+WHERE feed_txid < events_feed_horizon()
   AND (feed_txid, id) > (%s::text::xid8, %s)
 ORDER BY feed_txid DESC, id DESC
 LIMIT 1
@@ -167,3 +168,22 @@ def event_feed(
         else:
             position = (events[-1].txid, events[-1].id) if events else after
     return FeedPage(events=events, next_cursor=encode_cursor(position))
+
+
+_NEWEST_SQL = """
+SELECT feed_txid::text::bigint, id FROM events_event
+WHERE feed_txid < events_feed_horizon()
+ORDER BY feed_txid DESC, id DESC
+LIMIT 1
+"""
+
+
+def newest_finished_position() -> tuple[int, int]:
+    """The position of the newest event the feed can return now (START if none):
+    one backward probe of the feed index from the horizon."""
+    if connection.vendor != "postgresql":
+        return START
+    with connection.cursor() as cursor:
+        cursor.execute(_NEWEST_SQL)
+        row = cursor.fetchone()
+    return tuple(row) if row else START

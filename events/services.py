@@ -137,7 +137,7 @@ def feed_head() -> tuple[int, int]:
     # Events of transactions still open may sit below the newest txid: start just
     # below the oldest running transaction instead, so none of them is missed.
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+        cursor.execute("SELECT events_feed_horizon()::text::bigint")
         horizon = cursor.fetchone()[0]
     if row is None:
         return START
@@ -148,7 +148,7 @@ _DISPATCH_SQL = """
 WITH page AS (
     SELECT id, feed_txid, type, sku, warehouse, stream
     FROM events_event
-    WHERE feed_txid < pg_snapshot_xmin(pg_current_snapshot())
+    WHERE feed_txid < events_feed_horizon()
       AND (feed_txid, id) > (%(txid)s::text::xid8, %(id)s)
     ORDER BY feed_txid, id
     LIMIT %(limit)s

@@ -17,6 +17,15 @@ rows), availability.changed built in one sorted pass, and coalesced per transact
 without the unique index `events_availability_per_txn` (dropped): a transaction's
 first statement inserts, later ones update their own events.
 
+The horizon (`events_feed_horizon()`) no longer counts transactions that
+pg_stat_activity shows in another database of the cluster: they cannot write this
+database's events, and one database's long transaction (a bulk load, a dump) no
+longer holds back every other database's feed.
+
+Payloads (issue 14, item 5): purchase_order.created carries its lines (a new
+statement trigger on purchasing_purchaseorderline fills the creating transaction's
+event; `sql/0004_triggers.sql` adds it).
+
 Existing events keep their order (feed_txid = txid). The trigger functions are
 loaded from their frozen copies `sql/0004_*.sql`; reversing loads 0003's / 0002's.
 PostgreSQL only for the SQL; SQLite gets the column and the index.
@@ -31,13 +40,16 @@ import events.models
 FROZEN = Path(__file__).resolve().parent / "sql"
 FUNCTIONS = (
     "events_feed_position",
+    "events_feed_horizon",
     "events_stock_emit",
     "events_reservation_created",
     "events_reservation_changed",
     "events_purchase_order_created",
     "events_purchase_order_dropped",
     "events_purchase_order_received",
+    "events_purchase_order_lines",
 )
+NEW = ("events_feed_position", "events_feed_horizon", "events_purchase_order_lines")
 PREVIOUS = {"events_stock_emit": "0003"}  # the rest were last loaded by 0002
 
 
@@ -51,6 +63,7 @@ def install(apps, schema_editor):
     )
     for name in FUNCTIONS:
         schema_editor.execute((FROZEN / f"0004_{name}.sql").read_text().replace("%", "%%"))
+    schema_editor.execute((FROZEN / "0004_triggers.sql").read_text().replace("%", "%%"))
     # availability.changed is coalesced per transaction by the emitter itself now
     # (insert in the first statement, update in later ones): no unique index to keep.
     schema_editor.execute("DROP INDEX IF EXISTS events_availability_per_txn")
@@ -63,14 +76,19 @@ def uninstall(apps, schema_editor):
         "CREATE UNIQUE INDEX IF NOT EXISTS events_availability_per_txn "
         "ON events_event (txid, sku) WHERE type = 'availability.changed'"
     )
-    for name in FUNCTIONS[1:]:
-        frozen = f"{PREVIOUS.get(name, '0002')}_{name}.sql"
-        schema_editor.execute((FROZEN / frozen).read_text().replace("%", "%%"))
-    schema_editor.execute("DROP FUNCTION IF EXISTS events_feed_position()")
+    schema_editor.execute(
+        "DROP TRIGGER IF EXISTS events_purchase_order_lines ON purchasing_purchaseorderline"
+    )
+    for name in FUNCTIONS:
+        if name not in NEW:
+            frozen = f"{PREVIOUS.get(name, '0002')}_{name}.sql"
+            schema_editor.execute((FROZEN / frozen).read_text().replace("%", "%%"))
+    for name in NEW:
+        schema_editor.execute(f"DROP FUNCTION IF EXISTS {name}()")
 
 
 class Migration(migrations.Migration):
-    dependencies = [("events", "0003_sellable_available")]
+    dependencies = [("events", "0003_sellable_available"), ("purchasing", "0003_purchase_order_number_sequence")]
 
     operations = [
         migrations.AlterModelOptions(name="event", options={"ordering": ["feed_txid", "id"]}),

@@ -14,7 +14,8 @@ BEGIN
            jsonb_build_object('number', n.number, 'supplier', s.name, 'warehouse', w.code,
                               'status', n.status, 'origin', n.origin,
                               'expected_arrival_date', n.expected_arrival_date,
-                              'created_by', n.created_by)
+                              'created_by', n.created_by,
+                              'lines', '[]'::jsonb)  -- filled by events_purchase_order_lines
     FROM new_orders n
     JOIN purchasing_supplier s ON s.id = n.supplier_id
     JOIN warehouses_warehouse w ON w.id = n.warehouse_id

@@ -49,6 +49,7 @@ def test_triggers_are_statement_level_with_transition_tables():
         "inventory_reservation",
         "purchasing_purchaseorder",
         "purchasing_purchaseorderreceipt",
+        "purchasing_purchaseorderline",
     }
     assert {r[1] for r in rows} == {"STATEMENT"}
     assert all(r[2] or r[3] for r in rows)
