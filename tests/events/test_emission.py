@@ -240,14 +240,17 @@ def test_purchase_order_created_and_received(db):
         purchase_order="PO-EV-1",
         actor="user:wms",
         receipt_id="r-1",
-        lines=[purchasing.ReceiptLine(sku="EV-P", quantity=5)],
+        lines=[
+            purchasing.ReceiptLine(sku="EV-P", quantity=5),
+            purchasing.ReceiptLine(sku="EV-P2", quantity=2),
+        ],
     )
     (received,) = events_of("purchase_order.received")
     assert received.payload["number"] == "PO-EV-1"
     assert received.payload["receipt_id"] == "po-receipt:PO-EV-1:r-1"  # the stored key
-    assert received.payload["lines"] == {"EV-P": 5}
+    assert received.payload["lines"] == {"EV-P": 5, "EV-P2": 2}
     assert received.payload["status"] == "received"
-    assert len(received.payload["ledger_ids"]) == 1
+    assert len(received.payload["ledger_ids"]) == 2
 
 
 def test_request_id_travels_from_the_ledger_to_later_events(stocked):
