@@ -56,6 +56,9 @@ PREVIOUS = {"events_stock_emit": "0003"}  # the rest were last loaded by 0002
 def install(apps, schema_editor):
     if schema_editor.connection.vendor != "postgresql":
         return
+    # One pass over the retained events (up to a week's): not bound by the
+    # application's statement timeout (this transaction only).
+    schema_editor.execute("SET LOCAL statement_timeout = 0")
     schema_editor.execute("UPDATE events_event SET feed_txid = txid WHERE feed_txid IS NULL")
     schema_editor.execute(
         "ALTER TABLE events_event ALTER COLUMN feed_txid SET DEFAULT pg_current_xact_id(), "
