@@ -101,9 +101,12 @@ def pruned_position() -> tuple[int, int]:
     return (state.pruned_txid, state.pruned_id) if state else START
 
 
+# The bigint copy of feed_txid is named `position`: named `feed_txid`, ORDER BY
+# feed_txid would sort by it (an output column wins) instead of reading the index in
+# order (tests/events/test_sql_files.py::test_feed_reads_walk_the_index).
 _FEED_SQL = """
-SELECT id, feed_txid::text::bigint, type, occurred_at, request_id, sku, warehouse, stream,
-       payload
+SELECT id, feed_txid::text::bigint AS position, type, occurred_at, request_id, sku, warehouse,
+       stream, payload
 FROM events_event
 WHERE feed_txid < events_feed_horizon()
   AND (feed_txid, id) > (%s::text::xid8, %s)
@@ -114,7 +117,7 @@ LIMIT %s
 
 # The newest finished position: where a reader that matched nothing may move on to.
 _HORIZON_SQL = """
-SELECT feed_txid::text::bigint, id FROM events_event
+SELECT feed_txid::text::bigint AS position, id FROM events_event
 WHERE feed_txid < events_feed_horizon()
   AND (feed_txid, id) > (%s::text::xid8, %s)
 ORDER BY feed_txid DESC, id DESC
@@ -171,7 +174,7 @@ def event_feed(
 
 
 _NEWEST_SQL = """
-SELECT feed_txid::text::bigint, id FROM events_event
+SELECT feed_txid::text::bigint AS position, id FROM events_event
 WHERE feed_txid < events_feed_horizon()
 ORDER BY feed_txid DESC, id DESC
 LIMIT 1

@@ -130,7 +130,7 @@ def feed_head() -> tuple[int, int]:
     """The position of the newest event (finished or not): a new subscription starts here."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT feed_txid::text::bigint, id FROM events_event "
+            "SELECT feed_txid::text::bigint AS position, id FROM events_event "
             "ORDER BY feed_txid DESC, id DESC LIMIT 1"
         )
         row = cursor.fetchone()

@@ -53,3 +53,20 @@ def test_triggers_are_statement_level_with_transition_tables():
     }
     assert {r[1] for r in rows} == {"STATEMENT"}
     assert all(r[2] or r[3] for r in rows)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("query", ["_FEED_SQL", "_HORIZON_SQL", "_NEWEST_SQL"])
+def test_feed_reads_walk_the_index(query):
+    """The feed's reads follow the (feed_txid, id) index in order: no sort of every
+    retained event per page (the sort is disabled, so a plan that needs one shows it)."""
+    from events import selectors
+
+    sql = getattr(selectors, query).format(filters="")
+    params = {"_FEED_SQL": ["0", 0, 100], "_HORIZON_SQL": ["0", 0], "_NEWEST_SQL": []}[query]
+    with connection.cursor() as cursor:
+        for setting in ("enable_seqscan", "enable_bitmapscan", "enable_sort"):
+            cursor.execute(f"SET LOCAL {setting} = off")
+        cursor.execute("EXPLAIN " + sql, params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "events_feed_position" in plan and "Sort" not in plan, plan
