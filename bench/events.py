@@ -2,6 +2,7 @@
 the feed and webhooks move, in one run.
 
     .venv/bin/python bench/events.py [--skus 20000] [--rounds 6] [--batches 10] [--events 3000]
+        [--old-emitter events/migrations/sql/0003_events_stock_emit.sql] [--batch-only]
 
 Uses its own database (EVENTS_BENCH_DATABASE_URL, default stockroom_events_bench),
 migrated and seeded with N SKUs in one warehouse (seeded with the event trigger
@@ -10,6 +11,8 @@ disabled). Then:
 * **batch path, events on vs off** — `stock_reserve_batch` with 500 one-line orders
   per call on random SKUs, `--batches` calls per round, rounds alternating between
   triggers enabled and `ALTER TABLE ... DISABLE TRIGGER` (this database only);
+  with `--old-emitter`, a third kind of round runs with an older `events_stock_emit`
+  loaded (restored after the round), so two emitters are compared in one run;
   orders/s is the median over the rounds of each kind;
 * **feed read rate** — every event through `event_feed` (pages of 1000);
 * **webhook delivery rate and lag** — `--events` stock changes on 50 SKUs committed
@@ -34,7 +37,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import create_database, ensure_catalogue, median, percentile, setup_django
+from common import ROOT, create_database, ensure_catalogue, median, percentile, setup_django
 
 DB = os.environ.get(
     "EVENTS_BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/stockroom_events_bench"
@@ -46,20 +49,43 @@ TRIGGERS = [
 ]
 
 
-def set_triggers(enabled: bool) -> None:
+def set_triggers(enabled: bool, only: str | None = None) -> None:
+    """Enable or disable the event triggers (`only`: enable just the one whose name
+    starts with it, e.g. "events_stock", "events_reservation")."""
     from django.db import connection
 
-    verb = "ENABLE" if enabled else "DISABLE"
     with connection.cursor() as cursor:
         for table, trigger in TRIGGERS:
-            cursor.execute(f"ALTER TABLE {table} {verb} TRIGGER {trigger}")
+            on = enabled and (only is None or trigger.startswith(only))
+            cursor.execute(f"ALTER TABLE {table} {'ENABLE' if on else 'DISABLE'} TRIGGER {trigger}")
 
 
-def batch_round(skus: int, batches: int, tag: str) -> float:
+def load_function(path: Path) -> None:
+    """(Re)define a trigger function from a SQL file (this bench database only)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(path.read_text())
+
+
+def backend_cpu_seconds() -> float:
+    """CPU time the PostgreSQL backend serving this connection has used (it runs on
+    this machine: /proc/<pid>/stat, user + system)."""
+    from django.db import connection
+
+    connection.ensure_connection()
+    pid = connection.connection.info.backend_pid
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def batch_round(skus: int, batches: int, tag: str) -> tuple[float, float]:
+    """(orders/s by the wall clock, orders per CPU second of client + backend)."""
     from inventory import services
     from inventory.services import OrderRequest, ReserveLine
 
     orders_total = 0
+    cpu_started = backend_cpu_seconds() + time.process_time()
     started = time.perf_counter()
     for b in range(batches):
         orders = [
@@ -71,7 +97,9 @@ def batch_round(skus: int, batches: int, tag: str) -> float:
         ]
         services.stock_reserve_batch(orders=orders, actor="system:bench")
         orders_total += len(orders)
-    return orders_total / (time.perf_counter() - started)
+    wall = time.perf_counter() - started
+    cpu = backend_cpu_seconds() + time.process_time() - cpu_started
+    return orders_total / wall, orders_total / max(cpu, 1e-9)
 
 
 def feed_rate() -> tuple[int, float]:
@@ -193,6 +221,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--batches", type=int, default=10)
     parser.add_argument("--events", type=int, default=3000)
+    parser.add_argument(
+        "--old-emitter",
+        type=Path,
+        help="a frozen events_stock_emit (e.g. events/migrations/sql/0003_events_stock_emit.sql): "
+        "rounds then cycle off / on / on with this emitter, to compare emitters in one run",
+    )
+    parser.add_argument("--batch-only", action="store_true", help="skip the feed and webhooks")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also rounds with only the stock trigger and only the reservation triggers on",
+    )
     args = parser.parse_args()
     os.environ.setdefault("REDIS_URL", "")
     create_database(DB)
@@ -204,20 +244,51 @@ def main() -> None:
     ensure_catalogue(args.skus, 1)
     set_triggers(True)
 
-    rates: dict[bool, list[float]] = {True: [], False: []}
+    current = ROOT / "events" / "sql" / "events_stock_emit.sql"
+    kinds = ["on", "off"] + (["old"] if args.old_emitter else [])
+    if args.profile:
+        kinds += ["events_stock", "events_reservation"]
+    rates: dict[str, list[float]] = {kind: [] for kind in kinds}
+    per_cpu: dict[str, list[float]] = {kind: [] for kind in kinds}
     run = datetime.now(UTC).strftime("%H%M%S")
+    load_function(current)
     batch_round(args.skus, 2, f"{run}-warm")
-    for r in range(args.rounds):
-        enabled = r % 2 == 0
-        set_triggers(enabled)
-        rates[enabled].append(batch_round(args.skus, args.batches, f"{run}-{r}"))
+    for r in range(args.rounds * len(kinds)):
+        kind = kinds[r % len(kinds)]
+        set_triggers(kind != "off", kind if kind.startswith("events_") else None)
+        if kind == "old":
+            load_function(args.old_emitter)
+        wall, cpu = batch_round(args.skus, args.batches, f"{run}-{r}")
+        rates[kind].append(wall)
+        per_cpu[kind].append(cpu)
+        if kind == "old":
+            load_function(current)
     set_triggers(True)
-    on, off = median(rates[True]), median(rates[False])
-    print(f"batch path, events on : {on:,.0f} orders/s  (rounds {[round(x) for x in rates[True]]})")
-    print(
-        f"batch path, events off: {off:,.0f} orders/s  (rounds {[round(x) for x in rates[False]]})"
-    )
-    print(f"cost of the triggers  : {(1 - on / off) * 100:.1f} %")
+    load_function(current)
+    labels = {
+        "on": "events on ",
+        "off": "events off",
+        "old": "old emitter",
+        "events_stock": "only the stock trigger",
+        "events_reservation": "only the reservation triggers",
+    }
+    for kind in kinds:
+        print(
+            f"batch path, {labels[kind]}: {median(rates[kind]):,.0f} orders/s, "
+            f"{median(per_cpu[kind]):,.0f} orders per CPU s  "
+            f"(rounds {[round(x) for x in rates[kind]]}; per CPU s "
+            f"{[round(x) for x in per_cpu[kind]]})"
+        )
+    for kind in (k for k in kinds if k != "off"):
+        wall_cost = (1 - median(rates[kind]) / median(rates["off"])) * 100
+        cpu_cost = (1 - median(per_cpu[kind]) / median(per_cpu["off"])) * 100
+        print(
+            f"cost, {labels[kind].strip()}: {wall_cost:.1f} % by the wall clock, "
+            f"{cpu_cost:.1f} % in CPU per order (client + backend)"
+        )
+    print(f"load average (1, 5, 15 min): {os.getloadavg()}")
+    if args.batch_only:
+        return
     count, rate = feed_rate()
     print(f"feed read: {count:,} events at {rate:,.0f} events/s")
     hooks = webhook_run(args.events)

@@ -2,12 +2,35 @@
 creation), their delivery log (status, latency, response code, attempts), a replay
 action, and a read-only view of the event feed."""
 
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
 
 from inventory.actors import actor_for_user
 
 from . import selectors, services
 from .models import Delivery, Event, WebhookSubscription
+
+
+class ReplayForm(forms.Form):
+    after = forms.CharField(
+        label="Replay after cursor",
+        required=False,
+        help_text="An event's cursor or a feed page's next_cursor; empty: every retained event.",
+    )
+
+    def clean_after(self):
+        raw = self.cleaned_data["after"].strip()
+        if not raw:
+            return selectors.START
+        try:
+            return selectors.decode_cursor(raw)
+        except selectors.InvalidCursor as exc:
+            raise forms.ValidationError("Not a cursor of this feed.") from exc
 
 
 @admin.register(WebhookSubscription)
@@ -34,10 +57,12 @@ class WebhookSubscriptionAdmin(admin.ModelAdmin):
         "consecutive_failures",
         "failing_since",
         "cursor",
+        "replay",
         "created_by",
         "created_at",
     ]
     readonly_fields = [
+        "replay",
         "disabled_reason",
         "disabled_at",
         "consecutive_failures",
@@ -51,6 +76,46 @@ class WebhookSubscriptionAdmin(admin.ModelAdmin):
     @admin.display(description="Delivery cursor")
     def cursor(self, obj):
         return selectors.encode_cursor((obj.cursor_txid, obj.cursor_id))
+
+    @admin.display(description="Replay")
+    def replay(self, obj):
+        if obj.pk is None:
+            return "-"
+        url = reverse("admin:events_webhooksubscription_replay", args=[obj.pk])
+        return format_html('<a href="{}">Replay from a cursor…</a>', url)
+
+    def get_urls(self):
+        return [
+            path(
+                "<uuid:pk>/replay/",
+                self.admin_site.admin_view(self.replay_view),
+                name="events_webhooksubscription_replay",
+            ),
+            *super().get_urls(),
+        ]
+
+    def replay_view(self, request, pk):
+        """Replay from a cursor: every retained event after it is sent again, in order."""
+        subscription = get_object_or_404(WebhookSubscription, pk=pk)
+        if not self.has_change_permission(request, subscription):
+            raise PermissionDenied
+        form = ReplayForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                queued = services.subscription_replay(subscription, form.cleaned_data["after"])
+            except selectors.CursorExpired:
+                form.add_error("after", "This cursor is older than the retention (cursor_expired).")
+            else:
+                self.message_user(request, f"Replay queued: {queued} deliveries so far.")
+                return redirect("admin:events_webhooksubscription_change", subscription.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "subscription": subscription,
+            "form": form,
+            "title": f"Replay events to {subscription}",
+        }
+        return TemplateResponse(request, "admin/events/replay.html", context)
 
     def save_model(self, request, obj, form, change):
         if change:
@@ -115,7 +180,16 @@ class DeliveryAdmin(admin.ModelAdmin):
 
 @admin.register(Event)
 class EventAdmin(admin.ModelAdmin):
-    list_display = ["id", "txid", "type", "sku", "warehouse", "request_id", "occurred_at"]
+    list_display = [
+        "id",
+        "feed_txid",
+        "txid",
+        "type",
+        "sku",
+        "warehouse",
+        "request_id",
+        "occurred_at",
+    ]
     list_filter = ["type"]
     search_fields = ["sku", "stream", "request_id"]
     show_full_result_count = False

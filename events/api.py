@@ -17,11 +17,10 @@ from api.fields import StrictBooleanField, StrictCharField, StrictSerializer
 from api.models import Scope
 from api.views import ApiView
 
-from . import errors, selectors, services
+from . import errors, selectors, services, watch
 from .models import Delivery, EventType, WebhookSubscription
 
 FEED_SCOPES = (Scope.OPERATIONS, Scope.READ)
-POLL_INTERVAL_SECONDS = 0.25
 MAX_LIMIT = 1000
 
 
@@ -132,9 +131,14 @@ class EventFeedView(ApiView):
                 )
             except selectors.CursorExpired as exc:
                 raise errors.CursorExpired() from exc
-            if page.events or time.monotonic() >= deadline:
+            remaining = deadline - time.monotonic()
+            if page.events or remaining <= 0:
                 break
-            time.sleep(POLL_INTERVAL_SECONDS)
+            # Long-poll: sleep until the process's feed watcher sees a newer finished
+            # event (events.watch: one poll per process, not one per waiting client).
+            after = selectors.decode_cursor(page.next_cursor)
+            if not watch.watcher.wait_past(after, remaining):
+                break
         return Response(
             {"events": [e.as_dict() for e in page.events], "next_cursor": page.next_cursor}
         )

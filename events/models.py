@@ -3,7 +3,7 @@
 Events are written by PostgreSQL triggers (events/sql/) in the same transaction as
 the change they describe, so an event exists if and only if its change committed.
 Nothing in Python writes events; the feed (events.selectors) reads them in
-(txid, id) order below the oldest running transaction, so a cursor never passes an
+(feed_txid, id) order below the oldest running transaction, so a cursor never passes an
 event that can still appear. Docs: docs/EVENTS.md.
 """
 
@@ -45,6 +45,11 @@ class Event(models.Model):
     id = models.BigAutoField(primary_key=True)
     # The writing transaction (DEFAULT pg_current_xact_id(), set in migration 0001).
     txid = XID8Field(editable=False, null=True)
+    # The feed position: the newest transaction id assigned when the writing statement
+    # ran (`events_feed_position()`, >= txid; migration 0004). A transaction that waited
+    # for a row lock files its change after the one it waited for, so the feed order
+    # (feed_txid, id) is the commit order of every stock row (docs/EVENTS.md).
+    feed_txid = XID8Field(editable=False, null=True)
     type = models.CharField(max_length=40, choices=EventType.choices)
     occurred_at = models.DateTimeField()
     request_id = models.CharField(max_length=64, blank=True, default="")
@@ -55,8 +60,8 @@ class Event(models.Model):
     payload = models.JSONField()
 
     class Meta:
-        ordering = ["txid", "id"]
-        indexes = [models.Index(fields=["txid", "id"], name="events_feed_order")]
+        ordering = ["feed_txid", "id"]
+        indexes = [models.Index(fields=["feed_txid", "id"], name="events_feed_position")]
 
     def __str__(self) -> str:
         return f"{self.type} #{self.id}"
@@ -97,7 +102,8 @@ class WebhookSubscription(models.Model):
     disabled_at = models.DateTimeField(null=True, blank=True)
     consecutive_failures = models.PositiveIntegerField(default=0)
     failing_since = models.DateTimeField(null=True, blank=True)
-    # The dispatcher has turned every feed event up to (cursor_txid, cursor_id)
+    # The dispatcher has turned every feed event up to (cursor_txid, cursor_id), a
+    # feed position (the event's feed_txid, id)
     # into deliveries (or skipped it by the filters).
     cursor_txid = models.BigIntegerField(default=0)
     cursor_id = models.BigIntegerField(default=0)
@@ -129,7 +135,7 @@ class Delivery(models.Model):
     """One event for one subscription: its delivery log.
 
     A lane is (subscription, stream): its deliveries are sent one at a time in
-    (txid, event id) order, so a later event of a SKU never overtakes an earlier one.
+    (feed position, event id) order, so a later event of a SKU never overtakes an earlier one.
     """
 
     id = models.BigAutoField(primary_key=True)
@@ -137,7 +143,7 @@ class Delivery(models.Model):
         WebhookSubscription, on_delete=models.CASCADE, related_name="deliveries"
     )
     event_id = models.BigIntegerField()
-    event_txid = models.BigIntegerField()
+    event_txid = models.BigIntegerField()  # the event's feed_txid (its feed position)
     event_type = models.CharField(max_length=40)
     stream = models.CharField(max_length=140)
     status = models.CharField(

@@ -1,11 +1,15 @@
 """The event feed: reads that can never skip an event that may still appear.
 
-Rule: return only events whose transaction id is below the oldest transaction
-still running (`txid < pg_snapshot_xmin(pg_current_snapshot())`), ordered by
-(txid, id). Every transaction below that horizon has finished, so no event can
-appear later at a position before the last one returned: a cursor (txid, id)
-never passes an event that can still commit. A transaction that is still open
-holds the horizon (for the whole cluster) until it ends: the feed lags by at most
+Rule: return only events whose feed position is below the oldest transaction
+still running (`feed_txid < events_feed_horizon()`: transactions of other databases
+on the cluster do not count, events/sql/events_feed_horizon.sql), ordered by
+(feed_txid, id). An event's feed_txid is at least its writer's transaction id
+(events/sql/events_feed_position.sql), and every transaction below that horizon
+has finished, so no event can appear later at a position before the last one
+returned: a cursor (feed_txid, id) never passes an event that can still commit.
+Per stock row, the order is the commit order (a writer that waited for the row
+lock files after the transaction it waited for). A transaction that is still open
+holds the horizon (for this database) until it ends: the feed lags by at most
 the longest-running transaction (docs/EVENTS.md, "The cursor rule").
 """
 
@@ -54,7 +58,7 @@ def decode_cursor(value: str) -> tuple[int, int]:
 @dataclass(frozen=True)
 class FeedEvent:
     id: int
-    txid: int
+    txid: int  # the feed position (feed_txid): the cursor is (txid, id)
     type: str
     occurred_at: datetime
     request_id: str
@@ -97,22 +101,26 @@ def pruned_position() -> tuple[int, int]:
     return (state.pruned_txid, state.pruned_id) if state else START
 
 
+# The bigint copy of feed_txid is named `position`: named `feed_txid`, ORDER BY
+# feed_txid would sort by it (an output column wins) instead of reading the index in
+# order (tests/events/test_sql_files.py::test_feed_reads_walk_the_index).
 _FEED_SQL = """
-SELECT id, txid::text::bigint, type, occurred_at, request_id, sku, warehouse, stream, payload
+SELECT id, feed_txid::text::bigint AS position, type, occurred_at, request_id, sku, warehouse,
+       stream, payload
 FROM events_event
-WHERE txid < pg_snapshot_xmin(pg_current_snapshot())
-  AND (txid, id) > (%s::text::xid8, %s)
+WHERE feed_txid < events_feed_horizon()
+  AND (feed_txid, id) > (%s::text::xid8, %s)
   {filters}
-ORDER BY txid, id
+ORDER BY feed_txid, id
 LIMIT %s
 """
 
 # The newest finished position: where a reader that matched nothing may move on to.
 _HORIZON_SQL = """
-SELECT txid::text::bigint, id FROM events_event
-WHERE txid < pg_snapshot_xmin(pg_current_snapshot())
-  AND (txid, id) > (%s::text::xid8, %s)
-ORDER BY txid DESC, id DESC
+SELECT feed_txid::text::bigint AS position, id FROM events_event
+WHERE feed_txid < events_feed_horizon()
+  AND (feed_txid, id) > (%s::text::xid8, %s)
+ORDER BY feed_txid DESC, id DESC
 LIMIT 1
 """
 
@@ -125,7 +133,7 @@ def event_feed(
     warehouse: str | None = None,
     limit: int = 100,
 ) -> FeedPage:
-    """Finished events after `after`, in (txid, id) order, at most `limit`.
+    """Finished events after `after`, in (feed_txid, id) order, at most `limit`.
 
     Raises CursorExpired when `after` lies before the pruned part of the feed.
     The next cursor is the last event returned, or, when fewer than `limit`
@@ -163,3 +171,22 @@ def event_feed(
         else:
             position = (events[-1].txid, events[-1].id) if events else after
     return FeedPage(events=events, next_cursor=encode_cursor(position))
+
+
+_NEWEST_SQL = """
+SELECT feed_txid::text::bigint AS position, id FROM events_event
+WHERE feed_txid < events_feed_horizon()
+ORDER BY feed_txid DESC, id DESC
+LIMIT 1
+"""
+
+
+def newest_finished_position() -> tuple[int, int]:
+    """The position of the newest event the feed can return now (START if none):
+    one backward probe of the feed index from the horizon."""
+    if connection.vendor != "postgresql":
+        return START
+    with connection.cursor() as cursor:
+        cursor.execute(_NEWEST_SQL)
+        row = cursor.fetchone()
+    return tuple(row) if row else START

@@ -130,13 +130,14 @@ def feed_head() -> tuple[int, int]:
     """The position of the newest event (finished or not): a new subscription starts here."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT txid::text::bigint, id FROM events_event ORDER BY txid DESC, id DESC LIMIT 1"
+            "SELECT feed_txid::text::bigint AS position, id FROM events_event "
+            "ORDER BY feed_txid DESC, id DESC LIMIT 1"
         )
         row = cursor.fetchone()
     # Events of transactions still open may sit below the newest txid: start just
     # below the oldest running transaction instead, so none of them is missed.
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+        cursor.execute("SELECT events_feed_horizon()::text::bigint")
         horizon = cursor.fetchone()[0]
     if row is None:
         return START
@@ -145,18 +146,18 @@ def feed_head() -> tuple[int, int]:
 
 _DISPATCH_SQL = """
 WITH page AS (
-    SELECT id, txid, type, sku, warehouse, stream
+    SELECT id, feed_txid, type, sku, warehouse, stream
     FROM events_event
-    WHERE txid < pg_snapshot_xmin(pg_current_snapshot())
-      AND (txid, id) > (%(txid)s::text::xid8, %(id)s)
-    ORDER BY txid, id
+    WHERE feed_txid < events_feed_horizon()
+      AND (feed_txid, id) > (%(txid)s::text::xid8, %(id)s)
+    ORDER BY feed_txid, id
     LIMIT %(limit)s
 ),
 queued AS (
     INSERT INTO events_delivery
         (subscription_id, event_id, event_txid, event_type, stream, status, attempts,
          next_attempt_at, last_error, created_at)
-    SELECT %(sub)s, p.id, p.txid::text::bigint, p.type, p.stream, 'pending', 0,
+    SELECT %(sub)s, p.id, p.feed_txid::text::bigint, p.type, p.stream, 'pending', 0,
            %(now)s, '', %(now)s
     FROM page p
     WHERE (cardinality(%(types)s::text[]) = 0 OR p.type = ANY(%(types)s::text[]))
@@ -168,8 +169,8 @@ queued AS (
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM queued),
-       (SELECT txid::text::bigint FROM page ORDER BY txid DESC, id DESC LIMIT 1),
-       (SELECT id FROM page ORDER BY txid DESC, id DESC LIMIT 1)
+       (SELECT feed_txid::text::bigint FROM page ORDER BY feed_txid DESC, id DESC LIMIT 1),
+       (SELECT id FROM page ORDER BY feed_txid DESC, id DESC LIMIT 1)
 """
 
 
@@ -287,7 +288,7 @@ def _load_event(event_id: int) -> FeedEvent | None:
         Event.objects.filter(pk=event_id)
         .values_list(
             "id",
-            "txid",
+            "feed_txid",
             "type",
             "occurred_at",
             "request_id",
@@ -412,20 +413,21 @@ def events_prune(*, now=None, chunk: int = 10_000) -> int:
             cursor.execute(
                 """
                 WITH head AS (
-                    SELECT id, txid, occurred_at < %s AS old
-                    FROM events_event ORDER BY txid, id LIMIT %s
+                    SELECT id, feed_txid, occurred_at < %s AS old
+                    FROM events_event ORDER BY feed_txid, id LIMIT %s
                 ), stop AS (
-                    SELECT txid, id FROM head WHERE NOT old ORDER BY txid, id LIMIT 1
+                    SELECT feed_txid, id FROM head WHERE NOT old ORDER BY feed_txid, id LIMIT 1
                 ), gone AS (
                     DELETE FROM events_event e USING head h
                     WHERE e.id = h.id AND h.old
                       AND (NOT EXISTS (SELECT 1 FROM stop)
-                           OR (h.txid, h.id) < (SELECT txid, id FROM stop))
-                    RETURNING e.txid, e.id
+                           OR (h.feed_txid, h.id) < (SELECT feed_txid, id FROM stop))
+                    RETURNING e.feed_txid, e.id
                 )
                 SELECT (SELECT count(*) FROM gone),
-                       (SELECT txid::text::bigint FROM gone ORDER BY txid DESC, id DESC LIMIT 1),
-                       (SELECT id FROM gone ORDER BY txid DESC, id DESC LIMIT 1)
+                       (SELECT feed_txid::text::bigint FROM gone
+                        ORDER BY feed_txid DESC, id DESC LIMIT 1),
+                       (SELECT id FROM gone ORDER BY feed_txid DESC, id DESC LIMIT 1)
                 """,
                 [cutoff, chunk],
             )

@@ -7,7 +7,8 @@ AS $function$
 BEGIN
     DELETE FROM events_event e
     USING old_orders o
-    WHERE e.txid = pg_current_xact_id()
+    WHERE e.feed_txid >= pg_current_xact_id()  -- this transaction's events file here
+      AND e.txid = pg_current_xact_id()
       AND e.type = 'purchase_order.created'
       AND e.stream = 'po:' || o.number;
     RETURN NULL;

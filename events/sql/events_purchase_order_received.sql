@@ -3,9 +3,12 @@ CREATE OR REPLACE FUNCTION public.events_purchase_order_received()
  LANGUAGE plpgsql
 AS $function$
 -- purchase_order.received per delivery booked (one receipt row each).
+DECLARE
+    v_pos xid8 := events_feed_position();  -- the feed position (events_feed_position.sql)
 BEGIN
-    INSERT INTO events_event (type, occurred_at, request_id, sku, warehouse, stream, payload)
-    SELECT 'purchase_order.received', clock_timestamp(),
+    INSERT INTO events_event (feed_txid, type, occurred_at, request_id, sku, warehouse,
+                              stream, payload)
+    SELECT v_pos, 'purchase_order.received', clock_timestamp(),
            coalesce(current_setting('stockroom.request_id', true), ''),
            '', w.code, 'po:' || po.number,
            jsonb_build_object('number', po.number, 'warehouse', w.code, 'status', po.status,

@@ -4,9 +4,12 @@ CREATE OR REPLACE FUNCTION public.events_reservation_changed()
 AS $function$
 -- reservation.released|fulfilled|expired when a reservation leaves `active`;
 -- reservation.confirmed when `confirmed_at` is set or moves (a confirm).
+DECLARE
+    v_pos xid8 := events_feed_position();  -- the feed position (events_feed_position.sql)
 BEGIN
-    INSERT INTO events_event (type, occurred_at, request_id, sku, warehouse, stream, payload)
-    SELECT e.type, clock_timestamp(),
+    INSERT INTO events_event (feed_txid, type, occurred_at, request_id, sku, warehouse,
+                              stream, payload)
+    SELECT v_pos, e.type, clock_timestamp(),
            coalesce(current_setting('stockroom.request_id', true), ''),
            '', '', 'order:' || n.order_id,
            jsonb_build_object('order_id', n.order_id, 'reservation_id', n.id,

@@ -5,9 +5,12 @@ AS $function$
 -- reservation.created, once per reservation whose lines one statement inserted.
 -- From the lines, not the reservation row: the batch function claims every order
 -- id first and deletes the claims of orders it refuses; only created orders get lines.
+DECLARE
+    v_pos xid8 := events_feed_position();  -- the feed position (events_feed_position.sql)
 BEGIN
-    INSERT INTO events_event (type, occurred_at, request_id, sku, warehouse, stream, payload)
-    SELECT 'reservation.created', statement_timestamp(),
+    INSERT INTO events_event (feed_txid, type, occurred_at, request_id, sku, warehouse,
+                              stream, payload)
+    SELECT v_pos, 'reservation.created', statement_timestamp(),
            coalesce(current_setting('stockroom.request_id', true), ''),
            '', '', 'order:' || r.order_id,
            jsonb_build_object('order_id', r.order_id, 'reservation_id', r.id,

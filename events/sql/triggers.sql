@@ -29,3 +29,8 @@ DROP TRIGGER IF EXISTS events_purchase_order_received ON purchasing_purchaseorde
 CREATE TRIGGER events_purchase_order_received AFTER INSERT ON purchasing_purchaseorderreceipt
     REFERENCING NEW TABLE AS new_receipts
     FOR EACH STATEMENT EXECUTE FUNCTION events_purchase_order_received();
+
+DROP TRIGGER IF EXISTS events_purchase_order_lines ON purchasing_purchaseorderline;
+CREATE TRIGGER events_purchase_order_lines AFTER INSERT ON purchasing_purchaseorderline
+    REFERENCING NEW TABLE AS new_lines
+    FOR EACH STATEMENT EXECUTE FUNCTION events_purchase_order_lines();

@@ -21,6 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from .. import clock, errors
+from ..context import request_id_to_database
 from ..locks import lock_reservation
 from ..models import Reservation, ReservationLine, ReservationStatus
 from . import ledger
@@ -130,6 +131,7 @@ def reservation_confirm(
         before = reservation.expires_at
         outcome = _confirm_locked(reservation, actor=actor, expires_in=expires_in, now=now)
         if outcome == _CHANGED:
+            request_id_to_database()  # no ledger row: the confirmed event takes it from here
             reservation.save(update_fields=_CONFIRM_FIELDS)
             _hold_changes_on_commit([(reservation, before)])
     if outcome == _LAPSED:
@@ -217,6 +219,7 @@ def reservations_confirm_batch(
                 changed.append((reservation, before))
             outcomes[order.order_id] = ConfirmOutcome(order.order_id, reservation=reservation)
         if changed:
+            request_id_to_database()  # no ledger row: the confirmed events take it from here
             Reservation.objects.bulk_update([r for r, _ in changed], _CONFIRM_FIELDS)
             _hold_changes_on_commit(changed)
     expire = retry_busy(expire_lapsed)

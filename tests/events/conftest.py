@@ -9,7 +9,7 @@ from events.selectors import START, decode_cursor, event_feed
 
 
 def events_of(*types: str) -> list[Event]:
-    query = Event.objects.order_by("txid", "id")
+    query = Event.objects.order_by("feed_txid", "id")
     if types:
         query = query.filter(type__in=types)
     return list(query)

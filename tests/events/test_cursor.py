@@ -100,3 +100,33 @@ def test_several_consumers_with_different_page_sizes_see_the_same_sequence():
     middle = small.events[total // 2]
     rest = event_feed(after=decode_cursor(middle.cursor), limit=1000).events
     assert [e.id for e in rest] == small.seen[total // 2 + 1 :]
+
+
+def test_an_open_transaction_of_another_database_does_not_hold_the_feed_back():
+    """The horizon counts only this database's transactions: another database's
+    writing transaction (here: held open on `postgres`) cannot write our events."""
+    import psycopg
+
+    ProductFactory(sku="OTHER-DB")
+    WarehouseFactory(code="BER")
+    db = connection.settings_dict
+    other = psycopg.connect(
+        host=db["HOST"],
+        port=db["PORT"] or 5432,
+        user=db["USER"],
+        password=db["PASSWORD"],
+        dbname="postgres",
+    )
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_current_xact_id()::text::bigint")  # an id, held open
+            (other_txid,) = cursor.fetchone()
+        receive("OTHER-DB", "BER", 2)  # a later transaction here, committed
+        (event,) = Event.objects.filter(sku="OTHER-DB", type="stock.changed")
+        assert event.txid > other_txid  # the cluster-wide horizon would hold it back
+        follower = Follower(sku="OTHER-DB")
+        follower.drain()
+        assert event.id in follower.seen  # returned at once, the other one still open
+    finally:
+        other.rollback()
+        other.close()

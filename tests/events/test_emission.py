@@ -222,21 +222,35 @@ def test_purchase_order_created_and_received(db):
         warehouse=warehouse,
         quantity_ordered=5,
     )
+    PurchaseOrderLine.objects.create(
+        purchase_order=po,
+        product=ProductFactory(sku="EV-P2"),
+        warehouse=warehouse,
+        quantity_ordered=2,
+    )
     (created,) = events_of("purchase_order.created")
     assert created.payload["number"] == "PO-EV-1"
+    # Its lines (each line statement of the creating transaction fills them in).
+    assert created.payload["lines"] == [
+        {"sku": "EV-P", "quantity": 5},
+        {"sku": "EV-P2", "quantity": 2},
+    ]
     assert created.warehouse == "BER"
     purchasing.purchase_order_receive(
         purchase_order="PO-EV-1",
         actor="user:wms",
         receipt_id="r-1",
-        lines=[purchasing.ReceiptLine(sku="EV-P", quantity=5)],
+        lines=[
+            purchasing.ReceiptLine(sku="EV-P", quantity=5),
+            purchasing.ReceiptLine(sku="EV-P2", quantity=2),
+        ],
     )
     (received,) = events_of("purchase_order.received")
     assert received.payload["number"] == "PO-EV-1"
     assert received.payload["receipt_id"] == "po-receipt:PO-EV-1:r-1"  # the stored key
-    assert received.payload["lines"] == {"EV-P": 5}
+    assert received.payload["lines"] == {"EV-P": 5, "EV-P2": 2}
     assert received.payload["status"] == "received"
-    assert len(received.payload["ledger_ids"]) == 1
+    assert len(received.payload["ledger_ids"]) == 2
 
 
 def test_request_id_travels_from_the_ledger_to_later_events(stocked):
@@ -248,6 +262,27 @@ def test_request_id_travels_from_the_ledger_to_later_events(stocked):
     finally:
         reset_request_id(token)
     assert {e.request_id for e in events_of()} == {"req-abc"}
+
+
+@pytest.mark.parametrize("batch", [False, True])
+def test_confirmed_carries_the_request_id(stocked, batch):
+    """A confirm writes no ledger row: the service hands the request id to the
+    trigger itself (inventory.context.request_id_to_database)."""
+    from inventory.context import reset_request_id, set_request_id
+
+    reserve("ord-rc", ("EV-1", "BER", 1), expires_at=clock.now() + timedelta(seconds=60))
+    token = set_request_id("req-confirm")
+    try:
+        if batch:
+            services.reservations_confirm_batch(
+                orders=[services.ConfirmRequest(order_id="ord-rc")], actor="client:shop"
+            )
+        else:
+            services.reservation_confirm(order_id="ord-rc", actor="client:shop")
+    finally:
+        reset_request_id(token)
+    (confirmed,) = events_of("reservation.confirmed")
+    assert confirmed.request_id == "req-confirm"
 
 
 @pytest.mark.django_db(transaction=True)

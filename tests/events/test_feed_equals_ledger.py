@@ -96,3 +96,34 @@ def test_checker_reports_a_missing_event():
     problems = event_feed_problems("CHK-%")
     assert [p[0] for p in problems] == ["ledger_row_events"]
     assert problems[0][2] == 0
+
+
+def test_checker_reports_a_change_emitted_twice_and_an_invented_ledger_row():
+    """The other two faults the invariant names, planted with raw SQL: one ledger row
+    in two events, and an event naming a ledger row that never committed."""
+    WarehouseFactory(code="BER")
+    ProductFactory(sku="CHK-2")
+    receive("CHK-2", "BER", 3)
+    assert event_feed_problems("CHK-2") == []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO events_event (type, occurred_at, request_id, sku, warehouse, stream,
+                                      payload)
+            SELECT type, occurred_at, request_id, sku, warehouse, stream, payload
+            FROM events_event WHERE sku = 'CHK-2' AND type = 'stock.changed'
+            RETURNING payload -> 'ledger_ids' ->> 0
+            """
+        )
+        (ledger_id,) = cursor.fetchone()
+    assert event_feed_problems("CHK-2") == [("ledger_row_events", ledger_id, 2)]
+    invented = "01a2317d-0000-7000-8000-000000000000"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE events_event SET payload = jsonb_set(payload, '{ledger_ids}', %s::jsonb)
+            WHERE id = (SELECT max(id) FROM events_event WHERE sku = 'CHK-2')
+            """,
+            [f'["{invented}"]'],
+        )
+    assert event_feed_problems("CHK-2") == [("event_without_ledger_row", invented, 1)]

@@ -14,8 +14,13 @@ FUNCTIONS = sorted(p.stem for p in SQL_DIR.glob("events_*.sql"))
 def test_every_function_file_is_loaded_by_the_migration():
     from importlib import import_module
 
-    migration = import_module("events.migrations.0002_triggers")
+    # The newest migration that loads the functions loads every one (frozen copies).
+    migration = import_module("events.migrations.0004_feed_position")
     assert sorted(migration.FUNCTIONS) == FUNCTIONS
+    frozen = SQL_DIR.parent / "migrations" / "sql"
+    for name in FUNCTIONS:
+        newest = sorted(frozen.glob(f"*_{name}.sql"))[-1]
+        assert newest.read_text() == (SQL_DIR / f"{name}.sql").read_text(), newest
 
 
 @pytest.mark.django_db
@@ -44,6 +49,24 @@ def test_triggers_are_statement_level_with_transition_tables():
         "inventory_reservation",
         "purchasing_purchaseorder",
         "purchasing_purchaseorderreceipt",
+        "purchasing_purchaseorderline",
     }
     assert {r[1] for r in rows} == {"STATEMENT"}
     assert all(r[2] or r[3] for r in rows)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("query", ["_FEED_SQL", "_HORIZON_SQL", "_NEWEST_SQL"])
+def test_feed_reads_walk_the_index(query):
+    """The feed's reads follow the (feed_txid, id) index in order: no sort of every
+    retained event per page (the sort is disabled, so a plan that needs one shows it)."""
+    from events import selectors
+
+    sql = getattr(selectors, query).format(filters="")
+    params = {"_FEED_SQL": ["0", 0, 100], "_HORIZON_SQL": ["0", 0], "_NEWEST_SQL": []}[query]
+    with connection.cursor() as cursor:
+        for setting in ("enable_seqscan", "enable_bitmapscan", "enable_sort"):
+            cursor.execute(f"SET LOCAL {setting} = off")
+        cursor.execute("EXPLAIN " + sql, params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "events_feed_position" in plan and "Sort" not in plan, plan

@@ -46,7 +46,7 @@ def feed_order(subscription) -> dict[str, list[str]]:
     lanes: dict[str, list[str]] = {}
     for event in Event.objects.filter(
         id__in=Delivery.objects.filter(subscription=subscription).values("event_id")
-    ).order_by("txid", "id"):
+    ).order_by("feed_txid", "id"):
         lanes.setdefault(event.stream, []).append(f"evt_{event.id}")
     return lanes
 
