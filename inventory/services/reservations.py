@@ -247,7 +247,9 @@ def _release_lapsed(row: Inventory, lines: Sequence[ReservationLine], needed: in
                     TransactionType.RELEASE,
                     reserved_delta=-units,
                     holds=((reservation.expires_at, -units),),
-                    reason=bundle_reason(line.bundle.sku if line.bundle_id else None, EXPIRY_REASON),
+                    reason=bundle_reason(
+                        line.bundle.sku if line.bundle_id else None, EXPIRY_REASON
+                    ),
                 )
             ],
             actor=SYSTEM_SWEEPER,

@@ -38,6 +38,7 @@ from ..models import (
     ReservationStatus,
     TransactionType,
 )
+from .bundle_lines import BUNDLE_REASON_PREFIX, Bundle, bundle_compositions, expand_order
 from .ledger import CommittedChange, CommittedChanges, publish_on_commit
 from .orders import (
     EXPIRY_REASON,
@@ -45,7 +46,6 @@ from .orders import (
     ReservationOutcome,
     ReservationResult,
 )
-from .bundle_lines import BUNDLE_REASON_PREFIX, Bundle, bundle_compositions, expand_order
 from .rows import check_known, stock_rows_create
 
 
