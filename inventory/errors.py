@@ -230,20 +230,3 @@ class ReturnConflict(InventoryError):
     code = "return_conflict"
     http_status = 409
     default_message = "This return id was already recorded with different lines."
-
-
-# --- Bundles (issue #16, reservations) ---------------------------------------
-
-
-class BundleHasNoStock(InvalidInput):
-    """A bundle's stock is its components' (docs/ARCHITECTURE.md, "Bundles"):
-    no inventory row is ever created for a bundle SKU."""
-
-    code = "bundle_has_no_stock"
-    default_message = "A bundle has no stock of its own; its components do."
-
-    def __init__(self, skus: list[str]) -> None:
-        super().__init__(
-            f"Bundle SKU with no stock of its own: {', '.join(sorted(skus))}.",
-            details={"skus": sorted(skus)},
-        )

@@ -322,18 +322,19 @@ def _plan(
     *,
     from_database: bool,
 ) -> list[services.ReserveLine]:
-    """Route a routed order from the read model (else the database). A SKU the
-    snapshot does not know may be a bundle: its composition is read (one query,
-    only then) and its components' supply too."""
+    """Route a routed order from the read model (else the database). The
+    bundles among its SKUs are read first (one indexed query): a bundle is routed
+    in whole units of its components, whose supply is read with the rest, so a
+    component shared by lines counts once (a read model's derived supply of a
+    bundle alone could not tell)."""
     read = supply_for_skus if from_database else supply_from_read_model
+    bundles = bundle_compositions(skus)
+    if bundles:
+        skus = sorted(
+            {sku for sku in skus if sku not in bundles}
+            | {sku for bundle in bundles.values() for sku, _ in bundle.components}
+        )
     snapshot = read(skus)
-    bundles = {}
-    unknown = {line.sku for line in lines} - snapshot.known_skus
-    if unknown:
-        bundles = bundle_compositions(unknown)
-        if bundles:
-            components = {sku for bundle in bundles.values() for sku, _ in bundle.components}
-            snapshot = read(sorted(set(skus) | components))
     return route_lines(lines, ship_to, snapshot, bundles)
 
 

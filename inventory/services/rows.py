@@ -103,9 +103,6 @@ def stock_rows_create(pairs: Iterable[tuple[str, str]]) -> None:
     if not pairs:
         return
     products, warehouses = check_known(pairs)
-    bundles = [sku for sku, product in products.items() if product.is_bundle]
-    if bundles:  # a bundle's stock is its components' (issue #16)
-        raise errors.BundleHasNoStock(bundles)
     ids = sorted({(products[sku].pk, warehouses[code].pk) for sku, code in pairs})
     if connection.vendor == "postgresql":
         create_rows_sql(
