@@ -322,19 +322,31 @@ def _plan(
     *,
     from_database: bool,
 ) -> list[services.ReserveLine]:
-    """Route a routed order from the read model (else the database). The
-    bundles among its SKUs are read first (one indexed query): a bundle is routed
-    in whole units of its components, whose supply is read with the rest, so a
-    component shared by lines counts once (a read model's derived supply of a
-    bundle alone could not tell)."""
+    """Route a routed order from the read model (else the database).
+
+    A bundle is routed in whole units of its components, whose supply is read
+    with the rest, so a component shared by lines counts once. Its composition
+    is read (one indexed query) only for SKUs that may be bundles: from the read
+    model, those it does not know or has no supply of (a bundle has no rows); on
+    the second attempt, from the database, every SKU of the order (a read model
+    that derives a bundle's own supply is routed as is at first)."""
     read = supply_for_skus if from_database else supply_from_read_model
-    bundles = bundle_compositions(skus)
+    snapshot = read(skus)
+    codes = [site.code for site in snapshot.warehouses]
+    suspects = {
+        sku
+        for sku in skus
+        if from_database
+        or sku not in snapshot.known_skus
+        or not any(snapshot.can_supply(sku, code) > 0 for code in codes)
+    }
+    bundles = bundle_compositions(suspects) if suspects else {}
     if bundles:
         skus = sorted(
             {sku for sku in skus if sku not in bundles}
             | {sku for bundle in bundles.values() for sku, _ in bundle.components}
         )
-    snapshot = read(skus)
+        snapshot = read(skus)
     return route_lines(lines, ship_to, snapshot, bundles)
 
 
