@@ -2,13 +2,11 @@
 and in a batch), the answer's component lines naming their bundle, release and
 fulfil by bundle SKU, and a bad bundle request answered with a code."""
 
-import dataclasses
-
 import pytest
 
-from inventory import availability_cache
 from inventory.models import Inventory, Reservation
 
+from ..bundle_invariants import gate_off_unless_it_knows_bundles
 from ..conftest import assert_invariants, receive
 from ..factories import BundleFactory, WarehouseFactory
 from .conftest import error_code
@@ -26,13 +24,7 @@ def _ledger_matches_after_each_test(db):
 
 @pytest.fixture(autouse=True)
 def _gate_knows_bundles_or_is_off(settings):
-    """The sold-out gate's judgement of bundles (from their components' entries)
-    is the availability half of issue #16 (hD1: `StockSnapshot.components`).
-    Without it, the gate takes a cached bundle entry (no rows of its own) for
-    sold out; until then it is off here."""
-    fields = {field.name for field in dataclasses.fields(availability_cache.StockSnapshot)}
-    if "components" not in fields:
-        settings.STOCKROOM_SOLD_OUT_GATE = False
+    gate_off_unless_it_knows_bundles(settings)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ balance invariants checked, plus the bundle-line proportions
 (`bundle_line_violations`, proven by planting a fault below)."""
 
 import pytest
-from django.db import connection
 
 from inventory import errors, routing, services
 from inventory.models import (
@@ -20,6 +19,7 @@ from inventory.models import (
 )
 from inventory.services import OrderLine, OrderRequest, ReserveLine
 
+from ..bundle_invariants import bundle_line_violations, gate_off_unless_it_knows_bundles
 from ..conftest import receive
 from ..factories import BackorderProductFactory, BundleFactory, ProductFactory, WarehouseFactory
 
@@ -28,38 +28,9 @@ pytestmark = pytest.mark.django_db
 BOX = {"MUG": 2, "SAUCER": 1, "SPOON": 3}  # a gift box: per box 2 mugs, 1 saucer, 3 spoons
 
 
-def bundle_line_violations() -> list[tuple]:
-    """(order, bundle, warehouse) groups whose component lines are not whole
-    bundle units: per component, quantity / quantity-per-bundle must be the
-    same whole number for every component of the bundle (also for fulfilled and
-    released). Computed from the lines and BundleComponent, not from the
-    reservation code."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            WITH per AS (
-                SELECT l.reservation_id, l.bundle_id, l.warehouse_id, bc.component_id,
-                       bc.quantity AS per_unit,
-                       coalesce(sum(l.quantity), 0) AS qty,
-                       coalesce(sum(l.quantity_fulfilled), 0) AS ful,
-                       coalesce(sum(l.quantity_released), 0) AS rel
-                FROM (SELECT DISTINCT reservation_id, bundle_id, warehouse_id
-                      FROM inventory_reservationline WHERE bundle_id IS NOT NULL) g
-                JOIN inventory_bundlecomponent bc ON bc.bundle_id = g.bundle_id
-                LEFT JOIN inventory_reservationline l
-                       ON l.reservation_id = g.reservation_id AND l.bundle_id = g.bundle_id
-                      AND l.warehouse_id = g.warehouse_id AND l.product_id = bc.component_id
-                GROUP BY 1, 2, 3, 4, 5
-            )
-            SELECT reservation_id, bundle_id, warehouse_id FROM per
-            GROUP BY 1, 2, 3
-            HAVING bool_or(qty % per_unit <> 0 OR ful % per_unit <> 0 OR rel % per_unit <> 0)
-                OR count(DISTINCT qty / per_unit) > 1
-                OR count(DISTINCT ful / per_unit) > 1
-                OR count(DISTINCT rel / per_unit) > 1
-            """
-        )
-        return cursor.fetchall()
+@pytest.fixture(autouse=True)
+def _gate_knows_bundles_or_is_off(settings):
+    gate_off_unless_it_knows_bundles(settings)
 
 
 @pytest.fixture(autouse=True)
