@@ -138,6 +138,10 @@ def reserve_in_database(requests: Sequence[MergedOrder], *, actor: str) -> list[
         existing: list[str] = []
         changes = changes_from_sql(payload["changes"], TransactionType.RESERVE)
         batch = _CreatedBatch(payload, changes, actor, request_id)
+        # A bundle SKU has no row of its own: it comes back 'missing', and its
+        # order is expanded into its components' lines and tried again. One
+        # composition query for the batch; a plain order never pays for it.
+        bundles.update(_bundles_among_missing(payload["orders"], bundles))
         for request, (status, reservation_id, detail) in zip(
             pending, payload["orders"], strict=True
         ):
@@ -160,15 +164,10 @@ def reserve_in_database(requests: Sequence[MergedOrder], *, actor: str) -> list[
             elif status in ("missing", "deferred"):
                 # 'missing': it needs rows that do not exist; 'deferred': not
                 # tried, because another order of the batch needed rows.
-                pairs = {(sku, code) for sku, code in detail or ()}
-                # A bundle SKU has no row of its own: the order is expanded into
-                # its components' lines and tried again (a plain order never
-                # pays for the bundle lookup).
-                new_bundles = bundle_compositions({sku for sku, _ in pairs} - bundles.keys())
-                bundles.update(new_bundles)
-                pairs = {(sku, code) for sku, code in pairs if sku not in bundles}
+                pairs = {(sku, code) for sku, code in detail or () if sku not in bundles}
                 try:
-                    check_known(pairs)
+                    if pairs:
+                        check_known(pairs)
                 except errors.InventoryError as exc:
                     outcomes[order_id] = ReservationOutcome(order_id, error=exc)
                     continue
@@ -200,6 +199,19 @@ def reserve_in_database(requests: Sequence[MergedOrder], *, actor: str) -> list[
             break
         pending = [expand_order(request, bundles) for request in retry]
     return [outcomes[r.order_id] for r in requests]
+
+
+def _bundles_among_missing(orders: Sequence[list], known: dict[str, Bundle]) -> dict[str, Bundle]:
+    """The bundles among the SKUs the reserve function found no row for (one
+    query, none when nothing was missing)."""
+    skus = {
+        sku
+        for status, _, detail in orders
+        if status == "missing"
+        for sku, _ in detail or ()
+        if sku not in known
+    }
+    return bundle_compositions(skus) if skus else {}
 
 
 def changes_from_sql(rows: Sequence[list], txn_type: str) -> tuple[CommittedChange, ...]:
