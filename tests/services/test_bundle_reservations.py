@@ -6,9 +6,11 @@ on both engines (tests/services/conftest.py) and ends with the ledger and
 balance invariants checked, plus the bundle-line proportions
 (`bundle_line_violations`, proven by planting a fault below)."""
 
+from datetime import timedelta
+
 import pytest
 
-from inventory import errors, routing, services
+from inventory import clock, errors, routing, services
 from inventory.models import (
     Inventory,
     InventoryTransaction,
@@ -363,3 +365,44 @@ def test_the_bundle_line_checker_finds_a_planted_fault(box):
 
     assert len(bundle_line_violations()) == 1
     ReservationLine.objects.filter(product__sku="SPOON").update(quantity=6)
+
+
+def test_a_partial_fulfilment_by_bundle_with_a_key_applies_once(box):
+    stock(MUG=10, SAUCER=10, SPOON=10)
+    reserve("o-1", ("BOX", "BER", 2))
+
+    for _ in range(2):  # a retry after a lost answer
+        services.reservation_fulfill(
+            order_id="o-1", actor="user:packer", lines=[OrderLine("BOX", 1)], idempotency_key="k1"
+        )
+
+    assert [line[4] for line in lines_of("o-1")] == [2, 1, 3]
+    assert InventoryTransaction.objects.filter(type=TransactionType.FULFILL).count() == 3
+    assert row("MUG").on_hand == 8
+
+
+def test_a_lapsed_bundle_hold_released_for_another_order_names_its_bundle(box):
+    stock(MUG=2, SAUCER=1, SPOON=3)
+    services.stock_reserve(
+        order_id="cart",
+        lines=[ReserveLine("BOX", "BER", 1)],
+        actor="client:shop",
+        expires_at=clock.now() + timedelta(seconds=60),
+    )
+    clock.advance(120)
+
+    reserve("o-2", ("MUG", "BER", 2))  # needs the lapsed box's mugs
+
+    released = InventoryTransaction.objects.filter(type=TransactionType.RELEASE)
+    assert [(t.product.sku, t.reserved_delta, t.reason) for t in released] == [
+        ("MUG", -2, "bundle:BOX: reservation hold expired")
+    ]
+    assert lines_of("cart")[0] == ("MUG", "BER", "BOX", 2, 0, 2)
+    # A lapsed hold's units are taken row by row as orders need them; the
+    # sweeper releases the rest (then the box's lines are whole units again).
+    services.reservations_expire()
+    assert lines_of("cart") == [
+        ("MUG", "BER", "BOX", 2, 0, 2),
+        ("SAUCER", "BER", "BOX", 1, 0, 1),
+        ("SPOON", "BER", "BOX", 3, 0, 3),
+    ]
