@@ -50,21 +50,25 @@ def reservation_data(reservation) -> dict:
     return {
         "order_id": reservation.order_id,
         "status": reservation.status,
-        "lines": [
-            {
-                "sku": line.product.sku,
-                "warehouse": line.warehouse.code,
-                "quantity": line.quantity,
-                "quantity_fulfilled": line.quantity_fulfilled,
-                "quantity_released": line.quantity_released,
-                "status": line.status,
-            }
-            for line in reservation.lines.all()
-        ],
+        "lines": [_reservation_line(line) for line in reservation.lines.all()],
         "expires_at": _when(reservation.expires_at),
         "confirmed_at": _when(reservation.confirmed_at),
         "created_at": _DATETIME.to_representation(reservation.created_at),
     }
+
+
+def _reservation_line(line) -> dict:
+    data = {
+        "sku": line.product.sku,
+        "warehouse": line.warehouse.code,
+        "quantity": line.quantity,
+        "quantity_fulfilled": line.quantity_fulfilled,
+        "quantity_released": line.quantity_released,
+        "status": line.status,
+    }
+    if line.bundle_id is not None:  # a bundle's component line (issue #16)
+        data["bundle"] = line.bundle.sku
+    return data
 
 
 def batch_result(outcome: services.ReservationOutcome) -> dict:

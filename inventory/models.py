@@ -10,8 +10,12 @@ import uuid
 
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
 from uuid6 import uuid7
+
+# A plain reservation line's "bundle" in the line's unique constraint (no bundle).
+NO_BUNDLE = uuid.UUID(int=0)
 
 
 class StockPolicy(models.TextChoices):
@@ -459,8 +463,14 @@ class ReservationLine(models.Model):
     class Meta:
         ordering = ["reservation", "id"]
         constraints = [
+            # One line per row and bundle (a plain line's "bundle" the nil UUID):
+            # an order may hold a component for a bundle and the same component
+            # sold alone, or for two bundles, on one row (issue #16, migration 0019).
             models.UniqueConstraint(
-                fields=["reservation", "inventory"], name="reservation_line_unique_row"
+                F("reservation"),
+                F("inventory"),
+                Coalesce(F("bundle"), Value(NO_BUNDLE), output_field=models.UUIDField()),
+                name="reservation_line_unique_row",
             ),
             models.CheckConstraint(condition=Q(quantity__gt=0), name="reservation_line_qty_gt_0"),
             models.CheckConstraint(

@@ -31,7 +31,7 @@ request into a refused one.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import combinations
@@ -48,6 +48,7 @@ from .selectors import (
     supply_for_skus,
     supply_from_read_model,
 )
+from .services.bundle_lines import Bundle, bundle_compositions
 
 _NO_SUPPLY = SupplySnapshot((), {}, frozenset())
 
@@ -86,58 +87,110 @@ def _distance(site: WarehouseSite, ship_to: Coordinates | None) -> float:
     return haversine_km(ship_to, Coordinates(site.latitude, site.longitude))
 
 
+def _components(sku: str, bundles: Mapping[str, Bundle]) -> tuple[tuple[str, int], ...]:
+    """What one unit of `sku` takes from stock: its components, or itself."""
+    bundle = bundles.get(sku)
+    return bundle.components if bundle is not None else ((sku, 1),)
+
+
 def route_lines(
-    lines: Sequence[RequestedLine], ship_to: Coordinates | None, snapshot: SupplySnapshot
+    lines: Sequence[RequestedLine],
+    ship_to: Coordinates | None,
+    snapshot: SupplySnapshot,
+    bundles: Mapping[str, Bundle] | None = None,
 ) -> list[services.ReserveLine]:
     """Give every line a warehouse by the rule above; raise InsufficientStock if impossible.
 
+    A bundle (in `bundles`) is routed in whole units: a warehouse can supply as
+    many as every component's supply there allows, and a bundle line is split
+    across warehouses only by whole units. Its lines keep the bundle SKU
+    (`stock_reserve` expands them). A component wanted by several lines (bundles,
+    the component sold alone) counts against its supply once, summed.
     Pure: reads only `snapshot`. Unknown SKUs are left to `stock_reserve` to report.
     """
-    fixed: dict[tuple[str, str], int] = {}
+    bundles = bundles or {}
+    fixed: dict[tuple[str, str], int] = {}  # units of stock, per component row
     open_demand: dict[str, int] = {}
+    routed = []
     for line in lines:
         if line.warehouse:
-            key = (line.sku, line.warehouse)
-            fixed[key] = fixed.get(key, 0) + line.quantity
+            routed.append(services.ReserveLine(line.sku, line.warehouse, line.quantity))
+            for sku, per_unit in _components(line.sku, bundles):
+                key = (sku, line.warehouse)
+                fixed[key] = fixed.get(key, 0) + line.quantity * per_unit
         else:
             open_demand[line.sku] = open_demand.get(line.sku, 0) + line.quantity
-    routed = [services.ReserveLine(sku, code, qty) for (sku, code), qty in fixed.items()]
     if not open_demand:
         return routed
-    unknown = set(open_demand) - snapshot.known_skus
+    unknown = set(open_demand) - snapshot.known_skus - bundles.keys()
     if unknown:
         raise errors.UnknownSku(list(unknown))
 
     sites = sorted(snapshot.warehouses, key=lambda s: (_distance(s, ship_to), s.code))
     codes = [site.code for site in sites]  # closest first
     distance = {site.code: _distance(site, ship_to) for site in sites}
+    # Units of stock each routed line needs, per component, summed over lines.
+    stock_demand: dict[str, int] = {}
+    for sku, qty in open_demand.items():
+        for component, per_unit in _components(sku, bundles):
+            stock_demand[component] = stock_demand.get(component, 0) + qty * per_unit
     # What each warehouse can still give the routed lines after this order's fixed lines.
     supply = {
         sku: {
             code: max(snapshot.can_supply(sku, code) - fixed.get((sku, code), 0), 0)
             for code in codes
         }
-        for sku in open_demand
+        for sku in stock_demand
     }
-    short = sorted(sku for sku, qty in open_demand.items() if sum(supply[sku].values()) < qty)
+    short = sorted(sku for sku, qty in stock_demand.items() if sum(supply[sku].values()) < qty)
     if short:
         raise errors.InsufficientStock(
             [
                 {
                     "sku": sku,
                     "warehouse": None,
-                    "requested": open_demand[sku],
+                    "requested": stock_demand[sku],
                     "available": sum(supply[sku].values()),
                 }
                 for sku in short
             ],
             message="Not enough stock in the active warehouses.",
         )
-    chosen = _choose_warehouses(open_demand, supply, codes, distance)
+    # A bundle is supplied, per warehouse, in the whole units its components allow.
+    unit_supply = {sku: _unit_supply(sku, supply, codes, bundles) for sku in open_demand}
+    chosen = _choose_warehouses(open_demand, unit_supply, codes, distance)
+    # The chosen warehouses (closest first); if a component shared by lines left
+    # a later line short in them, the others too.
     chosen_by_distance = [code for code in codes if code in chosen]
-    for sku, qty in sorted(open_demand.items()):
-        routed.extend(_assign(sku, qty, chosen_by_distance, supply[sku]))
+    everywhere = chosen_by_distance + [code for code in codes if code not in chosen]
+    # Bundles first (they need whole units), then the plain lines; each takes
+    # its units out of `supply` before the next line is assigned.
+    for sku, qty in sorted(open_demand.items(), key=lambda item: (item[0] not in bundles, item[0])):
+        units = _unit_supply(sku, supply, codes, bundles)
+        parts = _assign(sku, qty, chosen_by_distance, units)
+        if sum(part.quantity for part in parts) < qty:
+            parts = _assign(sku, qty, everywhere, units)
+        if sum(part.quantity for part in parts) < qty:
+            raise errors.InsufficientStock(
+                [{"sku": sku, "warehouse": None, "requested": qty, "available": 0}],
+                message="Not enough stock in the active warehouses.",
+            )
+        for part in parts:
+            for component, per_unit in _components(sku, bundles):
+                supply[component][part.warehouse] -= part.quantity * per_unit
+        routed.extend(parts)
     return routed
+
+
+def _unit_supply(
+    sku: str, supply: dict[str, dict[str, int]], codes: list[str], bundles: Mapping[str, Bundle]
+) -> dict[str, int]:
+    """Per warehouse, the whole units of `sku` (a bundle: of all its components) it can supply."""
+    components = _components(sku, bundles)
+    return {
+        code: min(supply[component][code] // per_unit for component, per_unit in components)
+        for code in codes
+    }
 
 
 def _assign(
@@ -223,21 +276,29 @@ def _same_request(reservation: Reservation, lines: Sequence[RequestedLine]) -> b
 
     Per SKU the same total quantity, and every line that named a warehouse is held
     there. (Routed lines may have landed anywhere, so the warehouse chosen by
-    routing does not make a retry different.)
+    routing does not make a retry different.) A bundle's line counts as its
+    components' units held for that bundle.
     """
-    held: dict[str, int] = {}
-    held_at: dict[tuple[str, str], int] = {}
-    for line in reservation.lines.select_related("product", "warehouse"):
-        held[line.product.sku] = held.get(line.product.sku, 0) + line.quantity
-        key = (line.product.sku, line.warehouse.code)
-        held_at[key] = held_at.get(key, 0) + line.quantity
-    wanted: dict[str, int] = {}
-    wanted_at: dict[tuple[str, str], int] = {}
+    held: dict[tuple[str, str], int] = {}  # (bundle SKU or "", SKU) -> units
+    held_at: dict[tuple[tuple[str, str], str], int] = {}
+    for line in reservation.lines.select_related("product", "warehouse", "bundle"):
+        key = (line.bundle.sku if line.bundle_id else "", line.product.sku)
+        held[key] = held.get(key, 0) + line.quantity
+        held_at[(key, line.warehouse.code)] = (
+            held_at.get((key, line.warehouse.code), 0) + line.quantity
+        )
+    held_bundles = {bundle for bundle, _ in held if bundle}
+    bundles = bundle_compositions(held_bundles) if held_bundles else {}
+    wanted: dict[tuple[str, str], int] = {}
+    wanted_at: dict[tuple[tuple[str, str], str], int] = {}
     for line in lines:
-        wanted[line.sku] = wanted.get(line.sku, 0) + line.quantity
-        if line.warehouse:
-            key = (line.sku, line.warehouse)
-            wanted_at[key] = wanted_at.get(key, 0) + line.quantity
+        bundle = line.sku if line.sku in bundles else ""
+        for sku, per_unit in _components(line.sku, bundles):
+            key = (bundle, sku)
+            wanted[key] = wanted.get(key, 0) + line.quantity * per_unit
+            if line.warehouse:
+                at = (key, line.warehouse)
+                wanted_at[at] = wanted_at.get(at, 0) + line.quantity * per_unit
     return wanted == held and all(held_at.get(k, 0) >= q for k, q in wanted_at.items())
 
 
@@ -254,7 +315,42 @@ def _existing(
     return services.ReservationResult(reservation, created=False)
 
 
-def reserve_order(  # noqa: C901 -- the routing retry loop; its steps are documented in docs/API.md (Routing)
+def _plan(
+    lines: Sequence[RequestedLine],
+    ship_to: Coordinates | None,
+    skus: list[str],
+    *,
+    from_database: bool,
+) -> list[services.ReserveLine]:
+    """Route a routed order from the read model (else the database).
+
+    A bundle is routed in whole units of its components, whose supply is read
+    with the rest, so a component shared by lines counts once. Its composition
+    is read (one indexed query) only for SKUs that may be bundles: from the read
+    model, those it does not know or has no supply of (a bundle has no rows); on
+    the second attempt, from the database, every SKU of the order (a read model
+    that derives a bundle's own supply is routed as is at first)."""
+    read = supply_for_skus if from_database else supply_from_read_model
+    snapshot = read(skus)
+    codes = [site.code for site in snapshot.warehouses]
+    suspects = {
+        sku
+        for sku in skus
+        if from_database
+        or sku not in snapshot.known_skus
+        or not any(snapshot.can_supply(sku, code) > 0 for code in codes)
+    }
+    bundles = bundle_compositions(suspects) if suspects else {}
+    if bundles:
+        skus = sorted(
+            {sku for sku in skus if sku not in bundles}
+            | {sku for bundle in bundles.values() for sku, _ in bundle.components}
+        )
+        snapshot = read(skus)
+    return route_lines(lines, ship_to, snapshot, bundles)
+
+
+def reserve_order(
     *,
     order_id: str,
     lines: Sequence[RequestedLine],
@@ -298,10 +394,8 @@ def reserve_order(  # noqa: C901 -- the routing retry loop; its steps are docume
             # the read model may still count lapsed holds, or lag a change.
             if not routed_order:
                 routed = route_lines(lines, ship_to, _NO_SUPPLY)  # every line names its warehouse
-            elif attempt == 0:
-                routed = route_lines(lines, ship_to, supply_from_read_model(skus))
             else:
-                routed = route_lines(lines, ship_to, supply_for_skus(skus))
+                routed = _plan(lines, ship_to, skus, from_database=attempt == 1)
             return services.stock_reserve(
                 order_id=order_id,
                 lines=routed,

@@ -756,7 +756,9 @@ def reservation_get(*, order_id: str, placed_by: str | None = None):
     found = Reservation.objects.filter(order_id=order_id)
     if placed_by is not None:
         found = found.filter(created_by=placed_by)
-    reservation = found.prefetch_related("lines__product", "lines__warehouse").first()
+    reservation = found.prefetch_related(
+        "lines__product", "lines__warehouse", "lines__bundle"
+    ).first()
     if reservation is None:
         raise errors.ReservationNotFound(details={"order_id": order_id})
     return reservation

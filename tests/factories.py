@@ -61,3 +61,19 @@ class StaffUserFactory(factory.django.DjangoModelFactory):
 
         if create and names:
             self.groups.add(*Group.objects.filter(name__in=names))
+
+
+# --- Bundles (issue #16; hD2's reservation tests) ----------------------------
+
+
+def BundleFactory(sku: str, components: dict[str, int], **fields):
+    """A bundle product with `components` ({component SKU: quantity per bundle});
+    component products are created if missing (normal stock policy)."""
+    from inventory.models import BundleComponent
+
+    bundle = ProductFactory(sku=sku, is_bundle=True, **fields)
+    for component_sku, quantity in components.items():
+        BundleComponent.objects.create(
+            bundle=bundle, component=ProductFactory(sku=component_sku), quantity=quantity
+        )
+    return bundle

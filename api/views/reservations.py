@@ -46,6 +46,18 @@ class ReservationLineOutput(serializers.Serializer):
     quantity_fulfilled = serializers.IntegerField()
     quantity_released = serializers.IntegerField()
     status = serializers.CharField()
+    bundle = serializers.CharField(
+        source="bundle.sku",
+        required=False,
+        help_text="Only on a component's line reserved for an order line of a bundle: the "
+        "bundle's SKU (release and fulfil such lines by the bundle SKU, in bundle units).",
+    )
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if data.get("bundle") is None:
+            data.pop("bundle", None)  # a plain line has no `bundle` key
+        return data
 
 
 class ReservationOutput(serializers.Serializer):

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('inventory', '0018_bundle_guards'),
+        ('inventory', '0019_bundle_reservations'),
         ('warehouses', '0002_cycle_count_schedule'),
     ]
 

@@ -114,6 +114,9 @@ class Change:
     # State deltas (issue #15): units into (+) or out of (-) damaged / quality control.
     damaged_delta: int = 0
     quality_control_delta: int = 0
+    # The ledger row's reason when it differs from the operation's (a bundle's
+    # component line names its bundle: `bundle_lines.bundle_reason`).
+    reason: str | None = None
 
     @property
     def changes_something(self) -> bool:
@@ -170,7 +173,7 @@ def apply_changes(
                 reserved_after=row.reserved,
                 reference_type=reference.type if reference else "",
                 reference_id=str(reference.id) if reference else "",
-                reason=reason,
+                reason=change.reason if change.reason is not None else reason,
                 created_by=actor,
                 created_at=now,
                 request_id=current_request_id(),

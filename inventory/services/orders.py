@@ -44,12 +44,26 @@ class OrderRequest:
 
 @dataclass(frozen=True)
 class MergedOrder:
-    """An order checked and ready to reserve: its lines merged per (sku, warehouse)."""
+    """An order checked and ready to reserve: its lines merged per (sku, warehouse).
+
+    Once its bundle lines are expanded (`bundle_lines.expand_order`), `merged` is
+    the total per inventory row (what is checked against stock) and `parts` the
+    lines to write: (sku, warehouse, bundle SKU or None, quantity), several per
+    row when bundles share a component or one is also sold alone. `fingerprint`
+    stays the one of the order as requested."""
 
     order_id: str
     merged: dict[tuple[str, str], int]
     fingerprint: str
     expires_at: datetime | None
+    parts: tuple[tuple[str, str, str | None, int], ...] | None = None
+    bundle_ids: dict[str, object] = field(default_factory=dict)
+
+    def lines(self) -> tuple[tuple[str, str, str | None, int], ...]:
+        """The lines to write, sorted: (sku, warehouse, bundle SKU or None, quantity)."""
+        if self.parts is not None:
+            return self.parts
+        return tuple((sku, code, None, qty) for (sku, code), qty in sorted(self.merged.items()))
 
 
 @dataclass

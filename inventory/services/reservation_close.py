@@ -32,6 +32,7 @@ from ..models import (
     TransactionType,
 )
 from . import reserve_sql
+from .bundle_lines import Bundle, bundle_compositions, bundle_reason
 from .idempotency import fit_key, run_idempotent
 from .ledger import Change, OperationResult, Reference, apply_changes
 from .orders import (
@@ -110,7 +111,9 @@ def close_order_lines(
         sweeping = closing_status == ReservationStatus.EXPIRED
         if not sweeping and hold_lapsed(reservation, now):
             raise _HoldLapsed()
-        res_lines = list(reservation.lines.select_related("product", "warehouse").order_by("id"))
+        res_lines = list(
+            reservation.lines.select_related("product", "warehouse", "bundle").order_by("id")
+        )
         if not sweeping and not any(line.quantity_open > 0 for line in res_lines):
             raise errors.OrderClosed(order_id, reservation.status)
         take = _plan_take(res_lines, requested, order_id=order_id, txn_type=txn_type)
@@ -155,6 +158,8 @@ def _plan_take(
     (locked) order. Everything open when no lines are `requested`; else each
     requested line from its SKU's lines (in its warehouse, if given), in line
     order, a fulfilment shipping first from lines whose stock has arrived.
+    A requested bundle SKU takes whole bundle units from the component lines
+    reserved for it (`_plan_bundle_take`); a plain SKU only its lines sold alone.
     More than the order holds raises ExceedsReservation."""
     take: dict[uuid.UUID, int] = {}
     if requested is None:
@@ -162,6 +167,7 @@ def _plan_take(
             if line.quantity_open > 0:
                 take[line.pk] = line.quantity_open
         return take
+    held_bundles = {line.bundle.sku for line in res_lines if line.bundle_id is not None}
     stocked: dict[tuple[str, str], Inventory] = {}
     if txn_type == TransactionType.FULFILL:
         # Ship from lines whose stock has arrived first: a backordered line
@@ -172,15 +178,29 @@ def _plan_take(
             {
                 (line.product.sku, line.warehouse.code)
                 for line in res_lines
-                if line.product.sku in wanted and line.quantity_open > 0
+                if _line_sku(line) in wanted and line.quantity_open > 0
             }
         )
+    bundles = bundle_compositions({want.sku for want in requested} & held_bundles)
     short = []
     for want in requested:
+        if want.sku in held_bundles:
+            remaining = _plan_bundle_take(want, bundles.get(want.sku), res_lines, take, stocked)
+            if remaining > 0:
+                short.append(
+                    {
+                        "sku": want.sku,
+                        "warehouse": want.warehouse,
+                        "requested": want.quantity,
+                        "held": want.quantity - remaining,
+                    }
+                )
+            continue
         candidates = [
             line
             for line in res_lines
             if line.product.sku == want.sku
+            and line.bundle_id is None
             and (want.warehouse is None or line.warehouse.code == want.warehouse)
         ]
         if stocked:  # stable: line order among equals; closed lines have no row here
@@ -208,6 +228,65 @@ def _plan_take(
     return take
 
 
+def _line_sku(line: ReservationLine) -> str:
+    """The SKU a line is closed by: its bundle's for a bundle's component line."""
+    return line.bundle.sku if line.bundle_id is not None else line.product.sku
+
+
+def _plan_bundle_take(
+    want: OrderLine,
+    bundle: Bundle | None,
+    res_lines: Sequence[ReservationLine],
+    take: dict[uuid.UUID, int],
+    stocked: dict[tuple[str, str], Inventory],
+) -> int:
+    """Plan taking `want.quantity` whole units of a bundle from the component lines
+    reserved for it: per warehouse (the one given, else those whose component
+    rows all have stock on hand first, then by code) as many whole units as every
+    component's open lines there hold, each component n x its quantity per unit,
+    in line order. Adds to `take`; returns the units it could not find."""
+    remaining = want.quantity
+    if bundle is None:
+        return remaining
+    lines_at: dict[str, dict[str, list[ReservationLine]]] = {}
+    for line in res_lines:
+        if line.bundle_id is not None and line.bundle.sku == want.sku:
+            by_sku = lines_at.setdefault(line.warehouse.code, {})
+            by_sku.setdefault(line.product.sku, []).append(line)
+    codes = sorted(
+        (code for code in lines_at if want.warehouse is None or code == want.warehouse),
+        key=lambda code: (
+            bool(stocked)
+            and any(
+                _nothing_on_hand(stocked, line)
+                for lines in lines_at[code].values()
+                for line in lines
+            ),
+            code,
+        ),
+    )
+    for code in codes:
+        if remaining <= 0:
+            break
+        open_units = min(
+            sum(line.quantity_open - take.get(line.pk, 0) for line in lines_at[code].get(sku, ()))
+            // per_unit
+            for sku, per_unit in bundle.components
+        )
+        units = min(open_units, remaining)
+        if units <= 0:
+            continue
+        remaining -= units
+        for sku, per_unit in bundle.components:
+            need = units * per_unit
+            for line in lines_at[code][sku]:
+                step = min(line.quantity_open - take.get(line.pk, 0), need)
+                if step > 0:
+                    take[line.pk] = take.get(line.pk, 0) + step
+                    need -= step
+    return remaining
+
+
 def _apply_take(
     reservation: Reservation,
     res_lines: Sequence[ReservationLine],
@@ -228,21 +307,19 @@ def _apply_take(
     rows = lock_inventory_rows(pairs)
     changes = []
     if txn_type == TransactionType.FULFILL:
-        short = []
+        # Per row, the total its lines ship (several lines share a row when
+        # bundles share a component or one is also sold alone).
+        per_row: dict[tuple[str, str], int] = {}
         for pk, qty in take.items():
-            line = by_pk[pk]
-            row = rows[(line.product.sku, line.warehouse.code)]
+            pair = (by_pk[pk].product.sku, by_pk[pk].warehouse.code)
+            per_row[pair] = per_row.get(pair, 0) + qty
+        short = []
+        for (sku, code), qty in sorted(per_row.items()):
+            row = rows[(sku, code)]
             # Only good units ship: damaged and quality-control units stay (issue #15).
             good = row.on_hand - row.damaged - row.quality_control
             if qty > good:
-                short.append(
-                    {
-                        "sku": line.product.sku,
-                        "warehouse": line.warehouse.code,
-                        "requested": qty,
-                        "on_hand": good,
-                    }
-                )
+                short.append({"sku": sku, "warehouse": code, "requested": qty, "on_hand": good})
         if short:
             raise errors.InsufficientOnHand(short)
     for pk, qty in sorted(
@@ -251,11 +328,14 @@ def _apply_take(
     ):
         line = by_pk[pk]
         row = rows[(line.product.sku, line.warehouse.code)]
+        line_reason = bundle_reason(line.bundle.sku, reason) if line.bundle_id else None
         if txn_type == TransactionType.FULFILL:
-            changes.append(Change(row, txn_type, on_hand_delta=-qty, reserved_delta=-qty))
+            changes.append(
+                Change(row, txn_type, on_hand_delta=-qty, reserved_delta=-qty, reason=line_reason)
+            )
             line.quantity_fulfilled += qty
         else:
-            changes.append(Change(row, txn_type, reserved_delta=-qty))
+            changes.append(Change(row, txn_type, reserved_delta=-qty, reason=line_reason))
             line.quantity_released += qty
         if line.quantity_open == 0:
             line.status = ReservationStatus.FULFILLED if line.quantity_fulfilled else closing_status

@@ -28,6 +28,7 @@ from ..models import (
     TransactionType,
 )
 from . import reserve_sql
+from .bundle_lines import bundle_compositions, bundle_reason, expand_order
 from .ledger import Change, Reference, apply_changes
 from .orders import (
     EXPIRY_REASON,
@@ -120,6 +121,13 @@ def stock_reserve(
     if existing is not None:
         return ReservationResult(existing, created=False)
     now = clock.now()
+    # Bundle lines become their components' lines; `merged` is then the total
+    # per row (what is checked), `order.lines()` what is written.
+    order = expand_order(
+        MergedOrder(order_id, merged, fingerprint, expires_at),
+        bundle_compositions(sku for sku, _ in merged),
+    )
+    merged = order.merged
 
     def body() -> ReservationResult:
         reservation = Reservation.objects.create(
@@ -158,16 +166,19 @@ def stock_reserve(
             raise errors.InsufficientStock(short)
         for pair, lines_lapsed in sorted(lapsed.items(), key=lambda item: rows[item[0]].pk):
             _release_lapsed(rows[pair], lines_lapsed, merged[pair] - _available(rows[pair]))
-        ordered = sorted(merged.items(), key=lambda item: rows[item[0]].pk)
+        # One line and one ledger row per part (a row shared by bundles, or by a
+        # bundle and the component sold alone, has several), rows in pk order.
+        ordered = sorted(order.lines(), key=lambda part: rows[part[:2]].pk)
         ledger = apply_changes(
             [
                 Change(
-                    rows[pair],
+                    rows[(sku, code)],
                     TransactionType.RESERVE,
                     reserved_delta=qty,
                     holds=((expires_at, qty),) if expires_at is not None else (),
+                    reason=bundle_reason(bundle),
                 )
-                for pair, qty in ordered
+                for sku, code, bundle, qty in ordered
             ],
             actor=actor,
             reference=Reference(ReferenceType.ORDER, order_id),
@@ -177,12 +188,13 @@ def stock_reserve(
             [
                 ReservationLine(
                     reservation=reservation,
-                    inventory=rows[pair],
-                    product=rows[pair].product,
-                    warehouse=rows[pair].warehouse,
+                    inventory=rows[(sku, code)],
+                    product=rows[(sku, code)].product,
+                    warehouse=rows[(sku, code)].warehouse,
                     quantity=qty,
+                    bundle_id=order.bundle_ids.get(bundle) if bundle else None,
                 )
-                for pair, qty in ordered
+                for sku, code, bundle, qty in ordered
             ]
         )
         reservation._prefetched_objects_cache = {"lines": new_lines}
@@ -205,7 +217,7 @@ def _lapsed_lines(row: Inventory, now: datetime) -> list[ReservationLine]:
     locks after the row's cannot cycle with a closer's order (reservation, then
     rows; inventory/locks.py)."""
     return list(
-        ReservationLine.objects.select_related("reservation")
+        ReservationLine.objects.select_related("reservation", "bundle")
         .select_for_update(no_key=True, of=("reservation",), skip_locked=True)
         .filter(
             inventory_id=row.pk,
@@ -235,6 +247,9 @@ def _release_lapsed(row: Inventory, lines: Sequence[ReservationLine], needed: in
                     TransactionType.RELEASE,
                     reserved_delta=-units,
                     holds=((reservation.expires_at, -units),),
+                    reason=bundle_reason(
+                        line.bundle.sku if line.bundle_id else None, EXPIRY_REASON
+                    ),
                 )
             ],
             actor=SYSTEM_SWEEPER,

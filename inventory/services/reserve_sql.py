@@ -38,6 +38,7 @@ from ..models import (
     ReservationStatus,
     TransactionType,
 )
+from .bundle_lines import BUNDLE_REASON_PREFIX, Bundle, bundle_compositions, expand_order
 from .ledger import CommittedChange, CommittedChanges, publish_on_commit
 from .orders import (
     EXPIRY_REASON,
@@ -65,16 +66,18 @@ def call_stock_function(sql: str, params: Sequence[Any]) -> dict:
 
 
 def _call_reserve_function(requests: Sequence[MergedOrder], actor: str, request_id: str) -> dict:
-    skus, codes, qtys, counts = [], [], [], []
+    skus, codes, qtys, counts, bundles = [], [], [], [], []
     for request in requests:
-        items = sorted(request.merged.items())
+        items = request.lines()
         counts.append(len(items))
-        for (sku, code), qty in items:
+        for sku, code, bundle, qty in items:
             skus.append(sku)
             codes.append(code)
             qtys.append(qty)
+            bundles.append(bundle)
     return call_stock_function(
-        "SELECT stockroom_reserve_orders(%s, %s, %s::timestamptz[], %s, %s, %s, %s, %s, %s, %s)",
+        "SELECT stockroom_reserve_orders("
+        "%s, %s, %s::timestamptz[], %s, %s, %s, %s, %s, %s, %s, %s::text[])",
         [
             [r.order_id for r in requests],
             [r.fingerprint for r in requests],
@@ -86,6 +89,7 @@ def _call_reserve_function(requests: Sequence[MergedOrder], actor: str, request_
             actor,
             request_id,
             clock.now(),  # holds expired by this instant count nowhere (migration 0012)
+            bundles,  # the bundle each line was expanded from, or None (migration 0019)
         ],
     )
 
@@ -124,7 +128,9 @@ def reserve_in_database(requests: Sequence[MergedOrder], *, actor: str) -> list[
     outcomes: dict[str, ReservationOutcome] = {}
     pending = list(requests)
     request_id = current_request_id()
-    for attempt in range(2):
+    bundles: dict[str, Bundle] = {}
+    # At most: expand bundles, create missing component rows, reserve.
+    for attempt in range(3):
         payload = _call_reserve_function(pending, actor, request_id)
         retry = []
         missing: set[tuple[str, str]] = set()
@@ -132,6 +138,10 @@ def reserve_in_database(requests: Sequence[MergedOrder], *, actor: str) -> list[
         existing: list[str] = []
         changes = changes_from_sql(payload["changes"], TransactionType.RESERVE)
         batch = _CreatedBatch(payload, changes, actor, request_id)
+        # A bundle SKU has no row of its own: it comes back 'missing', and its
+        # order is expanded into its components' lines and tried again. One
+        # composition query for the batch; a plain order never pays for it.
+        bundles.update(_bundles_among_missing(payload["orders"], bundles))
         for request, (status, reservation_id, detail) in zip(
             pending, payload["orders"], strict=True
         ):
@@ -154,13 +164,14 @@ def reserve_in_database(requests: Sequence[MergedOrder], *, actor: str) -> list[
             elif status in ("missing", "deferred"):
                 # 'missing': it needs rows that do not exist; 'deferred': not
                 # tried, because another order of the batch needed rows.
-                pairs = {(sku, code) for sku, code in detail or ()}
+                pairs = {(sku, code) for sku, code in detail or () if sku not in bundles}
                 try:
-                    check_known(pairs)
+                    if pairs:
+                        check_known(pairs)
                 except errors.InventoryError as exc:
                     outcomes[order_id] = ReservationOutcome(order_id, error=exc)
                     continue
-                if attempt == 0:
+                if attempt < 2:
                     missing |= pairs
                     retry.append(request)
                 else:  # pragma: no cover - rows exist after stock_rows_create
@@ -186,8 +197,21 @@ def reserve_in_database(requests: Sequence[MergedOrder], *, actor: str) -> list[
             publish_on_commit(CommittedChanges(changes, created_ids))
         if not retry:
             break
-        pending = retry
+        pending = [expand_order(request, bundles) for request in retry]
     return [outcomes[r.order_id] for r in requests]
+
+
+def _bundles_among_missing(orders: Sequence[list], known: dict[str, Bundle]) -> dict[str, Bundle]:
+    """The bundles among the SKUs the reserve function found no row for (one
+    query, none when nothing was missing)."""
+    skus = {
+        sku
+        for status, _, detail in orders
+        if status == "missing"
+        for sku, _ in detail or ()
+        if sku not in known
+    }
+    return bundle_compositions(skus) if skus else {}
 
 
 def changes_from_sql(rows: Sequence[list], txn_type: str) -> tuple[CommittedChange, ...]:
@@ -262,6 +286,7 @@ class _CreatedBatch:
                     reserved_after=entry[5],
                     reference_type=ReferenceType.ORDER,
                     reference_id=entry[6],
+                    reason=entry[7],
                     created_at=at,
                     created_by=self.actor,
                     request_id=self.request_id,
@@ -281,7 +306,7 @@ class _CreatedBatch:
                 updated_at=at,
             )
         )
-        _attach_new_lines(reservation, transactions, self._names)
+        _attach_new_lines(reservation, transactions, self._names, request.bundle_ids)
         return ReservationResult(reservation, created=True, transactions=transactions)
 
 
@@ -289,18 +314,30 @@ def _attach_new_lines(
     reservation: Reservation,
     transactions: Sequence[InventoryTransaction],
     names: dict[tuple[uuid.UUID, uuid.UUID], tuple[str, str]],
+    bundle_ids: dict[str, object],
 ) -> None:
-    """Give a just-created reservation its lines (from its RESERVE ledger rows), as
-    if prefetched: `reservation.lines.all()` then needs no query."""
+    """Give a just-created reservation its lines (from its RESERVE ledger rows, one
+    per line; a bundle's component line names its bundle in the reason), as if
+    prefetched: `reservation.lines.all()` then needs no query."""
     lines = []
     for txn in transactions:
         sku, code = names[(txn.product_id, txn.warehouse_id)]
+        bundle_sku = (
+            txn.reason[len(BUNDLE_REASON_PREFIX) :]
+            if txn.reason.startswith(BUNDLE_REASON_PREFIX)
+            else None
+        )
         line = _saved(
             ReservationLine(
                 reservation=reservation,
                 product=Product(id=txn.product_id, sku=sku),
                 warehouse=Warehouse(id=txn.warehouse_id, code=code),
                 quantity=txn.reserved_delta,
+                bundle=(
+                    Product(id=bundle_ids[bundle_sku], sku=bundle_sku, is_bundle=True)
+                    if bundle_sku
+                    else None
+                ),
             )
         )
         lines.append(line)
@@ -386,6 +423,8 @@ def close_in_database(
         fulfilled,
         released,
         line_status,
+        bundle_id,
+        bundle_sku,
     ) in payload["lines"]:
         line = _saved(
             ReservationLine(
@@ -397,6 +436,11 @@ def close_in_database(
                 quantity_fulfilled=fulfilled,
                 quantity_released=released,
                 status=line_status,
+                bundle=(
+                    Product(id=uuid.UUID(bundle_id), sku=bundle_sku, is_bundle=True)
+                    if bundle_id
+                    else None
+                ),
             )
         )
         lines.append(line)
@@ -410,6 +454,7 @@ def close_in_database(
         reserved_delta,
         on_hand,
         reserved,
+        row_reason,
     ) in payload["ledger"]:
         txn = _saved(
             InventoryTransaction(
@@ -423,7 +468,7 @@ def close_in_database(
                 reserved_after=reserved,
                 reference_type=ReferenceType.ORDER,
                 reference_id=order_id,
-                reason=reason,
+                reason=row_reason,
                 created_at=at,
                 created_by=actor,
                 request_id=request_id,

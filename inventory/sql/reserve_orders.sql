@@ -8,6 +8,18 @@
 -- The live definition: tests/database/test_sql_functions.py compares it with the
 -- migrated database. To change it, edit this file and add a migration that loads
 -- a frozen copy of it (inventory/migrations/sql/<number>_reserve_orders.sql).
+--
+-- Bundles (issue #16, migration 0019): the caller expands a bundle's order line
+-- into its components' lines (inventory/services/bundle_lines.py) and names the
+-- bundle in p_bundles (NULL for a plain line). An order may then have several
+-- lines on one row (bundles sharing a component, a component also sold alone):
+-- each row is checked once per order against the order's total on it, and each
+-- line gets its own reservation line (with its bundle) and ledger row (reason
+-- 'bundle:<SKU>').
+
+DROP FUNCTION IF EXISTS stockroom_reserve_orders(
+    text[], text[], timestamp with time zone[], integer[], text[], text[], bigint[],
+    text, text, timestamp with time zone);
 
 CREATE OR REPLACE FUNCTION stockroom_reserve_orders(
     p_order_ids text[],
@@ -19,7 +31,8 @@ CREATE OR REPLACE FUNCTION stockroom_reserve_orders(
     p_qtys bigint[],
     p_actor text,
     p_request_id text,
-    p_now timestamp with time zone
+    p_now timestamp with time zone,
+    p_bundles text[]
 )
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -39,19 +52,22 @@ DECLARE
     row_on_hand bigint[]; row_reserved bigint[]; row_allow bigint[];
     row_active boolean[]; row_sku text[]; row_code text[];
     row_delta bigint[];
+    -- this order's total per row (checked once per row, then zeroed)
+    row_need bigint[]; need bigint;
     row_touched boolean[];
     -- holds past their expiry on a row, loaded when one of its lines comes up
     -- short: flattened, per row a cursor (next to release) and an end
     row_lp_loaded boolean[]; row_lp_next int[]; row_lp_end int[];
     row_lp_free bigint[];
     lp_line uuid[] := '{}'; lp_res uuid[] := '{}'; lp_order text[] := '{}';
+    lp_bundle text[] := '{}';
     lp_exp timestamptz[] := '{}'; lp_qty bigint[] := '{}'; n_lp int := 0; m int;
     lp record; n_rows int; n_rel int := 0;
     -- accepted lines: ledger rows and reservation lines
     l_row int[] := '{}'; l_qty bigint[] := '{}';
     l_res_after bigint[] := '{}'; l_order int[] := '{}';
     l_type text[] := '{}'; l_ref text[] := '{}'; l_line uuid[] := '{}';
-    l_res uuid[] := '{}'; l_exp timestamptz[] := '{}';
+    l_res uuid[] := '{}'; l_exp timestamptz[] := '{}'; l_bundle text[] := '{}';
     rel_lines uuid[]; rel_res uuid[]; v_released jsonb := '[]';
     n_acc int := 0;
     failed uuid[] := '{}'; n_failed int := 0;
@@ -170,36 +186,56 @@ BEGIN
     row_lp_next := array_fill(0, ARRAY[n_rows]);
     row_lp_end := array_fill(0, ARRAY[n_rows]);
     row_lp_free := array_fill(0::bigint, ARRAY[n_rows]);
+    row_need := array_fill(0::bigint, ARRAY[n_rows]);
 
     -- 3. Allocate each new order, all lines or none, in the order given.
     FOR i IN 1 .. n_orders LOOP
         last_line := first_line + p_line_counts[i] - 1;
         IF o_status[i] = 'pending' THEN
             v_short := NULL; v_missing := NULL; v_inactive := NULL;
+            -- The order's total per row: what its lines on a row need together.
             FOR j IN first_line .. last_line LOOP
                 k := line_row[j];
+                IF k > 0 THEN
+                    row_need[k] := row_need[k] + p_qtys[j];
+                END IF;
+            END LOOP;
+            FOR j IN first_line .. last_line LOOP
+                k := line_row[j];
+                need := 0;
+                IF k > 0 THEN
+                    -- Checked at the row's first line, with the total; zeroed, so
+                    -- its other lines skip the check.
+                    need := row_need[k];
+                    row_need[k] := 0;
+                END IF;
                 IF k = 0 THEN
                     v_missing := coalesce(v_missing, '[]')
                         || jsonb_build_array(jsonb_build_array(p_skus[j], p_codes[j]));
+                ELSIF need = 0 THEN
+                    NULL;  -- another line of this order on the row was checked with it
                 ELSIF NOT row_active[k] THEN
                     v_inactive := coalesce(v_inactive, '[]') || to_jsonb(p_codes[j]);
                 ELSE
                     avail := row_on_hand[k] - row_reserved[k] - row_delta[k] + row_allow[k];
-                    IF p_qtys[j] > avail AND NOT row_lp_loaded[k] THEN
+                    IF need > avail AND NOT row_lp_loaded[k] THEN
                         -- Holds past their expiry on this row count nowhere. Lock
                         -- their orders, SKIP LOCKED (never waits: an order being
                         -- closed right now is left to its closer).
                         row_lp_loaded[k] := true;
                         row_lp_next[k] := n_lp + 1;
                         FOR lp IN
-                            SELECT x.line_id, x.res_id, x.order_id, x.expires_at, x.open
+                            SELECT x.line_id, x.res_id, x.order_id, x.expires_at, x.open,
+                                   x.bundle_sku
                             FROM (
                                 SELECT rl.id AS line_id, lr.id AS res_id, lr.order_id,
                                        lr.expires_at,
                                        rl.quantity - rl.quantity_fulfilled
-                                           - rl.quantity_released AS open
+                                           - rl.quantity_released AS open,
+                                       bp.sku::text AS bundle_sku
                                 FROM inventory_reservationline rl
                                 JOIN inventory_reservation lr ON lr.id = rl.reservation_id
+                                LEFT JOIN inventory_product bp ON bp.id = rl.bundle_id
                                 WHERE rl.inventory_id = row_ids[k] AND rl.status = 'active'
                                   AND lr.status = 'active' AND lr.expires_at <= p_now
                                 ORDER BY lr.expires_at, rl.id
@@ -213,14 +249,15 @@ BEGIN
                             lp_order[n_lp] := lp.order_id;
                             lp_exp[n_lp] := lp.expires_at;
                             lp_qty[n_lp] := lp.open;
+                            lp_bundle[n_lp] := lp.bundle_sku;
                             row_lp_free[k] := row_lp_free[k] + lp.open;
                         END LOOP;
                         row_lp_end[k] := n_lp;
                     END IF;
-                    IF p_qtys[j] > avail + row_lp_free[k] THEN
+                    IF need > avail + row_lp_free[k] THEN
                         v_short := coalesce(v_short, '[]') || jsonb_build_object(
                             'sku', p_skus[j], 'warehouse', p_codes[j],
-                            'requested', p_qtys[j],
+                            'requested', need,
                             'available', greatest(avail + row_lp_free[k], 0));
                     END IF;
                 END IF;
@@ -256,6 +293,7 @@ BEGIN
                         l_line[n_acc] := lp_line[m];
                         l_res[n_acc] := lp_res[m];
                         l_exp[n_acc] := lp_exp[m];
+                        l_bundle[n_acc] := lp_bundle[m];
                         n_rel := n_rel + 1;
                     END LOOP;
                     row_touched[k] := true;
@@ -272,6 +310,7 @@ BEGIN
                     l_line[n_acc] := NULL;
                     l_res[n_acc] := NULL;
                     l_exp[n_acc] := NULL;
+                    l_bundle[n_acc] := p_bundles[j];
                 END LOOP;
             END IF;
             IF o_status[i] <> 'created' THEN
@@ -310,26 +349,33 @@ BEGIN
             SELECT stockroom_uuid7_at(id_prefix, id_base, n_orders + l.n),
                    row_product[l.k], row_warehouse[l.k], l.t, 0, l.qty,
                    row_on_hand[l.k], l.res_after, 'order', l.ref,
-                   CASE WHEN l.t = 'RELEASE' THEN 'reservation hold expired' ELSE '' END,
+                   -- as inventory/services/bundle_lines.py's bundle_reason
+                   CASE WHEN l.b IS NULL
+                        THEN CASE WHEN l.t = 'RELEASE' THEN 'reservation hold expired' ELSE '' END
+                        WHEN l.t = 'RELEASE' THEN 'bundle:' || l.b || ': reservation hold expired'
+                        ELSE 'bundle:' || l.b END,
                    now_ts, CASE WHEN l.t = 'RELEASE' THEN 'system:reservation-sweeper' ELSE p_actor END,
                    p_request_id
-            FROM unnest(l_row, l_qty, l_res_after, l_type, l_ref) WITH ORDINALITY
-                 AS l(k, qty, res_after, t, ref, n)
+            FROM unnest(l_row, l_qty, l_res_after, l_type, l_ref, l_bundle) WITH ORDINALITY
+                 AS l(k, qty, res_after, t, ref, b, n)
             RETURNING id, product_id, warehouse_id, reserved_delta, on_hand_after,
-                      reserved_after, reference_id, type
+                      reserved_after, reference_id, type, reason
         )
         SELECT coalesce(jsonb_agg(jsonb_build_array(
                    id, product_id, warehouse_id, reserved_delta, on_hand_after,
-                   reserved_after, reference_id)) FILTER (WHERE type = 'RESERVE'), '[]')
+                   reserved_after, reference_id, reason))
+                   FILTER (WHERE type = 'RESERVE'), '[]')
         INTO v_ledger FROM inserted;
 
         INSERT INTO inventory_reservationline
             (id, reservation_id, inventory_id, product_id, warehouse_id, quantity,
-             quantity_fulfilled, quantity_released, status)
+             quantity_fulfilled, quantity_released, status, bundle_id)
         SELECT stockroom_uuid7_at(id_prefix, id_base, n_orders + n_acc + l.n),
                new_ids[l.o], row_ids[l.k], row_product[l.k],
-               row_warehouse[l.k], l.qty, 0, 0, 'active'
-        FROM unnest(l_row, l_qty, l_order, l_type) WITH ORDINALITY AS l(k, qty, o, t, n)
+               row_warehouse[l.k], l.qty, 0, 0, 'active', bp.id
+        FROM unnest(l_row, l_qty, l_order, l_type, l_bundle) WITH ORDINALITY
+             AS l(k, qty, o, t, b, n)
+        LEFT JOIN inventory_product bp ON bp.sku = l.b
         WHERE l.t = 'RESERVE';
 
         -- The lapsed holds released above: their lines, then their orders once
