@@ -198,7 +198,9 @@ def returns_view(request):
                 "reason": data["reason"],
                 "lines": lines,
             }
-            return _return_preview_response(request, payload)
+            problems = _bound_errors_on_rows(payload, formset)
+            if not problems:
+                return _return_preview_response(request, payload)
         _errors(request, problems)
     shipped = shipped_lines(order_id) if order_id else None
     return _render(
@@ -230,6 +232,24 @@ def _resolve_return_lines(lines, formset):
         key = (products[code].sku, disposition)
         merged[key] = merged.get(key, 0) + quantity
     return [[sku, quantity, disposition] for (sku, disposition), quantity in merged.items()], []
+
+
+def _bound_errors_on_rows(payload: dict, formset) -> list[str]:
+    """Lines bringing back more than the order shipped: the error on each such row of
+    the form (staff correct the number and preview again); returns the messages."""
+    refused = {item["sku"]: item["error"] for item in _return_preview(payload) if item["error"]}
+    if not refused:
+        return []
+    for form in formset.forms:
+        code = ((getattr(form, "cleaned_data", None) or {}).get("sku") or "").strip()
+        product = selectors.products_by_code([code]).get(code) if code else None
+        if product is not None and product.sku in refused:
+            form.add_error("quantity", refused[product.sku])
+    return [
+        "Some lines bring back more than the order shipped (the rows marked below). "
+        "Correct them, or book those goods as a return without an order.",
+        *refused.values(),
+    ]
 
 
 def _return_preview(payload: dict, refused: dict[str, dict] | None = None) -> list[dict]:

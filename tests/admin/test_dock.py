@@ -9,6 +9,7 @@ import re
 import pytest
 from django.urls import reverse
 
+from backoffice.forms import sign_payload
 from backoffice.models import StaffWarehouse
 from backoffice.roles import WAREHOUSE_STAFF
 from backoffice.selectors import product_stock_history
@@ -343,20 +344,31 @@ def test_a_return_with_dispositions_books_return_rows_into_each_state(staff_clie
 
 def test_more_than_shipped_is_an_error_on_its_row_and_books_nothing(staff_client, stocked):
     ship("o-1", 2)
-    preview = staff_client.post(
-        RETURNS, return_data([("A-1", 3, "restock"), ("B-2", 1, "restock")], order_id="o-1")
-    )
-    text = preview.content.decode()
-    assert preview.status_code == 200
-    assert 'id="return-confirm"' not in text  # no confirm button
-    a_row = re.search(r'<tr class="has-errors" data-sku="A-1">.*?</tr>', text, flags=re.S)
-    assert a_row and "Only 2 of A-1 can come back" in a_row.group(0)
-    b_row = re.search(r'<tr class="has-errors" data-sku="B-2">.*?</tr>', text, flags=re.S)
-    assert b_row and "shipped no B-2" in b_row.group(0)
+    data = return_data([("A-1", 3, "restock"), ("B-2", 1, "restock")], order_id="o-1")
+    page = staff_client.post(RETURNS, data)
+    text = page.content.decode()
+    assert page.status_code == 200
+    assert 'id="return-form"' in text and 'id="return-confirm"' not in text  # back on the form
+    rows = re.findall(r'<tr class="line has-errors">.*?</tr>', text, flags=re.S)
+    assert len(rows) == 2
+    assert 'value="A-1"' in rows[0] and "Only 2 of A-1 can come back" in rows[0]
+    assert 'value="B-2"' in rows[1] and "shipped no B-2" in rows[1]
+    assert 'value="3"' in rows[0]  # what was entered stays, to correct
     # A forged confirmation of the refused lines: the service refuses, on the row again.
-    refused = staff_client.post(RETURNS, confirm_from(preview))
+    payload = {
+        "warehouse": "BER",
+        "order_id": "o-1",
+        "return_id": "dock-forged",
+        "reason": "",
+        "lines": [["A-1", 3, "restock"]],
+    }
+    refused = staff_client.post(RETURNS, {"step": "confirm", "payload": sign_payload(payload)})
     assert refused.status_code == 200
-    assert "Only 2 of A-1 can come back" in refused.content.decode()
+    a_row = re.search(
+        r'<tr class="has-errors" data-sku="A-1">.*?</tr>', refused.content.decode(), flags=re.S
+    )
+    assert a_row and "Only 2 of A-1 can come back" in a_row.group(0)
+    assert 'id="return-confirm"' not in refused.content.decode()
     assert Return.objects.count() == 0
     assert states() == (8, 0, 0, 8)
 
