@@ -466,6 +466,7 @@ class InventoryTransactionAdmin(ProductSkuSearchMixin, BigTableAdmin):
         "warehouse_code",
         "on_hand_change",
         "reserved_change",
+        "state_change",
         "balances_after",
         "reference",
         "created_by",
@@ -508,6 +509,16 @@ class InventoryTransactionAdmin(ProductSkuSearchMixin, BigTableAdmin):
     @admin.display(description="warehouse")
     def warehouse_code(self, txn):
         return txn.warehouse.code
+
+    @admin.display(description="Δ damaged / QC")
+    def state_change(self, txn):
+        """The per-state deltas of MOVE, WRITE_OFF and RETURN rows (issue #15)."""
+        parts = [
+            f"{label} {delta:+}"
+            for label, delta in (("damaged", txn.damaged_delta), ("QC", txn.quality_control_delta))
+            if delta
+        ]
+        return ", ".join(parts) or "—"
 
     @admin.display(description="after: on hand / reserved")
     def balances_after(self, txn):

@@ -147,7 +147,8 @@
         sessionStorage.removeItem(self.storageKey);
       } catch (e) {}
     });
-    this.input.focus();
+    // A field the page asks to fill first (the dock's order id) keeps the focus.
+    if (!document.querySelector("[autofocus]")) this.input.focus();
   };
 
   ScanList.prototype.decorate = function (tr, name) {
