@@ -430,10 +430,15 @@ class InventoryAdmin(BigTableAdmin):
     @admin.display(description="see also")
     def stock_links(self, row):
         return format_html(
-            '<a href="{}">Product page and chart</a> · <a href="{}?q={}">Ledger</a>',
+            '<a href="{}">Product page and chart</a> · <a href="{}?q={}">Ledger</a> · '
+            '<a href="{}?row={}&amp;from={}">Move between sellable, damaged and quality '
+            "control…</a>",
             reverse("admin:inventory_product_change", args=[row.product_id]),
             reverse("admin:inventory_inventorytransaction_changelist"),
             row.product.sku,
+            reverse("admin:backoffice_state_move"),
+            row.pk,
+            "quality_control" if row.quality_control else "sellable",
         )
 
     def has_add_permission(self, request):

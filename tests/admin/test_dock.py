@@ -211,6 +211,7 @@ def test_states_are_columns_of_the_stock_list_and_the_row_page(staff_client, sto
     assert re.search(r"field-damaged[^>]*>2<", text)
     page = staff_client.get(reverse("admin:inventory_inventory_change", args=[row().pk]))
     assert "Quality control" in page.content.decode()
+    assert f"{MOVE}?row={row().pk}&amp;from=sellable" in page.content.decode()
 
 
 def test_the_product_chart_draws_damaged_and_quality_control(stocked):
