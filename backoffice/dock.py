@@ -171,6 +171,8 @@ def returns_view(request):
         raise PermissionDenied
     if request.method == "POST" and request.POST.get("step") == "confirm":
         return _return_confirm(request)
+    if request.method == "POST" and request.POST.get("step") == "edit":
+        return _return_edit(request)
     order_id = (request.POST.get("order_id") or request.GET.get("order") or "").strip()[:100]
     form = ReturnForm(
         request.POST or None,
@@ -212,6 +214,40 @@ def returns_view(request):
             "formset": formset,
             "order_id": order_id,
             "shipped": shipped,
+            "dispositions": DISPOSITION_CHOICES,
+        },
+    )
+
+
+def _return_edit(request):
+    """ "Change the lines" on the preview: the form again with the previewed lines, the
+    same return id (so a return confirmed meanwhile still replays)."""
+    confirm = ConfirmForm(request.POST)
+    if not confirm.is_valid():
+        _errors(request, confirm.errors.get("payload", []))
+        return HttpResponseRedirect(reverse("admin:backoffice_returns"))
+    payload = confirm.cleaned_data["payload"]
+    form = ReturnForm(
+        user=request.user,
+        initial={key: payload[key] for key in ("warehouse", "order_id", "return_id", "reason")},
+    )
+    formset = ReturnLineFormSet(
+        prefix="lines",
+        initial=[
+            {"sku": sku, "quantity": quantity, "disposition": disposition}
+            for sku, quantity, disposition in payload["lines"]
+        ],
+    )
+    order_id = payload["order_id"]
+    return _render(
+        request,
+        "backoffice/returns.html",
+        "Returns dock",
+        {
+            "form": form,
+            "formset": formset,
+            "order_id": order_id,
+            "shipped": shipped_lines(order_id) if order_id else None,
             "dispositions": DISPOSITION_CHOICES,
         },
     )

@@ -490,3 +490,18 @@ def test_closing_short_respects_the_warehouses_staff_work_at(roles, open_order, 
     response = client.post(close_url(open_order), {"sku": ["A-1"], "reason": "x"})
     assert response.status_code in (403, 404)
     assert not open_order.lines.filter(closed_short_at__isnull=False).exists()
+
+
+def test_change_the_lines_from_the_preview_keeps_them_and_the_return_id(staff_client, stocked):
+    ship("o-1", 3)
+    preview = staff_client.post(
+        RETURNS, return_data([("A-1", 2, "damaged")], order_id="o-1", return_id="dock-keep")
+    )
+    edit = staff_client.post(RETURNS, {**confirm_from(preview), "step": "edit"})
+    text = edit.content.decode()
+    assert edit.status_code == 200 and 'id="return-form"' in text
+    assert 'name="return_id" value="dock-keep"' in text
+    assert 'name="order_id" value="o-1"' in text
+    assert 'name="lines-0-sku" value="A-1"' in text
+    assert re.search(r'name="lines-0-disposition".*?value="damaged" selected', text, flags=re.S)
+    assert Return.objects.count() == 0
