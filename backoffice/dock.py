@@ -276,9 +276,13 @@ def _bound_errors_on_rows(payload: dict, formset) -> list[str]:
     refused = {item["sku"]: item["error"] for item in _return_preview(payload) if item["error"]}
     if not refused:
         return []
-    for form in formset.forms:
-        code = ((getattr(form, "cleaned_data", None) or {}).get("sku") or "").strip()
-        product = selectors.products_by_code([code]).get(code) if code else None
+    codes = {
+        form: ((getattr(form, "cleaned_data", None) or {}).get("sku") or "").strip()
+        for form in formset.forms
+    }
+    products = selectors.products_by_code(codes.values())
+    for form, code in codes.items():
+        product = products.get(code)
         if product is not None and product.sku in refused:
             form.add_error("quantity", refused[product.sku])
     return [
