@@ -33,8 +33,14 @@ CHART_MAX_ROWS = 2000
 
 
 def below_threshold_rows():
-    """Inventory rows whose available stock is below their reorder threshold."""
-    return Inventory.objects.filter(reorder_threshold__gt=0, available__lt=F("reorder_threshold"))
+    """Inventory rows whose good units (on hand - damaged - quality control) are below
+    their reorder threshold: the reorder rule's own test (purchasing.services), so the
+    partial index inventory_below_threshold answers it. (Until issue #15 the panel
+    compared `available`, which no index holds: a full scan, 4.5 s at 10 M rows.)"""
+    return Inventory.objects.filter(
+        reorder_threshold__gt=0,
+        on_hand__lt=F("reorder_threshold") + F("damaged") + F("quality_control"),
+    )
 
 
 def out_of_stock_rows():

@@ -17,12 +17,16 @@ generate_series inside the server (what COPY would load, without shipping the ro
 through the socket), with the plain secondary indexes dropped during the load and
 built once afterwards, triggers and foreign-key checks off for the loading session
 only (`session_replication_role = replica`; the keys are checked again in one pass
-each when the load is done), and time-ordered ids (stockroom_uuid7) so the primary
-keys grow at their right edge. The setup ledger rows are dated 200 days back, so the
-start page's "today" panels see a normal day, not ten million setup rows. Every 2,500th
-SKU holds 5 units in quality control (with their ledger deltas), so the start page's
-"quality control waiting" panel has rows to find. `--drop-after` drops the database
-when the figures are printed (it takes several GB at 10 M rows).
+when the load is done), and stock rows inserted in (product, warehouse) order so the
+unique index grows at its right edge. Ids are what the models make: random UUIDs for
+products and stock rows (so a SKU range is spread over the stock index, as in
+production; time-ordered product ids made a SKU prefix a contiguous run of it and
+the prefix search 25 times slower), time-ordered ones for the ledger. The setup ledger
+rows are dated 200 days back, so the start page's "today" panels see a normal day, not
+ten million setup rows. Every 2,500th SKU holds 5 units in quality control (with their
+ledger deltas), so the start page's "quality control waiting" panel has rows to find.
+`--drop-after` drops the database when the figures are printed (several GB at 10 M
+rows).
 """
 
 from __future__ import annotations
@@ -116,10 +120,9 @@ def seed_fast(skus: int, warehouses: int, on_hand: int = 1_000_000) -> None:
             INSERT INTO inventory_product
                 (id, sku, name, category, stock_policy, backorder_limit, is_bundle,
                  created_at, updated_at)
-            SELECT stockroom_uuid7(), 'BENCH-' || lpad(g::text, 7, '0'),
+            SELECT gen_random_uuid(), 'BENCH-' || lpad(g::text, 7, '0'),
                    'Bench product ' || g, 'bench', 'normal', 0, false, now(), now()
             FROM generate_series(0, %s - 1) g
-            ORDER BY g
             """,
             [skus],
         )
@@ -130,12 +133,12 @@ def seed_fast(skus: int, warehouses: int, on_hand: int = 1_000_000) -> None:
                 (id, product_id, warehouse_id, on_hand, reserved, damaged, quality_control,
                  safety_stock, backorder_allowance, reorder_threshold, reorder_quantity,
                  version, updated_at)
-            SELECT stockroom_uuid7(), p.id, w.id, %s, 0, 0,
+            SELECT gen_random_uuid(), p.id, w.id, %s, 0, 0,
                    CASE WHEN substr(p.sku, 7)::int %% %s = 0 THEN %s ELSE 0 END,
                    0, 0, 0, 0, 1, now()
             FROM inventory_product p CROSS JOIN warehouses_warehouse w
             WHERE p.sku LIKE 'BENCH-%%' AND w.code LIKE 'BW%%'
-            ORDER BY p.id, w.code
+            ORDER BY p.id, w.id
             """,
             [on_hand, QC_EVERY, QC_UNITS],
         )

@@ -19,7 +19,7 @@ from django.contrib.admin.views.main import ORDER_VAR, ChangeList
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.http import StreamingHttpResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -43,7 +43,7 @@ from ..listing import (
     ProductSkuSearchMixin,
     table_row_estimate,
 )
-from ..selectors import product_search_condition, product_stock_history
+from ..selectors import below_threshold_rows, product_search_condition, product_stock_history
 
 
 class BigTableAdmin(admin.ModelAdmin):
@@ -243,7 +243,8 @@ class StockStatusFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value() == "below_threshold":
-            return queryset.filter(reorder_threshold__gt=0, available__lt=F("reorder_threshold"))
+            # The start page's rule (selectors.below_threshold_rows, indexed).
+            return queryset.filter(pk__in=below_threshold_rows().values("pk"))
         if self.value() == "out_of_stock":
             return queryset.filter(available__lte=0)
         return queryset

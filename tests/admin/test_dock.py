@@ -505,3 +505,29 @@ def test_change_the_lines_from_the_preview_keeps_them_and_the_return_id(staff_cl
     assert 'name="lines-0-sku" value="A-1"' in text
     assert re.search(r'name="lines-0-disposition".*?value="damaged" selected', text, flags=re.S)
     assert Return.objects.count() == 0
+
+
+def test_below_threshold_counts_good_units_as_the_reorder_rule_does(buyer_client, stocked):
+    """The start page's and the list filter's "below reorder threshold" is the reorder
+    rule's (good units = on hand - damaged - quality control below the threshold), the
+    predicate of the partial index inventory_below_threshold."""
+    Inventory.objects.filter(warehouse__code="BER").update(reorder_threshold=12)
+    # A-1 (10 on hand) is below; B-2 (20) falls below when 9 units are damaged; C-3
+    # (30) stays above although orders hold 25 of it (reserved is not missing stock).
+    services.stock_move_state(
+        sku="B-2",
+        warehouse="BER",
+        from_state="sellable",
+        to_state="damaged",
+        quantity=9,
+        reason="flood",
+        actor="user:x",
+    )
+    services.stock_reserve(order_id="o", lines=[ReserveLine("C-3", "BER", 25)], actor="c:shop")
+    page = buyer_client.get(reverse("admin:index"))
+    assert sorted(r.product.sku for r in page.context["below_threshold"]) == ["A-1", "B-2"]
+    listing = buyer_client.get(
+        reverse("admin:inventory_inventory_changelist"),
+        {"stock": "below_threshold", "warehouse": "all"},
+    )
+    assert sorted(r.product.sku for r in listing.context["cl"].result_list) == ["A-1", "B-2"]
