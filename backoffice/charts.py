@@ -14,10 +14,18 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 # Colours that stay distinguishable for the common colour-vision deficiencies.
-SERIES_COLOURS = {"on hand": "#1f77b4", "reserved": "#ff7f0e", "available": "#2ca02c"}
+SERIES_COLOURS = {
+    "on hand": "#1f77b4",
+    "reserved": "#ff7f0e",
+    "available": "#2ca02c",
+    "damaged": "#d62728",
+    "quality control": "#9467bd",
+}
 LINE_STYLES = {
     "on hand": 'stroke-width="4"',
     "available": 'stroke-width="2" stroke-dasharray="6 4"',
+    "damaged": 'stroke-width="2" stroke-dasharray="2 3"',
+    "quality control": 'stroke-width="2" stroke-dasharray="10 3 2 3"',
 }
 BAR_COLOUR = "#417690"  # the admin's own blue
 

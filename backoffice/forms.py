@@ -377,3 +377,115 @@ class PurchaseOrderConfirmForm(ConfirmForm):
             for index, line in enumerate(self.short_lines)
             if self.cleaned_data.get(f"rest_{index}") == CLOSE_SHORT
         }
+
+
+# --- Stock states and the returns dock (issue #15) ----------------------------------
+
+STATE_CHOICES = [
+    ("sellable", "Sellable"),
+    ("damaged", "Damaged"),
+    ("quality_control", "Quality control"),
+]
+WRITTEN_OFF_CHOICE = ("written_off", "Written off (leaves on hand)")
+
+
+class StateMoveForm(_WarehousesOfUser, forms.Form):
+    """Move units of one stock row between states (`stock_move_state`), or write them
+    off (only offered with `backoffice.write_off_stock`). A reason is required; the
+    hidden token makes a double submission move the units once."""
+
+    user_warehouse_fields = ("warehouse",)
+    warehouse = _warehouse_field(active_only=False, label="Warehouse")
+    sku = forms.CharField(
+        max_length=64, label="SKU or barcode", widget=forms.TextInput(attrs={"autocomplete": "off"})
+    )
+    from_state = forms.ChoiceField(choices=STATE_CHOICES, label="From")
+    to_state = forms.ChoiceField(choices=STATE_CHOICES, label="To")
+    quantity = forms.IntegerField(min_value=1, label="Units")
+    reason = forms.CharField(
+        max_length=500,
+        label="Reason",
+        help_text="Required: what was found (for example: QC passed, crushed box, water damage).",
+    )
+    token = forms.UUIDField(widget=forms.HiddenInput)
+
+    def __init__(self, *args, may_write_off: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        if may_write_off:
+            self.fields["to_state"].choices = [*STATE_CHOICES, WRITTEN_OFF_CHOICE]
+        self.fields["quantity"].validators.append(
+            MaxValueValidator(settings.STOCKROOM_MAX_QUANTITY)
+        )
+        self.fields["quantity"].widget.attrs["inputmode"] = "numeric"
+
+    def clean(self):
+        data = super().clean()
+        if data.get("from_state") and data.get("from_state") == data.get("to_state"):
+            self.add_error("to_state", "Pick a state other than the one the units are in.")
+        return data
+
+
+DISPOSITION_CHOICES = [
+    ("restock", "Restock (sellable)"),
+    ("damaged", "Damaged"),
+    ("quality_control", "Quality control"),
+    ("dispose", "Dispose (no stock)"),
+]
+
+
+class ReturnLineForm(forms.Form):
+    sku = forms.CharField(
+        max_length=64,
+        required=False,
+        label="SKU",
+        widget=forms.TextInput(attrs={"autocomplete": "off", "size": 18}),
+    )
+    quantity = forms.IntegerField(required=False, min_value=1, label="Came back")
+    disposition = forms.ChoiceField(choices=DISPOSITION_CHOICES, initial="restock")
+
+    def clean(self):
+        data = super().clean()
+        if data.get("sku") and data.get("quantity") is None and not self.errors:
+            self.add_error("quantity", "Enter how many came back.")
+        if data.get("quantity") is not None and not data.get("sku"):
+            self.add_error("sku", "Enter the SKU for this number.")
+        return data
+
+
+ReturnLineFormSet = forms.formset_factory(
+    ReturnLineForm, extra=3, max_num=MAX_LINES, absolute_max=MAX_LINES
+)
+
+
+class ReturnForm(_WarehousesOfUser, forms.Form):
+    """The returns dock: where the goods came back, the order (optional), a note,
+    and the return id made when the page is shown (a double submission replays)."""
+
+    user_warehouse_fields = ("warehouse",)
+    warehouse = _warehouse_field(active_only=True, label="Dock (warehouse)")
+    order_id = forms.CharField(max_length=100, required=False, widget=forms.HiddenInput)
+    reason = forms.CharField(
+        max_length=500, required=False, label="Note (optional: carrier, RMA, state of the parcel)"
+    )
+    return_id = forms.CharField(max_length=100, widget=forms.HiddenInput)
+
+
+def collect_return_lines(formset) -> tuple[list[tuple[str, int, str]], list[str]]:
+    """(code, quantity, disposition) of the filled rows, the same code and disposition
+    merged; problems name their row (and are set on it)."""
+    merged: dict[tuple[str, str], int] = {}
+    problems = []
+    for index, form in enumerate(formset.forms, start=1):
+        data = getattr(form, "cleaned_data", {})
+        for field, field_errors in form.errors.items():
+            problems += [f"Row {index} {field}: {error}" for error in field_errors]
+        if not form.errors and data.get("sku") and data.get("quantity") is not None:
+            key = (data["sku"].strip(), data["disposition"])
+            merged[key] = merged.get(key, 0) + data["quantity"]
+    if not merged and not problems:
+        problems.append("Scan or enter at least one returned SKU.")
+    maximum = settings.STOCKROOM_MAX_QUANTITY
+    for (code, _), quantity in merged.items():
+        if quantity > maximum:
+            problems.append(f"{code}: {quantity} is more than the maximum of {maximum}.")
+    return [(code, q, disposition) for (code, disposition), q in merged.items()], problems

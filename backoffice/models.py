@@ -20,6 +20,9 @@ class StaffAction(models.Model):
             ("transfer_stock", "Can transfer stock between warehouses"),
             ("receive_stock", "Can receive stock directly"),
             ("act_in_all_warehouses", "Can act in all warehouses (whatever Works at says)"),
+            ("move_stock_state", "Can move stock between sellable, damaged and quality control"),
+            ("write_off_stock", "Can write off damaged or quality-control stock"),
+            ("book_return", "Can book customer returns at the returns dock"),
         ]
 
     def __str__(self) -> str:
@@ -30,6 +33,9 @@ CYCLE_COUNT = "backoffice.cycle_count"
 TRANSFER_STOCK = "backoffice.transfer_stock"
 RECEIVE_STOCK = "backoffice.receive_stock"
 ALL_WAREHOUSES = "backoffice.act_in_all_warehouses"
+MOVE_STOCK_STATE = "backoffice.move_stock_state"
+WRITE_OFF_STOCK = "backoffice.write_off_stock"
+BOOK_RETURN = "backoffice.book_return"
 
 
 class StaffWarehouse(models.Model):

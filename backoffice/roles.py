@@ -6,12 +6,16 @@ changes nothing, and a permission removed here is removed from the group).
 
 * **Warehouse staff** — view stock (products, warehouses, inventory, ledger,
   reservations); cycle counts, transfers, receiving; view purchase orders (those
-  delivered to their warehouses) and receive deliveries on them, never edit them.
+  delivered to their warehouses) and receive deliveries on them, never edit them;
+  move units between sellable, damaged and quality control and book customer
+  returns at the dock (issue #15) — not write units off.
 * **Purchasing** — view stock, edit reorder thresholds/quantities, and every
   permission of the `purchasing` app (by app label, so models added there later
   are picked up by the next run).
 * **Inventory manager** — all of the above plus adding and editing products and
-  warehouses, and acting in every warehouse (`backoffice.act_in_all_warehouses`).
+  warehouses, writing off damaged or quality-control units
+  (`backoffice.write_off_stock`), and acting in every warehouse
+  (`backoffice.act_in_all_warehouses`).
 
 Warehouse staff and Purchasing act only in the warehouses they work at
 (*Users → Works at*; none assigned = no warehouse, `backoffice.access`), unless
@@ -41,7 +45,13 @@ STOCK_ACTIONS = [
     "backoffice.cycle_count",
     "backoffice.transfer_stock",
     "backoffice.receive_stock",
+    # Issue #15: moving units between sellable, damaged and quality control, and the
+    # returns dock, at the warehouses the user works at.
+    "backoffice.move_stock_state",
+    "backoffice.book_return",
 ]
+# Writing units off (they leave on hand for good): managers only.
+WRITE_OFF = ["backoffice.write_off_stock"]
 ALL_WAREHOUSES = ["backoffice.act_in_all_warehouses"]
 # Receiving at the dock: see the orders (and their lines and receipts); the
 # receive page checks backoffice.receive_stock (backoffice/admin/purchasing.py).
@@ -64,7 +74,12 @@ ROLES: dict[str, tuple[list[str], list[str]]] = {
     WAREHOUSE_STAFF: (VIEW_STOCK + STOCK_ACTIONS + VIEW_PURCHASE_ORDERS, []),
     PURCHASING: (VIEW_STOCK + EDIT_REORDER_SETTINGS, ["purchasing"]),
     INVENTORY_MANAGER: (
-        VIEW_STOCK + STOCK_ACTIONS + EDIT_REORDER_SETTINGS + EDIT_CATALOGUE + ALL_WAREHOUSES,
+        VIEW_STOCK
+        + STOCK_ACTIONS
+        + WRITE_OFF
+        + EDIT_REORDER_SETTINGS
+        + EDIT_CATALOGUE
+        + ALL_WAREHOUSES,
         ["purchasing"],
     ),
 }

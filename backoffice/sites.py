@@ -4,6 +4,8 @@
 * /admin/backoffice/cycle-count/, …/transfer/ and …/receive/ are the stock
   pages, wrapped in `admin_view` (staff login, CSRF) and checking their own
   permission (403 without it);
+* /admin/backoffice/returns/ (the returns dock) and …/states/ (moving units
+  between sellable, damaged and quality control) are backoffice/dock.py's;
 * /admin/backoffice/lookup/?code=… answers the scan inputs (a SKU in any case
   or a barcode -> the product, JSON);
 * every admin page gets `backoffice_actions`: the actions the user may take,
@@ -27,9 +29,19 @@ class StockroomAdminSite(admin.AdminSite):
     enable_nav_sidebar = False
 
     def get_urls(self):
-        from . import views
+        from . import dock, views
 
         urls = [
+            path(
+                "backoffice/returns/",
+                self.admin_view(dock.returns_view),
+                name="backoffice_returns",
+            ),
+            path(
+                "backoffice/states/",
+                self.admin_view(dock.state_move_view),
+                name="backoffice_state_move",
+            ),
             path(
                 "backoffice/cycle-count/",
                 self.admin_view(views.cycle_count_view),

@@ -48,7 +48,7 @@ from .forms import (
     collect_lines,
     sign_payload,
 )
-from .models import CYCLE_COUNT, RECEIVE_STOCK, TRANSFER_STOCK
+from .models import BOOK_RETURN, CYCLE_COUNT, MOVE_STOCK_STATE, RECEIVE_STOCK, TRANSFER_STOCK
 from .services import CountLine, ReceiveLine, cycle_count_apply, receive_apply
 
 LAST_WAREHOUSE_SESSION_KEY = "backoffice_last_warehouse"
@@ -58,6 +58,8 @@ ACTIONS = [
     (CYCLE_COUNT, "Cycle count", "admin:backoffice_cycle_count", False),
     (TRANSFER_STOCK, "Transfer", "admin:backoffice_transfer", False),
     (RECEIVE_STOCK, "Receive stock", "admin:backoffice_receive", False),
+    (BOOK_RETURN, "Returns dock", "admin:backoffice_returns", False),
+    (MOVE_STOCK_STATE, "Damaged / quality control", "admin:backoffice_state_move", False),
     # A CSV may name any warehouse (bulk_receive_view below).
     (RECEIVE_STOCK, "Bulk receive (CSV)", "admin-bulk-receive", True),
 ]

@@ -19,7 +19,7 @@ from django.contrib.admin.views.main import ORDER_VAR, ChangeList
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.http import StreamingHttpResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -45,7 +45,7 @@ from ..listing import (
     ProductSkuSearchMixin,
     table_row_estimate,
 )
-from ..selectors import product_search_condition, product_stock_history
+from ..selectors import below_threshold_rows, product_search_condition, product_stock_history
 
 
 class BigTableAdmin(admin.ModelAdmin):
@@ -331,7 +331,8 @@ class StockStatusFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value() == "below_threshold":
-            return queryset.filter(reorder_threshold__gt=0, available__lt=F("reorder_threshold"))
+            # The start page's rule (selectors.below_threshold_rows, indexed).
+            return queryset.filter(pk__in=below_threshold_rows().values("pk"))
         if self.value() == "out_of_stock":
             return queryset.filter(available__lte=0)
         return queryset
@@ -524,10 +525,15 @@ class InventoryAdmin(BigTableAdmin):
     @admin.display(description="see also")
     def stock_links(self, row):
         return format_html(
-            '<a href="{}">Product page and chart</a> · <a href="{}?q={}">Ledger</a>',
+            '<a href="{}">Product page and chart</a> · <a href="{}?q={}">Ledger</a> · '
+            '<a href="{}?row={}&amp;from={}">Move between sellable, damaged and quality '
+            "control…</a>",
             reverse("admin:inventory_product_change", args=[row.product_id]),
             reverse("admin:inventory_inventorytransaction_changelist"),
             row.product.sku,
+            reverse("admin:backoffice_state_move"),
+            row.pk,
+            "quality_control" if row.quality_control else "sellable",
         )
 
     def has_add_permission(self, request):
@@ -560,6 +566,7 @@ class InventoryTransactionAdmin(ProductSkuSearchMixin, BigTableAdmin):
         "warehouse_code",
         "on_hand_change",
         "reserved_change",
+        "state_change",
         "balances_after",
         "reference",
         "created_by",
@@ -602,6 +609,16 @@ class InventoryTransactionAdmin(ProductSkuSearchMixin, BigTableAdmin):
     @admin.display(description="warehouse")
     def warehouse_code(self, txn):
         return txn.warehouse.code
+
+    @admin.display(description="Δ damaged / QC")
+    def state_change(self, txn):
+        """The per-state deltas of MOVE, WRITE_OFF and RETURN rows (issue #15)."""
+        parts = [
+            f"{label} {delta:+}"
+            for label, delta in (("damaged", txn.damaged_delta), ("QC", txn.quality_control_delta))
+            if delta
+        ]
+        return ", ".join(parts) or "—"
 
     @admin.display(description="after: on hand / reserved")
     def balances_after(self, txn):

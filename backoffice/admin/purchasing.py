@@ -234,7 +234,13 @@ class PurchaseOrderAdmin(admin.ModelAdmin):
         if obj.pk is None or obj.status == PurchaseOrderStatus.CANCELLED:
             return "—"
         url = reverse("admin:purchasing_purchaseorder_receive", args=[obj.pk])
-        return format_html('<a class="button" href="{}">Receive a delivery…</a>', url)
+        close = reverse("admin:purchasing_purchaseorder_close_short", args=[obj.pk])
+        return format_html(
+            '<a class="button" href="{}">Receive a delivery…</a> '
+            '<a class="button" href="{}">Close lines short (nothing arrived)…</a>',
+            url,
+            close,
+        )
 
     # --- saving: lines follow the order; derived fields through the service ---
 
@@ -317,6 +323,11 @@ class PurchaseOrderAdmin(admin.ModelAdmin):
                 self.admin_site.admin_view(self.receive_view),
                 name="purchasing_purchaseorder_receive",
             ),
+            path(
+                "<path:object_id>/close-short/",
+                self.admin_site.admin_view(self.close_short_view),
+                name="purchasing_purchaseorder_close_short",
+            ),
             *super().get_urls(),
         ]
 
@@ -327,6 +338,77 @@ class PurchaseOrderAdmin(admin.ModelAdmin):
         return self.has_change_permission(request, po) or (
             request.user.has_perm(RECEIVE_STOCK) and self.has_view_permission(request, po)
         )
+
+    def _order_to_receive(self, request, object_id) -> PurchaseOrder:
+        """The order, if `request.user` may receive on it (else 403 / 404)."""
+        try:
+            po = PurchaseOrder.objects.select_related("supplier", "warehouse").get(
+                pk=int(object_id)
+            )
+        except (ValueError, PurchaseOrder.DoesNotExist):
+            raise Http404("No such purchase order.") from None
+        if not self.may_receive(request, po):
+            raise PermissionDenied
+        require_warehouses(request.user, po.warehouse.code)
+        return po
+
+    def close_short_view(self, request, object_id):
+        """Close outstanding lines short without receiving anything (issue #19 item 2):
+        tick the lines, give a reason, `purchase_order_close_short`. The same people
+        as the receive page (who may receive the order at its warehouse)."""
+        po = self._order_to_receive(request, object_id)
+        problems, ticked, reason = [], [], ""
+        if request.method == "POST":
+            ticked = [sku for sku in request.POST.getlist("sku") if sku][:RECEIVE_PAGE_LINES]
+            reason = request.POST.get("reason", "").strip()[:200]
+            if not ticked:
+                problems.append("Tick at least one line to close short.")
+            if not reason:
+                problems.append(
+                    "Say why the lines are closed short (for example: supplier out of stock)."
+                )
+            if not problems:
+                try:
+                    closed = services.purchase_order_close_short(
+                        purchase_order=po,
+                        close_short=dict.fromkeys(ticked, reason),
+                        actor=actor_for_user(request.user),
+                    )
+                except InventoryError as exc:
+                    problems.append(f"{exc.message} Nothing was closed.")
+                else:
+                    text = (
+                        f"Closed short on {po.number}: {', '.join(closed)} ({reason})."
+                        if closed
+                        else "Those lines were already closed or complete; nothing changed."
+                    )
+                    self.message_user(request, text, messages.SUCCESS)
+                    return HttpResponseRedirect(
+                        reverse("admin:purchasing_purchaseorder_change", args=[po.pk])
+                    )
+            for problem in problems:
+                self.message_user(request, problem, messages.ERROR)
+        query = request.GET.get("q", "").strip()
+        lines = (
+            po.lines.select_related("product")
+            .filter(is_open=True, closed_short_at__isnull=True)
+            .order_by("id")
+        )
+        if query:
+            lines = lines.filter(product_search_condition(query, "product__"))
+        page = Paginator(lines, RECEIVE_PAGE_LINES).get_page(request.GET.get("p"))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "original": po,
+            "title": f"Close lines short on {po.number}",
+            "page": page,
+            "query": query,
+            "ticked": set(ticked),
+            "reason": reason,
+            "reason_missing": request.method == "POST" and not reason,
+        }
+        return TemplateResponse(request, "admin/purchasing/purchaseorder/close_short.html", context)
 
     def receive_view(self, request, object_id):
         try:

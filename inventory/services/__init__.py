@@ -87,6 +87,7 @@ from .states import (
     WRITTEN_OFF,
     ReturnLineRequest,
     ReturnResult,
+    shipped_and_returned,
     stock_move_state,
     stock_return,
 )
@@ -150,6 +151,7 @@ __all__ = [
     "reservations_confirm_batch",
     "reservations_expire",
     "retry_busy",
+    "shipped_and_returned",
     "stock_adjust",
     "stock_move_state",
     "stock_receive",

@@ -229,6 +229,27 @@ def _return_result(record: Return, replayed: bool) -> ReturnResult:
     return ReturnResult(record, lines, transactions, replayed=replayed)
 
 
+def shipped_and_returned(
+    order_ids: Sequence[str],
+) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]:
+    """({(order_id, sku): units fulfilled}, {(order_id, sku): units returned}) of the
+    orders: what a return naming the order may bring back is the difference (the
+    rule `stock_return` enforces; the returns dock shows it)."""
+    shipped = {
+        (o, s): int(q or 0)
+        for o, s, q in ReservationLine.objects.filter(reservation__order_id__in=order_ids)
+        .values_list("reservation__order_id", "product__sku")
+        .annotate(q=Sum("quantity_fulfilled"))
+    }
+    returned = {
+        (o, s): int(q or 0)
+        for o, s, q in ReturnLine.objects.filter(order_id__in=order_ids)
+        .values_list("order_id", "product__sku")
+        .annotate(q=Sum("quantity"))
+    }
+    return shipped, returned
+
+
 def _check_shipped(lines: list[ReturnLineRequest]) -> None:
     """Lines naming an order may not bring back more of a SKU than that order
     shipped (fulfilled), counting earlier returns. The orders' reservation rows
@@ -249,18 +270,7 @@ def _check_shipped(lines: list[ReturnLineRequest]) -> None:
         .order_by("order_id")
         .values_list("pk", flat=True)
     )
-    shipped = {
-        (o, s): int(q or 0)
-        for o, s, q in ReservationLine.objects.filter(reservation__order_id__in=order_ids)
-        .values_list("reservation__order_id", "product__sku")
-        .annotate(q=Sum("quantity_fulfilled"))
-    }
-    returned = {
-        (o, s): int(q or 0)
-        for o, s, q in ReturnLine.objects.filter(order_id__in=order_ids)
-        .values_list("order_id", "product__sku")
-        .annotate(q=Sum("quantity"))
-    }
+    shipped, returned = shipped_and_returned(order_ids)
     over = []
     for (order_id, sku), quantity in sorted(wanted.items()):
         left = shipped.get((order_id, sku), 0) - returned.get((order_id, sku), 0)

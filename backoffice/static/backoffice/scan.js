@@ -13,6 +13,12 @@
  *   - the list is kept in sessionStorage per page, so a purchase order's pages
  *     can be browsed while scanning; it is cleared when the form is submitted.
  * SKUs are looked up by GET <data-lookup>?code=…[&po=…] (backoffice.views.lookup_view).
+ *
+ * One more field per line (the returns dock's disposition): `data-extra="disposition"`
+ * names it, `data-extra-template` the <template> holding its <select> (name
+ * lines-__i__-disposition), `data-extra-mode` the <select> saying which value a scan
+ * goes to: a scan adds to the line of that SKU *and* that value, else a new line.
+ * `data-storage` (the return id) keys the kept list, so a new return starts empty.
  */
 (function () {
   "use strict";
@@ -51,7 +57,10 @@
     this.po = table.getAttribute("data-po") || "";
     this.prefix = "lines";
     this.total = this.form.querySelector("#id_" + this.prefix + "-TOTAL_FORMS");
-    this.storageKey = "scan:" + location.pathname + ":" + (this.form.id || "form");
+    this.storageKey = "scan:" + location.pathname + ":" + (this.form.id || "form") + ":" + (table.getAttribute("data-storage") || "");
+    this.extra = table.getAttribute("data-extra") || "";
+    this.extraTemplate = document.getElementById(table.getAttribute("data-extra-template") || "");
+    this.extraMode = document.getElementById(table.getAttribute("data-extra-mode") || "");
     this.undo = [];
     this.queue = Promise.resolve();
     this.busy = 0;
@@ -117,6 +126,9 @@
     this.body.addEventListener("input", function () {
       self.renumber();
     });
+    this.body.addEventListener("change", function () {
+      self.renumber();
+    });
     this.undoButton.addEventListener("click", function () {
       self.undoLast();
       self.input.focus();
@@ -135,7 +147,8 @@
         sessionStorage.removeItem(self.storageKey);
       } catch (e) {}
     });
-    this.input.focus();
+    // A field the page asks to fill first (the dock's order id) keeps the focus.
+    if (!document.querySelector("[autofocus]")) this.input.focus();
   };
 
   ScanList.prototype.decorate = function (tr, name) {
@@ -149,7 +162,7 @@
     qty.setAttribute("inputmode", "numeric");
     var remove = el("button", { type: "button", class: "button scan-remove", "aria-label": "Remove " + sku.value }, "Remove");
     remove.addEventListener("click", function () {
-      self.undo.push({ sku: tr.getAttribute("data-sku"), before: Number(qty.value) || 0, name: productCell.textContent });
+      self.undo.push({ sku: tr.getAttribute("data-sku"), before: Number(qty.value) || 0, name: productCell.textContent, extra: self.extraOf(tr) });
       tr.remove();
       self.renumber();
       self.say("Removed " + tr.getAttribute("data-sku") + ".", true);
@@ -164,17 +177,34 @@
     return Array.prototype.slice.call(this.body.querySelectorAll("tr.scan-line"));
   };
 
-  ScanList.prototype.find = function (code) {
+  ScanList.prototype.extraOf = function (tr) {
+    var field = this.extra ? tr.querySelector("[name$='-" + this.extra + "']") : null;
+    return field ? field.value : "";
+  };
+
+  ScanList.prototype.extraLabel = function (tr) {
+    var field = tr.querySelector("select[name$='-" + this.extra + "']");
+    return field && field.selectedOptions.length ? field.selectedOptions[0].textContent : this.extraOf(tr);
+  };
+
+  ScanList.prototype.mode = function () {
+    return this.extraMode ? this.extraMode.value : "";
+  };
+
+  ScanList.prototype.find = function (code, extra) {
+    var self = this;
     var upper = code.toUpperCase();
+    var wanted = extra === undefined ? this.mode() : extra;
     return this.rows().filter(function (tr) {
       return (
-        (tr.getAttribute("data-sku") || "").toUpperCase() === upper ||
-        (tr.getAttribute("data-barcode") || "") === code
+        ((tr.getAttribute("data-sku") || "").toUpperCase() === upper ||
+          (tr.getAttribute("data-barcode") || "") === code) &&
+        (!self.extra || self.extraOf(tr) === wanted)
       );
     })[0];
   };
 
-  ScanList.prototype.addRow = function (sku, name, barcode, quantity) {
+  ScanList.prototype.addRow = function (sku, name, barcode, quantity, extra) {
     var index = this.rows().length;
     var tr = el("tr", { class: "line" });
     var skuCell = el("td");
@@ -187,6 +217,15 @@
     qtyCell.appendChild(qtyInput);
     tr.appendChild(skuCell);
     tr.appendChild(qtyCell);
+    if (this.extra && this.extraTemplate) {
+      var extraCell = el("td", { class: "extra" });
+      var field = this.extraTemplate.content.firstElementChild.cloneNode(true);
+      field.name = field.name.replace("__i__", String(index));
+      field.id = field.id.replace("__i__", String(index));
+      field.value = extra === undefined ? this.mode() : extra;
+      extraCell.appendChild(field);
+      tr.appendChild(extraCell);
+    }
     this.body.appendChild(tr);
     this.decorate(tr, name);
     if (barcode) tr.setAttribute("data-barcode", barcode);
@@ -198,7 +237,7 @@
     var units = 0;
     var rows = this.rows();
     rows.forEach(function (tr, index) {
-      tr.querySelectorAll("input").forEach(function (input) {
+      tr.querySelectorAll("input, select").forEach(function (input) {
         input.name = input.name.replace(/^lines-\d+-/, self.prefix + "-" + index + "-");
         input.id = input.id.replace(/^id_lines-\d+-/, "id_" + self.prefix + "-" + index + "-");
       });
@@ -212,12 +251,14 @@
   };
 
   ScanList.prototype.save = function () {
+    var self = this;
     var data = this.rows().map(function (tr) {
       return {
         sku: tr.getAttribute("data-sku"),
         name: tr.querySelector("td.product").textContent,
         barcode: tr.getAttribute("data-barcode") || "",
         quantity: Number(tr.querySelector("input[name$='-quantity']").value) || 0,
+        extra: self.extraOf(tr),
       };
     });
     try {
@@ -232,7 +273,7 @@
       data = JSON.parse(sessionStorage.getItem(this.storageKey) || "[]");
     } catch (e) {}
     data.forEach(function (line) {
-      self.addRow(line.sku, line.name, line.barcode, line.quantity);
+      self.addRow(line.sku, line.name, line.barcode, line.quantity, self.extra ? line.extra : undefined);
     });
     if (data.length) this.say("Scanned lines kept from before: " + data.length + ".", true);
   };
@@ -246,13 +287,14 @@
     var qty = tr.querySelector("input[name$='-quantity']");
     var before = Number(qty.value) || 0;
     qty.value = String(before + 1);
-    this.undo.push({ sku: tr.getAttribute("data-sku"), before: before });
+    this.undo.push({ sku: tr.getAttribute("data-sku"), before: before, extra: this.extraOf(tr) });
     tr.classList.remove("scan-flash");
     void tr.offsetWidth; // restart the highlight
     tr.classList.add("scan-flash");
     this.renumber();
     var name = tr.querySelector("td.product").textContent;
-    this.say("✓ " + tr.getAttribute("data-sku") + (name ? " — " + name : "") + ": " + qty.value, true);
+    var where = this.extra ? " → " + this.extraLabel(tr) : "";
+    this.say("✓ " + tr.getAttribute("data-sku") + (name ? " — " + name : "") + ": " + qty.value + where, true);
     beep(true);
   };
 
@@ -275,6 +317,7 @@
   ScanList.prototype.scan = function (code) {
     var self = this;
     var known = this.find(code);
+    var mode = this.mode();
     if (known) {
       this.bump(known, code);
       return Promise.resolve();
@@ -287,7 +330,7 @@
           beep(false);
           return;
         }
-        var tr = self.find(answer.sku) || self.addRow(answer.sku, answer.name, answer.barcode, 0);
+        var tr = self.find(answer.sku, mode) || self.addRow(answer.sku, answer.name, answer.barcode, 0, mode);
         self.bump(tr, code);
         if (answer.outstanding !== undefined) {
           self.status.textContent += " (outstanding on the order: " + answer.outstanding + ")";
@@ -299,8 +342,8 @@
   ScanList.prototype.undoLast = function () {
     var last = this.undo.pop();
     if (!last) return;
-    var tr = this.find(last.sku);
-    if (!tr && last.before > 0) tr = this.addRow(last.sku, last.name || "", "", 0);
+    var tr = this.find(last.sku, last.extra || "");
+    if (!tr && last.before > 0) tr = this.addRow(last.sku, last.name || "", "", 0, last.extra || "");
     if (tr && last.before === 0) {
       tr.remove();
     } else if (tr) {
