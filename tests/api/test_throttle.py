@@ -1,0 +1,82 @@
+"""The per-client throttle (api/throttling.py): a GCRA budget in one Redis call.
+
+Races prove the budget holds across concurrent workers (the Lua script reads,
+decides and writes atomically); the embedded default (no Redis) keeps the same
+arithmetic over the in-process cache.
+"""
+
+import threading
+from types import SimpleNamespace
+
+import pytest
+from django_redis import get_redis_connection
+
+from api.services import api_client_create
+from api.throttling import ClientRateThrottle
+
+from .conftest import Caller, error_code
+
+pytestmark = pytest.mark.django_db
+
+
+def _request_as(client):
+    return SimpleNamespace(user=client)
+
+
+def test_concurrent_requests_never_exceed_the_budget(db, settings):
+    settings.STOCKROOM_API_THROTTLE_RATE = "25/min"
+    client, _key = api_client_create(name="racer", scopes=["read"])
+    threads, per_thread = 8, 10
+    barrier = threading.Barrier(threads)
+    allowed = []
+
+    def worker():
+        barrier.wait()
+        for _ in range(per_thread):
+            allowed.append(ClientRateThrottle().allow_request(_request_as(client), None))
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    # Exactly the burst (the whole per-minute budget) passes, whatever the interleaving.
+    assert allowed.count(True) == 25
+    assert allowed.count(False) == threads * per_thread - 25
+
+
+def test_one_small_key_per_client_whatever_the_rate(db, settings):
+    settings.STOCKROOM_API_THROTTLE_RATE = "100000/min"
+    client, _key = api_client_create(name="busy", scopes=["read"])
+    throttle = ClientRateThrottle()
+    for _ in range(500):
+        assert throttle.allow_request(_request_as(client), None)
+    redis = get_redis_connection("default")
+    key = throttle.get_cache_key(_request_as(client), None)
+    # One number (the theoretical arrival time), not a list of 500 timestamps.
+    assert redis.strlen(key) < 20
+    assert 0 < redis.pttl(key) <= 61_000
+
+
+def test_refusal_tells_how_long_to_wait_and_spares_other_clients(db, settings):
+    settings.STOCKROOM_API_THROTTLE_RATE = "2/min"
+    _, first_key = api_client_create(name="first", scopes=["read"])
+    _, second_key = api_client_create(name="second", scopes=["read"])
+    first, second = Caller(first_key), Caller(second_key)
+    assert [first.get("/api/v1/ping/").status_code for _ in range(2)] == [200, 200]
+    refused = first.get("/api/v1/ping/")
+    assert refused.status_code == 429
+    assert error_code(refused) == "throttled"
+    # 2/min: the next request is allowed 30 s after the first (within a second).
+    assert 29 <= int(refused["Retry-After"]) <= 31
+    assert second.get("/api/v1/ping/").status_code == 200
+
+
+def test_without_redis_the_in_process_cache_keeps_the_same_budget(db, settings):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    settings.STOCKROOM_API_THROTTLE_RATE = "3/min"
+    client, _key = api_client_create(name="embedded", scopes=["read"])
+    throttle = ClientRateThrottle()
+    results = [throttle.allow_request(_request_as(client), None) for _ in range(4)]
+    assert results == [True, True, True, False]
+    assert 0 < throttle.wait() <= 60
