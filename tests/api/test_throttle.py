@@ -5,14 +5,16 @@ decides and writes atomically); the embedded default (no Redis) keeps the same
 arithmetic over the in-process cache.
 """
 
+import math
 import threading
+import time
 from types import SimpleNamespace
 
 import pytest
 from django_redis import get_redis_connection
 
 from api.services import api_client_create
-from api.throttling import ClientRateThrottle
+from api.throttling import ClientRateThrottle, _Leases
 
 from .conftest import Caller, error_code
 
@@ -43,6 +45,34 @@ def test_concurrent_requests_never_exceed_the_budget(db, settings):
     # Exactly the burst (the whole per-minute budget) passes, whatever the interleaving.
     assert allowed.count(True) == 25
     assert allowed.count(False) == threads * per_thread - 25
+
+
+def test_a_busy_client_leases_requests_and_still_never_exceeds_the_budget(db, settings):
+    # 2,000/min: leases of up to 64 requests (1/20 of the budget, capped).
+    settings.STOCKROOM_API_THROTTLE_RATE = "2000/min"
+    client, _key = api_client_create(name="busy", scopes=["read"])
+    threads, per_thread = 8, 400
+    barrier = threading.Barrier(threads)
+    allowed = []
+    calls_before = _Leases.round_trips
+
+    def worker():
+        barrier.wait()
+        for _ in range(per_thread):
+            allowed.append(ClientRateThrottle().allow_request(_request_as(client), None))
+
+    started = time.monotonic()
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    elapsed = time.monotonic() - started
+    # Never more than the burst plus what the budget refilled meanwhile (33.3/s),
+    # however slow the machine; and far fewer Redis calls than requests.
+    assert allowed.count(True) <= 2000 + math.ceil(elapsed * 2000 / 60) + 1
+    assert allowed.count(True) >= 1000  # leases lost at expiry are at most a few hundred
+    assert _Leases.round_trips - calls_before < threads * per_thread / 4
 
 
 def test_one_small_key_per_client_whatever_the_rate(db, settings):
