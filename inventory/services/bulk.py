@@ -280,7 +280,8 @@ def _rows_for_staging(
                            "reference is longer than 100 characters")  # fmt: skip
                 continue
             yield (line, sku, code, qty_text, quantity, reference, None, None)
-        progress.advance(pending)
+        if pending:
+            progress.advance(pending)
     except UnicodeDecodeError as exc:
         raise BulkFormatError(
             f"The file is not UTF-8 text (after line {state['last']}).",
