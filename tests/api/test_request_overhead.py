@@ -1,4 +1,6 @@
-"""The per-client throttle (api/throttling.py): a GCRA budget in one Redis call.
+"""What every API request pays for (issue #18, the fixed cost of a request): the
+per-client throttle (api/throttling.py: a GCRA budget, leased per worker) and the
+JSON-only content negotiation (api/negotiation.py), behaving as before.
 
 Races prove the budget holds across concurrent workers (the Lua script reads,
 decides and writes atomically); the embedded default (no Redis) keeps the same
@@ -110,3 +112,18 @@ def test_without_redis_the_in_process_cache_keeps_the_same_budget(db, settings):
     results = [throttle.allow_request(_request_as(client), None) for _ in range(4)]
     assert results == [True, True, True, False]
     assert 0 < throttle.wait() <= 60
+
+
+def test_json_only_views_negotiate_without_parsing_yet_still_refuse_other_types(db):
+    _, key = api_client_create(name="negotiator", scopes=["read"])
+    caller = Caller(key)
+    for accept in (None, "*/*", "application/json"):
+        response = caller.get("/api/v1/ping/", headers={"Accept": accept} if accept else None)
+        assert response.status_code == 200
+        assert response["Content-Type"] == "application/json"
+    refused = caller.get("/api/v1/ping/", headers={"Accept": "text/html"})
+    assert refused.status_code == 406
+    assert error_code(refused) == "not_acceptable"
+    assert (
+        caller.get("/api/v1/ping/", headers={"Accept": "text/html, */*;q=0.1"}).status_code == 200
+    )
