@@ -273,13 +273,13 @@ def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30) -> Non
 
 
 class Gunicorn:
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+    def __init__(self, args: list[str], env: dict[str, str], cwd: Path = ROOT) -> None:
         self.port = free_port()
         self.env = env
         self.proc = subprocess.Popen(
             [GUNICORN, "inventory_site.wsgi:application", "-b", f"127.0.0.1:{self.port}",
              "--backlog", "2048", "--timeout", "60", "--log-level", "warning", *args],
-            cwd=ROOT, env=env, start_new_session=True,
+            cwd=cwd, env=env, start_new_session=True,
         )  # fmt: skip
         wait_for_port(self.port, self.proc)
 
