@@ -49,33 +49,49 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--profile", action="store_true", help="py-spy one ping worker")
+    parser.add_argument("--old", help="also serve ping from this tree (a git archive of main)")
     args = parser.parse_args()
     gunicorn_args = ["-k", "sync", "-w", str(args.workers)]
     env = base_env(BENCH_DB)
     key = manage(env, "create_api_client", f"bench-fixed-{uuid.uuid4().hex[:8]}",
                  "--scope", "read").strip().splitlines()[-1]  # fmt: skip
     bare_env = dict(env, DJANGO_SETTINGS_MODULE="bench.bare_site")
-    bare = ping = None
+    bare = ping = old = None
+    results: dict[str, list[dict]] = {"bare": [], "ping": [], "old": []}
     try:
         bare = Gunicorn(gunicorn_args, bare_env)
         ping = Gunicorn(gunicorn_args, env)
+        if args.old:
+            old = Gunicorn(gunicorn_args, dict(env, PYTHONPATH=args.old), cwd=Path(args.old))
         for _ in range(2):  # warm every worker
             wrk_bare(bare.port, 2, args.connections, args.threads)
-            run_wrk(ping.port, "ping", key, 2, args.connections, args.threads, "")
-        results: dict[str, list[dict]] = {"bare": [], "ping": []}
+            for server in (ping, old):
+                if server is not None:
+                    run_wrk(server.port, "ping", key, 2, args.connections, args.threads, "")
         for repeat in range(args.repeats):
             drain(ping.port, key)
-            results["bare"].append(wrk_bare(bare.port, args.duration, args.connections,
-                                            args.threads))  # fmt: skip
-            results["ping"].append(run_wrk(ping.port, "ping", key, args.duration,
-                                           args.connections, args.threads, ""))  # fmt: skip
-            print(f"# {repeat + 1}/{args.repeats}: bare {results['bare'][-1]['rps']:,.0f} "
-                  f"req/s, ping {results['ping'][-1]['rps']:,.0f} req/s "
-                  f"(non-2xx {results['ping'][-1]['non2xx']})", flush=True)  # fmt: skip
+            results["bare"].append(
+                wrk_bare(bare.port, args.duration, args.connections, args.threads)
+            )
+            for name, server in (("ping", ping), ("old", old)):
+                if server is not None:
+                    results[name].append(
+                        run_wrk(
+                            server.port,
+                            "ping",
+                            key,
+                            args.duration,
+                            args.connections,
+                            args.threads,
+                            "",
+                        )
+                    )
+            done = ", ".join(f"{n} {r[-1]['rps']:,.0f} req/s" for n, r in results.items() if r)
+            print(f"# {repeat + 1}/{args.repeats}: {done}", flush=True)
         if args.profile:
             profile(ping, key, args)
     finally:
-        for server in (bare, ping):
+        for server in (bare, ping, old):
             if server is not None:
                 server.stop()
         delete_bench_keys()
@@ -93,9 +109,12 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|")
     for name, label in (
         ("bare", "bare DRF APIView (bench/bare_site.py)"),
+        ("old", f"GET /api/v1/ping/, code of {args.old}"),
         ("ping", "GET /api/v1/ping/ (auth, scope, throttle, request id)"),
     ):
         runs = results[name]
+        if not runs:
+            continue
         rps = statistics.median(r["rps"] for r in runs)
         print(f"| {label} | {rps:,.0f} | {statistics.median(r['p50'] for r in runs):.1f} "
               f"| {statistics.median(r['p99'] for r in runs):.1f} "
