@@ -220,14 +220,11 @@ def _read_header(reader: Iterator[list[str]], line_of) -> tuple[dict[str, int], 
     raise BulkFormatError("The file is empty: expected a header sku,warehouse,quantity.")
 
 
-def _rows_for_staging(
-    text: Iterable[str], *, batch_reference: str | None, progress: Progress
-) -> Iterator[tuple]:
+def _rows_for_staging(text: Iterable[str], *, batch_reference: str | None) -> Iterator[tuple]:
     """Yield one staging tuple per data row: line, sku, warehouse, quantity text,
     quantity, reference, error code, message (errors for rows that cannot be used)."""
     reader = csv.reader(text, skipinitialspace=True)
     state = {"last": 0}
-    pending = 0
 
     def line_of() -> int:
         return reader.line_num
@@ -242,10 +239,6 @@ def _rows_for_staging(
             state["last"] = reader.line_num
             if not any(cell.strip() for cell in record):
                 continue
-            pending += 1
-            if pending == PROGRESS_EVERY:
-                progress.advance(pending)
-                pending = 0
             cells = [_clean(cell) for cell in record]
             if len(cells) > width and any(cells[width:]):
                 yield _bad(line, cells, columns, batch_reference, "too_many_columns",
@@ -280,8 +273,6 @@ def _rows_for_staging(
                            "reference is longer than 100 characters")  # fmt: skip
                 continue
             yield (line, sku, code, qty_text, quantity, reference, None, None)
-        if pending:
-            progress.advance(pending)
     except UnicodeDecodeError as exc:
         raise BulkFormatError(
             f"The file is not UTF-8 text (after line {state['last']}).",
@@ -458,9 +449,13 @@ def stock_receive_bulk(
                 f"COPY {raw} (line, sku, warehouse, quantity_text, quantity, reference_id, "
                 "error, message) FROM STDIN"
             ) as copy:
-                for row in _rows_for_staging(source, batch_reference=reference, progress=progress):
+                for row in _rows_for_staging(source, batch_reference=reference):
                     copy.write_row(row)
                     result.rows += 1
+                    if result.rows % PROGRESS_EVERY == 0:
+                        progress.advance(PROGRESS_EVERY)
+            if result.rows % PROGRESS_EVERY:
+                progress.advance(result.rows % PROGRESS_EVERY)
             progress.phase("validating")
             cursor.execute(_resolve_sql(raw, res), {"ref_type": reference_type})
             cursor.execute(f"DROP TABLE {raw}")
