@@ -21,8 +21,10 @@ Server: gunicorn, production settings, sync 4 workers (bench/http_throughput.py'
 first configuration), on the bench database (BENCH_DATABASE_URL; catalogue of
 --skus SKUs x 1 warehouse, built once) and BENCH_REDIS_URL under the run's own
 key prefix (deleted by prefix at the end). The driver is one asyncio process
-with hand-written HTTP/1.1 on keep-alive connections (a pool that grows up to
---max-connections when the server is behind); on a 2-core machine it competes
+with hand-written HTTP/1.1 on a pool of connections that grows up to
+--max-connections when the server is behind (kept alive where the server allows;
+gunicorn's sync workers close each one, so every request also connects, as
+wrk's do against the same server); on a 2-core machine it competes
 with the server for CPU, which the closed-loop maximum includes too.
 """
 
@@ -33,6 +35,7 @@ import asyncio
 import json
 import os
 import random
+import signal
 import sys
 import time
 import uuid
@@ -73,29 +76,34 @@ def make_request(row: str, key: str, skus: int, rng: random.Random, run: str, n:
     ).encode() + body
 
 
-async def read_response(reader: asyncio.StreamReader) -> int:
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
+    """(status, whether the server keeps the connection open)."""
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.split(b"\r\n")
     status = int(lines[0].split()[1])
-    length = 0
+    length, keep = 0, True
     for line in lines[1:]:
-        if line[:15].lower() == b"content-length:":
+        name = line[:15].lower()
+        if name == b"content-length:":
             length = int(line[15:])
+        elif line.lower().startswith(b"connection:") and b"close" in line.lower():
+            keep = False  # gunicorn's sync workers close after every response
     if length:
         await reader.readexactly(length)
-    return status
+    return status, keep
 
 
 class Pool:
     """Keep-alive connections; a request waits for a free one or opens one (up to max)."""
 
     def __init__(self, port: int, maximum: int) -> None:
-        self.port, self.maximum, self.count = port, maximum, 0
+        self.port, self.maximum, self.count, self.peak = port, maximum, 0, 0
         self.free: asyncio.Queue = asyncio.Queue()
 
     async def get(self):
         if self.free.empty() and self.count < self.maximum:
             self.count += 1
+            self.peak = max(self.peak, self.count)
             return await asyncio.open_connection("127.0.0.1", self.port)
         return await self.free.get()
 
@@ -121,12 +129,15 @@ async def open_loop(port: int, row: str, key: str, skus: int, rate: float, secon
         conn = await pool.get()
         try:
             conn[1].write(request)
-            status = await read_response(conn[0])
+            status, keep = await read_response(conn[0])
         except (OSError, asyncio.IncompleteReadError):
             pool.discard(conn)
             statuses[0] = statuses.get(0, 0) + 1
             return
-        pool.put(conn)
+        if keep:
+            pool.put(conn)
+        else:
+            pool.discard(conn)
         latencies.append((time.perf_counter() - due) * 1000)
         statuses[status] = statuses.get(status, 0) + 1
 
@@ -149,7 +160,7 @@ async def open_loop(port: int, row: str, key: str, skus: int, rate: float, secon
         "p99": percentile(latencies, 99),
         "p999": percentile(latencies, 99.9),
         "non2xx": sum(v for s, v in statuses.items() if not 200 <= s < 300),
-        "connections": pool.count,
+        "connections": pool.peak,
     }
 
 
@@ -172,6 +183,8 @@ def main() -> None:
     parser.add_argument("--fractions", default="0.25,0.5,0.75")
     parser.add_argument("--max-connections", type=int, default=64)
     args = parser.parse_args()
+    # SIGTERM too runs the `finally` that stops gunicorn.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     build_catalogue(args.skus)
     import http_throughput
 
