@@ -94,25 +94,33 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
 
 
 class Pool:
-    """Keep-alive connections; a request waits for a free one or opens one (up to max)."""
+    """Up to `maximum` connections in use at once; a request waits for a slot, then
+    reuses an idle kept-alive connection or opens one."""
 
     def __init__(self, port: int, maximum: int) -> None:
-        self.port, self.maximum, self.count, self.peak = port, maximum, 0, 0
-        self.free: asyncio.Queue = asyncio.Queue()
+        self.port, self.peak, self.in_use = port, 0, 0
+        self.slots = asyncio.Semaphore(maximum)
+        self.idle: list = []
 
     async def get(self):
-        if self.free.empty() and self.count < self.maximum:
-            self.count += 1
-            self.peak = max(self.peak, self.count)
-            return await asyncio.open_connection("127.0.0.1", self.port)
-        return await self.free.get()
+        await self.slots.acquire()
+        self.in_use += 1
+        self.peak = max(self.peak, self.in_use)
+        if self.idle:
+            return self.idle.pop()
+        return await asyncio.open_connection("127.0.0.1", self.port)
 
     def put(self, conn) -> None:
-        self.free.put_nowait(conn)
+        self.idle.append(conn)
+        self._release()
 
     def discard(self, conn) -> None:
-        self.count -= 1
         conn[1].close()
+        self._release()
+
+    def _release(self) -> None:
+        self.in_use -= 1
+        self.slots.release()
 
 
 async def open_loop(port: int, row: str, key: str, skus: int, rate: float, seconds: float,
@@ -126,7 +134,12 @@ async def open_loop(port: int, row: str, key: str, skus: int, rate: float, secon
 
     async def one(n: int, due: float) -> None:
         request = make_request(row, key, skus, rng, run, n)
-        conn = await pool.get()
+        try:
+            conn = await pool.get()
+        except OSError:
+            pool._release()
+            statuses[0] = statuses.get(0, 0) + 1
+            return
         try:
             conn[1].write(request)
             status, keep = await read_response(conn[0])
@@ -151,8 +164,8 @@ async def open_loop(port: int, row: str, key: str, skus: int, rate: float, secon
         tasks.append(asyncio.create_task(one(n, due)))
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - started
-    while not pool.free.empty():
-        pool.free.get_nowait()[1].close()
+    for conn in pool.idle:
+        conn[1].close()
     return {
         "sent": total,
         "achieved": len(latencies) / elapsed,
