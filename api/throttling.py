@@ -107,12 +107,18 @@ class _Leases:
                 return max(int((lease.refused_until - now) * 1_000_000), 1)
             used_up = lease.left == 0 and lease.size > 0
             wanted = min(cap, lease.size * 2 if used_up else max(1, lease.size - lease.left))
-            granted, wait_us = cls._call(key, interval_us, period_us, wanted)
+        # The Redis call holds no lock: other threads (gthread workers) go on serving
+        # other clients meanwhile. Two threads of one client may both lease; the
+        # budget stays exact (each lease is spent from it), the leases add up.
+        granted, wait_us = cls._call(key, interval_us, period_us, wanted)
+        with cls.lock:
             if granted < 1:
                 lease.left, lease.size = 0, 0
                 lease.refused_until = now + wait_us / 1_000_000
                 return max(int(wait_us), 1)
-            lease.left, lease.size, lease.expires = granted - 1, granted, now + LEASE_SECONDS
+            fresh = now < lease.expires
+            lease.left = (lease.left if fresh else 0) + granted - 1
+            lease.size, lease.expires = granted, now + LEASE_SECONDS
             return 0
 
     @classmethod
