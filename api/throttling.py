@@ -64,6 +64,7 @@ return {granted, 0}
 # A refusal is remembered until the wait it named has passed (the budget only
 # refills with time), so a client hammering past its budget costs no calls either.
 LEASE_SECONDS = 0.5
+REDIS_RETRY_SECONDS = 1.0
 LEASE_MAX = 64
 
 
@@ -151,6 +152,9 @@ def _uses_redis() -> bool:
 
 class ClientRateThrottle(BaseThrottle):
     scope = "client"
+    # After a Redis error this process lets requests through unchecked for
+    # REDIS_RETRY_SECONDS instead of paying the connect timeout on every request.
+    redis_down_until = 0.0
 
     def __init__(self) -> None:
         self._wait = 0.0
@@ -171,10 +175,13 @@ class ClientRateThrottle(BaseThrottle):
             return True
         rate = self.get_rate()
         if _uses_redis():
+            if time.monotonic() < ClientRateThrottle.redis_down_until:
+                return True  # failed a moment ago: fail open without another timeout
             try:
                 wait_us = _Leases.take(key, rate)
             except (RedisError, OSError):  # Redis down: let the request through, say so
-                logger.warning("throttle check failed; request allowed", exc_info=True)
+                ClientRateThrottle.redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
+                logger.warning("throttle check failed; requests allowed", exc_info=True)
                 return True
         else:
             count, seconds = parse_rate(rate)

@@ -127,3 +127,24 @@ def test_json_only_views_negotiate_without_parsing_yet_still_refuse_other_types(
     assert (
         caller.get("/api/v1/ping/", headers={"Accept": "text/html, */*;q=0.1"}).status_code == 200
     )
+
+
+def test_redis_down_fails_open_and_retries_after_a_pause(db, settings):
+    """A Redis that does not answer (a closed port) lets requests through, and the
+    process does not pay the connect timeout again on every request meanwhile."""
+    settings.CACHES = {
+        "default": {
+            **settings.CACHES["default"],
+            "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens on port 1
+        }
+    }
+    settings.STOCKROOM_API_THROTTLE_RATE = "1/min"
+    client, _key = api_client_create(name="unchecked", scopes=["read"])
+    ClientRateThrottle.redis_down_until = 0.0
+    calls_before = _Leases.round_trips
+    try:
+        assert all(ClientRateThrottle().allow_request(_request_as(client), None) for _ in range(5))
+        assert _Leases.round_trips - calls_before == 1  # one attempt, then the pause
+        assert ClientRateThrottle.redis_down_until > time.monotonic()
+    finally:
+        ClientRateThrottle.redis_down_until = 0.0
