@@ -31,7 +31,7 @@ from functools import partial
 from typing import IO, Protocol
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection, reset_queries, transaction
 from django.utils import timezone
 
 from .. import availability_cache, errors
@@ -618,6 +618,11 @@ def _publish_applied(applied: str, lo: int, hi: int) -> None:
         if not rows:
             return
         last = rows[-1][0]
+        if settings.DEBUG:
+            # With DEBUG on (manage.py's default) Django keeps the SQL of its last
+            # 9,000 queries; the listeners' queries name a batch's rows each, so a
+            # million-row file would keep hundreds of MB of SQL text alive.
+            reset_queries()
         ledger.publish_committed_changes(
             tuple(
                 ledger.CommittedChange(
