@@ -4,8 +4,9 @@
 
 In one run, on bench catalogues of 10,000 and 1,000,000 SKUs (databases
 `<BENCH_DATABASE_URL>_10k` and `<BENCH_DATABASE_URL>`, default `stockroom_bench`,
-built once; `--catalogues 10000` for the small one only). Redis: REDIS_URL
-(default db 9), which it flushes: give it a db of your own.
+built once; `--catalogues 10000` for the small one only). Redis: BENCH_REDIS_URL
+(default db 9; give it a db of your own), under a key prefix of this run's own,
+whose keys it deletes by prefix between catalogues and at the end (never FLUSHDB).
 
 * **server-side latency** of `selectors.availability_for_skus` (what the API
   views call) for one SKU and for a 100-SKU batch: cache hit, cache miss (the
@@ -32,7 +33,15 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BENCH_DB, create_database, ensure_catalogue, median, percentile, setup_django
+from common import (
+    BENCH_DB,
+    create_database,
+    delete_bench_keys,
+    ensure_catalogue,
+    median,
+    percentile,
+    setup_django,
+)
 
 CATALOGUES = {
     10_000: BENCH_DB + "_10k",  # BENCH_DATABASE_URL names the pair (default stockroom_bench)
@@ -183,6 +192,13 @@ def freshness(samples: int) -> list[float]:
 
 
 def main() -> None:
+    try:
+        run()
+    finally:
+        delete_bench_keys()
+
+
+def run() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--attempts", type=int, default=10_000)
@@ -210,12 +226,11 @@ def main() -> None:
         connections["default"].close()
         call_command("migrate", verbosity=0)
         ensure_catalogue(skus, 1)
-        # Both catalogues use the same SKU names: start each from an empty cache.
-        from django_redis import get_redis_connection
-
+        # Both catalogues use the same SKU names: start each from an empty cache
+        # (this run's keys only: the database may be shared).
         from inventory import availability_cache, selectors
 
-        get_redis_connection("default").flushdb()
+        delete_bench_keys()
         availability_cache.reset_store()
         selectors.forget_active_warehouses()
         if args.flash_only:

@@ -9,6 +9,7 @@ the ledger too, so `reconcile` and the invariant checks hold on bench data.
 from __future__ import annotations
 
 import os
+import secrets
 import statistics
 import subprocess
 import sys
@@ -20,6 +21,45 @@ BENCH_DB = os.environ.get(
     "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/stockroom_bench"
 )
 
+# Redis: a database of the bench's own (BENCH_REDIS_URL; never the suite's 15 or a
+# colleague's), and inside it a key prefix of this run's own, inherited by every
+# process the run spawns, so cleaning up deletes this run's keys by prefix
+# (`delete_bench_keys`) and never flushes a database someone else may be using.
+BENCH_REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
+os.environ.setdefault("STOCKROOM_AVAILABILITY_KEY_PREFIX", f"bench-{secrets.token_hex(4)}")
+BENCH_KEY_PREFIX = os.environ["STOCKROOM_AVAILABILITY_KEY_PREFIX"]
+# A bench fills Redis with a million keys and scans them: the application's 0.2 s
+# socket timeout (right for a request) would make a long cleanup call fail.
+BENCH_REDIS_SOCKET_TIMEOUT = "10"
+
+
+def bench_redis_env() -> dict[str, str]:
+    """The Redis settings a bench gives the processes it starts (gunicorn, workers)."""
+    return {
+        "REDIS_URL": BENCH_REDIS,
+        "STOCKROOM_AVAILABILITY_KEY_PREFIX": BENCH_KEY_PREFIX,
+        "REDIS_SOCKET_TIMEOUT": BENCH_REDIS_SOCKET_TIMEOUT,
+        "REDIS_CONNECT_TIMEOUT": "2",
+    }
+
+
+def delete_bench_keys(prefix: str = BENCH_KEY_PREFIX) -> int:
+    """Delete this run's keys (SCAN + UNLINK in batches) from the bench Redis database."""
+    import redis
+
+    client = redis.Redis.from_url(BENCH_REDIS, socket_timeout=30)
+    deleted = 0
+    batch: list[bytes] = []
+    for key in client.scan_iter(match=f"{prefix}:*", count=5000):
+        batch.append(key)
+        if len(batch) >= 5000:
+            deleted += client.unlink(*batch)
+            batch.clear()
+    if batch:
+        deleted += client.unlink(*batch)
+    client.close()
+    return deleted
+
 
 def setup_django(database_url: str = BENCH_DB) -> None:
     """Configure Django for the bench database (production-like: no DEBUG)."""
@@ -27,7 +67,8 @@ def setup_django(database_url: str = BENCH_DB) -> None:
     os.environ["DATABASE_URL"] = database_url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "inventory_site.settings.base")
     os.environ.setdefault("DJANGO_DEBUG", "false")
-    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/9")
+    for name, value in bench_redis_env().items():
+        os.environ.setdefault(name, value)
     os.environ.setdefault("DB_STATEMENT_TIMEOUT_MS", "0")  # bulk set-up statements run long
     import django
 

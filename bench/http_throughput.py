@@ -3,7 +3,8 @@
     .venv/bin/python bench/http_throughput.py [--duration 8] [--repeats 3] [--connections 32]
 
 Uses the bench database (run bench/reservations.py once first: 1,000,000 SKUs in
-warehouse BW01) and Redis db 9. For each server configuration it starts gunicorn
+warehouse BW01) and BENCH_REDIS_URL (default db 9) under a key prefix of the run's
+own, deleted by prefix at the end. For each server configuration it starts gunicorn
 on a free 127.0.0.1 port with `inventory_site.settings.production` (a random
 secret key, no SSL redirect, throttling raised), creates an API client with
 `manage.py create_api_client`, runs wrk with a Lua script per row (unique order
@@ -48,10 +49,13 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BENCH_DB, ROOT
+from common import BENCH_DB, ROOT, bench_redis_env, delete_bench_keys
 
-PYTHON = str(ROOT / ".venv" / "bin" / "python")
-GUNICORN = str(ROOT / ".venv" / "bin" / "gunicorn")
+# The project's .venv, else the interpreter running this script (a worktree that
+# shares another checkout's virtualenv).
+_BIN = ROOT / ".venv" / "bin" if (ROOT / ".venv" / "bin" / "python").exists() else None
+PYTHON = str(_BIN / "python") if _BIN else sys.executable
+GUNICORN = str(_BIN / "gunicorn") if _BIN else str(Path(sys.executable).parent / "gunicorn")
 PGBOUNCER_PORT = 6433
 SKUS = 1_000_000
 WORKING_SET = 10_000
@@ -200,7 +204,7 @@ def base_env(database_url: str) -> dict[str, str]:
             "DJANGO_SECURE_SSL_REDIRECT": "false",
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
             "DATABASE_URL": database_url,
-            "REDIS_URL": "redis://127.0.0.1:6379/9",
+            **bench_redis_env(),
             "STOCKROOM_API_THROTTLE_RATE": "100000000/min",
             "LOG_LEVEL": "ERROR",  # 409s and 404s are expected; do not log each
             "PYTHONPATH": str(ROOT),
@@ -269,13 +273,13 @@ def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30) -> Non
 
 
 class Gunicorn:
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+    def __init__(self, args: list[str], env: dict[str, str], cwd: Path = ROOT) -> None:
         self.port = free_port()
         self.env = env
         self.proc = subprocess.Popen(
             [GUNICORN, "inventory_site.wsgi:application", "-b", f"127.0.0.1:{self.port}",
              "--backlog", "2048", "--timeout", "60", "--log-level", "warning", *args],
-            cwd=ROOT, env=env, start_new_session=True,
+            cwd=cwd, env=env, start_new_session=True,
         )  # fmt: skip
         wait_for_port(self.port, self.proc)
 
@@ -417,7 +421,14 @@ def run_wrk(
     }
 
 
-def main() -> None:  # noqa: C901 -- a flat script: one branch per command-line option
+def main() -> None:
+    try:
+        run()
+    finally:
+        delete_bench_keys()  # this run's keys only (its own prefix): never FLUSHDB
+
+
+def run() -> None:  # noqa: C901 -- a flat script: one branch per command-line option
     global SKUS, WORKING_SET
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=int, default=8, help="seconds per wrk run")

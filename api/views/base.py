@@ -28,6 +28,7 @@ from .. import schema
 from ..authentication import ClientTokenAuthentication
 from ..exceptions import api_exception_handler
 from ..models import Scope
+from ..negotiation import JsonOnlyNegotiation
 from ..parsers import StrictJSONParser
 from ..permissions import HasScope
 from ..services import (
@@ -54,6 +55,7 @@ class ApiView(APIView):
     throttle_classes = [ClientRateThrottle]
     parser_classes = [StrictJSONParser]
     renderer_classes = [JSONRenderer]
+    content_negotiation_class = JsonOnlyNegotiation
     read_scopes: tuple[str, ...] = ()
     write_scopes: tuple[str, ...] = ()
     schema = schema.ApiAutoSchema()

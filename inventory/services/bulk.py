@@ -31,7 +31,7 @@ from functools import partial
 from typing import IO, Protocol
 
 from django.conf import settings
-from django.db import DatabaseError, connection, connections, transaction
+from django.db import DatabaseError, connection, connections, reset_queries, transaction
 from django.utils import timezone
 
 from .. import availability_cache, errors
@@ -55,7 +55,13 @@ _POLICY_ALLOWANCE = policy_allowance_sql("p")
 
 REQUIRED_COLUMNS = ("sku", "warehouse", "quantity")
 OPTIONAL_COLUMNS = ("reference",)
-PUBLISH_BATCH = 10_000
+# Committed rows handed to the after-commit listeners at a time. Small enough that
+# the availability read model's write-through (one Lua call per batch) finishes
+# well inside the application's Redis socket timeout (0.2 s): at 10,000 rows a
+# call timed out under load and the entries fell back to their TTL.
+PUBLISH_BATCH = 2_000
+# Rows read before the progress bar hears of them (a call per row costs ~3 % of reading).
+PROGRESS_EVERY = 1_000
 SAMPLE_ERRORS = 100
 # Rows per transaction in --skip-invalid mode: locks on a chunk's rows are held
 # for seconds, not for the whole file. Atomic mode is one transaction by definition.
@@ -214,9 +220,7 @@ def _read_header(reader: Iterator[list[str]], line_of) -> tuple[dict[str, int], 
     raise BulkFormatError("The file is empty: expected a header sku,warehouse,quantity.")
 
 
-def _rows_for_staging(
-    text: Iterable[str], *, batch_reference: str | None, progress: Progress
-) -> Iterator[tuple]:
+def _rows_for_staging(text: Iterable[str], *, batch_reference: str | None) -> Iterator[tuple]:
     """Yield one staging tuple per data row: line, sku, warehouse, quantity text,
     quantity, reference, error code, message (errors for rows that cannot be used)."""
     reader = csv.reader(text, skipinitialspace=True)
@@ -235,7 +239,6 @@ def _rows_for_staging(
             state["last"] = reader.line_num
             if not any(cell.strip() for cell in record):
                 continue
-            progress.advance(1)
             cells = [_clean(cell) for cell in record]
             if len(cells) > width and any(cells[width:]):
                 yield _bad(line, cells, columns, batch_reference, "too_many_columns",
@@ -369,11 +372,15 @@ def _resolve_sql(raw: str, res: str) -> str:
              p.id AS product_id, coalesce(p.is_bundle, false) AS is_bundle,
              {_POLICY_ALLOWANCE} AS allowance,
              w.id AS warehouse_id, w.is_active AS warehouse_active,
+             i.id AS inventory_id,
              {_RECEIVE_KEY} AS op_key,
              {_RECEIVE_FINGERPRINT} AS fingerprint
       FROM {raw} r
       LEFT JOIN inventory_product p ON r.error IS NULL AND p.sku = r.sku
       LEFT JOIN warehouses_warehouse w ON r.error IS NULL AND w.code = r.warehouse
+      -- The row's id when it exists already: most receipts top up existing rows, and
+      -- then creating rows is skipped and the apply joins by primary key.
+      LEFT JOIN inventory_inventory i ON i.product_id = p.id AND i.warehouse_id = w.id
       CROSS JOIN LATERAL (
         SELECT {_RECEIVE_FULL_KEY} AS full_key
       ) k
@@ -447,9 +454,13 @@ def stock_receive_bulk(
                 f"COPY {raw} (line, sku, warehouse, quantity_text, quantity, reference_id, "
                 "error, message) FROM STDIN"
             ) as copy:
-                for row in _rows_for_staging(source, batch_reference=reference, progress=progress):
+                for row in _rows_for_staging(source, batch_reference=reference):
                     copy.write_row(row)
                     result.rows += 1
+                    if result.rows % PROGRESS_EVERY == 0:
+                        progress.advance(PROGRESS_EVERY)
+            if result.rows % PROGRESS_EVERY:
+                progress.advance(result.rows % PROGRESS_EVERY)
             progress.phase("validating")
             cursor.execute(_resolve_sql(raw, res), {"ref_type": reference_type})
             cursor.execute(f"DROP TABLE {raw}")
@@ -504,10 +515,28 @@ def _create_missing_rows(res: str, lo: int, hi: int) -> None:
     """Empty inventory rows for new (product, warehouse) pairs, committed holding no
     row locks, through the one row-creating function (`rows.create_rows_sql`): the
     products are locked FOR SHARE and each row's allowance comes from its product
-    at that moment (not from the policy read at validation, minutes earlier)."""
-    create_rows_sql(
-        f"SELECT s.product_id, s.warehouse_id FROM {res} s WHERE {_TODO}", {"lo": lo, "hi": hi}
-    )
+    at that moment (not from the policy read at validation, minutes earlier).
+
+    Only the pairs that had no row at validation (`inventory_id` NULL) are looked at;
+    when every row exists (a top-up receipt) this is one indexed probe. The created
+    rows' ids (or those of rows created meanwhile by someone else) are written back
+    to the staging table, so the apply joins every row by primary key."""
+    params = {"lo": lo, "hi": hi}
+    missing = f"{_TODO} AND s.inventory_id IS NULL"
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {res} s WHERE {missing})", params)
+        if not cursor.fetchone()[0]:
+            return
+    create_rows_sql(f"SELECT s.product_id, s.warehouse_id FROM {res} s WHERE {missing}", params)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE {res} s SET inventory_id = i.id
+            FROM inventory_inventory i
+            WHERE {missing} AND i.product_id = s.product_id AND i.warehouse_id = s.warehouse_id
+            """,
+            params,
+        )
 
 
 def _apply_chunk(
@@ -524,7 +553,7 @@ def _apply_chunk(
             f"""
             SELECT count(*) FROM (
                 SELECT i.id FROM inventory_inventory i
-                JOIN {res} s ON i.product_id = s.product_id AND i.warehouse_id = s.warehouse_id
+                JOIN {res} s ON i.id = s.inventory_id
                 WHERE {_TODO}
                 ORDER BY i.id
                 FOR NO KEY UPDATE OF i
@@ -551,8 +580,7 @@ def _apply_chunk(
                 SET on_hand = i.on_hand + s.quantity, version = i.version + 1,
                     updated_at = %(now)s
                 FROM {res} s JOIN keys k ON k.key = s.op_key
-                WHERE i.product_id = s.product_id AND i.warehouse_id = s.warehouse_id
-                  AND {_TODO}
+                WHERE i.id = s.inventory_id AND {_TODO}
                 RETURNING i.id, i.product_id, i.warehouse_id, i.on_hand, i.reserved, i.version,
                           s.line, s.quantity, s.reference_id, s.ledger_id,
                           i.safety_stock + i.damaged + i.quality_control AS unsellable
@@ -595,6 +623,11 @@ def _publish_applied(applied: str, lo: int, hi: int) -> None:
         if not rows:
             return
         last = rows[-1][0]
+        if settings.DEBUG:
+            # With DEBUG on (manage.py's default) Django keeps the SQL of its last
+            # 9,000 queries; the listeners' queries name a batch's rows each, so a
+            # million-row file would keep hundreds of MB of SQL text alive.
+            reset_queries()
         ledger.publish_committed_changes(
             tuple(
                 ledger.CommittedChange(

@@ -253,3 +253,40 @@ def test_the_connection_gets_its_own_timeouts_back(catalogue):
     receive_csv(GOOD, reference="DN-1")
     services.inventory_reconcile()
     assert timeouts() == before
+
+
+def test_rows_found_missing_at_validation_are_created_or_found_then_applied_by_id(
+    catalogue, monkeypatch
+):
+    """The staging table carries each row's inventory id from validation; rows missing
+    then are created before the apply, or found if someone else created them meanwhile
+    (here a single receive between validation and the apply), and every row is then
+    applied once, by id, with its ledger row: the same outcome as before the change,
+    across chunks mixing existing and new rows."""
+    monkeypatch.setattr(bulk, "APPLY_CHUNK", 2)
+    services.stock_receive(sku="SKU-A", warehouse="BER", quantity=10, actor="user:t")
+
+    class CreatedMeanwhile(bulk.NullProgress):
+        def phase(self, name: str, total: int | None = None) -> None:
+            if name == "applying":
+                services.stock_receive(sku="PRE-1", warehouse="BER", quantity=4, actor="user:o")
+
+    text = (
+        "sku,warehouse,quantity\nSKU-A,BER,5\nSKU-B,HAM,7\nPRE-1,BER,2\nNOPE,BER,1\nSKU-C,HAM,1\n"
+    )
+    result = receive_csv(text, reference="DN-9", atomic=False, progress=CreatedMeanwhile())
+
+    assert (result.applied, result.invalid, result.already_applied) == (4, 1, 0)
+    assert errors_by_line(result) == {5: "unknown_sku"}
+    assert [on_hand(*pair) for pair in [("SKU-A", "BER"), ("SKU-B", "HAM"), ("PRE-1", "BER"),
+            ("SKU-C", "HAM")]] == [15, 7, 6, 1]  # fmt: skip
+    entries = InventoryTransaction.objects.filter(reference_id="DN-9").order_by("on_hand_after")
+    assert [(e.product.sku, e.on_hand_delta, e.on_hand_after) for e in entries] == [
+        ("SKU-C", 1, 1), ("PRE-1", 2, 6), ("SKU-B", 7, 7), ("SKU-A", 5, 15),
+    ]  # fmt: skip
+    assert (
+        Inventory.objects.get(product__sku="PRE-1", warehouse__code="BER").backorder_allowance == 7
+    )
+    again = receive_csv(text, reference="DN-9", atomic=False)
+    assert (again.applied, again.already_applied) == (0, 4)
+    assert_invariants()

@@ -1,0 +1,120 @@
+"""bulk_receive per phase, old code against new code on the same file, in one run.
+
+    python bench/bulk_phases.py FILE --template DB [--old TREE] [--rounds 1]
+
+For each round and each side (the checkout given by --old, e.g. a `git archive`
+of main, and this checkout), clones a fresh database from the template
+(`createdb -T`: the same catalogue for every run; names stockroom_bench_*), then
+runs `stock_receive_bulk` on FILE in a child process whose PYTHONPATH is that
+side's tree, the way the `bulk_receive` command calls it (the file opened as
+utf-8-sig text, a report file, atomic), and prints the seconds of each phase the
+service reports (reading + COPY, validating, applying incl. the after-commit
+publishing), the total and the child's peak RSS (getrusage: the whole process,
+Django included). Sides alternate, so machine load hits both alike; the load
+average is printed next to each run. The template must hold the catalogue
+(e.g. `manage.py seed_demo --skus 1000000 --warehouses 1`) and the file receipts
+for it (bench/make_receipt.py ROWS 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PG = ["-h", "127.0.0.1", "-U", "postgres"]
+
+CHILD = r"""
+import json, os, resource, sys, time
+import django
+django.setup()
+from inventory.services.bulk import stock_receive_bulk
+
+class Timer:
+    def __init__(self):
+        self.phases, self.name, self.started = [], None, None
+    def phase(self, name, total=None):
+        self.close()
+        self.name, self.started = name, time.perf_counter()
+    def advance(self, n=1):
+        pass
+    def close(self):
+        if self.name:
+            self.phases.append((self.name, time.perf_counter() - self.started,
+                                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024))
+            self.name = None
+
+timer = Timer()
+started = time.perf_counter()
+with open(sys.argv[1], encoding="utf-8-sig", newline="") as source, \
+        open(sys.argv[1] + ".report.csv", "w", encoding="utf-8", newline="") as report:
+    result = stock_receive_bulk(source=source, actor="system:bench", reference=sys.argv[2],
+                                report=report, progress=timer)
+total = time.perf_counter() - started
+print(json.dumps({"phases": timer.phases, "total": total, "applied": result.applied,
+                  "invalid": result.invalid,
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}))
+"""
+
+
+def run_side(tree: Path, template: str, file: str, label: str) -> dict:
+    clone = f"{template}_run"
+    subprocess.run(["dropdb", *PG, "--if-exists", clone], check=True)
+    subprocess.run(["createdb", *PG, "-T", template, clone], check=True)
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(tree),
+        DJANGO_SETTINGS_MODULE="inventory_site.settings.base",
+        DJANGO_DEBUG="false",
+        DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{clone}",
+        DB_STATEMENT_TIMEOUT_MS="0",
+    )
+    env.setdefault("REDIS_URL", os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9"))
+    load = os.getloadavg()[0]
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, file, f"BENCH-{label}"],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    subprocess.run(["dropdb", *PG, "--if-exists", clone], check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"{label} failed: {out.stderr[-3000:]}")
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["load"] = (load, os.getloadavg()[0])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("file")
+    parser.add_argument("--template", required=True, help="database holding the catalogue")
+    parser.add_argument("--old", help="tree of the old code (a git archive of main)")
+    parser.add_argument("--rounds", type=int, default=1)
+    args = parser.parse_args()
+    sides = [("new", ROOT)] + ([("old", Path(args.old).resolve())] if args.old else [])
+    with open(args.file, "rb") as handle:
+        rows = sum(1 for _ in handle) - 1
+    print(f"# {rows:,} rows; machine: {os.cpu_count()} CPUs; template {args.template}")
+    print("| round | code | phase seconds | total s | rows/s | peak RSS MB | applied | load |")
+    print("|---:|---|---|---:|---:|---:|---:|---|")
+    for n in range(1, args.rounds + 1):
+        for label, tree in sides if n % 2 else sides[::-1]:
+            r = run_side(tree, args.template, args.file, f"{label}{n}")
+            phases = ", ".join(f"{name} {secs:.1f} ({mb} MB)" for name, secs, mb in r["phases"])
+            print(f"| {n} | {label} | {phases} | {r['total']:.1f} | "
+                  f"{rows / r['total']:,.0f} | {r['rss_mb']} | {r['applied']:,} | "
+                  f"{r['load'][0]:.1f} → {r['load'][1]:.1f} |", flush=True)  # fmt: skip
+    print(f"# ru_maxrss of this driver: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}")
+    print(f"# finished {time.strftime('%H:%M:%S')}")
+
+
+if __name__ == "__main__":
+    main()
