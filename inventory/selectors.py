@@ -372,6 +372,29 @@ def in_transit_for_products(
     }
 
 
+def transfer_with_ledger(transfer_id: str):
+    """A two-step transfer, its lines (by SKU) and its ledger rows (oldest first):
+    (Transfer, [TransferLine], [InventoryTransaction]). NotFound if unknown."""
+    from .models import InventoryTransaction, ReferenceType, Transfer
+
+    record = (
+        Transfer.objects.select_related("source", "destination")
+        .filter(transfer_id=transfer_id)
+        .first()
+    )
+    if record is None:
+        raise errors.NotFound(f"No transfer {transfer_id}.", details={"transfer_id": transfer_id})
+    lines = list(record.lines.select_related("product").order_by("product__sku"))
+    transactions = list(
+        InventoryTransaction.objects.filter(
+            reference_type=ReferenceType.TRANSFER, reference_id=transfer_id
+        )
+        .select_related("product", "warehouse")
+        .order_by("created_at", "id")
+    )
+    return record, lines, transactions
+
+
 def incoming_for_products(
     product_ids: Collection[uuid.UUID | str],
 ) -> dict[tuple[uuid.UUID, uuid.UUID], tuple[int, Any]]:

@@ -42,6 +42,7 @@ from ..models import (
     TransferLine,
     TransferStatus,
 )
+from ..selectors import transfer_with_ledger
 from .idempotency import fingerprint, fit_key, replay, run_idempotent
 from .ledger import Change, OperationResult, Reference, apply_changes
 from .rows import lock_rows
@@ -60,23 +61,23 @@ class TransferResult:
 
 
 def _check_transfer_id(transfer_id: str) -> str:
-    if not isinstance(transfer_id, str) or not 1 <= len(transfer_id) <= 100:
+    # No "/": the id names the transfer in one URL path segment (/transfers/<id>/).
+    if (
+        not isinstance(transfer_id, str)
+        or not 1 <= len(transfer_id) <= 100
+        or not transfer_id.strip()
+        or "/" in transfer_id
+        or "\x00" in transfer_id
+    ):
         raise errors.InvalidInput(
-            "A transfer_id of 1 to 100 characters is required.", details={"field": "transfer_id"}
+            "A transfer_id of 1 to 100 characters without '/' is required.",
+            details={"field": "transfer_id"},
         )
     return transfer_id
 
 
 def _result(transfer_id: str, replayed: bool) -> TransferResult:
-    record = Transfer.objects.select_related("source", "destination").get(transfer_id=transfer_id)
-    lines = list(record.lines.select_related("product").order_by("product__sku"))
-    transactions = list(
-        InventoryTransaction.objects.filter(
-            reference_type=ReferenceType.TRANSFER, reference_id=transfer_id
-        )
-        .select_related("product", "warehouse")
-        .order_by("created_at", "id")
-    )
+    record, lines, transactions = transfer_with_ledger(transfer_id)
     return TransferResult(record, lines, transactions, replayed=replayed)
 
 
