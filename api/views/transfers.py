@@ -155,7 +155,9 @@ class TransferReceiveView(ApiView):
     class InputSerializer(StrictSerializer):
         class Line(StrictSerializer):
             sku = SkuField()
-            quantity_received = StrictIntegerField(min_value=0)
+            quantity_received = StrictIntegerField(
+                min_value=0, max_value=settings.STOCKROOM_MAX_QUANTITY
+            )
 
         lines = Line(
             many=True,
@@ -163,7 +165,8 @@ class TransferReceiveView(ApiView):
             allow_empty=False,
             max_length=settings.STOCKROOM_MAX_ORDER_LINES,
             help_text="What arrived of the SKUs that arrived short; a SKU not listed "
-            "arrived in full. Leave out when everything arrived.",
+            "arrived in full, a SKU listed twice counts the sum. Leave out when "
+            "everything arrived.",
         )
         reason = StrictCharField(
             required=False,
@@ -171,12 +174,6 @@ class TransferReceiveView(ApiView):
             max_length=500,
             help_text="Required when a line arrived short: why the units are written off.",
         )
-
-        def validate_lines(self, lines):
-            skus = [x["sku"] for x in lines]
-            if len(skus) != len(set(skus)):
-                raise serializers.ValidationError("Each SKU at most once.")
-            return lines
 
     @extend_schema(
         operation_id="transfer_receive",
@@ -199,13 +196,15 @@ class TransferReceiveView(ApiView):
     )
     def post(self, request, transfer_id: str):
         data = self.validated(self.InputSerializer, request.data)
-        lines = data.get("lines")
+        received = None
+        if data.get("lines") is not None:
+            received = {}
+            for x in data["lines"]:
+                received[x["sku"]] = received.get(x["sku"], 0) + x["quantity_received"]
         return _respond(
             services.transfer_receive(
                 transfer_id=transfer_id,
-                received={x["sku"]: x["quantity_received"] for x in lines}
-                if lines is not None
-                else None,
+                received=received,
                 reason=data.get("reason", ""),
                 actor=self.actor,
             )

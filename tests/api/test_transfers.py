@@ -136,13 +136,13 @@ def test_bad_shipments_are_4xx_with_a_code_and_change_nothing(
             "/api/v1/transfers/TR-1/receive/",
             {
                 "lines": [
-                    {"sku": "TSHIRT-M", "quantity_received": 1},
-                    {"sku": "TSHIRT-M", "quantity_received": 1},
+                    {"sku": "TSHIRT-M", "quantity_received": 4},
+                    {"sku": "TSHIRT-M", "quantity_received": 3},
                 ],
                 "reason": "x",
             },
             400,
-            "validation_error",
+            "exceeds_shipped",  # a SKU listed twice counts the sum
         ),
     ],
 )
