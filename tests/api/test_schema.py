@@ -162,8 +162,8 @@ BUSINESS_RULES = {
     "state move goes between two different states (not expressible per field)",
     ("validation_error", "url", "Enter a valid URL"): "Django's URL validator is "
     "stricter than format: uri (host name lengths, schemes)",
-    ("validation_error", "expected_date", "in the past"): "a transfer is expected today "
-    "or later (the schema cannot name today)",
+    ("validation_error", "field", "expected_date may not be in the past"): "a transfer is "
+    "expected today or later (the schema cannot name today)",
     ("exceeds_shipped", None, ""): "a transfer receipt names the transfer's SKUs, at most "
     "what was shipped: that depends on the shipment, not on the request",
     ("reason_required", None, ""): "a receipt that arrived short needs a reason (whether "
