@@ -159,6 +159,8 @@ NEVER = {
     ("inventory", "inventory", "delete"),
     ("inventory", "reservation", "add"),
     ("inventory", "reservation", "delete"),
+    ("inventory", "transfer", "add"),
+    ("inventory", "transfer", "delete"),
 }
 # Never allowed to any role (superusers hold every permission by design; a
 # product or warehouse with stock still cannot be deleted: PROTECT, tested below).

@@ -9,9 +9,9 @@ from inventory import errors, selectors, services
 from inventory.models import (
     Inventory,
     InventoryTransaction,
+    TransactionType,
     Transfer,
     TransferStatus,
-    TransactionType,
 )
 from inventory.services import ReserveLine, TransferLine
 
