@@ -260,6 +260,9 @@ EXPORT_COLUMNS = (
     "reorder_threshold",
     "reorder_quantity",
     "version",
+    "safety_stock",
+    "damaged",
+    "quality_control",
 )
 
 
@@ -408,6 +411,9 @@ class InventoryAdmin(BigTableAdmin):
             "reorder_threshold",
             "reorder_quantity",
             "version",
+            "safety_stock",
+            "damaged",
+            "quality_control",
         )
 
         def lines():
