@@ -60,6 +60,26 @@ def assert_invariants() -> None:
     assert transfer_problems() == []  # two-step transfers: the ledger accounts for each line
 
 
+_FLUSH_CLIENTS: dict = {}
+
+
+def _flush_client(app_client):
+    """A client of the suite's Redis db with a patient socket timeout: the app's
+    0.2 s (REDIS_SOCKET_TIMEOUT) is right for serving, but a FLUSHDB on a loaded
+    machine can take longer, and a test must not fail in its set-up for that."""
+    import redis
+
+    kwargs = dict(app_client.connection_pool.connection_kwargs)
+    key = tuple(sorted((k, str(v)) for k, v in kwargs.items()))
+    if key not in _FLUSH_CLIENTS:
+        kwargs.update(socket_timeout=60, socket_connect_timeout=10)
+        pool = redis.ConnectionPool(
+            connection_class=app_client.connection_pool.connection_class, **kwargs
+        )
+        _FLUSH_CLIENTS[key] = redis.Redis(connection_pool=pool)
+    return _FLUSH_CLIENTS[key]
+
+
 @pytest.fixture(autouse=True)
 def _empty_availability_cache():
     """Every test starts with an empty cache: entries are keyed by SKU, and a
@@ -72,7 +92,7 @@ def _empty_availability_cache():
 
     clock.reset()  # a test that moved the stock clock never leaks its offset
     availability_cache.reset_store()
-    get_redis_connection("default").flushdb()
+    _flush_client(get_redis_connection("default")).flushdb()
     availability_cache.STATS.clear()
     forget_active_warehouses()
     forget_authenticated_clients()
