@@ -242,3 +242,17 @@ def test_reconcile_is_clean_in_transit_and_after_a_short_receipt(
     [found] = services.inventory_reconcile().discrepancies
     assert (found.warehouse, found.on_hand, found.ledger_on_hand) == ("HAM", 4, 3)
     Inventory.objects.filter(product=product, warehouse=other_warehouse).update(on_hand=3)
+
+
+def test_a_retry_replays_after_its_expected_date_has_passed(product, warehouse, other_warehouse):
+    from inventory import clock
+
+    receive(product.sku, "BER", 10)
+    due = timezone.localdate() + datetime.timedelta(days=1)
+    ship(expected_date=due)
+    clock.advance(3 * 24 * 3600)
+    try:
+        again = ship(expected_date=due)
+    finally:
+        clock.reset()
+    assert again.replayed
