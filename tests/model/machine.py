@@ -757,11 +757,25 @@ class StockroomMachine(RuleBasedStateMachine):
             assert answer["replayed"] is True, answer
 
     @rule(
-        transfer_id=st.sampled_from(["T1", "T2", "T3"]),
-        short=st.dictionaries(SKU, st.integers(0, 4), max_size=2),
+        data=st.data(),
         reason=st.sampled_from(["", "broken in the truck", "broken in the truck"]),
     )
-    def receive_transfer(self, transfer_id, short, reason):
+    def receive_transfer(self, data, reason):
+        """Mostly a transfer the model knows (in transit or received), its own
+        SKUs at most what was shipped or one more; sometimes any id or SKU."""
+        known = sorted(self.model.transfers)
+        if known and data.draw(st.integers(0, 5), label="known transfer?"):
+            transfer_id = data.draw(st.sampled_from(known), label="transfer id")
+            shipped = self.model.transfers[transfer_id].lines
+            short = data.draw(
+                st.dictionaries(
+                    st.sampled_from(sorted(shipped)), st.integers(0, 4), max_size=len(shipped)
+                ),
+                label="received",
+            )
+        else:
+            transfer_id = data.draw(st.sampled_from(["T1", "T2", "T3"]), label="transfer id")
+            short = data.draw(st.dictionaries(SKU, st.integers(0, 4), max_size=2), label="received")
         self.do_receive_transfer(transfer_id, short, reason)
 
     # --- catalogue ------------------------------------------------------------
