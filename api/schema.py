@@ -32,6 +32,12 @@ PATH_PARAMETERS = {
         "pattern": ORDER_ID_REGEX,
     },
     "number": {"type": "string", "minLength": 1, "maxLength": 32, "pattern": r"^[^/\x00]+$"},
+    "transfer_id": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": ORDER_ID_MAX_LENGTH,
+        "pattern": ORDER_ID_REGEX,
+    },
 }
 
 
@@ -49,7 +55,8 @@ class ErrorSerializer(serializers.Serializer):
 
 ERROR_DESCRIPTIONS = {
     400: "`validation_error` (bad input, malformed JSON, unknown field, oversized batch), "
-    "`invalid_quantity`, `same_warehouse`, `unknown_sku`, `unknown_warehouse`",
+    "`invalid_quantity`, `same_warehouse`, `unknown_sku`, `unknown_warehouse`, `reason_required`, "
+    "`exceeds_shipped`",
     401: "`not_authenticated`: no, malformed, unknown or revoked token",
     403: "`permission_denied`: the client's scopes do not allow this call",
     404: "`not_found`",
@@ -58,7 +65,7 @@ ERROR_DESCRIPTIONS = {
     "`stock_changed`, `exceeds_reservation`, `order_closed`, `insufficient_on_hand`, "
     "`already_exists`, "
     "`allowance_below_backorders`, `idempotency_in_progress`, `insufficient_state`, "
-    "`exceeds_fulfilled`, `return_conflict`",
+    "`exceeds_fulfilled`, `return_conflict`, `transfer_conflict`, `transfer_not_in_transit`",
     415: "`unsupported_media_type`: send `Content-Type: application/json`",
     422: "`idempotency_conflict`: the Idempotency-Key was used with a different request",
     429: "`throttled`: too many requests for this client; see Retry-After",

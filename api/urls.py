@@ -18,6 +18,7 @@ from .views import (
     reservations,
     returns,
     stock,
+    transfers,
 )
 
 app_name = "api"
@@ -37,5 +38,6 @@ urlpatterns = [
     *inventory.urlpatterns,
     *purchase_orders.urlpatterns,
     *returns.urlpatterns,
+    *transfers.urlpatterns,
     re_path(r"^[\s\S]*$", not_found),  # [\s\S]: a newline in a path is still a JSON 404
 ]

@@ -39,6 +39,8 @@ VIEW_STOCK = [
     "inventory.view_inventorytransaction",
     "inventory.view_reservation",
     "inventory.view_reservationline",
+    "inventory.view_transfer",
+    "inventory.view_transferline",
     "warehouses.view_warehouse",
 ]
 STOCK_ACTIONS = [

@@ -198,6 +198,83 @@ def stock_row_problems(sku_like: str = "%") -> list[RowProblems]:
     return found
 
 
+# Two-step transfers (issue #15 item 3), per transfer and SKU: what the lines say
+# (shipped, received) and what the ledger rows with reference (transfer, id) say
+# happened at the source and at the destination. Recomputed from the ledger, not
+# from the transfer's status alone.
+TRANSFER_AUDIT_SQL = """
+    WITH lines AS (
+        SELECT t.transfer_id, t.status, t.source_id, t.destination_id, l.product_id,
+               l.quantity_shipped, l.quantity_received
+        FROM inventory_transfer t JOIN inventory_transferline l ON l.transfer_id = t.id
+    ), ledger AS (
+        SELECT reference_id, product_id, warehouse_id,
+               SUM(on_hand_delta) FILTER (WHERE type = 'TRANSFER') AS moved,
+               SUM(on_hand_delta) FILTER (WHERE type = 'WRITE_OFF') AS written_off,
+               SUM(on_hand_delta) FILTER (WHERE type NOT IN ('TRANSFER', 'WRITE_OFF'))
+                   AS other,
+               SUM(reserved_delta + damaged_delta + quality_control_delta) AS states
+        FROM inventory_inventorytransaction
+        WHERE reference_type = 'transfer'
+          AND reference_id IN (SELECT transfer_id FROM lines)
+        GROUP BY 1, 2, 3
+    )
+    SELECT x.transfer_id, p.sku, x.status, x.quantity_shipped, x.quantity_received,
+           COALESCE(s.moved, 0), COALESCE(s.written_off, 0), COALESCE(s.other, 0),
+           COALESCE(s.states, 0),
+           COALESCE(d.moved, 0), COALESCE(d.written_off, 0), COALESCE(d.other, 0),
+           COALESCE(d.states, 0)
+    FROM lines x
+    JOIN inventory_product p ON p.id = x.product_id
+    LEFT JOIN ledger s ON s.reference_id = x.transfer_id AND s.product_id = x.product_id
+                      AND s.warehouse_id = x.source_id
+    LEFT JOIN ledger d ON d.reference_id = x.transfer_id AND d.product_id = x.product_id
+                      AND d.warehouse_id = x.destination_id
+    WHERE p.sku LIKE %s
+    ORDER BY x.transfer_id, p.sku
+"""
+
+
+def transfer_problems(sku_like: str = "%") -> list[tuple[str, str, list[str]]]:
+    """Two-step transfers whose ledger does not account for their lines:
+    (transfer id, sku, problems). Units shipped left the source (TRANSFER rows
+    there sum to -shipped, nothing else); while in transit nothing reached the
+    destination; once received, TRANSFER rows there sum to +shipped and
+    WRITE_OFF rows to -(shipped - received). Units are neither made nor lost
+    in transit without a ledger row saying so."""
+    found = []
+    for (
+        transfer_id, sku, status, shipped, received,
+        src_moved, src_written, src_other, src_states,
+        dst_moved, dst_written, dst_other, dst_states,
+    ) in _rows(TRANSFER_AUDIT_SQL, [sku_like]):  # fmt: skip
+        problems = []
+        if src_moved != -shipped or src_written or src_other or src_states:
+            problems.append(
+                f"source ledger {src_moved:+} (write-offs {src_written}, other {src_other}, "
+                f"states {src_states}) for {shipped} shipped"
+            )
+        if status == "shipped":
+            expected = (0, 0, None)
+        else:
+            expected = (shipped, -(shipped - (received or 0)), received)
+        if (dst_moved, dst_written) != expected[:2] or dst_other or dst_states:
+            problems.append(
+                f"destination ledger {dst_moved:+} / write-offs {dst_written} (other "
+                f"{dst_other}, states {dst_states}) for status {status}, shipped {shipped}, "
+                f"received {received}"
+            )
+        if status != "shipped" and received is None:
+            problems.append(f"status {status} without a received quantity")
+        if status == "shipped" and received is not None:
+            problems.append(f"in transit with a received quantity {received}")
+        if status == "received" and received != shipped:
+            problems.append(f"received in full but {received} of {shipped} arrived")
+        if problems:
+            found.append((transfer_id, sku, problems))
+    return found
+
+
 def balance_violations(world: World) -> tuple[int, int, list]:
     """(violations, oversold units, details) over the world's stock rows."""
     rows = stock_row_problems(world.prefix + "%")

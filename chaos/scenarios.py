@@ -552,7 +552,9 @@ def run_broker(
     finally:
         broker.close()
     rows = Inventory.objects.filter(product__sku__in=world.all_skus)
-    below = rows.filter(on_hand__lt=F("reorder_threshold"))
+    # The reorder rule's "needs stock" (purchasing.services): good units (on hand
+    # - damaged - quality control, issue #15) below the threshold.
+    below = rows.filter(on_hand__lt=F("reorder_threshold") + F("damaged") + F("quality_control"))
     below_keys = set(below.values_list("product_id", "warehouse_id"))
     first = reorder_batch()
     second = reorder_batch()

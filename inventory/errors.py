@@ -280,3 +280,27 @@ class LedgerPartitionError(InventoryError):
     code = "ledger_partition"
     http_status = 409
     default_message = "The ledger partition operation was refused."
+
+
+class TransferConflict(InventoryError):
+    """The transfer id was already shipped with a different request (issue #15)."""
+
+    code = "transfer_conflict"
+    http_status = 409
+    default_message = "This transfer id was already shipped with different lines."
+
+
+class TransferNotInTransit(InventoryError):
+    """A receipt for a transfer that was already received (with other figures)."""
+
+    code = "transfer_not_in_transit"
+    http_status = 409
+    default_message = "This transfer is no longer in transit: it was received."
+
+
+class ExceedsShipped(InvalidInput):
+    """A transfer receipt names a SKU the transfer did not carry, or more units
+    than were shipped."""
+
+    code = "exceeds_shipped"
+    default_message = "More units received than the transfer shipped."

@@ -4,7 +4,9 @@ The rule: one global order. Every transaction that changes stock takes its locks
 in this order, each step optional, never going back to an earlier step:
 
   0. the purchase order it books a delivery against (receipts of one PO are
-     serialised; `purchasing.services`);
+     serialised; `purchasing.services`), or the two-step transfer it receives
+     (`lock_transfer`: receipts of one transfer are serialised;
+     `services.transfers`);
   1. products, by primary key: FOR SHARE to create missing inventory rows
      (`services.stock_rows_create`, the one way rows are born; the allowance comes
      from the product under this lock), or the product UPDATE of a stock-policy
@@ -31,7 +33,7 @@ from operator import or_
 
 from django.db.models import Q
 
-from .models import Inventory, Reservation
+from .models import Inventory, Reservation, Transfer
 
 
 def lock_inventory_rows(pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Inventory]:
@@ -61,3 +63,13 @@ def lock_reservation(order_id: str, placed_by: str | None = None) -> Reservation
     if placed_by is not None:
         found = found.filter(created_by=placed_by)
     return found.first()
+
+
+def lock_transfer(transfer_id: str) -> Transfer | None:
+    """Lock one two-step transfer's row (step 0: receipts of the same transfer wait)."""
+    return (
+        Transfer.objects.select_for_update(no_key=True, of=("self",))
+        .select_related("source", "destination")
+        .filter(transfer_id=transfer_id)
+        .first()
+    )

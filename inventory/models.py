@@ -568,6 +568,97 @@ class ReturnLine(models.Model):
         return f"{self.quantity} x {self.product_id} -> {self.disposition}"
 
 
+class TransferStatus(models.TextChoices):
+    SHIPPED = "shipped", "Shipped (in transit)"
+    RECEIVED = "received", "Received"
+    RECEIVED_SHORT = "received_short", "Received short"
+
+
+class Transfer(models.Model):
+    """A transfer between warehouses in two steps (issue #15, `services.transfers`).
+
+    *Ship* takes the units off the source's on hand (TRANSFER ledger rows at the
+    source); while the transfer is `shipped` they are in transit and count as
+    `incoming` at the destination, expected on `expected_date`. *Receive* puts
+    them on the destination's on hand (TRANSFER rows), and units that did not
+    arrive are written off there (WRITE_OFF rows, `receive_reason`). Every
+    ledger row has reference (transfer, transfer_id). Idempotent by the
+    client's `transfer_id`."""
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    transfer_id = models.CharField(max_length=100, unique=True)
+    source = models.ForeignKey(
+        "warehouses.Warehouse", on_delete=models.PROTECT, related_name="transfers_out"
+    )
+    destination = models.ForeignKey(
+        "warehouses.Warehouse", on_delete=models.PROTECT, related_name="transfers_in"
+    )
+    status = models.CharField(
+        max_length=16, choices=TransferStatus.choices, default=TransferStatus.SHIPPED
+    )
+    expected_date = models.DateField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    shipped_by = models.CharField(max_length=150)
+    shipped_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    received_by = models.CharField(max_length=150, blank=True, default="")
+    received_at = models.DateTimeField(null=True, blank=True)
+    receive_reason = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-shipped_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=TransferStatus.values), name="transfer_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=~Q(source=F("destination")), name="transfer_source_not_destination"
+            ),
+        ]
+        indexes = [
+            # Transfers in transit, per destination (incoming, the reorder rule).
+            models.Index(
+                fields=["destination"],
+                condition=Q(status="shipped"),
+                name="transfer_in_transit",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"transfer {self.transfer_id} ({self.status})"
+
+
+class TransferLine(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    transfer = models.ForeignKey(Transfer, on_delete=models.CASCADE, related_name="lines")
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="+")
+    quantity_shipped = models.PositiveIntegerField()
+    # Set on receipt: what arrived; shipped - received was written off.
+    quantity_received = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["transfer", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["transfer", "product"], name="transfer_line_unique"),
+            models.CheckConstraint(
+                condition=Q(quantity_shipped__gt=0), name="transfer_line_shipped_gt_0"
+            ),
+            models.CheckConstraint(
+                condition=Q(quantity_received__isnull=True)
+                | Q(quantity_received__lte=F("quantity_shipped")),
+                name="transfer_line_received_within_shipped",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.quantity_shipped} x {self.product_id}"
+
+    @property
+    def quantity_short(self) -> int:
+        if self.quantity_received is None:
+            return 0
+        return self.quantity_shipped - self.quantity_received
+
+
 class AppliedOperation(models.Model):
     """Idempotency record: one row per applied operation key, with its result.
 

@@ -17,7 +17,8 @@ from typing import Any
 import django_filters
 from django.conf import settings
 from django.db import connection
-from django.db.models import F, Prefetch, QuerySet
+from django.db.models import F, Min, Prefetch, QuerySet, Sum
+from django.utils import timezone
 
 from warehouses.models import Warehouse
 
@@ -507,17 +508,92 @@ def _bundles_from_rows(
 
 def ships_in_days_for_products(product_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, dict]:
     """{product_id: {"min": days, "max": days}}: when depleted products can ship
-    again, from open purchase orders or supplier lead times (purchasing.selectors)."""
+    again, from open purchase orders or supplier lead times (purchasing.selectors),
+    or from a transfer in transit with an expected date (any destination), if
+    that is sooner."""
     from purchasing.selectors import ships_in_days_for_products as from_purchasing
 
-    return from_purchasing(product_ids)
+    result = from_purchasing(product_ids)
+    today = timezone.localdate()
+    for (product_id, _warehouse), (_units, expected) in in_transit_for_products(
+        product_ids
+    ).items():
+        if expected is None:
+            continue
+        days = max((expected - today).days, 0)
+        best = result.get(product_id)
+        if best is None or (days, days) < (best["min"], best["max"]):
+            result[product_id] = {"min": days, "max": days}
+    return result
+
+
+def in_transit_for_products(
+    product_ids: Iterable[uuid.UUID | str],
+) -> dict[tuple[uuid.UUID, uuid.UUID], tuple[int, Any]]:
+    """Units in transit (two-step transfers shipped, not yet received), per
+    (product, destination warehouse): the units and the earliest expected date
+    among them (None when none has a date). One query."""
+    from .models import TransferLine, TransferStatus
+
+    ids = {uuid.UUID(str(pid)) for pid in product_ids}
+    if not ids:
+        return {}
+    rows = (
+        TransferLine.objects.filter(product_id__in=ids, transfer__status=TransferStatus.SHIPPED)
+        .values("product_id", "transfer__destination_id")
+        .annotate(units=Sum("quantity_shipped"), earliest=Min("transfer__expected_date"))
+    )
+    return {
+        (r["product_id"], r["transfer__destination_id"]): (int(r["units"] or 0), r["earliest"])
+        for r in rows
+    }
+
+
+def transfer_with_ledger(transfer_id: str):
+    """A two-step transfer, its lines (by SKU) and its ledger rows (oldest first):
+    (Transfer, [TransferLine], [InventoryTransaction]). NotFound if unknown."""
+    from .models import InventoryTransaction, ReferenceType, Transfer
+
+    record = (
+        Transfer.objects.select_related("source", "destination")
+        .filter(transfer_id=transfer_id)
+        .first()
+    )
+    if record is None:
+        raise errors.NotFound(f"No transfer {transfer_id}.", details={"transfer_id": transfer_id})
+    lines = list(record.lines.select_related("product").order_by("product__sku"))
+    transactions = list(
+        InventoryTransaction.objects.filter(
+            reference_type=ReferenceType.TRANSFER, reference_id=transfer_id
+        )
+        .select_related("product", "warehouse")
+        .order_by("created_at", "id")
+    )
+    return record, lines, transactions
+
+
+def incoming_for_products(
+    product_ids: Collection[uuid.UUID | str],
+) -> dict[tuple[uuid.UUID, uuid.UUID], tuple[int, Any]]:
+    """Stock on its way per (product, warehouse): units outstanding on open
+    purchase-order lines plus units in transit on two-step transfers, and the
+    earliest expected date among them (None when none has a date)."""
+    from purchasing.selectors import incoming_for_products as from_purchasing
+
+    result = dict(from_purchasing(product_ids))
+    for key, (units, expected) in in_transit_for_products(product_ids).items():
+        have, earliest = result.get(key, (0, None))
+        dates = [d for d in (earliest, expected) if d is not None]
+        result[key] = (have + units, min(dates) if dates else None)
+    return result
 
 
 @dataclass(frozen=True)
 class WarehouseStockStates:
     """One stock row's states (issue #15) as operations and read clients see
     them: `available` is sellable (never below 0), the rest are the row's
-    balances; `incoming`: units on open purchase-order lines still to arrive,
+    balances; `incoming`: units on open purchase-order lines still to arrive and
+    units in transit on two-step transfers to this warehouse,
     `incoming_expected`: the earliest expected arrival among them."""
 
     code: str
@@ -534,9 +610,8 @@ class WarehouseStockStates:
 def stock_states_for_skus(skus: Collection[str]) -> dict[str, list[WarehouseStockStates]]:
     """Per SKU, each active warehouse's stock row with its states and incoming
     stock, from the database (two queries). Availability's breakdown for
-    operations and read clients; storefronts get the cached sellable figure only."""
-    from purchasing.selectors import incoming_for_products
-
+    operations and read clients; storefronts get the cached sellable figure only.
+    Incoming counts open purchase orders and transfers in transit."""
     rows = list(
         Inventory.objects.filter(product__sku__in=set(skus), warehouse__is_active=True)
         .order_by("product__sku", "warehouse__code")

@@ -7,7 +7,9 @@ caller's if there is one). Stock itself only changes through
 The reorder rule (the same for the per-row check and the daily batch): an
 inventory row needs stock when `reorder_threshold > 0`, `reorder_quantity > 0`
 and its good units (on hand - damaged - quality control: what can still be sold,
-issue #15) are below `reorder_threshold`, its warehouse is active, the product has a
+issue #15), plus the units in transit to it on two-step transfers (shipped, not
+yet received: they count as incoming), are below `reorder_threshold`, its
+warehouse is active, the product has a
 preferred supplier that is active, and no open purchase-order line (manual or
 reorder) already covers that product in that warehouse. It then gets one line
 for `reorder_quantity` rounded up to whole packs, on the one draft reorder PO of
@@ -36,6 +38,7 @@ from inventory import errors as stock_errors
 from inventory import services as stock_services
 from inventory.actors import SYSTEM_REORDER
 from inventory.models import Inventory, InventoryTransaction, ReferenceType
+from inventory.selectors import in_transit_for_products
 from inventory.services import retry_busy
 
 from . import errors
@@ -151,6 +154,12 @@ def _row_is_covered(row: Inventory) -> bool:
     ).exists()
 
 
+def _in_transit_to(row: Inventory) -> int:
+    """Units shipped to the row's warehouse on two-step transfers, not yet received."""
+    found = in_transit_for_products([row.product_id]).get((row.product_id, row.warehouse_id))
+    return found[0] if found else 0
+
+
 def reorder_check(*, inventory_id: uuid.UUID | str) -> PurchaseOrderLine | None:
     """Order stock for one inventory row if it needs it; returns the new line or None.
 
@@ -169,6 +178,11 @@ def reorder_check(*, inventory_id: uuid.UUID | str) -> PurchaseOrderLine | None:
     )
     if row is None or not row.warehouse.is_active or _row_is_covered(row):
         return None
+    if (
+        _in_transit_to(row) + row.on_hand
+        >= row.reorder_threshold + row.damaged + row.quality_control
+    ):
+        return None  # a transfer on its way brings the row back to its threshold
     link = (
         ProductSupplier.objects.filter(
             product_id=row.product_id, is_preferred=True, supplier__is_active=True
@@ -222,6 +236,12 @@ WHERE {id_range}
   AND i.reorder_threshold > 0
   AND i.reorder_quantity > 0
   AND i.on_hand < i.reorder_threshold + i.damaged + i.quality_control
+  AND i.on_hand + COALESCE((
+      SELECT sum(tl.quantity_shipped) FROM inventory_transferline tl
+      JOIN inventory_transfer t ON t.id = tl.transfer_id
+      WHERE t.status = 'shipped' AND t.destination_id = i.warehouse_id
+        AND tl.product_id = i.product_id
+  ), 0) < i.reorder_threshold + i.damaged + i.quality_control
   AND NOT EXISTS (
       SELECT 1 FROM purchasing_purchaseorderline l
       WHERE l.product_id = i.product_id AND l.warehouse_id = i.warehouse_id AND l.is_open

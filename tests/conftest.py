@@ -53,8 +53,11 @@ def invariant_violations(sku_like: str = "%") -> list:
 
 
 def assert_invariants() -> None:
+    from chaos.checker import transfer_problems
+
     assert ledger_mismatches() == []
     assert invariant_violations() == []
+    assert transfer_problems() == []  # two-step transfers: the ledger accounts for each line
 
 
 _FLUSH_CLIENTS: dict = {}

@@ -40,7 +40,10 @@ class StockStatesOutput(serializers.Serializer):
     damaged = serializers.IntegerField()
     quality_control = serializers.IntegerField()
     available = serializers.IntegerField(help_text="Sellable (never below 0).")
-    incoming = serializers.IntegerField(help_text="Units on open purchase orders still to arrive.")
+    incoming = serializers.IntegerField(
+        help_text="Units on open purchase orders still to arrive, plus units in transit "
+        "to this warehouse on two-step transfers (POST /transfers/)."
+    )
     incoming_expected = serializers.DateField(
         allow_null=True, help_text="Earliest expected arrival of the incoming units."
     )

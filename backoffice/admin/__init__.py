@@ -11,12 +11,13 @@ an edge over their services, and the imports run one way (docs/ARCHITECTURE.md).
 * `inventory`: products (stock chart, stock policy), inventory rows, the ledger,
   reservations;
 * `purchasing`: suppliers, product-supplier links, purchase orders and their
-  receive page.
+  receive page;
+* `transfers`: two-step transfers (in transit, received) and their receive page.
 
 The stock pages (cycle count, transfer, receive, bulk receive) are views in
 `backoffice/views.py`, their forms in `backoffice/forms.py`.
 """
 
-from . import api, inventory, purchasing, users, warehouses
+from . import api, inventory, purchasing, transfers, users, warehouses
 
-__all__ = ["api", "inventory", "purchasing", "users", "warehouses"]
+__all__ = ["api", "inventory", "purchasing", "transfers", "users", "warehouses"]

@@ -349,6 +349,9 @@ EXPORT_COLUMNS = (
     "reorder_threshold",
     "reorder_quantity",
     "version",
+    "safety_stock",
+    "damaged",
+    "quality_control",
 )
 
 
@@ -502,6 +505,9 @@ class InventoryAdmin(BigTableAdmin):
                 "reorder_threshold",
                 "reorder_quantity",
                 "version",
+                "safety_stock",
+                "damaged",
+                "quality_control",
             )
         )
 

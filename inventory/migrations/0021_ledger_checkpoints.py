@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('inventory', '0019_bundle_reservations'),
+        ('inventory', '0020_transfers'),
         ('warehouses', '0002_cycle_count_schedule'),
     ]
 

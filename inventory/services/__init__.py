@@ -12,6 +12,8 @@ By concern (import from here: `from inventory import services`):
   the after-commit publication caches and reorder checks listen on;
 * `idempotency`: keys, fingerprints, replays; `rows`: row resolution, creation
   (`stock_rows_create`) and locking;
+* `transfers`: transfers in two steps (ship, then receive; units in transit
+  count as incoming at the destination);
 * `states`: stock states (issue #15): moves between sellable, damaged and
   quality control, write-offs, customer returns with a disposition;
 * `catalogue`: the catalogue writes (and a product's stock policy); `bulk`: the
@@ -98,6 +100,7 @@ from .stock import (
     stock_receive,
     stock_transfer,
 )
+from .transfers import ShipLine, TransferResult, transfer_receive, transfer_ship
 
 __all__ = [
     "COMMITTED_CHANGE_LISTENERS",
@@ -125,7 +128,9 @@ __all__ = [
     "ReserveLine",
     "ReturnLineRequest",
     "ReturnResult",
+    "ShipLine",
     "TransferLine",
+    "TransferResult",
     "bundle_check_components",
     "bundle_set_components",
     "inventory_export_csv",
@@ -161,6 +166,8 @@ __all__ = [
     "stock_return",
     "stock_rows_create",
     "stock_transfer",
+    "transfer_receive",
+    "transfer_ship",
     "warehouse_create",
     "warehouse_update",
 ]

@@ -678,6 +678,7 @@ def _write_report(report: IO[str], res: str) -> None:
 EXPORT_COLUMNS = (
     "sku", "warehouse", "quantity", "reserved", "available",
     "reorder_threshold", "reorder_quantity", "version",
+    "safety_stock", "damaged", "quality_control",
 )  # fmt: skip
 
 
@@ -690,8 +691,11 @@ def inventory_export_csv(
 ) -> int:
     """Write inventory as CSV to a binary stream; returns the number of rows.
 
-    Columns: sku, warehouse, quantity (= on hand), reserved, available,
-    reorder_threshold, reorder_quantity, version, ordered by SKU then warehouse.
+    Columns: sku, warehouse, quantity (= on hand), reserved, available (sellable:
+    on hand - reserved - safety stock - damaged - quality control, below 0 only
+    by a backorder), reorder_threshold, reorder_quantity, version, and the stock
+    states safety_stock, damaged, quality_control (issue #15), ordered by SKU
+    then warehouse.
     The first three columns are stock_receive_bulk's input format, so an export (with
     skip_zero, since quantities must be ≥ 1) loads into another database as is,
     and serves as a cycle-count sheet. Streamed with COPY: flat memory. A read,
@@ -711,7 +715,8 @@ def inventory_export_csv(
         conditions.append("i.on_hand > 0")
     query = f"""
         SELECT p.sku, w.code, i.on_hand, i.reserved, i.available,
-               i.reorder_threshold, i.reorder_quantity, i.version
+               i.reorder_threshold, i.reorder_quantity, i.version,
+               i.safety_stock, i.damaged, i.quality_control
         FROM inventory_inventory i
         JOIN inventory_product p ON p.id = i.product_id
         JOIN warehouses_warehouse w ON w.id = i.warehouse_id

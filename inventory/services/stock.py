@@ -265,6 +265,27 @@ def stock_adjust(
     return run_idempotent(key, "adjust", payload, body)
 
 
+def check_sellable(
+    rows: dict[tuple[str, str], Inventory], source: str, quantities: dict[str, int]
+) -> None:
+    """Refuse taking more than the sellable units of each SKU out of `source`
+    (a transfer, instant or shipped): on hand minus reserved, safety stock,
+    damaged and quality control; the backorder allowance does not count. The
+    rows are locked by the caller."""
+    short = []
+    for sku, qty in quantities.items():
+        src = rows[(sku, source)]
+        # Sellable units only: safety stock, damaged and QC units stay.
+        movable = src.on_hand - src.reserved - src.safety_stock - src.damaged
+        movable -= src.quality_control
+        if qty > movable:
+            short.append(
+                {"sku": sku, "warehouse": source, "requested": qty, "available": max(movable, 0)}
+            )
+    if short:
+        raise errors.InsufficientStock(short, message=f"Not enough available stock in {source}.")
+
+
 @retry_busy
 def stock_transfer(
     *,
@@ -298,25 +319,7 @@ def stock_transfer(
     def body() -> OperationResult:
         pairs = [(sku, source) for sku in merged] + [(sku, destination) for sku in merged]
         rows = lock_rows(pairs, create_missing=True, require_active=[destination])
-        short = []
-        for sku, qty in merged.items():
-            src = rows[(sku, source)]
-            # Sellable units only: safety stock, damaged and QC units stay.
-            movable = src.on_hand - src.reserved - src.safety_stock - src.damaged
-            movable -= src.quality_control
-            if qty > movable:
-                short.append(
-                    {
-                        "sku": sku,
-                        "warehouse": source,
-                        "requested": qty,
-                        "available": max(movable, 0),
-                    }
-                )
-        if short:
-            raise errors.InsufficientStock(
-                short, message=f"Not enough available stock in {source}."
-            )
+        check_sellable(rows, source, merged)
         changes = []
         for sku, qty in sorted(merged.items()):
             changes.append(

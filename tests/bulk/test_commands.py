@@ -138,7 +138,8 @@ def test_export_round_trips_through_bulk_receive(catalogue, tmp_path):
     call_command("export_inventory", "--output", str(export), "--skip-zero")
     lines = export.read_text().splitlines()
     assert lines[0] == (
-        "sku,warehouse,quantity,reserved,available,reorder_threshold,reorder_quantity,version"
+        "sku,warehouse,quantity,reserved,available,reorder_threshold,reorder_quantity,version,"
+        "safety_stock,damaged,quality_control"
     )
     exported = {tuple(line.split(",")[:2]): int(line.split(",")[2]) for line in lines[1:]}
     in_db = {
@@ -161,6 +162,32 @@ def test_export_of_one_warehouse_and_unknown_warehouse(catalogue, tmp_path):
     receive_csv("sku,warehouse,quantity\nSKU-A,BER,5\nSKU-A,HAM,6\n", reference="R")
     export = tmp_path / "ber.csv"
     call_command("export_inventory", "-o", str(export), "--warehouse", "HAM")
-    assert export.read_text().splitlines()[1:] == ["SKU-A,HAM,6,0,6,0,0,1"]
+    assert export.read_text().splitlines()[1:] == ["SKU-A,HAM,6,0,6,0,0,1,0,0,0"]
     with pytest.raises(CommandError, match="Unknown warehouse"):
         call_command("export_inventory", "-o", str(export), "--warehouse", "NOPE")
+
+
+def test_export_has_the_stock_states_and_sellable_available(catalogue, tmp_path):
+    """Issue #15: safety stock, damaged and quality control are columns; available
+    is the sellable figure (on hand - reserved - safety - damaged - QC)."""
+    from inventory import services
+    from inventory.services import ReserveLine
+
+    from .conftest import receive_csv
+
+    receive_csv("sku,warehouse,quantity\nSKU-A,HAM,20\n", reference="R")
+    Inventory.objects.filter(product__sku="SKU-A", warehouse__code="HAM").update(safety_stock=2)
+    for to_state, quantity in (("damaged", 3), ("quality_control", 4)):
+        services.stock_move_state(
+            sku="SKU-A", warehouse="HAM", from_state="sellable", to_state=to_state,
+            quantity=quantity, reason="inspect", actor="u",
+        )  # fmt: skip
+    services.stock_reserve(order_id="o", lines=[ReserveLine("SKU-A", "HAM", 5)], actor="c")
+    export = tmp_path / "ham.csv"
+    call_command("export_inventory", "-o", str(export), "--warehouse", "HAM")
+    header, row = export.read_text().splitlines()
+    assert dict(zip(header.split(","), row.split(","), strict=True)) == {
+        "sku": "SKU-A", "warehouse": "HAM", "quantity": "20", "reserved": "5",
+        "available": "6", "reorder_threshold": "0", "reorder_quantity": "0",
+        "version": "4", "safety_stock": "2", "damaged": "3", "quality_control": "4",
+    }  # fmt: skip

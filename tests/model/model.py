@@ -126,10 +126,28 @@ def order_status(lines, closing: str) -> str:
 
 
 @dataclass
+class Transit:
+    """A two-step transfer: shipped (in transit) until received."""
+
+    source: str
+    destination: str
+    lines: dict[str, int]  # sku -> shipped
+    status: str = "shipped"
+    arrived: dict[str, int] | None = None  # sku -> received, once received
+
+
+@dataclass
 class Model:
     now: int = 0
     policy: dict[str, tuple[str, int]] = field(default_factory=dict)
     on_hand: Counter = field(default_factory=Counter)  # (sku, wh) -> units
+    # Stock states (issue #15): units of on hand that cannot be sold.
+    damaged: Counter = field(default_factory=Counter)  # (sku, wh) -> units
+    quality_control: Counter = field(default_factory=Counter)  # (sku, wh) -> units
+    # Returns by return id: the normalised lines (sku, wh, quantity, disposition).
+    returns: dict[str, tuple] = field(default_factory=dict)
+    # Two-step transfers by transfer id (issue #15 item 3).
+    transfers: dict[str, Transit] = field(default_factory=dict)
     threshold: Counter = field(default_factory=Counter)  # (sku, wh) -> reorder threshold
     orders: dict[str, Order] = field(default_factory=dict)
     # (sku, wh, ledger type) -> number of ledger rows
@@ -162,9 +180,13 @@ class Model:
                 total += line.open
         return total
 
+    def good(self, sku: str, wh: str) -> int:
+        """On hand that can ship: neither damaged nor held for quality control."""
+        return self.on_hand[(sku, wh)] - self.damaged[(sku, wh)] - self.quality_control[(sku, wh)]
+
     def free(self, sku: str, wh: str) -> int:
-        """On hand not held by live holds (negative when backordered)."""
-        return self.on_hand[(sku, wh)] - self.reserved(sku, wh, live_only=True)
+        """Sellable: good units not held by live holds (negative when backordered)."""
+        return self.good(sku, wh) - self.reserved(sku, wh, live_only=True)
 
     def reservable(self, sku: str, wh: str) -> int:
         return self.free(sku, wh) + self.allowance(sku)
@@ -243,7 +265,20 @@ class Model:
         if new_on_hand < 0:
             return error(400, "invalid_quantity")
         reserved = self.reserved(sku, wh)
-        if new_on_hand - reserved < -self.allowance(sku):
+        unsellable = self.damaged[(sku, wh)] + self.quality_control[(sku, wh)]
+        if new_on_hand < unsellable:
+            return error(
+                409,
+                "below_reserved",
+                {
+                    "sku": sku,
+                    "warehouse": wh,
+                    "damaged": self.damaged[(sku, wh)],
+                    "quality_control": self.quality_control[(sku, wh)],
+                    "requested_on_hand": new_on_hand,
+                },
+            )
+        if new_on_hand - unsellable - reserved < -self.allowance(sku):
             return error(
                 409,
                 "below_reserved",
@@ -264,7 +299,7 @@ class Model:
     def transfer_outcome(self, source: str, lines: dict[str, int]) -> Outcome:
         short = []
         for sku, qty in sorted(lines.items()):
-            movable = self.on_hand[(sku, source)] - self.reserved(sku, source)
+            movable = self.good(sku, source) - self.reserved(sku, source)
             if qty > movable:
                 short.append(
                     {
@@ -288,12 +323,139 @@ class Model:
     def policy_outcome(self, sku: str, policy: str, limit: int) -> Outcome:
         allowance = 0 if policy == "normal" else limit
         for wh in WAREHOUSES:
-            if self.on_hand[(sku, wh)] - self.reserved(sku, wh) < -allowance:
+            if self.good(sku, wh) - self.reserved(sku, wh) < -allowance:
                 return error(409, "allowance_below_backorders")
         return ok(200)
 
     def set_policy(self, sku: str, policy: str, limit: int) -> None:
         self.policy[sku] = (policy, 0 if policy == "normal" else limit)
+
+    # --- stock states (issue #15) ---------------------------------------------
+
+    def move_outcome(self, sku: str, wh: str, source: str, quantity: int) -> Outcome:
+        """POST /stock/move/ out of `source` (sellable, damaged, quality_control)."""
+        if source == "sellable":
+            good = self.good(sku, wh)
+            free = good - self.reserved(sku, wh) + self.allowance(sku)
+            if quantity > good or quantity > free:
+                line = {
+                    "sku": sku,
+                    "warehouse": wh,
+                    "state": source,
+                    "requested": quantity,
+                    "available": max(min(good, free), 0),
+                }
+                return error(409, "insufficient_stock", {"lines": [line]})
+            return ok(201)
+        held = self._state(source)[(sku, wh)]
+        if quantity > held:
+            line = {
+                "sku": sku,
+                "warehouse": wh,
+                "state": source,
+                "requested": quantity,
+                "available": held,
+            }
+            return error(409, "insufficient_state", {"lines": [line]})
+        return ok(201)
+
+    def _state(self, state: str) -> Counter:
+        return self.damaged if state == "damaged" else self.quality_control
+
+    def move(self, sku: str, wh: str, source: str, target: str, quantity: int) -> dict:
+        """Apply a move; returns the ledger row's deltas (type and per state)."""
+        deltas = {"on_hand": 0, "damaged": 0, "quality_control": 0}
+        if source != "sellable":
+            self._state(source)[(sku, wh)] -= quantity
+            deltas[source] -= quantity
+        if target == "written_off":
+            self.on_hand[(sku, wh)] -= quantity
+            deltas["on_hand"] -= quantity
+            kind = "WRITE_OFF"
+        else:
+            if target != "sellable":
+                self._state(target)[(sku, wh)] += quantity
+                deltas[target] += quantity
+            kind = "MOVE"
+        self.ledger_rows[(sku, wh, kind)] += 1
+        return {"type": kind, **deltas}
+
+    def return_outcome(self, return_id: str, lines: tuple) -> Outcome:
+        previous = self.returns.get(return_id)
+        if previous is None:
+            return ok(201)
+        if previous == lines:
+            return ok(200)
+        return error(409, "return_conflict", {"return_id": return_id})
+
+    def receive_return(self, return_id: str, lines: tuple) -> dict[tuple[str, str], dict]:
+        """Book a return: per stock row the RETURN row's deltas (dispose: none)."""
+        self.returns[return_id] = lines
+        rows: dict[tuple[str, str], dict] = {}
+        for sku, wh, qty, disposition in lines:
+            if disposition == "dispose":
+                continue
+            deltas = rows.setdefault((sku, wh), {"on_hand": 0, "damaged": 0, "quality_control": 0})
+            self.on_hand[(sku, wh)] += qty
+            deltas["on_hand"] += qty
+            if disposition in ("damaged", "quality_control"):
+                self._state(disposition)[(sku, wh)] += qty
+                deltas[disposition] += qty
+        for sku, wh in rows:
+            self.ledger_rows[(sku, wh, "RETURN")] += 1
+        return rows
+
+    # --- transfers in two steps (issue #15 item 3) ------------------------------
+
+    def ship_outcome(self, transfer_id: str, source: str, lines: dict[str, int]) -> Outcome:
+        previous = self.transfers.get(transfer_id)
+        if previous is not None:
+            if (previous.source, previous.lines) == (source, lines):
+                return ok(200)
+            return error(409, "transfer_conflict", {"transfer_id": transfer_id})
+        return self.transfer_outcome(source, lines)
+
+    def ship(self, transfer_id: str, source: str, destination: str, lines: dict[str, int]):
+        self.transfers[transfer_id] = Transit(source, destination, dict(lines))
+        for sku, qty in lines.items():
+            self.on_hand[(sku, source)] -= qty
+            self.ledger_rows[(sku, source, "TRANSFER")] += 1
+
+    def arrived(self, transfer_id: str, received: dict[str, int]) -> dict[str, int]:
+        shipped = self.transfers[transfer_id].lines
+        return {sku: received.get(sku, qty) for sku, qty in shipped.items()}
+
+    def receive_transfer_outcome(
+        self, transfer_id: str, received: dict[str, int], reason: str
+    ) -> Outcome:
+        transit = self.transfers.get(transfer_id)
+        if transit is None:
+            return error(404, "not_found")
+        if any(sku not in transit.lines or q > transit.lines[sku] for sku, q in received.items()):
+            return error(400, "exceeds_shipped")
+        arrived = self.arrived(transfer_id, received)
+        short = any(arrived[sku] < qty for sku, qty in transit.lines.items())
+        if short and not reason:
+            return error(400, "reason_required")
+        if transit.status != "shipped":
+            if transit.arrived == arrived:
+                return ok(200)
+            return error(409, "transfer_not_in_transit", {"status": transit.status})
+        return ok(201)
+
+    def receive_transfer(self, transfer_id: str, received: dict[str, int]) -> None:
+        transit = self.transfers[transfer_id]
+        arrived = self.arrived(transfer_id, received)
+        for sku, qty in transit.lines.items():
+            key = (sku, transit.destination)
+            self.on_hand[key] += qty
+            self.ledger_rows[(*key, "TRANSFER")] += 1
+            if arrived[sku] < qty:
+                self.on_hand[key] -= qty - arrived[sku]
+                self.ledger_rows[(*key, "WRITE_OFF")] += 1
+        short = any(arrived[sku] < qty for sku, qty in transit.lines.items())
+        transit.status = "received_short" if short else "received"
+        transit.arrived = arrived
 
     # --- reservations -------------------------------------------------------
 
@@ -413,10 +575,11 @@ class Model:
                 return error(409, "exceeds_reservation", details)
             take = {(sku, wh): qty}
         if op == "FULFILL":
+            # Only good units ship (issue #15): details report them as on_hand.
             short = [
-                {"sku": sku, "warehouse": wh, "requested": qty, "on_hand": self.on_hand[(sku, wh)]}
+                {"sku": sku, "warehouse": wh, "requested": qty, "on_hand": self.good(sku, wh)}
                 for (sku, wh), qty in sorted(take.items())
-                if qty > self.on_hand[(sku, wh)]
+                if qty > self.good(sku, wh)
             ]
             if short:
                 return error(409, "insufficient_on_hand", {"lines": short})

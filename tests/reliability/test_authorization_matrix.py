@@ -42,6 +42,9 @@ API_MATRIX = {
     ("stock-transfer", "POST"): {OPS},
     ("stock-move", "POST"): {OPS},
     ("return-create", "POST"): {OPS},
+    ("transfer-ship", "POST"): {OPS},
+    ("transfer-detail", "GET"): {OPS, R},
+    ("transfer-receive", "POST"): {OPS},
     ("product-list", "GET"): {S, OPS, R},  # the catalogue
     ("product-list", "POST"): {OPS},
     ("product-bulk", "POST"): {OPS},
@@ -58,7 +61,14 @@ API_MATRIX = {
     ("transaction-list", "GET"): {OPS, R},
     ("purchase-order-receive", "POST"): {OPS},
 }
-KWARGS = {"sku": "MUG", "order_id": "ORD-M", "code": "BER", "warehouse": "BER", "number": "PO-M"}
+KWARGS = {
+    "sku": "MUG",
+    "order_id": "ORD-M",
+    "code": "BER",
+    "warehouse": "BER",
+    "number": "PO-M",
+    "transfer_id": "TR-M",
+}
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
@@ -149,6 +159,8 @@ NEVER = {
     ("inventory", "inventory", "delete"),
     ("inventory", "reservation", "add"),
     ("inventory", "reservation", "delete"),
+    ("inventory", "transfer", "add"),
+    ("inventory", "transfer", "delete"),
 }
 # Never allowed to any role (superusers hold every permission by design; a
 # product or warehouse with stock still cannot be deleted: PROTECT, tested below).

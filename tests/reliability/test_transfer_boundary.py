@@ -27,6 +27,17 @@ def stock(db):
     receive("P", "HAM", 1)
     receive("B", "BER", 2)
     services.stock_reserve(order_id="o", lines=[ReserveLine("P", "BER", 3)], actor="c")
+    # S (issue #15): BER on hand 10, 2 reserved, safety stock 1, 2 damaged, 1 in
+    # quality control: 4 sellable, and only those move.
+    ProductFactory(sku="S")
+    receive("S", "BER", 10)
+    services.stock_reserve(order_id="s", lines=[ReserveLine("S", "BER", 2)], actor="c")
+    Inventory.objects.filter(product__sku="S", warehouse__code="BER").update(safety_stock=1)
+    for to_state, quantity in (("damaged", 2), ("quality_control", 1)):
+        services.stock_move_state(
+            sku="S", warehouse="BER", from_state="sellable", to_state=to_state,
+            quantity=quantity, reason="inspect", actor="u",
+        )  # fmt: skip
 
 
 def balances(sku):
@@ -39,7 +50,7 @@ def balances(sku):
     }
 
 
-@pytest.mark.parametrize(("sku", "available"), [("P", 7), ("B", 2)])
+@pytest.mark.parametrize(("sku", "available"), [("P", 7), ("B", 2), ("S", 4)])
 def test_service_transfers_exactly_the_available_stock_and_not_one_more(stock, sku, available):
     before = balances(sku)
     ledger = InventoryTransaction.objects.count()
@@ -57,8 +68,9 @@ def test_service_transfers_exactly_the_available_stock_and_not_one_more(stock, s
         source="BER", destination="HAM", lines=[TransferLine(sku, available)], actor="u"
     )
     after = balances(sku)
-    on_hand, reserved = after.get("BER", (0, 0))
-    assert on_hand - reserved == 0  # nothing left to move
+    # Nothing sellable left to move (available: on hand - reserved - safety stock
+    # - damaged - quality control; issue #15).
+    assert Inventory.objects.get(product__sku=sku, warehouse__code="BER").available == 0
     assert after["HAM"][0] == before.get("HAM", (0, 0))[0] + available
     with pytest.raises(errors.InsufficientStock):
         services.stock_transfer(
