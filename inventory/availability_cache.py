@@ -281,6 +281,12 @@ class StockSnapshot:
     # a hit): its availability is derived from them at read time, never stored.
     components: list[tuple[str, int]] | None = None
     parts: dict[str, StockSnapshot] = field(default_factory=dict)
+    # Read from the cache with no expiring holds: the decoded entry content this
+    # snapshot's figures are a pure function of (the same object for the same
+    # bytes read), so a reader may memoise what it derives under it
+    # (`selectors._availability_from_snapshot`). None otherwise (database loads,
+    # rows with holds: their figures depend on the instant).
+    content: object | None = None
 
     def total_available(self, active_codes: Iterable[str] | None = None) -> int:
         if active_codes is None:
@@ -656,7 +662,9 @@ class _Decoded:
         snapshot.__dict__.update(self.template)
         snapshot.sku = sku
         snapshot.parts = {}
-        if not self.timeless and not snapshot.settle(now_us):
+        if self.timeless:
+            snapshot.content = self
+        elif not snapshot.settle(now_us):
             STATS["hold_misses"] += 1
             return None  # a row's holds are unknown or past their horizon: a miss
         return snapshot
@@ -898,11 +906,15 @@ def _read(
     entry is complete but does not know some row's holds well enough now."""
     skus = list(dict.fromkeys(skus))
     # The components of bundles this process has seen are read in the same
-    # pipeline as the bundles' own entries (no extra round trip on a hit).
-    predicted = [c for sku in skus for c in _COMPOSITIONS.get(sku, ()) if c not in skus]
-    keys = list(dict.fromkeys([*skus, *predicted]))
+    # call as the bundles' own entries (no extra round trip on a hit), each
+    # once however many bundles of the request share it.
+    wanted = dict.fromkeys(skus)
+    for sku in skus:
+        wanted.update(dict.fromkeys(_COMPOSITIONS.get(sku, ())))
+    keys = list(wanted)
+    prefix = _key("")
     try:
-        entries, flagged = _store().read([_key(sku) for sku in keys], flag)
+        entries, flagged = _store().read([prefix + sku for sku in keys], flag)
         STATS["round_trips"] += 1
         found, generations, unsettled = _parse_entries(keys, entries)
         for sku in skus:
