@@ -234,6 +234,24 @@ end
 return #KEYS
 """
 
+# KEYS: the hashes to read, then (ARGV[1] == '1') the flag key. Returns each
+# hash's HGETALL joined into one string, field NUL value NUL field ... ('' for
+# an absent hash), then EXISTS of the flag. One command instead of a pipeline of
+# one HGETALL per key: the client packs one command and gets one flat string per
+# entry, which `_decode_entry` turns into a snapshot once per distinct content
+# (issue #16, item 5: the per-entry cost of a read). NUL never occurs in a field
+# (JSON escapes it; codes, numbers and hold strings are printable).
+READ_SCRIPT = """
+local n = #KEYS
+if ARGV[1] == '1' then n = n - 1 end
+local out = {}
+for i = 1, n do
+  out[i] = table.concat(redis.call('HGETALL', KEYS[i]), '\\0')
+end
+if ARGV[1] == '1' then out[n + 1] = redis.call('EXISTS', KEYS[n + 1]) end
+return out
+"""
+
 
 @dataclass
 class StockSnapshot:
@@ -266,6 +284,12 @@ class StockSnapshot:
     # Filled from the streaming replica (DATABASE_REPLICA_URL): fine for reads,
     # never trusted by the sold-out gate (inventory_site/db_router.py).
     from_replica: bool = False
+    # Read from the cache with no expiring holds: the decoded entry content this
+    # snapshot's figures are a pure function of (the same object for the same
+    # bytes read), so a reader may memoise what it derives under it
+    # (`selectors._availability_from_snapshot`). None otherwise (database loads,
+    # rows with holds: their figures depend on the instant).
+    content: object | None = None
 
     def total_available(self, active_codes: Iterable[str] | None = None) -> int:
         if active_codes is None:
@@ -455,22 +479,15 @@ class _RedisStore:
         self.client = get_redis_connection("default")
         self.script = self.client.register_script(APPLY_SCRIPT)
         self.invalidate_script = self.client.register_script(INVALIDATE_SCRIPT)
+        self.read_script = self.client.register_script(READ_SCRIPT)
 
-    def read(
-        self, keys: Sequence[str], flag: str | None = None
-    ) -> tuple[list[dict[str, str]], bool]:
-        """HGETALL every key (and EXISTS `flag`) in one round trip."""
-        pipe = self.client.pipeline(transaction=False)
-        for key in keys:
-            pipe.hgetall(key)
-        if flag:
-            pipe.exists(flag)
-        raw = pipe.execute()
-        entries = [
-            {k.decode(): v.decode() for k, v in item.items()} if item else {}
-            for item in raw[: len(keys)]
-        ]
-        return entries, bool(flag and raw[-1])
+    def read(self, keys: Sequence[str], flag: str | None = None) -> tuple[list[bytes], bool]:
+        """Every key's entry as one flat string (READ_SCRIPT), and whether `flag`
+        exists, in one round trip."""
+        raw = self.read_script(
+            keys=[*keys, flag] if flag else list(keys), args=["1" if flag else "0"]
+        )
+        return raw[: len(keys)], bool(flag and raw[-1])
 
     def apply(self, writes: Sequence[Write], remember: Sequence[str] = ()) -> int:
         """Apply versioned writes and set order-memory keys, in one call."""
@@ -505,11 +522,13 @@ class _LocalStore:
             return None
         return entry
 
-    def read(
-        self, keys: Sequence[str], flag: str | None = None
-    ) -> tuple[list[dict[str, str]], bool]:
+    def read(self, keys: Sequence[str], flag: str | None = None) -> tuple[list[bytes], bool]:
+        """The same flat strings as the Redis store's READ_SCRIPT."""
         with self.lock:
-            entries = [dict(self._get(key) or {}) for key in keys]
+            entries = [
+                "\0".join(f"{k}\0{v}" for k, v in (self._get(key) or {}).items()).encode()
+                for key in keys
+            ]
             return entries, bool(flag and self._get(flag) is not None)
 
     def apply(self, writes: Sequence[Write], remember: Sequence[str] = ()) -> int:
@@ -584,6 +603,7 @@ def reset_store() -> None:
     _redis_store = None
     _local_store.data.clear()
     _COMPOSITIONS.clear()
+    _DECODED.clear()
 
 
 # --------------------------------------------------------------------------
@@ -591,34 +611,84 @@ def reset_store() -> None:
 # --------------------------------------------------------------------------
 
 
-def _parse(sku: str, entry: dict[str, str], now_us: int) -> StockSnapshot | None:
-    meta = entry.get("meta")
-    if not meta:
-        return None  # absent or partial (write-throughs only): not readable
-    info = json.loads(meta)
-    snapshot = StockSnapshot(
-        sku=sku,
-        product_id=info["product_id"],
-        stock_policy=info["stock_policy"],
-        allowance=int(info["allowance"]),
-        thresholds={code: int(t) for code, t in info.get("thresholds", {}).items()},
-        ships_in_days=info.get("ships_in_days"),
-        generation=entry.get("g", ""),
-        from_replica=bool(info.get("replica")),
-    )
-    if info.get("components") is not None:
-        snapshot.components = [(c, int(q)) for c, q in info["components"]]
-    for name, value in entry.items():
-        if name.startswith("a:"):
-            snapshot.base[name[2:]] = int(value)
-        elif name.startswith("v:"):
-            snapshot.versions[name[2:]] = int(value)
-        elif name.startswith("h:"):
-            snapshot.holds[name[2:]] = value
-    if not snapshot.settle(now_us):
-        STATS["hold_misses"] += 1
-        return None  # a row's holds are unknown or past their horizon: a miss
-    return snapshot
+class _Decoded:
+    """One entry's content, decoded once per distinct content (`_DECODED`).
+
+    The reader gets a fresh `StockSnapshot` from it per read (`snapshot`), whose
+    dicts are shared with this template: snapshots from the read model are
+    read-only. `timeless`: every row's holds are empty, so what is sellable does
+    not depend on the instant and is computed here once."""
+
+    __slots__ = ("generation", "template", "timeless")
+
+    def __init__(self, raw: bytes) -> None:
+        items = raw.decode().split("\0") if raw else []
+        entry = dict(zip(items[::2], items[1::2], strict=True))
+        self.generation = entry.get("g", "")
+        self.template: dict[str, Any] | None = None
+        self.timeless = False
+        meta = entry.get("meta")
+        if not meta:
+            return  # absent or partial (write-throughs only): not readable
+        info = json.loads(meta)
+        base, versions, holds = {}, {}, {}
+        for name, value in entry.items():
+            if name.startswith("a:"):
+                base[name[2:]] = int(value)
+            elif name.startswith("v:"):
+                versions[name[2:]] = int(value)
+            elif name.startswith("h:"):
+                holds[name[2:]] = value
+        components = info.get("components")
+        self.template = {
+            "product_id": info["product_id"],
+            "stock_policy": info["stock_policy"],
+            "allowance": int(info["allowance"]),
+            "warehouses": {},
+            "versions": versions,
+            "thresholds": {code: int(t) for code, t in info.get("thresholds", {}).items()},
+            "ships_in_days": info.get("ships_in_days"),
+            "base": base,
+            "holds": holds,
+            "generation": self.generation,
+            "components": None if components is None else [(c, int(q)) for c, q in components],
+            "from_replica": bool(info.get("replica")),
+        }
+        self.timeless = all(holds.get(code) == "" for code in base)
+        if self.timeless:
+            self.template["warehouses"] = dict(base)
+
+    def snapshot(self, sku: str, now_us: int) -> StockSnapshot | None:
+        """A snapshot as of `now_us`, or None if unreadable or unsettled then."""
+        if self.template is None:
+            return None
+        snapshot = StockSnapshot.__new__(StockSnapshot)
+        snapshot.__dict__.update(self.template)
+        snapshot.sku = sku
+        snapshot.parts = {}
+        if self.timeless:
+            snapshot.content = self
+        elif not snapshot.settle(now_us):
+            STATS["hold_misses"] += 1
+            return None  # a row's holds are unknown or past their horizon: a miss
+        return snapshot
+
+
+# Raw entry content -> its decoding. Keyed by the whole content read in this
+# request, so it can never answer with anything but what was just read; it only
+# spares decoding an entry that has not changed since it was last read.
+_DECODED: dict[bytes, _Decoded] = {}
+_DECODED_MAX = 50_000
+
+
+def _decode_entry(raw: bytes) -> _Decoded:
+    decoded = _DECODED.get(raw)
+    if decoded is None:
+        decoded = _Decoded(raw)
+        if len(_DECODED) >= _DECODED_MAX:
+            _DECODED.clear()
+        _DECODED[raw] = decoded
+    return decoded
 
 
 # Every row of the SKUs with its open holds that have an expiry, grouped by
@@ -844,11 +914,15 @@ def _read(
     entry is complete but does not know some row's holds well enough now."""
     skus = list(dict.fromkeys(skus))
     # The components of bundles this process has seen are read in the same
-    # pipeline as the bundles' own entries (no extra round trip on a hit).
-    predicted = [c for sku in skus for c in _COMPOSITIONS.get(sku, ()) if c not in skus]
-    keys = list(dict.fromkeys([*skus, *predicted]))
+    # call as the bundles' own entries (no extra round trip on a hit), each
+    # once however many bundles of the request share it.
+    wanted = dict.fromkeys(skus)
+    for sku in skus:
+        wanted.update(dict.fromkeys(_COMPOSITIONS.get(sku, ())))
+    keys = list(wanted)
+    prefix = _key("")
     try:
-        entries, flagged = _store().read([_key(sku) for sku in keys], flag)
+        entries, flagged = _store().read([prefix + sku for sku in keys], flag)
         STATS["round_trips"] += 1
         found, generations, unsettled = _parse_entries(keys, entries)
         for sku in skus:
@@ -873,18 +947,19 @@ def _read(
 
 
 def _parse_entries(
-    skus: Sequence[str], entries: Sequence[dict[str, str]]
+    skus: Sequence[str], entries: Sequence[bytes]
 ) -> tuple[dict[str, StockSnapshot], dict[str, str], list[str]]:
     now_us = now_micros()
     found = {}
     generations = {}
     unsettled = []
-    for sku, entry in zip(skus, entries, strict=True):
-        generations[sku] = entry.get("g", "")
-        snap = _parse(sku, entry, now_us)
+    for sku, raw in zip(skus, entries, strict=True):
+        decoded = _decode_entry(raw)
+        generations[sku] = decoded.generation
+        snap = decoded.snapshot(sku, now_us)
         if snap is not None:
             found[sku] = snap
-        elif entry.get("meta"):
+        elif decoded.template is not None:
             unsettled.append(sku)
     return found, generations, unsettled
 

@@ -337,7 +337,41 @@ def availability_for_skus(
     return result
 
 
+# Answers derived on the cached path, keyed by the exact decoded entries they
+# were derived from (`StockSnapshot.content`: the same object only for the same
+# bytes read from the cache), the active warehouses and the low-stock setting.
+# A changed entry, component, active set or setting is a different key, so this
+# only spares re-deriving an unchanged answer (issue #16, item 5); it never
+# answers with anything but what this request read.
+_DERIVED: dict[tuple, SkuAvailability] = {}
+_DERIVED_MAX = 50_000
+
+
+def _derivation_key(snap, active: frozenset[str]) -> tuple | None:
+    if snap.content is None:
+        return None
+    key = [snap.sku, snap.content, active, settings.STOCKROOM_LOW_STOCK_UNITS]
+    for component, _ in snap.components or ():
+        part = snap.parts.get(component)
+        if part is None or part.content is None:
+            return None
+        key.append(part.content)
+    return tuple(key)
+
+
 def _availability_from_snapshot(snap, active: frozenset[str]) -> SkuAvailability:
+    key = _derivation_key(snap, active)
+    found = _DERIVED.get(key) if key is not None else None
+    if found is None:
+        found = _derive_from_snapshot(snap, active)
+        if key is not None:
+            if len(_DERIVED) >= _DERIVED_MAX:
+                _DERIVED.clear()
+            _DERIVED[key] = found
+    return found
+
+
+def _derive_from_snapshot(snap, active: frozenset[str]) -> SkuAvailability:
     if snap.components is not None:
         return bundle_availability(
             sku=snap.sku,
