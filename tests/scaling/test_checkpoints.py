@@ -172,7 +172,7 @@ def test_the_command_and_the_task(stocked):
 
     call_command("ledger_checkpoint")
     receive("CP-A", "BER", 1)
-    assert ledger_checkpoint_task.delay().get().startswith("checkpoint at ")
+    assert ledger_checkpoint_task.apply().get().startswith("checkpoint at ")
     assert LedgerCheckpoint.objects.count() == 2
 
 

@@ -197,13 +197,13 @@ def test_the_append_only_trigger_holds_on_every_partition(stocked):
 def test_maintenance_makes_partitions_ahead_and_retention_detaches_never_drops(stocked, settings):
     from inventory.tasks import ledger_partition_maintenance_task
 
-    assert ledger_partition_maintenance_task.delay().get() == (
+    assert ledger_partition_maintenance_task.apply().get() == (
         "ledger not partitioned: nothing to do"
     )
     services.ledger_partition_convert(premake=2)
     settings.STOCKROOM_LEDGER_PREMAKE = 4
     settings.STOCKROOM_LEDGER_RETENTION = "2 days"
-    message = ledger_partition_maintenance_task.delay().get()
+    message = ledger_partition_maintenance_task.apply().get()
     assert "ledger partitions" in message
     parts = services.ledger_partitions()
     assert parts[-1].upper >= dt.datetime.now(dt.UTC) + dt.timedelta(days=4)
