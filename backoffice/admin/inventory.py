@@ -357,7 +357,7 @@ EXPORT_COLUMNS = (
 
 # Column sorting is a sort of every row listed (no index holds on hand or available:
 # they would cost reservations their HOT updates): allowed up to this many rows.
-SORT_MAX_ROWS = 50_000
+SORT_MAX_ROWS = 10_000
 
 
 class SortWhenNarrowChangeList(ChangeList):
