@@ -201,6 +201,30 @@ class TransferForm(_WarehousesOfUser, forms.Form):
         return data
 
 
+class TransferShipForm(TransferForm):
+    """Ship a two-step transfer (`TransferAdmin.ship_view`): the instant transfer's
+    fields plus the expected arrival date, and the transfer id, made when the page
+    opens and carried through preview and confirmation, so a second submit of the
+    same page replays the shipment instead of shipping again."""
+
+    expected_date = forms.DateField(
+        required=False,
+        label="Expected arrival (optional)",
+        widget=forms.DateInput(attrs={"type": "date"}),
+    )
+    transfer_id = forms.CharField(widget=forms.HiddenInput, max_length=100)
+
+    field_order = ["source", "destination", "expected_date", "reason", "transfer_id"]
+
+    def clean(self):
+        try:
+            return super().clean()
+        except forms.ValidationError as exc:
+            # The same warehouse twice: say so at the destination field.
+            self.add_error("destination", exc)
+            return self.cleaned_data
+
+
 class ConfirmForm(forms.Form):
     """The second step: the signed preview (what was shown) plus, for counts, a reason."""
 
