@@ -197,7 +197,7 @@ class TransferAdmin(admin.ModelAdmin):
         if request.method == "POST" and request.POST.get("step") == "confirm":
             return self._ship_confirm(request)
         form = TransferShipForm(
-            request.POST or None, user=request.user, initial={"transfer_id": uuid.uuid4()}
+            request.POST or None, user=request.user, initial={"transfer_id": str(uuid.uuid4())}
         )
         formset = TransferLineFormSet(request.POST or None, prefix="lines")
         source = LinesSourceForm(request.POST or None, request.FILES or None)
@@ -262,7 +262,9 @@ class TransferAdmin(admin.ModelAdmin):
             if problems:
                 return HttpResponseRedirect(reverse("admin:inventory_transfer_ship"))
             self.message_user(
-                request, "Nothing was shipped. Check the preview and confirm again.", messages.WARNING
+                request,
+                "Nothing was shipped. Check the preview and confirm again.",
+                messages.WARNING,
             )
             return self._ship_preview_response(request, payload, preview)
         if result.replayed:
