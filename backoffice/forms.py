@@ -21,7 +21,9 @@ from django.contrib import admin
 from django.contrib.admin.widgets import AutocompleteSelect
 from django.core import signing
 from django.core.validators import MaxValueValidator
+from django.utils import timezone
 
+from inventory import clock
 from inventory.models import Inventory, Product, ReferenceType
 from purchasing.services import ReceiptLine
 from warehouses.models import Warehouse
@@ -215,6 +217,13 @@ class TransferShipForm(TransferForm):
     transfer_id = forms.CharField(widget=forms.HiddenInput, max_length=100)
 
     field_order = ["source", "destination", "expected_date", "reason", "transfer_id"]
+
+    def clean_expected_date(self):
+        # Said on the field before the preview; `transfer_ship` has the last word.
+        expected = self.cleaned_data["expected_date"]
+        if expected and expected < timezone.localdate(clock.now()):
+            raise forms.ValidationError("The expected arrival may not be in the past.")
+        return expected
 
     def clean(self):
         try:

@@ -30,7 +30,7 @@ from django.utils.html import format_html
 
 from inventory import services
 from inventory.actors import actor_for_user
-from inventory.errors import InventoryError
+from inventory.errors import InvalidInput, InventoryError, TransferConflict
 from inventory.models import Transfer, TransferLine, TransferStatus
 
 from .. import selectors
@@ -259,7 +259,9 @@ class TransferAdmin(admin.ModelAdmin):
             preview, problems = _ship_preview(payload["source"], payload["lines"])
             for problem in problems:
                 self.message_user(request, problem, messages.ERROR)
-            if problems:
+            if problems or isinstance(exc, TransferConflict | InvalidInput):
+                # Stock gone, this page's id shipped with other lines, a date passed:
+                # start again on a fresh page (a new transfer id).
                 return HttpResponseRedirect(reverse("admin:inventory_transfer_ship"))
             self.message_user(
                 request,

@@ -1,6 +1,7 @@
-"""The back office's two-step transfers (issue #15, item 3): the list, the
-"Receive in full" action and the receive page (short lines written off with a
-reason), for warehouse staff at the destination only."""
+"""The back office's two-step transfers (issue #15, item 3): the ship page (source
+among the user's warehouses, errors on their rows, a double submit ships once), the
+list, the "Receive in full" action and the receive page (short lines written off with
+a reason), for warehouse staff at the destination only."""
 
 import pytest
 from django.urls import reverse
@@ -10,6 +11,7 @@ from backoffice.roles import WAREHOUSE_STAFF
 from inventory import services
 from inventory.models import InventoryTransaction, TransactionType, Transfer, TransferStatus
 from inventory.services import TransferLine
+from warehouses.models import Warehouse
 
 from ..factories import StaffUserFactory
 from .conftest import _client_for, message_texts, on_hand
@@ -217,7 +219,7 @@ def test_stock_gone_between_preview_and_confirm_ships_nothing(staff_client, stoc
 
 def test_shipping_is_refused_outside_the_users_warehouses(roles, buyer_client, stocked):
     hamburg_only = StaffUserFactory(username="ho", groups=[WAREHOUSE_STAFF])
-    StaffWarehouse.objects.create(user=hamburg_only, warehouse_id=_warehouse_id("HAM"))
+    StaffWarehouse.objects.create(user=hamburg_only, warehouse=Warehouse.objects.get(code="HAM"))
     client = _client_for(hamburg_only)
     page = client.get(SHIP)
     assert page.status_code == 200
@@ -237,7 +239,23 @@ def test_a_preview_confirmed_after_the_user_left_the_warehouse_is_refused(
     assert not Transfer.objects.exists() and on_hand("A-1", "BER") == 10
 
 
-def _warehouse_id(code):
-    from warehouses.models import Warehouse
+def test_a_past_expected_date_is_an_error_on_its_field(staff_client, stocked):
+    page = staff_client.get(SHIP)
+    refused = staff_client.post(SHIP, ship_form(page, expected_date="2000-01-01"))
+    assert refused.context["form"].errors["expected_date"] == [
+        "The expected arrival may not be in the past."
+    ]
+    assert not Transfer.objects.exists()
 
-    return Warehouse.objects.get(code=code).pk
+
+def test_the_pages_id_shipped_with_other_lines_is_refused_and_starts_afresh(staff_client, stocked):
+    page = staff_client.get(SHIP)
+    first = staff_client.post(SHIP, ship_form(page))
+    staff_client.post(SHIP, confirm_data(first))
+    # Back to the same page, another line, confirmed: not a replay, not a second shipment.
+    other = staff_client.post(SHIP, ship_form(page, lines=(("B-2", "2"),)))
+    refused = staff_client.post(SHIP, confirm_data(other))
+    assert refused.status_code == 302 and refused["Location"] == SHIP
+    assert Transfer.objects.count() == 1 and on_hand("B-2", "BER") == 20
+    fresh = staff_client.get(SHIP).context["form"]["transfer_id"].value()
+    assert fresh != page.context["form"]["transfer_id"].value()
