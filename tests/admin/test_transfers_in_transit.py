@@ -3,7 +3,10 @@ among the user's warehouses, errors on their rows, a double submit ships once), 
 list, the "Receive in full" action and the receive page (short lines written off with
 a reason), for warehouse staff at the destination only."""
 
+import threading
+
 import pytest
+from django.db import connection
 from django.urls import reverse
 
 from backoffice.models import StaffWarehouse
@@ -259,3 +262,32 @@ def test_the_pages_id_shipped_with_other_lines_is_refused_and_starts_afresh(staf
     assert Transfer.objects.count() == 1 and on_hand("B-2", "BER") == 20
     fresh = staff_client.get(SHIP).context["form"]["transfer_id"].value()
     assert fresh != page.context["form"]["transfer_id"].value()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_confirmations_racing_ship_once(staff_user, stocked):
+    """Two tabs (or a double click reaching two workers) confirm the same preview at
+    the same moment: one ships, the other replays it."""
+    client = _client_for(staff_user)
+    preview = client.post(SHIP, ship_form(client.get(SHIP), lines=(("C-3", "30"),)))
+    data = confirm_data(preview)
+    start = threading.Barrier(2)
+    answers = []
+
+    def confirm():
+        tab = _client_for(staff_user)
+        start.wait()
+        try:
+            answers.append(tab.post(SHIP, data))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=confirm) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [answer.status_code for answer in answers] == [302, 302]
+    assert len({answer["Location"] for answer in answers}) == 1
+    assert Transfer.objects.count() == 1 and on_hand("C-3", "BER") == 0
+    assert InventoryTransaction.objects.filter(reference_type="transfer").count() == 1
