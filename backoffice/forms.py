@@ -21,7 +21,9 @@ from django.contrib import admin
 from django.contrib.admin.widgets import AutocompleteSelect
 from django.core import signing
 from django.core.validators import MaxValueValidator
+from django.utils import timezone
 
+from inventory import clock
 from inventory.models import Inventory, Product, ReferenceType
 from purchasing.services import ReceiptLine
 from warehouses.models import Warehouse
@@ -199,6 +201,37 @@ class TransferForm(_WarehousesOfUser, forms.Form):
         if data.get("source") and data.get("source") == data.get("destination"):
             raise forms.ValidationError("Source and destination warehouse must differ.")
         return data
+
+
+class TransferShipForm(TransferForm):
+    """Ship a two-step transfer (`TransferAdmin.ship_view`): the instant transfer's
+    fields plus the expected arrival date, and the transfer id, made when the page
+    opens and carried through preview and confirmation, so a second submit of the
+    same page replays the shipment instead of shipping again."""
+
+    expected_date = forms.DateField(
+        required=False,
+        label="Expected arrival (optional)",
+        widget=forms.DateInput(attrs={"type": "date"}),
+    )
+    transfer_id = forms.CharField(widget=forms.HiddenInput, max_length=100)
+
+    field_order = ["source", "destination", "expected_date", "reason", "transfer_id"]
+
+    def clean_expected_date(self):
+        # Said on the field before the preview; `transfer_ship` has the last word.
+        expected = self.cleaned_data["expected_date"]
+        if expected and expected < timezone.localdate(clock.now()):
+            raise forms.ValidationError("The expected arrival may not be in the past.")
+        return expected
+
+    def clean(self):
+        try:
+            return super().clean()
+        except forms.ValidationError as exc:
+            # The same warehouse twice: say so at the destination field.
+            self.add_error("destination", exc)
+            return self.cleaned_data
 
 
 class ConfirmForm(forms.Form):

@@ -57,6 +57,7 @@ LAST_WAREHOUSE_SESSION_KEY = "backoffice_last_warehouse"
 ACTIONS = [
     (CYCLE_COUNT, "Cycle count", "admin:backoffice_cycle_count", False),
     (TRANSFER_STOCK, "Transfer", "admin:backoffice_transfer", False),
+    (TRANSFER_STOCK, "Ship a transfer", "admin:inventory_transfer_ship", False),
     (RECEIVE_STOCK, "Receive stock", "admin:backoffice_receive", False),
     (BOOK_RETURN, "Returns dock", "admin:backoffice_returns", False),
     (MOVE_STOCK_STATE, "Damaged / quality control", "admin:backoffice_state_move", False),

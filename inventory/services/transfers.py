@@ -175,7 +175,15 @@ def transfer_ship(
 
     key = fit_key("transfer_ship", f"transfer_ship:{transfer_id}")
     try:
-        result = run_idempotent(key, "transfer_ship", payload, body)
+        try:
+            result = run_idempotent(key, "transfer_ship", payload, body)
+        except errors.InsufficientStock:
+            # A concurrent duplicate waits on the row locks, not on the key: once the
+            # first commits, its units are gone and this one would be refused. The
+            # same request applied meanwhile replays instead (a conflict if another).
+            result = replay(key, fingerprint({"operation": "transfer_ship", **payload}))
+            if result is None:
+                raise
     except errors.IdempotencyConflict:
         raise errors.TransferConflict(details={"transfer_id": transfer_id}) from None
     except IntegrityError:

@@ -134,3 +134,49 @@ def test_two_receipts_of_one_transfer_apply_once():
     )
     assert arrivals.count() == 1
     assert_invariants()
+
+
+@pytest.mark.parametrize("twin", ["same request", "other request"])
+def test_a_shipment_waiting_on_its_twins_locks_replays_it(twin):
+    """The same shipment twice (a double submit reaching two workers): the second
+    waits on the first's row locks, not on the idempotency key, so once the first
+    commits the stock is gone; it replays the first instead of being refused. A
+    different request under the id is a conflict. The units leave once."""
+    WarehouseFactory(code="BER")
+    WarehouseFactory(code="HAM")
+    ProductFactory(sku="ALL")
+    receive("ALL", "BER", 3)
+    services.stock_rows_create([("ALL", "HAM")])
+    holding, release = threading.Event(), threading.Event()
+
+    def shipment(quantity):
+        return services.transfer_ship(
+            transfer_id="T-ALL",
+            source="BER",
+            destination="HAM",
+            lines=[TransferLine("ALL", quantity)],
+            actor="user:dock",
+        )
+
+    def first_op():
+        with transaction.atomic():
+            shipment(3)
+            holding.set()
+            assert release.wait(120)
+
+    a = Session(first_op, "first").begin()
+    wait_event(holding, a, "the first shipment holds the rows")
+    b = Session(lambda: shipment(3 if twin == "same request" else 2), "twin").begin()
+    wait_until(lambda: blocked_by(b.pid, a.pid), "the twin waits for the first's locks")
+    release.set()
+    a.finish()
+    b.finish()
+    assert a.error is None, a.error
+    if twin == "same request":
+        assert b.error is None, b.error
+        assert b.result.replayed and b.result.transfer.transfer_id == "T-ALL"
+    else:
+        assert isinstance(b.error, errors.TransferConflict), b.error
+    assert _row("ALL").on_hand == 0
+    assert InventoryTransaction.objects.filter(reference_id="T-ALL").count() == 1
+    assert_invariants()
