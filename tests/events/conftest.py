@@ -9,7 +9,9 @@ from events.selectors import START, decode_cursor, event_feed
 
 
 def events_of(*types: str) -> list[Event]:
-    query = Event.objects.order_by("feed_txid", "id")
+    """The events of these types in feed order, each with `.data`: its payload as the
+    feed and webhooks return it."""
+    query = Event.objects.with_data().order_by("feed_txid", "id")
     if types:
         query = query.filter(type__in=types)
     return list(query)
