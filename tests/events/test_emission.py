@@ -21,6 +21,10 @@ from .conftest import events_of
 
 ENGINES = ["sql", "python"]
 
+# Every test here also runs the 0004 emitters beside the live ones and checks that the
+# payloads rendered from the typed columns equal the jsonb those built (conftest).
+pytestmark = pytest.mark.usefixtures("twin_0004")
+
 
 @pytest.fixture(params=ENGINES)
 def engine(request):
@@ -85,9 +89,7 @@ def test_reserve_emits_created_stock_changed_and_coalesced_availability(stocked,
     assert len(created) == 1
     assert created[0].data["order_id"] == "ord-1"
     assert created[0].stream == "order:ord-1"
-    assert sorted(
-        (x["sku"], x["warehouse"], x["quantity"]) for x in created[0].data["lines"]
-    ) == [
+    assert sorted((x["sku"], x["warehouse"], x["quantity"]) for x in created[0].data["lines"]) == [
         ("EV-1", "BER", 2),
         ("EV-1", "HAM", 1),
         ("EV-2", "BER", 1),
