@@ -99,3 +99,20 @@ def test_the_feed_returns_the_rendered_payloads(stocked):
         "created_by": "client:shop",
         "lines": [{"sku": "PL-1", "warehouse": "BER", "quantity": 2}],
     }
+
+
+def test_the_admin_shows_the_rendered_payload(stocked):
+    from django.test import Client
+
+    from events.models import Event
+    from tests.factories import StaffUserFactory
+
+    client = Client()
+    client.force_login(StaffUserFactory(username="payload-admin", is_superuser=True))
+    event = Event.objects.filter(type="stock.changed", sku="PL-2").get()
+    assert event.payload is None  # stored typed
+    page = client.get(f"/admin/events/event/{event.pk}/change/")
+    assert page.status_code == 200
+    assert "&quot;on_hand&quot;: 9" in page.content.decode()
+    listing = client.get("/admin/events/event/?type__exact=stock.changed")
+    assert listing.status_code == 200
