@@ -6,8 +6,8 @@ events cost a batch of 500 orders (about 1,500 event rows: stock.changed per row
 availability.changed per SKU, reservation.created per order). Their triggers now
 store plain columns (balances, version, deltas, ledger ids and types, references;
 per-warehouse availability arrays; the reservation and its lines as created) and
-leave `payload` NULL; `events_payload(events_event)` renders exactly the JSON the
-trigger used to store, and the feed, the webhook sender and the chaos checker read
+leave `payload` NULL; `events_payload(events_event)` (one inlinable expression, lists
+longer than one by `events_json_zip()`) renders exactly the JSON the trigger used to store, and the feed, the webhook sender and the chaos checker read
 through it. Other types keep their stored jsonb, and so do events written before
 this migration (the renderer returns a stored payload as it is).
 
@@ -25,6 +25,7 @@ FROZEN = Path(__file__).resolve().parent / "sql"
 FUNCTIONS = (
     "events_feed_position",
     "events_feed_horizon",
+    "events_json_zip",
     "events_payload",
     "events_stock_emit",
     "events_reservation_created",
@@ -35,7 +36,8 @@ FUNCTIONS = (
     "events_purchase_order_lines",
 )
 # The ones this migration (re)loads from its frozen copies `sql/0005_*.sql`.
-CHANGED = ("events_payload", "events_stock_emit", "events_reservation_created")
+CHANGED = ("events_json_zip", "events_payload", "events_stock_emit", "events_reservation_created")
+NEW = ("events_json_zip", "events_payload")
 COLUMNS = (
     # stock.changed (available also for availability.changed: the SKU's total)
     ("on_hand", "bigint"),
@@ -84,9 +86,12 @@ def uninstall(apps, schema_editor):
         "UPDATE events_event e SET payload = events_payload(e) WHERE payload IS NULL"
     )
     for name in CHANGED:
-        if name != "events_payload":
+        if name not in NEW:
             schema_editor.execute((FROZEN / f"0004_{name}.sql").read_text().replace("%", "%%"))
     schema_editor.execute("DROP FUNCTION IF EXISTS events_payload(events_event)")
+    schema_editor.execute(
+        "DROP FUNCTION IF EXISTS events_json_zip(text, jsonb, text, jsonb, text, jsonb)"
+    )
     schema_editor.execute(
         "ALTER TABLE events_event "
         + ", ".join(f"DROP COLUMN IF EXISTS {name}" for name, _ in COLUMNS)
