@@ -83,13 +83,17 @@ def test_rendered_payloads_equal_the_jsonb_the_0004_triggers_built(twin_0004, st
     }
 
 
-def test_the_feed_returns_the_rendered_payloads(stocked):
+def test_the_feed_and_the_webhook_sender_return_the_rendered_payloads(stocked):
     services.stock_reserve(
         order_id="feed-1", lines=[ReserveLine("PL-1", "BER", 2)], actor="client:shop"
     )
     stored = {e.id: e.data for e in events_of()}
     page = event_feed(after=START, limit=1000)
     assert {e.id: e.payload for e in page.events} == stored
+    # The webhook sender loads each event the same way (the body it signs).
+    from events.services import _load_event
+
+    assert {e.id: _load_event(e.id).payload for e in page.events} == stored
     created = next(e for e in page.events if e.type == "reservation.created")
     assert created.as_dict()["data"] == {
         "order_id": "feed-1",
