@@ -2,7 +2,8 @@
 the feed and webhooks move, in one run.
 
     .venv/bin/python bench/events.py [--skus 20000] [--rounds 6] [--batches 10] [--events 3000]
-        [--old-emitter events/migrations/sql/0003_events_stock_emit.sql] [--batch-only]
+        [--old-emitter events/migrations/sql/0004_events_stock_emit.sql ...] [--batch-only]
+        [--profile]
 
 Uses its own database (EVENTS_BENCH_DATABASE_URL, default stockroom_events_bench),
 migrated and seeded with N SKUs in one warehouse (seeded with the event trigger
@@ -11,7 +12,7 @@ disabled). Then:
 * **batch path, events on vs off** — `stock_reserve_batch` with 500 one-line orders
   per call on random SKUs, `--batches` calls per round, rounds alternating between
   triggers enabled and `ALTER TABLE ... DISABLE TRIGGER` (this database only);
-  with `--old-emitter`, a third kind of round runs with an older `events_stock_emit`
+  with `--old-emitter`, a third kind of round runs with older trigger functions
   loaded (restored after the round), so two emitters are compared in one run;
   orders/s is the median over the rounds of each kind;
 * **feed read rate** — every event through `event_feed` (pages of 1000);
@@ -224,8 +225,10 @@ def main() -> None:
     parser.add_argument(
         "--old-emitter",
         type=Path,
-        help="a frozen events_stock_emit (e.g. events/migrations/sql/0003_events_stock_emit.sql): "
-        "rounds then cycle off / on / on with this emitter, to compare emitters in one run",
+        nargs="+",
+        help="frozen trigger functions (e.g. events/migrations/sql/0004_events_stock_emit.sql "
+        "events/migrations/sql/0004_events_reservation_created.sql): rounds then cycle "
+        "off / on / on with these functions, to compare emitters in one run",
     )
     parser.add_argument("--batch-only", action="store_true", help="skip the feed and webhooks")
     parser.add_argument(
@@ -244,27 +247,34 @@ def main() -> None:
     ensure_catalogue(args.skus, 1)
     set_triggers(True)
 
-    current = ROOT / "events" / "sql" / "events_stock_emit.sql"
+    # The live text of each function an old emitter replaces (restored after its rounds).
+    current = [
+        ROOT / "events" / "sql" / f"{path.name.split('_', 1)[1]}" for path in args.old_emitter or ()
+    ] or [ROOT / "events" / "sql" / "events_stock_emit.sql"]
     kinds = ["on", "off"] + (["old"] if args.old_emitter else [])
     if args.profile:
         kinds += ["events_stock", "events_reservation"]
     rates: dict[str, list[float]] = {kind: [] for kind in kinds}
     per_cpu: dict[str, list[float]] = {kind: [] for kind in kinds}
     run = datetime.now(UTC).strftime("%H%M%S")
-    load_function(current)
+    for path in current:
+        load_function(path)
     batch_round(args.skus, 2, f"{run}-warm")
     for r in range(args.rounds * len(kinds)):
         kind = kinds[r % len(kinds)]
         set_triggers(kind != "off", kind if kind.startswith("events_") else None)
         if kind == "old":
-            load_function(args.old_emitter)
+            for path in args.old_emitter:
+                load_function(path)
         wall, cpu = batch_round(args.skus, args.batches, f"{run}-{r}")
         rates[kind].append(wall)
         per_cpu[kind].append(cpu)
         if kind == "old":
-            load_function(current)
+            for path in current:
+                load_function(path)
     set_triggers(True)
-    load_function(current)
+    for path in current:
+        load_function(path)
     labels = {
         "on": "events on ",
         "off": "events off",

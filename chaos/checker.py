@@ -440,7 +440,7 @@ def event_feed_problems(sku_like: str = "%") -> list[tuple]:
         ), seen AS (
             SELECT x.id, count(*) AS n
             FROM events_event e
-            CROSS JOIN LATERAL jsonb_array_elements_text(e.payload -> 'ledger_ids') AS x(id)
+            CROSS JOIN LATERAL jsonb_array_elements_text(events_payload(e) -> 'ledger_ids') AS x(id)
             WHERE e.type = 'stock.changed' AND e.sku LIKE %s
             GROUP BY x.id
         )

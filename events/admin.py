@@ -2,6 +2,8 @@
 creation), their delivery log (status, latency, response code, attempts), a replay
 action, and a read-only view of the event feed."""
 
+import json
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -193,6 +195,17 @@ class EventAdmin(admin.ModelAdmin):
     list_filter = ["type"]
     search_fields = ["sku", "stream", "request_id"]
     show_full_result_count = False
+    # The stored column is NULL for the types kept in typed columns (migration 0005):
+    # show the payload as the feed returns it instead.
+    exclude = ["payload"]
+    readonly_fields = ["data"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).with_data()
+
+    @admin.display(description="payload")
+    def data(self, obj):
+        return json.dumps(obj.data, indent=2)
 
     def has_add_permission(self, request):
         return False

@@ -39,6 +39,21 @@ class EventType(models.TextChoices):
     PURCHASE_ORDER_RECEIVED = "purchase_order.received"
 
 
+class EventQuerySet(models.QuerySet):
+    def with_data(self) -> "EventQuerySet":
+        """Annotate `data`: the payload as the feed and webhooks return it (rendered
+        from the typed columns by events_payload() on PostgreSQL)."""
+        from django.db import connections
+
+        if connections[self.db].vendor != "postgresql":
+            return self.annotate(data=models.F("payload"))
+        return self.annotate(
+            data=models.expressions.RawSQL(
+                "events_payload(events_event)", [], output_field=models.JSONField()
+            )
+        )
+
+
 class Event(models.Model):
     """One event. Written only by the database triggers; never updated after commit."""
 
@@ -57,7 +72,14 @@ class Event(models.Model):
     warehouse = models.CharField(max_length=32, blank=True, default="")
     # The ordering lane for webhook delivery: sku:<sku>, order:<order id> or po:<number>.
     stream = models.CharField(max_length=140)
-    payload = models.JSONField()
+    # The stored payload. NULL for the hot types of the batched path (stock.changed,
+    # availability.changed, reservation.created since events migration 0005): their
+    # triggers store typed columns (PostgreSQL only, not in this model) and the SQL
+    # function events_payload() renders the documented JSON at read time; read the
+    # payload as the feed and webhooks do, e.g. `Event.objects.with_data()` (`.data`).
+    payload = models.JSONField(null=True)
+
+    objects = EventQuerySet.as_manager()
 
     class Meta:
         ordering = ["feed_txid", "id"]

@@ -101,12 +101,14 @@ def pruned_position() -> tuple[int, int]:
     return (state.pruned_txid, state.pruned_id) if state else START
 
 
+# The payload is rendered by events_payload() (the hot types are stored in typed
+# columns, events migration 0005).
 # The bigint copy of feed_txid is named `position`: named `feed_txid`, ORDER BY
 # feed_txid would sort by it (an output column wins) instead of reading the index in
 # order (tests/events/test_sql_files.py::test_feed_reads_walk_the_index).
 _FEED_SQL = """
 SELECT id, feed_txid::text::bigint AS position, type, occurred_at, request_id, sku, warehouse,
-       stream, payload
+       stream, events_payload(events_event) AS payload
 FROM events_event
 WHERE feed_txid < events_feed_horizon()
   AND (feed_txid, id) > (%s::text::xid8, %s)

@@ -286,6 +286,7 @@ def webhook_headers(secret: str, message_id: str, body: str) -> dict[str, str]:
 def _load_event(event_id: int) -> FeedEvent | None:
     row = (
         Event.objects.filter(pk=event_id)
+        .with_data()  # the payload as the feed renders it (events_payload())
         .values_list(
             "id",
             "feed_txid",
@@ -295,7 +296,7 @@ def _load_event(event_id: int) -> FeedEvent | None:
             "sku",
             "warehouse",
             "stream",
-            "payload",
+            "data",
         )
         .first()
     )

@@ -10,6 +10,10 @@ AS $function$
 -- transaction's first statement.
 -- A row's state after the statement is the inventory row (every writer updates
 -- the row before it inserts the ledger rows); before = after - the statement's deltas.
+-- stock.changed and availability.changed (one each per row / SKU: the bulk of a
+-- batch's events) are stored in typed columns, no jsonb built per row (events
+-- migration 0005); events_payload() renders their JSON at read time. The rare
+-- transitions keep a stored jsonb payload.
 DECLARE
     v_request text;
     v_low int := coalesce(nullif(current_setting('stockroom.low_stock_units', true), '')::int, 5);
@@ -47,9 +51,18 @@ BEGIN
                CASE WHEN g.n = 1 THEN g.types
                     ELSE ARRAY(SELECT DISTINCT t FROM unnest(g.types) AS t ORDER BY t) END
                    AS types,
-               CASE WHEN g.n = 1 OR g.refs IS NULL THEN g.refs
-                    ELSE (SELECT jsonb_agg(DISTINCT r) FROM jsonb_array_elements(g.refs) AS r)
-               END AS refs
+               -- References de-duplicated in the order of their JSON objects (the
+               -- order the jsonb payload had), only where a row has several ledger rows.
+               CASE WHEN g.n = 1 THEN g.ref_types
+                    ELSE (SELECT array_agg(d.r ->> 'type' ORDER BY d.r)
+                          FROM (SELECT DISTINCT jsonb_build_object('type', x.t, 'id', x.i) AS r
+                                FROM unnest(g.ref_types, g.ref_ids) AS x(t, i)) d)
+               END AS ref_types,
+               CASE WHEN g.n = 1 THEN g.ref_ids
+                    ELSE (SELECT array_agg(d.r ->> 'id' ORDER BY d.r)
+                          FROM (SELECT DISTINCT jsonb_build_object('type', x.t, 'id', x.i) AS r
+                                FROM unnest(g.ref_types, g.ref_ids) AS x(t, i)) d)
+               END AS ref_ids
         FROM (
             -- Input sorted once by row and ledger id: each group's arrays follow it.
             SELECT l.product_id, l.warehouse_id, count(*) AS n,
@@ -58,8 +71,10 @@ BEGIN
                    sum(l.quality_control_delta) AS d_quality_control,
                    array_agg(l.id) AS ids,
                    array_agg(l.type::text) AS types,
-                   jsonb_agg(jsonb_build_object('type', l.reference_type, 'id', l.reference_id))
-                       FILTER (WHERE l.reference_id <> '') AS refs
+                   array_agg(l.reference_type::text) FILTER (WHERE l.reference_id <> '')
+                       AS ref_types,
+                   array_agg(l.reference_id::text) FILTER (WHERE l.reference_id <> '')
+                       AS ref_ids
             FROM (SELECT * FROM new_ledger ORDER BY product_id, warehouse_id, id) l
             GROUP BY l.product_id, l.warehouse_id
         ) g
@@ -73,12 +88,9 @@ BEGIN
         -- warehouse as this transaction sees them. One pass over the changed SKUs' rows
         -- in every warehouse, sorted once by SKU and warehouse code (the list follows it).
         SELECT x.sku,
-               jsonb_build_object(
-                   'sku', x.sku,
-                   'available', coalesce(sum(greatest(x.available, 0)) FILTER (WHERE x.is_active), 0),
-                   'warehouses', jsonb_agg(jsonb_build_object('warehouse', x.code,
-                                                              'available', x.available,
-                                                              'active', x.is_active))) AS payload
+               coalesce(sum(greatest(x.available, 0)) FILTER (WHERE x.is_active), 0)::bigint AS total,
+               array_agg(x.code) AS codes, array_agg(x.available) AS available,
+               array_agg(x.is_active) AS active
         FROM (
             SELECT s.sku, w.code, i.available, w.is_active
             FROM (SELECT DISTINCT c.sku, c.product_id FROM c WHERE c.avail <> c.old_avail) s
@@ -93,7 +105,9 @@ BEGIN
         -- updates its event (it now tells the later state, at the later position).
         -- Skipped (one-time filter) in a transaction's first statement.
         UPDATE events_event e
-        SET payload = a.payload, occurred_at = v_at, request_id = v_request, feed_txid = v_pos
+        SET available = a.total, warehouse_codes = a.codes, warehouse_available = a.available,
+            warehouse_active = a.active, occurred_at = v_at, request_id = v_request,
+            feed_txid = v_pos
         FROM a
         WHERE v_again
           AND e.feed_txid >= pg_current_xact_id() AND e.txid = pg_current_xact_id()
@@ -102,9 +116,10 @@ BEGIN
     ),
     availability AS (
         INSERT INTO events_event (feed_txid, type, occurred_at, request_id, sku, warehouse,
-                                  stream, payload)
+                                  stream, available, warehouse_codes, warehouse_available,
+                                  warehouse_active)
         SELECT v_pos, 'availability.changed', v_at, v_request, a.sku, '', 'sku:' || a.sku,
-               a.payload
+               a.total, a.codes, a.available, a.active
         FROM a
         WHERE NOT v_again OR a.sku NOT IN (SELECT sku FROM again)
         ORDER BY a.sku
@@ -112,30 +127,33 @@ BEGIN
     -- (A data-modifying WITH runs to completion whether or not it is read; PostgreSQL
     -- runs it after the main statement, so availability.changed follows the rows.)
     INSERT INTO events_event (feed_txid, type, occurred_at, request_id, sku, warehouse, stream,
-                              payload)
-    SELECT v_pos, e.type, v_at, v_request, c.sku, c.code, 'sku:' || c.sku, e.payload
+                              payload, on_hand, reserved, available, backorder_allowance,
+                              version, on_hand_delta, reserved_delta, ledger_ids, ledger_types,
+                              reference_types, reference_ids)
+    SELECT v_pos, e.type, v_at, v_request, c.sku, c.code, 'sku:' || c.sku, e.payload,
+           e.on_hand, e.reserved, e.available, e.allowance, e.version, e.on_hand_delta,
+           e.reserved_delta, e.ids, e.types, e.ref_types, e.ref_ids
     FROM c
     CROSS JOIN LATERAL (
-        SELECT 'stock.changed' AS type, 1 AS n, jsonb_build_object(
-            'sku', c.sku, 'warehouse', c.code, 'on_hand', c.on_hand,
-            'reserved', c.reserved, 'available', c.avail,
-            'backorder_allowance', c.allowance, 'version', c.version,
-            'on_hand_delta', c.on_hand - c.old_on_hand,
-            'reserved_delta', c.reserved - c.old_reserved,
-            'ledger_ids', to_jsonb(c.ids), 'ledger_types', to_jsonb(c.types),
-            'references', coalesce(c.refs, '[]')) AS payload
+        SELECT 'stock.changed' AS type, 1 AS n, NULL::jsonb AS payload,
+               c.on_hand, c.reserved, c.avail AS available, c.allowance, c.version,
+               c.on_hand - c.old_on_hand AS on_hand_delta,
+               c.reserved - c.old_reserved AS reserved_delta,
+               c.ids, c.types, c.ref_types, c.ref_ids
         UNION ALL
         SELECT CASE WHEN c.avail + c.allowance > 0
                     THEN 'sku.back_in_stock' ELSE 'sku.out_of_stock' END, 2,
                jsonb_build_object('sku', c.sku, 'warehouse', c.code,
                    'available', c.avail, 'backorder_allowance', c.allowance,
-                   'version', c.version)
+                   'version', c.version),
+               NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
         WHERE (c.avail + c.allowance > 0) <> (c.old_avail + c.allowance > 0)
         UNION ALL
         SELECT 'sku.low_stock', 3, jsonb_build_object('sku', c.sku, 'warehouse', c.code,
                    'available', c.avail,
                    'threshold', CASE WHEN c.threshold > 0 THEN c.threshold ELSE v_low END,
-                   'version', c.version)
+                   'version', c.version),
+               NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
         WHERE c.avail > 0
           AND c.avail
               <= CASE WHEN c.threshold > 0 THEN c.threshold ELSE v_low END

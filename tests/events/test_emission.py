@@ -21,6 +21,10 @@ from .conftest import events_of
 
 ENGINES = ["sql", "python"]
 
+# Every test here also runs the 0004 emitters beside the live ones and checks that the
+# payloads rendered from the typed columns equal the jsonb those built (conftest).
+pytestmark = pytest.mark.usefixtures("twin_0004")
+
 
 @pytest.fixture(params=ENGINES)
 def engine(request):
@@ -57,7 +61,7 @@ def test_receive_emits_stock_changed_with_balances_version_and_ledger_id(db):
     ledger = result.transactions[0]
     row = Inventory.objects.get(product__sku="EV-R")
     assert changed.sku == "EV-R" and changed.warehouse == "BER"
-    assert changed.payload == {
+    assert changed.data == {
         "sku": "EV-R",
         "warehouse": "BER",
         "on_hand": 7,
@@ -76,30 +80,28 @@ def test_receive_emits_stock_changed_with_balances_version_and_ledger_id(db):
         "sku.back_in_stock",
         "availability.changed",
     ]
-    assert events_of("availability.changed")[0].payload["available"] == 7
+    assert events_of("availability.changed")[0].data["available"] == 7
 
 
 def test_reserve_emits_created_stock_changed_and_coalesced_availability(stocked, engine):
     reserve("ord-1", ("EV-1", "BER", 2), ("EV-1", "HAM", 1), ("EV-2", "BER", 1))
     created = events_of("reservation.created")
     assert len(created) == 1
-    assert created[0].payload["order_id"] == "ord-1"
+    assert created[0].data["order_id"] == "ord-1"
     assert created[0].stream == "order:ord-1"
-    assert sorted(
-        (x["sku"], x["warehouse"], x["quantity"]) for x in created[0].payload["lines"]
-    ) == [
+    assert sorted((x["sku"], x["warehouse"], x["quantity"]) for x in created[0].data["lines"]) == [
         ("EV-1", "BER", 2),
         ("EV-1", "HAM", 1),
         ("EV-2", "BER", 1),
     ]
     changed = events_of("stock.changed")
-    assert sorted((e.sku, e.warehouse, e.payload["reserved"]) for e in changed) == [
+    assert sorted((e.sku, e.warehouse, e.data["reserved"]) for e in changed) == [
         ("EV-1", "BER", 2),
         ("EV-1", "HAM", 1),
         ("EV-2", "BER", 1),
     ]
     # One per SKU, with the total over warehouses and each warehouse.
-    availability = {e.sku: e.payload for e in events_of("availability.changed")}
+    availability = {e.sku: e.data for e in events_of("availability.changed")}
     assert availability["EV-1"]["available"] == 11
     assert {w["warehouse"]: w["available"] for w in availability["EV-1"]["warehouses"]} == {
         "BER": 8,
@@ -107,7 +109,7 @@ def test_reserve_emits_created_stock_changed_and_coalesced_availability(stocked,
     }
     assert availability["EV-2"]["available"] == 2
     # Every ledger row of the reservation is in exactly one stock.changed event.
-    ids = [i for e in changed for i in e.payload["ledger_ids"]]
+    ids = [i for e in changed for i in e.data["ledger_ids"]]
     assert sorted(ids) == sorted(
         str(t.id) for t in InventoryTransaction.objects.filter(reference_id="ord-1")
     )
@@ -119,7 +121,7 @@ def test_availability_changed_is_one_per_sku_and_transaction(stocked):
         receive("EV-1", "HAM", 1)
         receive("EV-1", "BER", 1)
     (availability,) = events_of("availability.changed")
-    assert availability.payload["available"] == 17  # the last state of the transaction
+    assert availability.data["available"] == 17  # the last state of the transaction
     assert len(events_of("stock.changed")) == 3
 
 
@@ -128,10 +130,10 @@ def test_out_of_stock_and_back_in_stock_only_on_the_transition(stocked, engine):
     assert events_of("sku.out_of_stock") == []
     reserve("ord-b", ("EV-2", "BER", 1))  # 3 of 3 reserved: out of stock in BER
     (out,) = events_of("sku.out_of_stock")
-    assert (out.sku, out.warehouse, out.payload["available"]) == ("EV-2", "BER", 0)
+    assert (out.sku, out.warehouse, out.data["available"]) == ("EV-2", "BER", 0)
     services.reservation_release(order_id="ord-b", actor="client:shop")
     (back,) = events_of("sku.back_in_stock")
-    assert (back.sku, back.warehouse, back.payload["available"]) == ("EV-2", "BER", 1)
+    assert (back.sku, back.warehouse, back.data["available"]) == ("EV-2", "BER", 1)
     receive("EV-2", "BER", 5)  # in stock already: no second back_in_stock
     assert len(events_of("sku.back_in_stock")) == 1
 
@@ -144,12 +146,12 @@ def test_low_stock_on_crossing_the_threshold(stocked, engine):
     assert events_of("sku.low_stock") == []
     reserve("ord-l2", ("EV-1", "BER", 2))  # 7 -> 5: crosses
     (low,) = events_of("sku.low_stock")
-    assert low.payload == {
+    assert low.data == {
         "sku": "EV-1",
         "warehouse": "BER",
         "available": 5,
         "threshold": 6,
-        "version": low.payload["version"],
+        "version": low.data["version"],
     }
     reserve("ord-l3", ("EV-1", "BER", 1))  # 5 -> 4: already low
     assert len(events_of("sku.low_stock")) == 1
@@ -180,7 +182,7 @@ def test_release_fulfil_confirm_expire(stocked, engine):
         assert services.reservations_expire(now=clock.now()) == 1
     finally:
         clock.reset()
-    by_type = {e.type: e.payload for e in events_of()}
+    by_type = {e.type: e.data for e in events_of()}
     assert by_type["reservation.released"]["order_id"] == "ord-r"
     assert by_type["reservation.released"]["status"] == "released"
     assert by_type["reservation.fulfilled"]["order_id"] == "ord-f"
@@ -190,7 +192,7 @@ def test_release_fulfil_confirm_expire(stocked, engine):
     assert by_type["reservation.expired"]["order_id"] == "ord-x"
     # The release and fulfilment also changed stock: their stock.changed events
     # reference the order.
-    refs = [r["id"] for e in events_of("stock.changed") for r in e.payload["references"]]
+    refs = [r["id"] for e in events_of("stock.changed") for r in e.data["references"]]
     assert {"ord-r", "ord-f", "ord-x"} <= set(refs)
 
 
@@ -204,9 +206,9 @@ def test_batch_emits_created_only_for_created_orders(stocked):
         actor="client:shop",
     )
     assert [o.error is None for o in outcomes] == [True, False, True]
-    assert [e.payload["order_id"] for e in events_of("reservation.created")] == ["b-1", "b-3"]
+    assert [e.data["order_id"] for e in events_of("reservation.created")] == ["b-1", "b-3"]
     # One statement for the batch: one stock.changed per stock row.
-    assert sorted((e.sku, e.payload["reserved_delta"]) for e in events_of("stock.changed")) == [
+    assert sorted((e.sku, e.data["reserved_delta"]) for e in events_of("stock.changed")) == [
         ("EV-1", 1),
         ("EV-2", 2),
     ]
@@ -229,9 +231,9 @@ def test_purchase_order_created_and_received(db):
         quantity_ordered=2,
     )
     (created,) = events_of("purchase_order.created")
-    assert created.payload["number"] == "PO-EV-1"
+    assert created.data["number"] == "PO-EV-1"
     # Its lines (each line statement of the creating transaction fills them in).
-    assert created.payload["lines"] == [
+    assert created.data["lines"] == [
         {"sku": "EV-P", "quantity": 5},
         {"sku": "EV-P2", "quantity": 2},
     ]
@@ -246,11 +248,11 @@ def test_purchase_order_created_and_received(db):
         ],
     )
     (received,) = events_of("purchase_order.received")
-    assert received.payload["number"] == "PO-EV-1"
-    assert received.payload["receipt_id"] == "po-receipt:PO-EV-1:r-1"  # the stored key
-    assert received.payload["lines"] == {"EV-P": 5, "EV-P2": 2}
-    assert received.payload["status"] == "received"
-    assert len(received.payload["ledger_ids"]) == 2
+    assert received.data["number"] == "PO-EV-1"
+    assert received.data["receipt_id"] == "po-receipt:PO-EV-1:r-1"  # the stored key
+    assert received.data["lines"] == {"EV-P": 5, "EV-P2": 2}
+    assert received.data["status"] == "received"
+    assert len(received.data["ledger_ids"]) == 2
 
 
 def test_request_id_travels_from_the_ledger_to_later_events(stocked):
@@ -315,8 +317,8 @@ def test_a_move_to_damaged_speaks_the_sellable_figure(stocked):
         actor="user:test",
     )
     (changed,) = events_of("stock.changed")
-    assert (changed.payload["on_hand"], changed.payload["available"]) == (3, 0)
+    assert (changed.data["on_hand"], changed.data["available"]) == (3, 0)
     (out,) = events_of("sku.out_of_stock")
-    assert (out.sku, out.warehouse, out.payload["available"]) == ("EV-2", "BER", 0)
+    assert (out.sku, out.warehouse, out.data["available"]) == ("EV-2", "BER", 0)
     (availability,) = events_of("availability.changed")
-    assert availability.payload["available"] == 0
+    assert availability.data["available"] == 0

@@ -110,8 +110,8 @@ def test_checker_reports_a_change_emitted_twice_and_an_invented_ledger_row():
             """
             INSERT INTO events_event (type, occurred_at, request_id, sku, warehouse, stream,
                                       payload)
-            SELECT type, occurred_at, request_id, sku, warehouse, stream, payload
-            FROM events_event WHERE sku = 'CHK-2' AND type = 'stock.changed'
+            SELECT type, occurred_at, request_id, sku, warehouse, stream, events_payload(e)
+            FROM events_event e WHERE sku = 'CHK-2' AND type = 'stock.changed'
             RETURNING payload -> 'ledger_ids' ->> 0
             """
         )
@@ -121,9 +121,10 @@ def test_checker_reports_a_change_emitted_twice_and_an_invented_ledger_row():
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            UPDATE events_event SET payload = jsonb_set(payload, '{ledger_ids}', %s::jsonb)
-            WHERE id = (SELECT max(id) FROM events_event WHERE sku = 'CHK-2')
+            UPDATE events_event SET ledger_ids = ARRAY[%s::uuid]
+            WHERE id = (SELECT min(id) FROM events_event
+                        WHERE sku = 'CHK-2' AND type = 'stock.changed')
             """,
-            [f'["{invented}"]'],
+            [invented],
         )
     assert event_feed_problems("CHK-2") == [("event_without_ledger_row", invented, 1)]

@@ -95,8 +95,10 @@ def test_older_transaction_waiting_for_a_younger_ones_row_files_after_it():
     # Ordered by transaction id alone, T1's change would come first.
     from events.models import Event
 
-    by_txid = Event.objects.filter(sku="ORD-B", type="stock.changed").order_by("txid", "id")
-    assert [e.payload["on_hand"] for e in by_txid][-2:] == [12, 11]
+    by_txid = (
+        Event.objects.with_data().filter(sku="ORD-B", type="stock.changed").order_by("txid", "id")
+    )
+    assert [e.data["on_hand"] for e in by_txid][-2:] == [12, 11]
 
     # Webhooks follow the same order: the lane of ORD-B sends T2's change first.
     services.dispatch_subscription(sub.pk)
@@ -104,7 +106,7 @@ def test_older_transaction_waiting_for_a_younger_ones_row_files_after_it():
         "event_txid", "event_id"
     )
     on_hand = [
-        Event.objects.get(pk=d.event_id).payload["on_hand"]
+        Event.objects.with_data().get(pk=d.event_id).data["on_hand"]
         for d in lane
         if d.event_type == "stock.changed"
     ]

@@ -15,7 +15,7 @@ def test_every_function_file_is_loaded_by_the_migration():
     from importlib import import_module
 
     # The newest migration that loads the functions loads every one (frozen copies).
-    migration = import_module("events.migrations.0004_feed_position")
+    migration = import_module("events.migrations.0005_typed_payloads")
     assert sorted(migration.FUNCTIONS) == FUNCTIONS
     frozen = SQL_DIR.parent / "migrations" / "sql"
     for name in FUNCTIONS:
