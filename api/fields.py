@@ -31,11 +31,17 @@ class QuantityField(StrictIntegerField):
 
 
 class StrictCharField(serializers.CharField):
+    """A JSON string. `max_length` bounds the string as sent (the schema's
+    maxLength), before surrounding whitespace is trimmed: a 256-character name
+    with a leading tab is refused, not stored as 255 characters."""
+
     default_error_messages = {"invalid": "A string is required."}
 
     def to_internal_value(self, data):
         if not isinstance(data, str):
             self.fail("invalid")
+        if self.max_length is not None and len(data) > self.max_length:
+            self.fail("max_length", max_length=self.max_length)
         return super().to_internal_value(data)
 
 

@@ -289,7 +289,7 @@ def test_schemathesis_all_checks_and_stateful_phase_are_clean():
                 checks.update(c.name for cs in event.recorder.checks.values() for c in cs)
                 failures.extend(_failures(event))
             elif isinstance(event, engine_events.NonFatalError):
-                errors.append((event.label, str(event.value)[:1500]))
+                errors.append((event.label, str(event.value)[:6000]))
             elif isinstance(event, engine_events.FatalError):
                 errors.append(("fatal", str(event.exception)[:1500]))
             elif isinstance(event, engine_events.PhaseFinished):
