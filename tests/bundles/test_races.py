@@ -167,13 +167,14 @@ def test_a_change_committed_after_the_read_is_used_by_the_reservation(engine, bo
         lambda: blocked_by(reserve.pid, change.pid) or reserve.done.is_set(),
         "the reservation waits for the change",
     )
-    assert reserve.error is None and not reserve.done.is_set()
+    waited = not reserve.done.is_set()
     release.set()
     change.finish()
     reserve.finish()
     assert (change.error, reserve.error) == (None, None)
     assert composition("BOX") == {"TEA": 3}
     assert lines() == {"TEA": 3}  # the new composition, never {"MUG": 2}
+    assert waited  # for the bundle's row, FOR SHARE after the read
     assert Inventory.objects.get(product__sku="MUG").reserved == 0
     assert Inventory.objects.get(product__sku="TEA").reserved == 3
     assert stale_bundle_lines() == [] and bundle_line_violations() == []
