@@ -503,7 +503,8 @@ class Model:
             if closed is not None:
                 return error(409, "exceeds_reservation", None, "order_closed")
             return error(409, "exceeds_reservation")
-        return self._fulfil_outcome(op, self.bundle_take(line))
+        outcome = self._fulfil_outcome(op, self.bundle_take(line))
+        return error(409, outcome.code) if outcome.code else outcome
 
     def close(self, order_id: str, op: str, line: tuple[str, str, int] | None) -> None:
         order = self.orders[order_id]
