@@ -248,3 +248,38 @@ def test_the_stale_line_checker_sees_a_planted_old_composition(box, settings):
             [tea.pk],
         )
     assert len(stale_bundle_lines()) == 1
+
+
+def test_a_composition_changed_at_every_read_is_stock_busy_and_applies_nothing(
+    box, settings, monkeypatch
+):
+    """SQL engine: a change commits right after each of the adapter's composition
+    reads (another session, scheduled by wrapping the read), so the function
+    answers 'stale' twice: 503 stock_busy (bundle_composition_changed), nothing
+    reserved, no order id claimed."""
+    from inventory.services import reserve_sql
+
+    settings.STOCKROOM_RESERVE_ENGINE = "sql"
+    gate_off_unless_it_knows_bundles(settings)
+    real = reserve_sql.bundle_compositions
+    changes = iter([{"TEA": 3}, {"MUG": 1}, {"TEA": 1}])
+
+    def read_then_change(skus):
+        found = real(skus)
+        components = [{"sku": s, "quantity": q} for s, q in next(changes).items()]
+        change = Session(
+            lambda: services.bundle_set_components(
+                product=Product.objects.get(sku="BOX"), components=components
+            ),
+            "change",
+        ).begin()
+        assert change.finish().error is None
+        return found
+
+    monkeypatch.setattr(reserve_sql, "bundle_compositions", read_then_change)
+    with pytest.raises(errors.StockBusy) as refused:
+        reserve_box()
+    assert refused.value.details["reason"] == "bundle_composition_changed"
+    assert not Reservation.objects.exists()
+    assert not Inventory.objects.filter(reserved__gt=0).exists()
+    assert composition("BOX") == {"MUG": 1}
