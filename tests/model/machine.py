@@ -9,6 +9,9 @@ row's balances and allowance, the ledger (sums and row counts per row and
 type), every order and its lines, and availability three ways (the batch API
 read twice — the second answer comes from the cache —, one single-SKU read,
 and the uncached selector `availability_from_database`) with the model.
+Bundles (issue #16): `reserve_bundle` reserves the model's bundles (model.py,
+`BUNDLES`) alone, together and with a component sold alone; the close rules
+act on them by bundle SKU too; lines are compared with their `bundle`.
 
 Time: `inventory.clock` (`clock.advance`). The machine moves time only in
 whole QUANTUM steps and holds last whole QUANTUM multiples, so the wall-clock
