@@ -166,7 +166,9 @@ class StockBusy(InventoryError):
     serialization failure persisted through the service's own retries
     (`inventory.db_errors`). Nothing was applied; the same call can be retried.
 
-    `details["reason"]`: lock_timeout, deadlock or serialization_failure."""
+    `details["reason"]`: lock_timeout, deadlock or serialization_failure
+    (or bundle_composition_changed: a bundle's composition changed twice while
+    an order reserving it was being expanded, issue #16)."""
 
     code = "stock_busy"
     http_status = 503

@@ -11,6 +11,12 @@ in this order, each step optional, never going back to an earlier step:
      (`services.stock_rows_create`, the one way rows are born; the allowance comes
      from the product under this lock), or the product UPDATE of a stock-policy
      change (`product_set_stock_policy`), which conflicts with FOR SHARE;
+     bundle products FOR SHARE by a reservation naming bundles (`lock_bundles`;
+     the SQL engine's step 0), before its Reservation row, so the composition it
+     expanded with cannot change until it commits; a composition change
+     (`bundle_set_components`) takes its bundle's row FOR UPDATE as its first and
+     only contested lock (what it writes after, BundleComponent rows, no
+     reservation or stock path locks), so the two queue on one row, never cycle;
   2. at most one Reservation row (the order it acts on);
   3. inventory rows, all in one statement, ordered by primary key
      (`lock_inventory_rows`; bulk work: `ORDER BY id FOR NO KEY UPDATE` per chunk).
@@ -31,9 +37,25 @@ from collections.abc import Iterable
 from functools import reduce
 from operator import or_
 
+from django.db import connection
 from django.db.models import Q
 
 from .models import Inventory, Reservation, Transfer
+
+
+def lock_bundles(ids: Iterable[object]) -> None:
+    """Lock bundles' product rows FOR SHARE, in primary-key order (step 1): a
+    composition change (FOR UPDATE of the bundle) waits for this transaction, and
+    one that committed before is seen by what this transaction reads next. On
+    SQLite (one writer at a time) there is nothing to lock."""
+    ids = sorted(set(ids), key=str)
+    if not ids or connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id FROM inventory_product WHERE id = ANY(%s::uuid[]) ORDER BY id FOR SHARE",
+            [[str(i) for i in ids]],
+        )
 
 
 def lock_inventory_rows(pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Inventory]:

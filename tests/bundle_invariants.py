@@ -52,3 +52,40 @@ def bundle_line_violations() -> list[tuple]:
             """
         )
         return cursor.fetchall()
+
+
+def stale_bundle_lines() -> list[tuple]:
+    """(order, bundle, warehouse) groups of *open* bundle lines not made with the
+    bundle's current composition (the promise of docs/ARCHITECTURE.md, "The
+    composition race"): a component line of a product that is not a component
+    now, or a component of the composition missing from the group. Computed from
+    the lines and BundleComponent alone; `bundle_line_violations` checks the
+    proportions. Proven by a planted fault in tests/bundles/test_races.py."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            WITH open_groups AS (
+                SELECT DISTINCT l.reservation_id, l.bundle_id, l.warehouse_id
+                FROM inventory_reservationline l
+                JOIN inventory_reservation r ON r.id = l.reservation_id
+                WHERE l.bundle_id IS NOT NULL AND l.status = 'active' AND r.status = 'active'
+            ),
+            lines AS (
+                SELECT g.reservation_id, g.bundle_id, g.warehouse_id, l.product_id
+                FROM open_groups g
+                JOIN inventory_reservationline l
+                  ON l.reservation_id = g.reservation_id AND l.bundle_id = g.bundle_id
+                 AND l.warehouse_id = g.warehouse_id
+            ),
+            wanted AS (
+                SELECT g.reservation_id, g.bundle_id, g.warehouse_id, bc.component_id AS product_id
+                FROM open_groups g
+                JOIN inventory_bundlecomponent bc ON bc.bundle_id = g.bundle_id
+            )
+            SELECT reservation_id, bundle_id, warehouse_id
+            FROM ((SELECT * FROM lines EXCEPT SELECT * FROM wanted)
+                  UNION (SELECT * FROM wanted EXCEPT SELECT * FROM lines)) AS diff
+            GROUP BY 1, 2, 3
+            """
+        )
+        return cursor.fetchall()

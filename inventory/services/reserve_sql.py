@@ -65,8 +65,23 @@ def call_stock_function(sql: str, params: Sequence[Any]) -> dict:
     return json.loads(payload) if isinstance(payload, str) else payload
 
 
-def _call_reserve_function(requests: Sequence[MergedOrder], actor: str, request_id: str) -> dict:
-    skus, codes, qtys, counts, bundles = [], [], [], [], []
+def _compositions(
+    requests: Sequence[MergedOrder], bundles: dict[str, Bundle]
+) -> dict[str, list[list]] | None:
+    """The compositions the requests' bundle lines were expanded with, as the
+    reserve function checks them under its FOR SHARE lock (migration 0022):
+    {bundle SKU: [[component SKU, quantity], ...]}; None when no line is a bundle's."""
+    used = {sku for request in requests for sku in request.bundle_ids}
+    if not used:
+        return None
+    return {sku: [list(part) for part in bundles[sku].components] for sku in sorted(used)}
+
+
+def _call_reserve_function(
+    requests: Sequence[MergedOrder], actor: str, request_id: str, bundles: dict[str, Bundle]
+) -> dict:
+    compositions = _compositions(requests, bundles)
+    skus, codes, qtys, counts, bundle_skus = [], [], [], [], []
     for request in requests:
         items = request.lines()
         counts.append(len(items))
@@ -74,10 +89,10 @@ def _call_reserve_function(requests: Sequence[MergedOrder], actor: str, request_
             skus.append(sku)
             codes.append(code)
             qtys.append(qty)
-            bundles.append(bundle)
+            bundle_skus.append(bundle)
     return call_stock_function(
         "SELECT stockroom_reserve_orders("
-        "%s, %s, %s::timestamptz[], %s, %s, %s, %s, %s, %s, %s, %s::text[])",
+        "%s, %s, %s::timestamptz[], %s, %s, %s, %s, %s, %s, %s, %s::text[], %s::jsonb)",
         [
             [r.order_id for r in requests],
             [r.fingerprint for r in requests],
@@ -89,7 +104,9 @@ def _call_reserve_function(requests: Sequence[MergedOrder], actor: str, request_
             actor,
             request_id,
             clock.now(),  # holds expired by this instant count nowhere (migration 0012)
-            bundles,  # the bundle each line was expanded from, or None (migration 0019)
+            bundle_skus,  # the bundle each line was expanded from, or None (migration 0019)
+            # what those bundles were expanded with, checked under lock (migration 0022)
+            json.dumps(compositions) if compositions is not None else None,
         ],
     )
 
@@ -129,9 +146,16 @@ def reserve_in_database(requests: Sequence[MergedOrder], *, actor: str) -> list[
     pending = list(requests)
     request_id = current_request_id()
     bundles: dict[str, Bundle] = {}
-    # At most: expand bundles, create missing component rows, reserve.
-    for attempt in range(3):
-        payload = _call_reserve_function(pending, actor, request_id)
+    originals = {request.order_id: request for request in requests}
+    stale_retried = False
+    # At most: expand bundles, re-read a composition changed meanwhile (once),
+    # create missing component rows, reserve.
+    for attempt in range(4):
+        payload = _call_reserve_function(pending, actor, request_id, bundles)
+        if _is_stale(payload):
+            pending, bundles = _expand_again(pending, originals, bundles, stale_retried)
+            stale_retried = True
+            continue
         retry = []
         missing: set[tuple[str, str]] = set()
         created_ids: list[str] = []
@@ -171,7 +195,7 @@ def reserve_in_database(requests: Sequence[MergedOrder], *, actor: str) -> list[
                 except errors.InventoryError as exc:
                     outcomes[order_id] = ReservationOutcome(order_id, error=exc)
                     continue
-                if attempt < 2:
+                if attempt < 3:
                     missing |= pairs
                     retry.append(request)
                 else:  # pragma: no cover - rows exist after stock_rows_create
@@ -181,11 +205,7 @@ def reserve_in_database(requests: Sequence[MergedOrder], *, actor: str) -> list[
         if missing:
             stock_rows_create(missing)
         if existing:
-            # Retried orders: their reservations, in one query.
-            for reservation in Reservation.objects.filter(order_id__in=existing):
-                outcomes[reservation.order_id] = ReservationOutcome(
-                    reservation.order_id, ReservationResult(reservation, created=False)
-                )
+            outcomes.update(_existing_outcomes(existing))
         if changes:
             holds = _hold_changes(pending, set(created_ids), payload.get("released", ()))
             changes = tuple(
@@ -199,6 +219,41 @@ def reserve_in_database(requests: Sequence[MergedOrder], *, actor: str) -> list[
             break
         pending = [expand_order(request, bundles) for request in retry]
     return [outcomes[r.order_id] for r in requests]
+
+
+def _existing_outcomes(order_ids: Sequence[str]) -> dict[str, ReservationOutcome]:
+    """Retried orders: their reservations, in one query."""
+    return {
+        reservation.order_id: ReservationOutcome(
+            reservation.order_id, ReservationResult(reservation, created=False)
+        )
+        for reservation in Reservation.objects.filter(order_id__in=order_ids)
+    }
+
+
+def _is_stale(payload: dict) -> bool:
+    """Whether the reserve function answered 'stale' (for every order): a bundle's
+    composition differed from the one its lines were expanded with; nothing was done."""
+    orders = payload["orders"]
+    return bool(orders) and orders[0][0] == "stale"
+
+
+def _expand_again(
+    pending: Sequence[MergedOrder],
+    originals: dict[str, MergedOrder],
+    bundles: dict[str, Bundle],
+    retried: bool,
+) -> tuple[list[MergedOrder], dict[str, Bundle]]:
+    """After a 'stale' answer: the compositions read again (one query) and the
+    orders expanded from their lines as they came. A second 'stale' in one call
+    is a fight over the composition: 503 stock_busy, nothing applied."""
+    if retried:
+        raise errors.StockBusy(
+            "A bundle's composition changed twice while reserving; nothing was applied.",
+            reason="bundle_composition_changed",
+        )
+    fresh = bundle_compositions({sku for r in pending for sku in r.bundle_ids} | set(bundles))
+    return [expand_order(originals[r.order_id], fresh) for r in pending], fresh
 
 
 def _bundles_among_missing(orders: Sequence[list], known: dict[str, Bundle]) -> dict[str, Bundle]:

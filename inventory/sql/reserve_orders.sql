@@ -16,10 +16,25 @@
 -- each row is checked once per order against the order's total on it, and each
 -- line gets its own reservation line (with its bundle) and ledger row (reason
 -- 'bundle:<SKU>').
+--
+-- The composition race (issue #16, migration 0022): the caller also passes the
+-- compositions it expanded with (p_compositions, {bundle SKU: [[component SKU,
+-- quantity], ...] in component SKU order}; NULL when no line is a bundle's). The
+-- function takes those bundles' product rows FOR SHARE first (step 1 of the lock
+-- order in inventory/locks.py, before the order's reservation row and its stock
+-- rows) and compares them with the stored compositions: a composition change
+-- (inventory/services/catalogue.py, FOR UPDATE of the bundle's row) either
+-- committed before, and then a mismatch answers every order 'stale' (with the
+-- bundle SKUs) having done nothing, so the caller re-reads and calls again; or
+-- it waits for this transaction, and then finds its lines and refuses
+-- (bundle_in_use). No open line set is ever made with an old composition.
 
 DROP FUNCTION IF EXISTS stockroom_reserve_orders(
     text[], text[], timestamp with time zone[], integer[], text[], text[], bigint[],
     text, text, timestamp with time zone);
+DROP FUNCTION IF EXISTS stockroom_reserve_orders(
+    text[], text[], timestamp with time zone[], integer[], text[], text[], bigint[],
+    text, text, timestamp with time zone, text[]);
 
 CREATE OR REPLACE FUNCTION stockroom_reserve_orders(
     p_order_ids text[],
@@ -32,7 +47,8 @@ CREATE OR REPLACE FUNCTION stockroom_reserve_orders(
     p_actor text,
     p_request_id text,
     p_now timestamp with time zone,
-    p_bundles text[]
+    p_bundles text[],
+    p_compositions jsonb
 )
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -74,11 +90,36 @@ DECLARE
     i int; j int; k int; first_line int := 1; last_line int; avail bigint;
     v_short jsonb; v_missing jsonb; v_inactive jsonb;
     v_changes jsonb := '[]'; v_ledger jsonb := '[]'; v_orders jsonb;
+    v_stale jsonb;
 BEGIN
     IF n_orders = 0 THEN
         RETURN jsonb_build_object('orders', '[]'::jsonb, 'changes', '[]'::jsonb,
                                   'ledger', '[]'::jsonb, 'released', '[]'::jsonb,
                                   'at', now_ts);
+    END IF;
+
+    -- 0. Bundles: lock their product rows FOR SHARE (id order), then check that
+    -- the compositions the lines were expanded with are the stored ones.
+    IF p_compositions IS NOT NULL THEN
+        PERFORM 1 FROM inventory_product p
+         WHERE p.sku IN (SELECT jsonb_object_keys(p_compositions))
+         ORDER BY p.id
+         FOR SHARE;
+        SELECT jsonb_agg(k.sku ORDER BY k.sku) INTO v_stale
+        FROM jsonb_each(p_compositions) AS k(sku, used)
+        WHERE k.used IS DISTINCT FROM coalesce((
+            SELECT jsonb_agg(jsonb_build_array(cp.sku::text, bc.quantity) ORDER BY cp.sku)
+            FROM inventory_product bp
+            JOIN inventory_bundlecomponent bc ON bc.bundle_id = bp.id
+            JOIN inventory_product cp ON cp.id = bc.component_id
+            WHERE bp.sku = k.sku AND bp.is_bundle), '[]'::jsonb);
+        IF v_stale IS NOT NULL THEN
+            SELECT jsonb_agg(jsonb_build_array('stale', NULL, v_stale))
+              INTO v_orders FROM generate_series(1, n_orders);
+            RETURN jsonb_build_object(
+                'orders', v_orders, 'changes', '[]'::jsonb, 'ledger', '[]'::jsonb,
+                'released', '[]'::jsonb, 'at', now_ts);
+        END IF;
     END IF;
 
     -- 1. Claim the order ids, in order-id order; NULL where the id already exists.

@@ -9,6 +9,9 @@ row's balances and allowance, the ledger (sums and row counts per row and
 type), every order and its lines, and availability three ways (the batch API
 read twice — the second answer comes from the cache —, one single-SKU read,
 and the uncached selector `availability_from_database`) with the model.
+Bundles (issue #16): `reserve_bundle` reserves the model's bundles (model.py,
+`BUNDLES`) alone, together and with a component sold alone; the close rules
+act on them by bundle SKU too; lines are compared with their `bundle`.
 
 Time: `inventory.clock` (`clock.advance`). The machine moves time only in
 whole QUANTUM steps and holds last whole QUANTUM multiples, so the wall-clock
@@ -39,7 +42,7 @@ from inventory.models import Product
 from inventory.selectors import forget_active_warehouses
 
 from ..conftest import _flush_client
-from .model import CLOSEST_FIRST, SHIP_TO, SKUS, WAREHOUSES, Model, Outcome, error, ok
+from .model import BUNDLES, CLOSEST_FIRST, SHIP_TO, SKUS, WAREHOUSES, Model, Outcome, error, ok
 
 # --- Contract switches: each names a part of issue #13 being built in parallel.
 # The committed version models the full contract; while developing on a branch
@@ -55,6 +58,9 @@ SKU = st.sampled_from(SKU_NAMES)
 WH = st.sampled_from(WAREHOUSES)
 QTY = st.integers(1, 4)
 HOLD = st.sampled_from([None, None, QUANTUM, 2 * QUANTUM])
+# Orders with bundle lines have ids of their own (no other reserve rule repeats them).
+BUNDLE_ORDER_IDS = st.sampled_from(["b1", "b2", "b3"])
+BUNDLE = st.sampled_from(sorted(BUNDLES))
 KEYS = st.sampled_from([None, None, "k1", "k2"])
 
 # How often each kind of answer was seen (printed by the tests with -s when
@@ -153,6 +159,12 @@ class StockroomMachine(RuleBasedStateMachine):
         WarehouseFactory(code="HAM", name="Hamburg", latitude=53.55, longitude=9.993)
         for sku, policy, limit in SKUS:
             ProductFactory(sku=sku, stock_policy=policy, backorder_limit=limit)
+        for sku, components in sorted(BUNDLES.items()):
+            services.product_create(
+                sku=sku,
+                name=sku,
+                components=[{"sku": c, "quantity": q} for c, q in sorted(components.items())],
+            )
         self.shop = Caller("shop", "storefront")
         self.wms = Caller("wms", "operations")
         self.callers = {"shop": self.shop, "wms": self.wms}
@@ -227,6 +239,7 @@ class StockroomMachine(RuleBasedStateMachine):
                 x["quantity_fulfilled"],
                 x["quantity_released"],
                 x["status"],
+                x.get("bundle"),
             )
             for x in body["lines"]
         )
@@ -251,17 +264,23 @@ class StockroomMachine(RuleBasedStateMachine):
         if not lapsed:
             return
         found = {
-            (x.reservation.order_id, x.product.sku, x.warehouse.code): (
+            (
+                x.reservation.order_id,
+                x.product.sku,
+                x.warehouse.code,
+                x.bundle.sku if x.bundle_id else "",
+            ): (
                 x.product.sku,
                 x.warehouse.code,
                 x.quantity,
                 x.quantity_fulfilled,
                 x.quantity_released,
                 x.status,
+                x.bundle.sku if x.bundle_id else None,
             )
             for x in ReservationLine.objects.filter(
                 reservation__order_id__in=lapsed
-            ).select_related("reservation", "product", "warehouse")
+            ).select_related("reservation", "product", "warehouse", "bundle")
         }
         for order_id in lapsed:
             for key, line in sorted(self.model.orders[order_id].lines.items()):
@@ -310,11 +329,12 @@ class StockroomMachine(RuleBasedStateMachine):
             cursor.execute(
                 """
                 SELECT r.order_id, r.status, r.expires_at, p.sku, w.code, l.quantity,
-                       l.quantity_fulfilled, l.quantity_released, l.status
+                       l.quantity_fulfilled, l.quantity_released, l.status, bp.sku
                 FROM inventory_reservation r
                 JOIN inventory_reservationline l ON l.reservation_id = r.id
                 JOIN inventory_product p ON p.id = l.product_id
                 JOIN warehouses_warehouse w ON w.id = l.warehouse_id
+                LEFT JOIN inventory_product bp ON bp.id = l.bundle_id
                 """
             )
             lines = cursor.fetchall()
@@ -395,7 +415,7 @@ class StockroomMachine(RuleBasedStateMachine):
                 order.expires_at,
             )
         # Products' policies.
-        for sku, policy, limit in Product.objects.values_list(
+        for sku, policy, limit in Product.objects.filter(sku__in=SKU_NAMES).values_list(
             "sku", "stock_policy", "backorder_limit"
         ):
             assert (policy, limit) == m.policy[sku], _mismatch(
@@ -868,7 +888,7 @@ class StockroomMachine(RuleBasedStateMachine):
         for sku, wh, qty in lines:
             if wh:
                 merged[(sku, wh)] = merged.get((sku, wh), 0) + qty
-        unknown = sorted({sku for sku, _, _ in lines} - set(SKU_NAMES))
+        unknown = sorted({sku for sku, _, _ in lines} - set(SKU_NAMES) - set(BUNDLES))
         existing = m.orders.get(order_id)
         what = f"reserve {order_id} {'routed' if routed else 'named'}"
         if existing is not None:
@@ -887,9 +907,18 @@ class StockroomMachine(RuleBasedStateMachine):
             self.expect(what, response, error(400, "unknown_sku", {"skus": unknown}))
             return
         plan = m.route(lines, ship_to) if routed else merged
-        short = plan if isinstance(plan, list) else (None if routed else m.named_shortage(merged))
+        # Bundle lines are checked as their components, summed per stock row.
+        short = (
+            plan
+            if isinstance(plan, list)
+            else (None if routed else m.named_shortage(m.expand(merged)[0]))
+        )
         if short:
-            self.expect(what, response, error(409, "insufficient_stock", {"lines": short}))
+            # With a bundle line the sold-out gate may answer first, naming the
+            # bundle in bundle units, where the database names the components'
+            # totals: both are the contract, so only the code is compared.
+            details = None if any(sku in BUNDLES for sku, _, _ in lines) else {"lines": short}
+            self.expect(what, response, error(409, "insufficient_stock", details))
             return
         answer = self.expect(what, response, ok(201))
         m.create_order(order_id, plan, m.now + expires_in if expires_in else None)
@@ -932,8 +961,9 @@ class StockroomMachine(RuleBasedStateMachine):
                     None,
                     error(409, "order_conflict", {"order_id": order_id}),
                 )
-            elif short := m.named_shortage(merged):
-                expected = ("error", 409, None, error(409, "insufficient_stock", {"lines": short}))
+            elif short := m.named_shortage(m.expand(merged)[0]):
+                details = None if any(sku in BUNDLES for sku, _ in merged) else {"lines": short}
+                expected = ("error", 409, None, error(409, "insufficient_stock", details))
             else:
                 m.create_order(order_id, merged, m.now + expires_in if expires_in else None)
                 self.requests[order_id] = ("batch", {"lines": lines, "expires_in": expires_in})
@@ -1020,6 +1050,27 @@ class StockroomMachine(RuleBasedStateMachine):
             )
         self.do_reserve_batch(orders)
 
+    @rule(
+        order_id=BUNDLE_ORDER_IDS,
+        bundles=st.dictionaries(BUNDLE, st.tuples(WH, st.integers(1, 2)), min_size=1, max_size=2),
+        alone=st.dictionaries(SKU, st.tuples(WH, QTY), max_size=1),
+        expires_in=HOLD,
+        repeat=st.booleans(),
+        batch=st.integers(0, 2),
+    )
+    def reserve_bundle(self, order_id, bundles, alone, expires_in, repeat, batch):
+        """Bundles (issue #16): one or two bundles by SKU, maybe with a component
+        sold alone in the same order; one POST or a batch of one."""
+        previous = self._repeat_or(order_id, repeat, ("single", "batch"))
+        if previous is not None:
+            lines, expires_in = previous["lines"], previous["expires_in"]
+        else:
+            lines = [(s, w, q) for s, (w, q) in sorted({**bundles, **alone}.items())]
+        if batch == 0:
+            self.do_reserve_batch([(order_id, lines, expires_in)])
+        else:
+            self.do_reserve(order_id, lines, None, expires_in)
+
     # --- confirm, release, fulfil ---------------------------------------------
 
     def do_confirm(self, order_id: str, expires_in: int | None) -> None:
@@ -1095,7 +1146,9 @@ class StockroomMachine(RuleBasedStateMachine):
         order = self.model.orders.get(order_id)
         held = sorted(order.lines) if order is not None else []
         if held and data.draw(st.integers(0, 4)):
-            sku, wh = data.draw(st.sampled_from(held))
+            sku, wh, bundle = data.draw(st.sampled_from(held))
+            if bundle and data.draw(st.integers(0, 3)):
+                sku = bundle  # by bundle SKU, in bundle units (docs/API.md)
         else:
             sku, wh = data.draw(SKU), data.draw(WH)
         quantity = data.draw(st.integers(1, 3))

@@ -18,6 +18,14 @@ Where the contract leaves the system a choice, the model does not guess:
 * operations the contract does not exempt from lapsed holds (adjust, transfer,
   stock-policy change) see the stock rows as they are, i.e. lapsed holds not
   yet released still count as reserved there.
+
+Bundles (issue #16, docs/API.md "Reserving a bundle"): `BUNDLES` over the SKUs
+above (B in both, so a row can be wanted by two bundles and sold alone in one
+order). An order line of n bundle units in a warehouse is n x quantity of each
+component there, on lines of their own (a line's key is (sku, warehouse,
+bundle or "")), checked summed per stock row with the order's other lines.
+Release/fulfil by a bundle SKU takes whole bundle units from that bundle's
+lines; a component's SKU acts only on the line where it was sold alone.
 """
 
 from __future__ import annotations
@@ -28,6 +36,8 @@ from dataclasses import dataclass, field
 WAREHOUSES = ("BER", "HAM")
 # (sku, stock policy, backorder limit) at the start of every example.
 SKUS = (("A", "normal", 0), ("B", "normal", 0), ("C", "backorder", 3))
+# bundle SKU -> {component SKU: quantity per bundle unit}
+BUNDLES = {"KIT": {"A": 1, "B": 2}, "DUO": {"B": 1, "C": 1}}
 LOW_STOCK_UNITS = 5  # settings.STOCKROOM_LOW_STOCK_UNITS
 
 # Closest warehouse first, per `ship_to` choice (no ship_to: all equally close, by code).
@@ -49,6 +59,7 @@ class Line:
     fulfilled: int = 0
     released: int = 0
     status: str = ACTIVE
+    bundle: str = ""  # the bundle SKU this component line was reserved for
 
     @property
     def open(self) -> int:
@@ -63,27 +74,44 @@ class Line:
             self.fulfilled,
             self.released + self.open,
             FULFILLED if self.fulfilled else EXPIRED,
+            self.bundle,
         )
 
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.sku, self.warehouse, self.bundle)
+
     def as_tuple(self) -> tuple:
-        return (self.sku, self.warehouse, self.quantity, self.fulfilled, self.released, self.status)
+        return (
+            self.sku,
+            self.warehouse,
+            self.quantity,
+            self.fulfilled,
+            self.released,
+            self.status,
+            self.bundle or None,
+        )
 
 
 @dataclass
 class Order:
     order_id: str
-    lines: dict[tuple[str, str], Line]
+    lines: dict[tuple[str, str, str], Line]  # (sku, warehouse, bundle or "")
     expires_at: int | None  # model seconds, or None (no hold expiry / confirmed)
     status: str = ACTIVE
+    request: dict[tuple[str, str], int] | None = None  # merged request lines (bundles)
 
     def held(self) -> dict[tuple[str, str], int]:
-        """What the order was reserved with, merged per (sku, warehouse)."""
-        return {key: line.quantity for key, line in self.lines.items()}
+        """What the order was reserved with, merged per (sku, warehouse): the
+        request itself for an order with bundle lines."""
+        if self.request is not None:
+            return dict(self.request)
+        return {(line.sku, line.warehouse): line.quantity for line in self.lines.values()}
 
     def held_per_sku(self) -> dict[str, int]:
         out: dict[str, int] = {}
-        for (sku, _), line in self.lines.items():
-            out[sku] = out.get(sku, 0) + line.quantity
+        for line in self.lines.values():
+            out[line.sku] = out.get(line.sku, 0) + line.quantity
         return out
 
     @property
@@ -175,9 +203,9 @@ class Model:
         for order in self.orders.values():
             if order.status != ACTIVE or (live_only and self.lapsed(order)):
                 continue
-            line = order.lines.get((sku, wh))
-            if line is not None:
-                total += line.open
+            for line in order.lines.values():
+                if (line.sku, line.warehouse) == (sku, wh):
+                    total += line.open
         return total
 
     def good(self, sku: str, wh: str) -> int:
@@ -225,14 +253,14 @@ class Model:
         assert self.lapsed(order), order_id
         self._close(order, None, "RELEASE", EXPIRED)
 
-    def expire_line(self, order_id: str, key: tuple[str, str]) -> None:
+    def expire_line(self, order_id: str, key: tuple[str, str, str]) -> None:
         """Release one line of a lapsed order, as a reservation that needs its
         units does (docs/API.md "Checkout holds": whole holds on that stock row;
         the order stays active while it has lines open elsewhere)."""
         order = self.orders[order_id]
         assert self.lapsed(order) and order.lines[key].open > 0, (order_id, key)
         order.lines[key] = order.lines[key].expired()
-        self.ledger_rows[(*key, "RELEASE")] += 1
+        self.ledger_rows[(*key[:2], "RELEASE")] += 1
         order.status = order_status(order.lines.values(), EXPIRED)
 
     def sweep(self) -> int:
@@ -527,16 +555,36 @@ class Model:
                     remaining -= take
         return merged
 
+    @staticmethod
+    def expand(
+        request: dict[tuple[str, str], int],
+    ) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str, str], int]]:
+        """A named request's bundle lines as their components' lines: the
+        order's total per stock row (what is checked) and its lines (sku,
+        warehouse, bundle or "") -> quantity (what is written)."""
+        totals: dict[tuple[str, str], int] = {}
+        parts: dict[tuple[str, str, str], int] = {}
+        for (sku, wh), qty in request.items():
+            bundle = BUNDLES.get(sku)
+            for component, per in (bundle or {sku: 1}).items():
+                totals[(component, wh)] = totals.get((component, wh), 0) + qty * per
+                key = (component, wh, sku if bundle else "")
+                parts[key] = parts.get(key, 0) + qty * per
+        return totals, parts
+
     def create_order(
         self, order_id: str, merged: dict[tuple[str, str], int], expires_at: int | None
     ) -> Order:
+        """`merged`: the request's lines per (sku, warehouse), bundle SKUs among them."""
+        _, parts = self.expand(merged)
         order = Order(
             order_id,
-            {key: Line(key[0], key[1], qty) for key, qty in sorted(merged.items())},
+            {key: Line(key[0], key[1], qty, bundle=key[2]) for key, qty in sorted(parts.items())},
             expires_at,
+            request=dict(merged) if any(sku in BUNDLES for sku, _ in merged) else None,
         )
         self.orders[order_id] = order
-        for sku, wh in merged:
+        for sku, wh, _ in parts:
             self.ledger_rows[(sku, wh, "RESERVE")] += 1
         return order
 
@@ -562,9 +610,11 @@ class Model:
             if closed is not None:
                 return error(409, "order_closed", {"status": closed})
             take = {key: held.open for key, held in order.lines.items() if held.open > 0}
+        elif line[0] in BUNDLES:
+            return self._bundle_close_outcome(order, op, line, closed)
         else:
             sku, wh, qty = line
-            held = order.lines.get((sku, wh))
+            held = order.lines.get((sku, wh, ""))
             open_qty = held.open if held is not None and closed is None else 0
             if qty > open_qty:
                 details = {
@@ -573,17 +623,52 @@ class Model:
                 if closed is not None:  # nothing open at all: either answer is a 409
                     return error(409, "exceeds_reservation", None, "order_closed")
                 return error(409, "exceeds_reservation", details)
-            take = {(sku, wh): qty}
+            take = {(sku, wh, ""): qty}
+        return self._fulfil_outcome(op, take)
+
+    def _fulfil_outcome(self, op: str, take: dict[tuple[str, str, str], int]) -> Outcome:
+        """A fulfilment is checked against each row's on hand with the total it
+        takes from the row (several lines of one order may share a row)."""
         if op == "FULFILL":
-            # Only good units ship (issue #15): details report them as on_hand.
+            # Only good units ship (issue #15): details report them as on_hand. Lines
+            # sharing a row (a bundle's and the component's own) are checked summed.
+            per_row: dict[tuple[str, str], int] = {}
+            for (sku, wh, _), qty in take.items():
+                per_row[(sku, wh)] = per_row.get((sku, wh), 0) + qty
             short = [
                 {"sku": sku, "warehouse": wh, "requested": qty, "on_hand": self.good(sku, wh)}
-                for (sku, wh), qty in sorted(take.items())
+                for (sku, wh), qty in sorted(per_row.items())
                 if qty > self.good(sku, wh)
             ]
             if short:
-                return error(409, "insufficient_on_hand", {"lines": short})
+                details = {"lines": short} if len(per_row) == len(take) else None
+                return error(409, "insufficient_on_hand", details)
         return ok(200)
+
+    def bundle_units_open(self, order: Order, bundle: str, wh: str) -> int:
+        """Whole units of `bundle` the order holds open in `wh`."""
+        lines = [order.lines.get((c, wh, bundle)) for c in BUNDLES[bundle]]
+        if any(line is None for line in lines):
+            return 0
+        return min(line.open // BUNDLES[bundle][line.sku] for line in lines)
+
+    def bundle_take(self, line: tuple[str, str, int]) -> dict[tuple[str, str, str], int]:
+        bundle, wh, qty = line
+        return {(c, wh, bundle): qty * per for c, per in BUNDLES[bundle].items()}
+
+    def _bundle_close_outcome(
+        self, order: Order, op: str, line: tuple[str, str, int], closed: str | None
+    ) -> Outcome:
+        """Release/fulfil of N units by bundle SKU in one warehouse: more than the
+        open whole units is 409 exceeds_reservation (details not modelled)."""
+        bundle, wh, qty = line
+        held = self.bundle_units_open(order, bundle, wh) if closed is None else 0
+        if qty > held:
+            if closed is not None:
+                return error(409, "exceeds_reservation", None, "order_closed")
+            return error(409, "exceeds_reservation")
+        outcome = self._fulfil_outcome(op, self.bundle_take(line))
+        return error(409, outcome.code) if outcome.code else outcome
 
     def close(self, order_id: str, op: str, line: tuple[str, str, int] | None) -> None:
         order = self.orders[order_id]
@@ -592,18 +677,20 @@ class Model:
     def _close(self, order: Order, line: tuple[str, str, int] | None, op: str, closing: str):
         if line is None:
             take = {key: held.open for key, held in order.lines.items() if held.open > 0}
+        elif line[0] in BUNDLES:
+            take = self.bundle_take(line)
         else:
-            take = {(line[0], line[1]): line[2]}
+            take = {(line[0], line[1], ""): line[2]}
         for key, qty in take.items():
             held = order.lines[key]
             if op == "FULFILL":
                 held.fulfilled += qty
-                self.on_hand[key] -= qty
+                self.on_hand[key[:2]] -= qty
             else:
                 held.released += qty
             if held.open == 0:
                 held.status = FULFILLED if held.fulfilled else closing
-            self.ledger_rows[(*key, op)] += 1
+            self.ledger_rows[(*key[:2], op)] += 1
         order.status = order_status(order.lines.values(), closing)
 
     def confirm_outcome(self, order_id: str) -> Outcome:
