@@ -26,10 +26,10 @@ def test_ship_and_short_receipt_emit_stock_changed_per_ledger_row(db):
         lines=[TransferLine("EV-T", 6)], actor="client:wms",
     )  # fmt: skip
     (shipped,) = events_of("stock.changed")
-    assert (shipped.warehouse, shipped.payload["on_hand"]) == ("BER", 4)
+    assert (shipped.warehouse, shipped.data["on_hand"]) == ("BER", 4)
     Event.objects.all().delete()
     services.transfer_receive(
         transfer_id="EV-T1", actor="client:wms", received={"EV-T": 5}, reason="one broken"
     )
     arrived = events_of("stock.changed")
-    assert [(e.warehouse, e.payload["on_hand"]) for e in arrived] == [("HAM", 6), ("HAM", 5)]
+    assert [(e.warehouse, e.data["on_hand"]) for e in arrived] == [("HAM", 6), ("HAM", 5)]
