@@ -287,6 +287,19 @@ def check_sellable(
 
 
 @retry_busy
+def merge_transfer_lines(lines) -> dict[str, int]:
+    """A transfer's lines as {sku: quantity}, a SKU named twice summed; each
+    quantity and each sum checked (instant and two-step transfers alike)."""
+    if not lines:
+        raise errors.InvalidInput("A transfer needs at least one line.")
+    merged: dict[str, int] = {}
+    for line in lines:
+        merged[line.sku] = merged.get(line.sku, 0) + check_quantity(line.quantity)
+    for sku, qty in merged.items():
+        check_quantity(qty, name=f"quantity of {sku}")
+    return merged
+
+
 def stock_transfer(
     *,
     source: str,
@@ -306,13 +319,7 @@ def stock_transfer(
     """
     if source == destination:
         raise errors.SameWarehouse()
-    if not lines:
-        raise errors.InvalidInput("A transfer needs at least one line.")
-    merged: dict[str, int] = {}
-    for line in lines:
-        merged[line.sku] = merged.get(line.sku, 0) + check_quantity(line.quantity)
-    for sku, qty in merged.items():
-        check_quantity(qty, name=f"quantity of {sku}")
+    merged = merge_transfer_lines(lines)
     reference = reference or Reference(ReferenceType.TRANSFER, str(uuid.uuid4()))
     payload = {"source": source, "destination": destination, "lines": sorted(merged.items())}
 

@@ -47,7 +47,7 @@ from .idempotency import fingerprint, fit_key, replay, run_idempotent
 from .ledger import Change, OperationResult, Reference, apply_changes
 from .rows import lock_rows
 from .stock import TransferLine as ShipLine
-from .stock import check_quantity, check_reason, check_sellable, retry_busy
+from .stock import check_quantity, check_reason, check_sellable, merge_transfer_lines, retry_busy
 
 __all__ = ["ShipLine", "TransferResult", "transfer_receive", "transfer_ship"]
 
@@ -79,17 +79,6 @@ def _check_transfer_id(transfer_id: str) -> str:
 def _result(transfer_id: str, replayed: bool) -> TransferResult:
     record, lines, transactions = transfer_with_ledger(transfer_id)
     return TransferResult(record, lines, transactions, replayed=replayed)
-
-
-def _merge(lines: Sequence[ShipLine]) -> dict[str, int]:
-    if not lines:
-        raise errors.InvalidInput("A transfer needs at least one line.")
-    merged: dict[str, int] = {}
-    for line in lines:
-        merged[line.sku] = merged.get(line.sku, 0) + check_quantity(line.quantity)
-    for sku, qty in merged.items():
-        check_quantity(qty, name=f"quantity of {sku}")
-    return merged
 
 
 def _check_expected_date(expected_date: datetime.date | None) -> None:
@@ -127,7 +116,7 @@ def transfer_ship(
     _check_transfer_id(transfer_id)
     if source == destination:
         raise errors.SameWarehouse()
-    merged = _merge(lines)
+    merged = merge_transfer_lines(lines)
     if not Transfer.objects.filter(transfer_id=transfer_id).exists():
         # A retry of a shipment replays even once its expected date has passed.
         _check_expected_date(expected_date)
