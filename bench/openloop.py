@@ -18,8 +18,9 @@ availability (`GET /api/v1/availability/?sku=` x100), both over a working set of
 reservation (`POST /api/v1/reservations/`, a random SKU of the catalogue).
 
 Server: gunicorn, production settings, sync 4 workers (bench/http_throughput.py's
-first configuration; `--server gthread` for 4x4 threads with keep-alive), on the bench database (BENCH_DATABASE_URL; catalogue of
---skus SKUs x 1 warehouse, built once) and BENCH_REDIS_URL under the run's own
+first configuration; `--server gthread` for 4x4 threads with keep-alive), on
+the bench database (BENCH_DATABASE_URL; catalogue of --skus SKUs x 1 warehouse,
+built once) and BENCH_REDIS_URL under the run's own
 key prefix (deleted by prefix at the end). The driver is one asyncio process
 with hand-written HTTP/1.1 on a pool of connections that grows up to
 --max-connections when the server is behind (kept alive where the server allows;
