@@ -1,6 +1,6 @@
 """The cached path memoises derived answers (issue #16, item 5) under the exact
-decoded entries a request read: the bundle's and each component's, the active
-warehouses and the low-stock setting. Anything that changes one of them gives a
+string a request read for a SKU (a bundle's includes each component's entry),
+the active warehouses and the low-stock setting. Anything that changes one of them gives a
 fresh derivation, equal to the database path's answer; nothing else is reused."""
 
 from datetime import timedelta
@@ -76,7 +76,8 @@ def test_entries_with_expiring_holds_are_derived_at_each_read(
     warm(["GIFT-BOX"])
     snap = availability_cache.get_many(["GIFT-BOX"])["GIFT-BOX"]
     assert snap.parts["TEA"].content is None  # depends on the instant: never memoised
-    assert snap.content is not None and snap.parts["MUG"].content is not None
+    assert snap.parts["MUG"].content is not None
+    assert snap.content is None  # nor is the bundle's answer, derived from TEA's
     assert selectors.availability_for_skus(["GIFT-BOX"])["GIFT-BOX"].available == 1
     clock.advance(3)
     assert assert_same(["GIFT-BOX"])["GIFT-BOX"].available == 4
