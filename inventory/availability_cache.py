@@ -267,24 +267,26 @@ READ_SCRIPT = """
 local n = #KEYS
 if ARGV[1] == '1' then n = n - 1 end
 local prefix = ARGV[2]
-local seen = {}
-local function entry(key)
-  local flat = seen[key]
-  if flat == nil then
-    flat = redis.call('HGETALL', key)
-    seen[key] = flat
+local flats, texts = {}, {}
+local function read(key)
+  local text = texts[key]
+  if text == nil then
+    local flat = redis.call('HGETALL', key)
+    text = table.concat(flat, '\\0')
+    flats[key] = flat
+    texts[key] = text
   end
-  return flat
+  return text
 end
 local out = {}
 for i = 1, n do
-  local flat = entry(KEYS[i])
-  local text = table.concat(flat, '\\0')
+  local text = read(KEYS[i])
+  local flat = flats[KEYS[i]]
   for j = 1, #flat, 2 do
     if flat[j] == 'c' then
       local parts = {text}
       for sku in string.gmatch(flat[j + 1], '[^,]+') do
-        parts[#parts + 1] = table.concat(entry(prefix .. sku), '\\0')
+        parts[#parts + 1] = read(prefix .. sku)
       end
       text = table.concat(parts, '\\1')
       break
