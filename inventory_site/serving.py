@@ -21,11 +21,15 @@ from __future__ import annotations
 import gc
 
 from django.conf import settings
+from django.urls import get_resolver
 
 
 def tune_gc() -> None:
     """Freeze what is alive now (the loaded app) out of the collector's sight."""
     if not settings.STOCKROOM_GC_FREEZE:
         return
+    # Django imports the URLconf (views, serializers, the API schema's modules)
+    # on the first request: import it now, so it is frozen with the rest.
+    get_resolver().url_patterns  # noqa: B018
     gc.collect()  # what is already garbage is not frozen with the rest
     gc.freeze()
