@@ -13,24 +13,29 @@ alike), the server-side latency of `selectors.availability_for_skus` (what the
 API views call) on a warm read model:
 
 * **plain**: 100 plain SKUs;
-* **half bundles**: 50 bundles + 50 plain SKUs (the bundles' 150 component
-  entries are read in the same pipeline);
+* **half bundles**: 50 bundles + 50 plain SKUs (each bundle's 3 component
+  entries come back appended to its own entry, in the same Lua call);
 * **one plain** / **one bundle**: a single SKU.
 
 Reports p50/p99 in ms and the p50 and p99 ratios against the plain batch of
-the same run (the issue's target: p99 within 20 %), and the Redis round trips
-per call.
+the same run (the issue's target: p99 within 20 %), the Redis round trips per
+call, and the garbage collector's pauses inside the timed calls (`gc.callbacks`:
+total ms per 1000 calls, the longest pause, how many calls contained a full
+collection).
 
-Entries are decoded, and answers derived, once per distinct content read
-(`availability_cache._DECODED`, `selectors._DERIVED`); with a static catalogue
-every timed call after the warm-up reuses them. `--cold` empties both memos
-before every timed call: the figures of a catalogue whose every entry changed
-since the last read (the worst case for the memos).
+Answers are memoised per string read (`selectors._DERIVED`) and entries decoded
+once per distinct content (`availability_cache._DECODED`); with a static
+catalogue every timed call after the warm-up reuses them. `--cold` empties both
+memos before every timed call: the figures of a catalogue whose every entry
+changed since the last read (the worst case for the memos). `--gc-freeze` sets
+up the garbage collector as a serving process does after loading the app
+(`inventory_site.serving.tune_gc`, docs/PERFORMANCE.md) before timing.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import random
 import sys
@@ -74,10 +79,33 @@ def build() -> None:
             )
 
 
+class _Collector:
+    """A `gc.callbacks` hook: the collector's pauses (ms) since `reset`, and how
+    many of them were full (generation 2) collections."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+        self.reset()
+
+    def reset(self) -> None:
+        self.pauses: list[float] = []
+        self.full = 0
+
+    def __call__(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self.started = time.perf_counter()
+            return
+        self.pauses.append((time.perf_counter() - self.started) * 1000)
+        self.full += info["generation"] == 2
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=2000)
     parser.add_argument("--cold", action="store_true", help="empty the decode memos every call")
+    parser.add_argument(
+        "--gc-freeze", action="store_true", help="tune the collector as serving processes do"
+    )
     args = parser.parse_args()
     prefix = f"bench-bundles-{os.getpid()}"
     os.environ["STOCKROOM_AVAILABILITY_KEY_PREFIX"] = prefix
@@ -106,10 +134,18 @@ def main() -> None:
     for skus in cases.values():  # warm: every entry filled, compositions known
         selectors.availability_for_skus(skus)
         selectors.availability_for_skus(skus)
+    if args.gc_freeze:
+        from inventory_site.serving import tune_gc
+
+        tune_gc()
     latencies: dict[str, list[float]] = {name: [] for name in cases}
     trips: dict[str, int] = dict.fromkeys(cases, 0)
+    collector = _Collector()
+    pauses: dict[str, list[float]] = {name: [] for name in cases}
+    full: dict[str, int] = dict.fromkeys(cases, 0)
     names = list(cases)
     misses = availability_cache.STATS["misses"]
+    gc.callbacks.append(collector)
     for r in range(args.rounds):
         order = names if r % 2 == 0 else names[::-1]
         for name in order:
@@ -117,21 +153,26 @@ def main() -> None:
                 availability_cache._DECODED.clear()
                 selectors._DERIVED.clear()
             before = availability_cache.STATS["round_trips"]
+            collector.reset()
             started = time.perf_counter()
             answer = selectors.availability_for_skus(cases[name])
             latencies[name].append((time.perf_counter() - started) * 1000)
             trips[name] += availability_cache.STATS["round_trips"] - before
+            pauses[name] += collector.pauses
+            full[name] += collector.full > 0
             assert all(answer[s] is not None for s in cases[name])
+    gc.callbacks.remove(collector)
     misses = availability_cache.STATS["misses"] - misses
     load = os.getloadavg()
     print(
-        f"rounds: {args.rounds}{' (cold: memos emptied every call)' if args.cold else ''}; "
+        f"rounds: {args.rounds}{' (cold: memos emptied every call)' if args.cold else ''}"
+        f"{' (gc tuned as serving)' if args.gc_freeze else ''}; "
         f"load average (1, 5, 15 min): {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
         f"cores: {os.cpu_count()}"
     )
     print(
         f"{'case':40} {'p50 ms':>8} {'p99 ms':>8} {'p50 ratio':>10} {'p99 ratio':>10} "
-        f"{'trips/call':>11}"
+        f"{'trips/call':>11} {'gc ms/1k':>9} {'gc max ms':>10} {'full gcs':>9}"
     )
     for i, name in enumerate(names):
         values = latencies[name]
@@ -139,7 +180,9 @@ def main() -> None:
         p50, p99 = median(values), percentile(values, 99)
         print(
             f"{name:40} {p50:8.3f} {p99:8.3f} {p50 / median(base):10.2f} "
-            f"{p99 / percentile(base, 99):10.2f} {trips[name] / args.rounds:11.2f}"
+            f"{p99 / percentile(base, 99):10.2f} {trips[name] / args.rounds:11.2f} "
+            f"{sum(pauses[name]) * 1000 / args.rounds:9.2f} {max(pauses[name], default=0):10.2f} "
+            f"{full[name]:9d}"
         )
     print(f"cache misses during the timed rounds: {misses}")
     client = get_redis_connection("default")

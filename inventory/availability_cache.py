@@ -33,7 +33,9 @@ PostgreSQL stays the only source of truth; this is a cache that is
   committed cannot restore the old policy after the invalidation.
 
 Layout: one Redis hash per SKU, `<prefix>:avail:v2:<sku>`, fields `meta` (JSON:
-product id, stock policy, allowance), `g` (generation), and per warehouse
+product id, stock policy, allowance; a bundle's composition), `g` (generation),
+`c` (a bundle's component SKUs, written with `meta`: the read script reads
+their entries with the bundle's, in the same string), and per warehouse
 `a:<code>` (on hand - reserved, every hold counted), `v:<code>` (row version)
 and `h:<code>` (the row's holds that have an `expires_at`):
 
@@ -174,6 +176,19 @@ local function apply_holds(h, delta)
          table.concat(out, ',')
 end
 
+-- A bundle's entry also keeps its component SKUs in `c` (joined by ','; no SKU
+-- contains one), taken from the meta it is filled with, so READ_SCRIPT can read
+-- the components' entries with the bundle's. A plain SKU's entry has no `c`.
+local function composition(key, meta)
+  if string.find(meta, '"components"', 1, true) then
+    local skus = {}
+    for i, part in ipairs(cjson.decode(meta)['components']) do skus[i] = part[1] end
+    redis.call('HSET', key, 'c', table.concat(skus, ','))
+  else
+    redis.call('HDEL', key, 'c')
+  end
+end
+
 local applied = 0
 local pos = 6
 for k = 1, hashes do
@@ -218,6 +233,7 @@ for k = 1, hashes do
     end
     if meta ~= '' then
       redis.call('HSET', key, 'meta', meta)
+      composition(key, meta)
       redis.call('EXPIRE', key, fill_ttl(key))
     elseif redis.call('TTL', key) == -1 then
       redis.call('EXPIRE', key, ttl)
@@ -246,19 +262,49 @@ end
 return #KEYS
 """
 
-# KEYS: the hashes to read, then (ARGV[1] == '1') the flag key. Returns each
-# hash's HGETALL joined into one string, field NUL value NUL field ... ('' for
-# an absent hash), then EXISTS of the flag. One command instead of a pipeline of
-# one HGETALL per key: the client packs one command and gets one flat string per
-# entry, which `_decode_entry` turns into a snapshot once per distinct content
-# (issue #16, item 5: the per-entry cost of a read). NUL never occurs in a field
-# (JSON escapes it; codes, numbers and hold strings are printable).
+# KEYS: the hashes to read, then (ARGV[1] == '1') the flag key; ARGV[2]: the
+# key prefix of entries (`_key("")`). Returns, per hash, its HGETALL joined into
+# one string (field NUL value NUL field ...; '' for an absent hash) and, for a
+# bundle's entry (one with a `c` field, see APPLY_SCRIPT), SOH and each
+# component's entry the same way, in the order of `c`; then EXISTS of the flag.
+# So each requested SKU comes back as ONE string, a bundle's with the entries
+# its answer is derived from, read atomically with it (never stale relative to
+# them, and no extra round trip on a hit): the client memoises answers per
+# string (issue #16, item 5; `selectors.availability_for_skus`). Each hash is
+# read once per call however many bundles share it. NUL and SOH never occur in
+# a field (JSON escapes them; codes, numbers, hold strings and SKUs are
+# printable). The component keys are not in KEYS: on Redis Cluster they would
+# have to share the bundle's slot (docs/ARCHITECTURE.md, read model).
 READ_SCRIPT = """
 local n = #KEYS
 if ARGV[1] == '1' then n = n - 1 end
+local prefix = ARGV[2]
+local flats, texts = {}, {}
+local function read(key)
+  local text = texts[key]
+  if text == nil then
+    local flat = redis.call('HGETALL', key)
+    text = table.concat(flat, '\\0')
+    flats[key] = flat
+    texts[key] = text
+  end
+  return text
+end
 local out = {}
 for i = 1, n do
-  out[i] = table.concat(redis.call('HGETALL', KEYS[i]), '\\0')
+  local text = read(KEYS[i])
+  local flat = flats[KEYS[i]]
+  for j = 1, #flat, 2 do
+    if flat[j] == 'c' then
+      local parts = {text}
+      for sku in string.gmatch(flat[j + 1], '[^,]+') do
+        parts[#parts + 1] = read(prefix .. sku)
+      end
+      text = table.concat(parts, '\\1')
+      break
+    end
+  end
+  out[i] = text
 end
 if ARGV[1] == '1' then out[n + 1] = redis.call('EXISTS', KEYS[n + 1]) end
 return out
@@ -289,19 +335,21 @@ class StockSnapshot:
     generation: str = ""
     # A bundle (issue #16): its composition [(component sku, quantity per bundle)]
     # (None for a plain SKU), stored in the entry's meta; it has no rows of its
-    # own. `parts` are the components' snapshots read with it (same round trip on
-    # a hit): its availability is derived from them at read time, never stored.
+    # own. `parts` are the components' snapshots read with it (in the same string,
+    # READ_SCRIPT, on a hit): its availability is derived from them at read time,
+    # never stored.
     components: list[tuple[str, int]] | None = None
     parts: dict[str, StockSnapshot] = field(default_factory=dict)
     # Filled from the streaming replica (DATABASE_REPLICA_URL): fine for reads,
     # never trusted by the sold-out gate (inventory_site/db_router.py).
     from_replica: bool = False
-    # Read from the cache with no expiring holds: the decoded entry content this
-    # snapshot's figures are a pure function of (the same object for the same
-    # bytes read), so a reader may memoise what it derives under it
-    # (`selectors._availability_from_snapshot`). None otherwise (database loads,
-    # rows with holds: their figures depend on the instant).
-    content: object | None = None
+    # Read from the cache with no expiring holds: the bytes read that this
+    # snapshot's figures (a bundle's: with its parts') are a pure function of, so
+    # a reader may memoise what it derives under them
+    # (`selectors.availability_for_skus`). None otherwise (database loads, rows
+    # with holds: their figures depend on the instant; a bundle with a part not
+    # read with it or not readable).
+    content: bytes | None = None
 
     def total_available(self, active_codes: Iterable[str] | None = None) -> int:
         if active_codes is None:
@@ -320,21 +368,6 @@ class StockSnapshot:
             warehouses[code] = base + lapsed
         self.warehouses = warehouses
         return True
-
-
-# Bundle SKU -> its component SKUs as last read (in-process). Only a prediction
-# of which component entries to read in the same pipeline as the bundle's: the
-# answer always uses the composition in the bundle's own entry, read in that
-# round trip; a wrong or missing prediction costs one more round trip (counted
-# in STATS["composition_reads"]), never a wrong answer.
-_COMPOSITIONS: dict[str, tuple[str, ...]] = {}
-_COMPOSITIONS_MAX = 100_000
-
-
-def _remember_composition(sku: str, components: Sequence[str]) -> None:
-    if len(_COMPOSITIONS) >= _COMPOSITIONS_MAX and sku not in _COMPOSITIONS:
-        _COMPOSITIONS.clear()
-    _COMPOSITIONS[sku] = tuple(components)
 
 
 def _ttl() -> int:
@@ -501,10 +534,10 @@ class _RedisStore:
         self.read_script = self.client.register_script(READ_SCRIPT)
 
     def read(self, keys: Sequence[str], flag: str | None = None) -> tuple[list[bytes], bool]:
-        """Every key's entry as one flat string (READ_SCRIPT), and whether `flag`
-        exists, in one round trip."""
+        """Every key's entry as one flat string, a bundle's followed by its
+        components' (READ_SCRIPT), and whether `flag` exists, in one round trip."""
         raw = self.read_script(
-            keys=[*keys, flag] if flag else list(keys), args=["1" if flag else "0"]
+            keys=[*keys, flag] if flag else list(keys), args=["1" if flag else "0", _key("")]
         )
         return raw[: len(keys)], bool(flag and raw[-1])
 
@@ -541,13 +574,20 @@ class _LocalStore:
             return None
         return entry
 
+    def _flat(self, key: str) -> str:
+        return "\0".join(f"{k}\0{v}" for k, v in (self._get(key) or {}).items())
+
     def read(self, keys: Sequence[str], flag: str | None = None) -> tuple[list[bytes], bool]:
-        """The same flat strings as the Redis store's READ_SCRIPT."""
+        """The same strings as the Redis store's READ_SCRIPT."""
+        prefix = _key("")
         with self.lock:
-            entries = [
-                "\0".join(f"{k}\0{v}" for k, v in (self._get(key) or {}).items()).encode()
-                for key in keys
-            ]
+            entries = []
+            for key in keys:
+                texts = [self._flat(key)]
+                composition = (self._get(key) or {}).get("c")
+                if composition is not None:
+                    texts += [self._flat(prefix + sku) for sku in composition.split(",") if sku]
+                entries.append("\1".join(texts).encode())
             return entries, bool(flag and self._get(flag) is not None)
 
     def apply(self, writes: Sequence[Write], remember: Sequence[str] = ()) -> int:
@@ -590,6 +630,7 @@ class _LocalStore:
                     expires = time.monotonic() + _ttl()
                 if meta:
                     entry["meta"] = meta
+                    _set_composition(entry, meta)
                 self.data[key] = (expires, entry)
         return applied
 
@@ -602,6 +643,15 @@ class _LocalStore:
                 entry.pop("meta", None)
                 entry["g"] = str(int(entry.get("g", 0)) + 1)
                 self.data[key] = (expires or time.monotonic() + _ttl(), entry)
+
+
+def _set_composition(entry: dict[str, str], meta: str) -> None:
+    """APPLY_SCRIPT's `composition`: a bundle's component SKUs in `c`."""
+    components = json.loads(meta).get("components")
+    if components is None:
+        entry.pop("c", None)
+    else:
+        entry["c"] = ",".join(sku for sku, _ in components)
 
 
 _local_store = _LocalStore()
@@ -623,7 +673,6 @@ def reset_store() -> None:
     global _redis_store
     _redis_store = None
     _local_store.data.clear()
-    _COMPOSITIONS.clear()
     _DECODED.clear()
 
 
@@ -638,14 +687,17 @@ class _Decoded:
     The reader gets a fresh `StockSnapshot` from it per read (`snapshot`), whose
     dicts are shared with this template: snapshots from the read model are
     read-only. `timeless`: every row's holds are empty, so what is sellable does
-    not depend on the instant and is computed here once."""
+    not depend on the instant and is computed here once. `appended`: for a
+    bundle's entry, the component SKUs whose entries READ_SCRIPT appended to it
+    (its `c` field), in that order."""
 
-    __slots__ = ("generation", "template", "timeless")
+    __slots__ = ("appended", "generation", "template", "timeless")
 
     def __init__(self, raw: bytes) -> None:
         items = raw.decode().split("\0") if raw else []
         entry = dict(zip(items[::2], items[1::2], strict=True))
         self.generation = entry.get("g", "")
+        self.appended = tuple(sku for sku in entry.get("c", "").split(",") if sku)
         self.template: dict[str, Any] | None = None
         self.timeless = False
         meta = entry.get("meta")
@@ -661,6 +713,10 @@ class _Decoded:
             elif name.startswith("h:"):
                 holds[name[2:]] = value
         components = info.get("components")
+        if components is not None and tuple(c for c, _ in components) != self.appended:
+            # Filled before entries kept `c` (or `c` disagrees with meta, which
+            # one script writes together): read as a miss, and the refill writes it.
+            return
         self.template = {
             "product_id": info["product_id"],
             "stock_policy": info["stock_policy"],
@@ -679,8 +735,9 @@ class _Decoded:
         if self.timeless:
             self.template["warehouses"] = dict(base)
 
-    def snapshot(self, sku: str, now_us: int) -> StockSnapshot | None:
-        """A snapshot as of `now_us`, or None if unreadable or unsettled then."""
+    def snapshot(self, sku: str, now_us: int, content: bytes) -> StockSnapshot | None:
+        """A snapshot as of `now_us`, or None if unreadable or unsettled then.
+        `content`: the bytes this entry was decoded from (kept if timeless)."""
         if self.template is None:
             return None
         snapshot = StockSnapshot.__new__(StockSnapshot)
@@ -688,7 +745,7 @@ class _Decoded:
         snapshot.sku = sku
         snapshot.parts = {}
         if self.timeless:
-            snapshot.content = self
+            snapshot.content = content
         elif not snapshot.settle(now_us):
             STATS["hold_misses"] += 1
             return None  # a row's holds are unknown or past their horizon: a miss
@@ -902,17 +959,20 @@ def _fill(snapshots: Iterable[StockSnapshot], generations: dict[str, str] | None
 
 def read_cached(skus: Sequence[str]) -> dict[str, StockSnapshot]:
     """Complete cached entries only, in one round trip; {} if the cache is down.
-    A bundle's entry comes with the components' entries that were cached (`parts`)."""
+    A bundle's entry comes with the components' entries read with it (`parts`)."""
     found, _, _, _ = _read(skus)
-    _attach_parts(skus, found)
     return {sku: found[sku] for sku in skus if sku in found}
 
 
 def _attach_parts(skus: Iterable[str], found: dict[str, StockSnapshot]) -> None:
+    """Give bundles loaded from the database (or whose component entries were not
+    readable) the components' snapshots found or loaded since."""
     for sku in skus:
         snap = found.get(sku)
         if snap is not None and snap.components is not None:
-            snap.parts = {c: found[c] for c, _ in snap.components if c in found}
+            for component, _ in snap.components:
+                if component not in snap.parts and component in found:
+                    snap.parts[component] = found[component]
 
 
 def _components_missing(skus: Iterable[str], found: dict[str, StockSnapshot], read) -> list[str]:
@@ -927,39 +987,26 @@ def _components_missing(skus: Iterable[str], found: dict[str, StockSnapshot], re
     return list(out)
 
 
+def _read_raw(skus: Sequence[str], flag: str | None = None) -> tuple[list[bytes], bool]:
+    """READ_SCRIPT's strings for distinct `skus` and whether `flag` exists: one
+    round trip. Raises if the cache is down."""
+    prefix = _key("")
+    entries, flagged = _store().read([prefix + sku for sku in skus], flag)
+    STATS["round_trips"] += 1
+    return entries, flagged
+
+
 def _read(
     skus: Sequence[str], flag: str | None = None
 ) -> tuple[dict[str, StockSnapshot], bool, dict[str, str] | None, list[str]]:
-    """Readable entries, whether `flag` exists, every SKU's generation (None
-    when the cache is down: nothing may be filled then), and the SKUs whose
-    entry is complete but does not know some row's holds well enough now."""
+    """Readable entries (the SKUs' and their components'), whether `flag`
+    exists, every entry's generation (None when the cache is down: nothing may be
+    filled then), and the SKUs whose entry is complete but does not know some
+    row's holds well enough now."""
     skus = list(dict.fromkeys(skus))
-    # The components of bundles this process has seen are read in the same
-    # call as the bundles' own entries (no extra round trip on a hit), each
-    # once however many bundles of the request share it.
-    wanted = dict.fromkeys(skus)
-    for sku in skus:
-        wanted.update(dict.fromkeys(_COMPOSITIONS.get(sku, ())))
-    keys = list(wanted)
-    prefix = _key("")
     try:
-        entries, flagged = _store().read([prefix + sku for sku in keys], flag)
-        STATS["round_trips"] += 1
-        found, generations, unsettled = _parse_entries(keys, entries)
-        for sku in skus:
-            snap = found.get(sku)
-            if snap is not None and snap.components is not None:
-                _remember_composition(sku, [c for c, _ in snap.components])
-        # A bundle first seen (or whose composition changed): its components now.
-        more = _components_missing(skus, found, generations)
-        if more:
-            STATS["composition_reads"] += 1
-            STATS["round_trips"] += 1
-            extra, _ = _store().read([_key(sku) for sku in more])
-            found2, generations2, unsettled2 = _parse_entries(more, extra)
-            found.update(found2)
-            generations.update(generations2)
-            unsettled += unsettled2
+        entries, flagged = _read_raw(skus, flag)
+        found, generations, unsettled = _parse_entries(skus, entries)
     except Exception:
         STATS["errors"] += 1
         logger.warning("availability cache read failed", exc_info=True)
@@ -970,26 +1017,97 @@ def _read(
 def _parse_entries(
     skus: Sequence[str], entries: Sequence[bytes]
 ) -> tuple[dict[str, StockSnapshot], dict[str, str], list[str]]:
+    """Snapshots of what READ_SCRIPT returned for `skus`: each entry and, for a
+    bundle, the components' entries read with it (in `found` too, and as its
+    `parts`); each entry's generation; the SKUs whose entry is complete but does
+    not know some row's holds well enough now. A snapshot's `content` is the
+    string read for it when every entry in it is readable and timeless (a
+    bundle's answer then depends on nothing else)."""
     now_us = now_micros()
-    found = {}
-    generations = {}
-    unsettled = []
-    for sku, raw in zip(skus, entries, strict=True):
+    found: dict[str, StockSnapshot] = {}
+    generations: dict[str, str] = {}
+    unsettled: dict[str, None] = {}
+
+    def take(sku: str, raw: bytes) -> tuple[_Decoded, StockSnapshot | None]:
         decoded = _decode_entry(raw)
         generations[sku] = decoded.generation
-        snap = decoded.snapshot(sku, now_us)
+        snap = decoded.snapshot(sku, now_us, raw)
         if snap is not None:
             found[sku] = snap
         elif decoded.template is not None:
-            unsettled.append(sku)
-    return found, generations, unsettled
+            unsettled[sku] = None
+        return decoded, snap
+
+    for sku, raw in zip(skus, entries, strict=True):
+        if b"\1" not in raw:
+            take(sku, raw)
+            continue
+        head, *tails = raw.split(b"\1")
+        decoded, snap = take(sku, head)
+        parts = {}
+        for component, tail in zip(decoded.appended, tails, strict=True):
+            _, part = take(component, tail)
+            if part is not None:
+                parts[component] = part
+        if snap is not None:
+            snap.parts = parts
+            whole = len(parts) == len(tails) and all(
+                p.content is not None for p in (snap, *parts.values())
+            )
+            snap.content = raw if whole else None
+    return found, generations, list(unsettled)
+
+
+class Read:
+    """One read of the read model (one round trip) for distinct SKUs:
+    `contents[i]` is the string READ_SCRIPT returned for `skus[i]` (a bundle's
+    with its components' entries), None when the cache is down.
+
+    A caller that memoised what it derived from a snapshot under its `content`
+    may answer a SKU whose string is those same bytes from that memo (it read
+    exactly what the answer was derived from), and asks `snapshots` for the rest.
+    """
+
+    __slots__ = ("contents", "skus")
+
+    def __init__(self, skus: Sequence[str]) -> None:
+        self.skus = list(dict.fromkeys(skus))
+        self.contents: list[bytes] | None = None
+        try:
+            self.contents = _read_raw(self.skus)[0]
+        except Exception:
+            STATS["errors"] += 1
+            logger.warning("availability cache read failed", exc_info=True)
+
+    def snapshots(self, skus: Sequence[str]) -> dict[str, StockSnapshot]:
+        """`get_many` for `skus` (some of this read's SKUs) from the strings
+        already read: hits decoded, misses read from the database and filled.
+        The read's other SKUs are counted as hits (the caller answered them from
+        the strings read)."""
+        STATS["hits"] += len(self.skus) - len(skus)
+        found: dict[str, StockSnapshot] = {}
+        generations: dict[str, str] | None = None
+        if self.contents is not None:
+            by_sku = dict(zip(self.skus, self.contents, strict=True))
+            try:
+                found, generations, _ = _parse_entries(skus, [by_sku[sku] for sku in skus])
+            except Exception:
+                STATS["errors"] += 1
+                logger.warning("availability cache read failed", exc_info=True)
+        return _complete(skus, found, generations)
 
 
 def get_many(skus: Sequence[str]) -> dict[str, StockSnapshot]:
     """Availability snapshots for SKUs: cache hits, plus the misses read from the
     database in one query and written back. Unknown SKUs are absent."""
-    skus = list(dict.fromkeys(skus))
-    found, _, generations, _ = _read(skus)
+    read = Read(skus)
+    return read.snapshots(read.skus)
+
+
+def _complete(
+    skus: Sequence[str], found: dict[str, StockSnapshot], generations: dict[str, str] | None
+) -> dict[str, StockSnapshot]:
+    """The hits `found` for `skus` (distinct), and the misses from the database."""
     STATS["hits"] += sum(1 for sku in skus if sku in found)
     missing = [sku for sku in skus if sku not in found]
     # A cached bundle whose component entries are missing: those are misses too.
@@ -1007,9 +1125,6 @@ def get_many(skus: Sequence[str]) -> dict[str, StockSnapshot]:
         if generations is not None:
             _fill(loaded.values(), generations)
         found.update(loaded)
-        for snap in loaded.values():
-            if snap.components is not None:
-                _remember_composition(snap.sku, [c for c, _ in snap.components])
         missing = [c for c in _components_missing(loaded, found, found)]
     _attach_parts(skus, found)
     return {sku: found[sku] for sku in skus if sku in found}

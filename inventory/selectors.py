@@ -329,46 +329,40 @@ def availability_for_skus(
         return availability_from_database(skus, now=now)
     from . import availability_cache
 
-    snapshots = availability_cache.get_many(list(skus))
     active = active_warehouse_codes()
+    low = settings.STOCKROOM_LOW_STOCK_UNITS
     result: dict[str, SkuAvailability | None] = {sku: None for sku in skus}
-    for sku, snap in snapshots.items():
-        result[sku] = _availability_from_snapshot(snap, active)
+    read = availability_cache.Read(list(skus))  # one round trip
+    rest = read.skus
+    if read.contents is not None:
+        rest = []
+        for sku, content in zip(read.skus, read.contents, strict=True):
+            found = _DERIVED.get((sku, content, active, low))
+            if found is None:
+                rest.append(sku)
+            else:
+                result[sku] = found
+    for sku, snap in read.snapshots(rest).items():
+        found = _derive_from_snapshot(snap, active)
+        if snap.content is not None:
+            if len(_DERIVED) >= _DERIVED_MAX:
+                _DERIVED.clear()
+            _DERIVED[(sku, snap.content, active, low)] = found
+        result[sku] = found
     return result
 
 
-# Answers derived on the cached path, keyed by the exact decoded entries they
-# were derived from (`StockSnapshot.content`: the same object only for the same
-# bytes read from the cache), the active warehouses and the low-stock setting.
-# A changed entry, component, active set or setting is a different key, so this
-# only spares re-deriving an unchanged answer (issue #16, item 5); it never
-# answers with anything but what this request read.
+# Answers derived on the cached path, keyed by (SKU, the exact string read for it
+# — a bundle's includes its components' entries, READ_SCRIPT —, the active
+# warehouses, the low-stock setting). Only strings whose answer is a pure function
+# of them are memoised (`StockSnapshot.content`: no expiring holds in any entry
+# of the string, every component entry readable). A changed entry, component,
+# active set or setting is a different key, so this only spares decoding and
+# re-deriving an unchanged answer (issue #16, item 5): a hit costs one dict
+# look-up per requested SKU, and never answers with anything but what this
+# request read.
 _DERIVED: dict[tuple, SkuAvailability] = {}
 _DERIVED_MAX = 50_000
-
-
-def _derivation_key(snap, active: frozenset[str]) -> tuple | None:
-    if snap.content is None:
-        return None
-    key = [snap.sku, snap.content, active, settings.STOCKROOM_LOW_STOCK_UNITS]
-    for component, _ in snap.components or ():
-        part = snap.parts.get(component)
-        if part is None or part.content is None:
-            return None
-        key.append(part.content)
-    return tuple(key)
-
-
-def _availability_from_snapshot(snap, active: frozenset[str]) -> SkuAvailability:
-    key = _derivation_key(snap, active)
-    found = _DERIVED.get(key) if key is not None else None
-    if found is None:
-        found = _derive_from_snapshot(snap, active)
-        if key is not None:
-            if len(_DERIVED) >= _DERIVED_MAX:
-                _DERIVED.clear()
-            _DERIVED[key] = found
-    return found
 
 
 def _derive_from_snapshot(snap, active: frozenset[str]) -> SkuAvailability:
@@ -434,8 +428,17 @@ def active_warehouse_sites() -> tuple[WarehouseSite, ...]:
     return sites
 
 
+_active_codes: tuple[tuple, frozenset[str]] = ((), frozenset())
+
+
 def active_warehouse_codes() -> frozenset[str]:
-    return frozenset(site.code for site in active_warehouse_sites())
+    """The active warehouses' codes: the same object while the sites are (a memo
+    key part compared on every cached availability read)."""
+    global _active_codes
+    sites = active_warehouse_sites()
+    if _active_codes[0] is not sites:
+        _active_codes = (sites, frozenset(site.code for site in sites))
+    return _active_codes[1]
 
 
 def forget_active_warehouses() -> None:

@@ -213,6 +213,9 @@ STOCKROOM_API_CLIENT_CACHE_SECONDS = env.int("STOCKROOM_API_CLIENT_CACHE_SECONDS
 # state without touching the database (flash sales). The database still decides
 # everything else.
 STOCKROOM_SOLD_OUT_GATE = env.bool("STOCKROOM_SOLD_OUT_GATE", default=True)
+# Serving processes freeze the loaded app out of the garbage collector's sight
+# (inventory_site/serving.py): full collections no longer traverse it.
+STOCKROOM_GC_FREEZE = env.bool("STOCKROOM_GC_FREEZE", default=True)
 
 # LOG_FORMAT=json gives one JSON object per line (production); every record
 # carries the request id (inventory_site/request_id.py).

@@ -4,6 +4,7 @@ only spare work, never change an answer: a changed entry is decoded afresh, an
 entry with holds is settled at each read's instant, every read gets its own
 snapshot objects, and both stores hand the reader the same entries."""
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -112,3 +113,37 @@ def test_both_stores_hand_the_reader_the_same_entries(stocked):
     assert absent == absent_local == b""
     assert flagged is flagged_local is True
     redis_store.client.delete(key)
+
+
+def test_both_stores_append_a_bundles_component_entries_alike(stocked):
+    """READ_SCRIPT and the in-process store: a bundle's entry (its `c` taken from
+    the meta it was filled with) comes back with its components' entries, an
+    absent one as empty; a refill without components drops `c`."""
+    redis_store = availability_cache._RedisStore()
+    local = availability_cache._LocalStore()
+    key = availability_cache._key
+    redis_store.client.delete(key("KIT"), key("PART-A"), key("PART-B"))
+    kit = json.dumps({"product_id": "k", "components": [["PART-A", 2], ["PART-B", 1]]})
+    writes = [
+        (key("KIT"), kit, "", []),
+        (key("PART-A"), '{"product_id": "a"}', "", [("BER", 1, 5, "=", "")]),
+    ]
+
+    def pieces(raw):
+        return [fields(piece) for piece in raw.split(b"\1")]
+
+    def fields(raw):
+        items = raw.decode().split("\0") if raw else []
+        return dict(zip(items[::2], items[1::2], strict=True))
+
+    read = []
+    for store in (redis_store, local):
+        store.apply(writes)
+        read.append(pieces(store.read([key("KIT")])[0][0]))
+    assert read[0] == read[1]
+    assert [entry.get("c") for entry in read[0]] == ["PART-A,PART-B", None, None]
+    assert read[0][1]["a:BER"] == "5" and read[0][2] == {}  # PART-B: no entry
+    for store in (redis_store, local):
+        store.apply([(key("KIT"), '{"product_id": "k"}', "", [])])
+        assert store.read([key("KIT")])[0][0].split(b"\1") == [b"meta\0" + b'{"product_id": "k"}']
+    redis_store.client.delete(key("KIT"), key("PART-A"))
