@@ -64,3 +64,54 @@ def test_fifty_orders_race_for_the_last_units_of_a_shared_component():
     assert (saucers, spoons) == (boxes, duos)
     assert_invariants()
     assert bundle_line_violations() == []
+
+
+@pytest.mark.parametrize("engine", ["sql", "python"])
+def test_orders_expanded_from_memory_racing_a_composition_change_never_use_an_old_one(
+    engine, settings
+):
+    """Remembered compositions (issue #16, item 5): every thread's process memory
+    knows BOX; at a barrier one thread changes its composition while four reserve
+    BOX from the memory. Whichever wins, every open line set has BOX's composition
+    as stored afterwards (the change either commits first, and the orders find
+    their memory stale and read again, or waits for them and is refused:
+    bundle_in_use). Rounds alternate the composition, each round's orders
+    released before the next, so the memory is out of date again and again."""
+    from inventory.models import Product
+    from inventory.services import bundle_lines
+
+    from ..bundle_invariants import gate_off_unless_it_knows_bundles, stale_bundle_lines
+
+    settings.STOCKROOM_RESERVE_ENGINE = engine
+    gate_off_unless_it_knows_bundles(settings)
+    WarehouseFactory(code="BER")
+    BundleFactory("BOX", {"MUG": 2})
+    receive("MUG", "BER", 1000)
+    receive("SAUCER", "BER", 1000)
+    compositions = [{"SAUCER": 3}, {"MUG": 1, "SAUCER": 1}, {"MUG": 2}]
+    for r in range(6):
+        bundle_lines.bundle_compositions(["BOX"])  # the memory, before the change
+        wanted = compositions[r % len(compositions)]
+
+        def act(i, r=r, wanted=wanted):
+            with connection.cursor() as cursor:
+                cursor.execute("SET lock_timeout = '120s'")
+            if i == 0:
+                return services.bundle_set_components(
+                    product=Product.objects.get(sku="BOX"),
+                    components=[{"sku": s, "quantity": q} for s, q in wanted.items()],
+                )
+            return services.stock_reserve(
+                order_id=f"r{r}-{i}", lines=[ReserveLine("BOX", "BER", 1)], actor="client:shop"
+            )
+
+        change, *orders = run_concurrently(5, act)
+
+        assert all(isinstance(o, services.ReservationResult) for o in orders), orders
+        assert not isinstance(change, Exception) or isinstance(change, errors.BundleInUse), change
+        assert stale_bundle_lines() == [], f"round {r}"
+        assert bundle_line_violations() == [], f"round {r}"
+        for i in range(1, 5):
+            services.reservation_release(order_id=f"r{r}-{i}", actor="client:shop")
+    assert_invariants()
+    assert Inventory.objects.filter(reserved__gt=0).count() == 0
