@@ -14,13 +14,17 @@ case alike), the latency of the service calls on one connection:
 * **3 single lines**: `stock_reserve` of one order with the components of a
   random bundle as three lines (the baseline);
 * **1 bundle line**: `stock_reserve` of one order with that bundle (expanded
-  into the same three rows: on the SQL engine the first statement finds no row
-  for the bundle SKU, the composition is read, and the order is reserved);
+  into the same three rows). The process remembers compositions
+  (`bundle_lines.remembered_bundles`, warmed for all 100 bundles before the
+  rounds, as a process that has served each once): on the SQL engine one
+  statement. (Before the memory: the first statement found no row for the
+  bundle SKU, the composition was read, and the order reserved: three.)
 * **batch of N x 3 single lines** / **batch of N x 1 bundle line**:
   `stock_reserve_batch` of N such orders (N = --batch).
 
 Reports p50/p99 in ms, orders/s, and the ratio of each bundle case to the
-plain case of the same shape, plus the statements per call. Figures go into
+plain case of the same shape, plus the statements per call (counted after the
+rounds). Figures go into
 docs/PERFORMANCE.md ("Reserving bundles") with this command.
 """
 
@@ -128,13 +132,12 @@ def main() -> None:
         f"batch of {args.batch} x 1 bundle line": (batch(bundle_lines), args.batch),
     }
     names = list(cases)
+    from inventory.services import bundle_lines
+
+    # A process that has served every bundle once remembers its composition.
+    bundle_lines.bundle_compositions(f"BR-B{b:04d}" for b in range(BUNDLES))
     for fn, _ in cases.values():  # warm
         fn()
-    statements = {}
-    for name, (fn, _) in cases.items():
-        with CaptureQueriesContext(connection) as queries:
-            fn()
-        statements[name] = len(queries)
     latencies: dict[str, list[float]] = {name: [] for name in names}
     for r in range(args.rounds):
         for name in names if r % 2 == 0 else names[::-1]:
@@ -142,6 +145,11 @@ def main() -> None:
             started = time.perf_counter()
             fn()
             latencies[name].append((time.perf_counter() - started) * 1000)
+    statements = {}
+    for name, (fn, _) in cases.items():
+        with CaptureQueriesContext(connection) as queries:
+            fn()
+        statements[name] = len(queries)
     load = os.getloadavg()
     print(
         f"engine: {args.engine}; rounds: {args.rounds}; load average (1, 5, 15 min): "

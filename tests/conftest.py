@@ -89,6 +89,7 @@ def _empty_availability_cache():
     from api.services import forget_authenticated_clients
     from inventory import availability_cache, clock
     from inventory.selectors import forget_active_warehouses
+    from inventory.services.bundle_lines import forget_bundles
 
     clock.reset()  # a test that moved the stock clock never leaks its offset
     availability_cache.reset_store()
@@ -96,11 +97,13 @@ def _empty_availability_cache():
     availability_cache.STATS.clear()
     forget_active_warehouses()
     forget_authenticated_clients()
+    forget_bundles()  # remembered compositions: a SKU names another product next test
     yield
     clock.reset()
     availability_cache.reset_store()
     forget_active_warehouses()
     forget_authenticated_clients()
+    forget_bundles()
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import partial
 
 from django.conf import settings
 from django.db import IntegrityError, connection
@@ -20,7 +21,6 @@ from django.db.models import Q
 
 from .. import availability_cache, clock, errors
 from ..actors import SYSTEM_SWEEPER
-from ..locks import lock_bundles
 from ..models import (
     Inventory,
     ReferenceType,
@@ -30,7 +30,7 @@ from ..models import (
     TransactionType,
 )
 from . import reserve_sql
-from .bundle_lines import Bundle, bundle_compositions, bundle_reason, expand_order
+from .bundle_lines import Bundle, bundle_reason, bundles_locked, expand_order, with_bundles
 from .ledger import Change, Reference, apply_changes
 from .orders import (
     EXPIRY_REASON,
@@ -127,18 +127,18 @@ def stock_reserve(
         return ReservationResult(existing, created=False)
     now = clock.now()
     request = MergedOrder(order_id, merged, fingerprint, expires_at)
-    bundles = bundle_compositions(sku for sku, _ in merged)
 
     # (Inside a caller's transaction a rollback would keep the rows locked: no retry.)
     busy_retries_left = 0 if connection.in_atomic_block else LAPSED_BUSY_RETRIES
     wait_for: set = set()
 
-    def body() -> ReservationResult:
+    def body(bundles: dict[str, Bundle]) -> ReservationResult:
         # Bundle lines become their components' lines; `merged` is then the total
         # per row (what is checked), `order.lines()` what is written. The
-        # compositions are read again under the bundles' FOR SHARE locks (the
-        # composition race, issue #16); a plain order pays nothing for this.
-        order = expand_order(request, _bundles_under_lock(bundles))
+        # remembered (or just read) compositions are read again under the
+        # bundles' FOR SHARE locks (the composition race, issue #16); a plain
+        # order pays nothing for this (`bundle_lines.with_bundles`).
+        order = expand_order(request, bundles_locked(bundles))
         merged = order.merged
         reservation = Reservation.objects.create(
             order_id=order_id,
@@ -227,7 +227,10 @@ def stock_reserve(
         # before taking any row, then sees what it left.
         while True:
             try:
-                return in_transaction(body)
+                return with_bundles(
+                    (sku for sku, _ in merged),
+                    lambda bundles: in_transaction(partial(body, bundles)),
+                )
             except _LapsedHoldBusy as busy:
                 busy_retries_left -= 1
                 wait_for = busy.reservations
@@ -237,18 +240,6 @@ def stock_reserve(
         if existing is not None:
             return ReservationResult(existing, created=False)
         raise
-
-
-def _bundles_under_lock(bundles: dict[str, Bundle]) -> dict[str, Bundle]:
-    """The compositions of the order's bundles, read again after locking their
-    product rows FOR SHARE (`lock_bundles`, step 1 of inventory/locks.py): a
-    composition change that committed since the first read is seen, one that
-    has not waits for this transaction and then refuses (bundle_in_use). No
-    bundles: no statement."""
-    if not bundles:
-        return bundles
-    lock_bundles(bundle.id for bundle in bundles.values())
-    return bundle_compositions(bundles)
 
 
 def _lapsed_lines(row: Inventory, now: datetime) -> list[ReservationLine]:

@@ -39,7 +39,13 @@ from ..models import (
     ReservationStatus,
     TransactionType,
 )
-from .bundle_lines import BUNDLE_REASON_PREFIX, Bundle, bundle_compositions, expand_order
+from .bundle_lines import (
+    BUNDLE_REASON_PREFIX,
+    Bundle,
+    bundle_compositions,
+    expand_order,
+    remembered_bundles,
+)
 from .ledger import CommittedChange, CommittedChanges, publish_on_commit
 from .orders import (
     EXPIRY_REASON,
@@ -139,28 +145,48 @@ _ORDER_ERRORS = {
 }
 
 
+# Calls of the reserve function per reservation, at most: remembered compositions
+# found stale (re-read) or a bundle not remembered found missing (read), a
+# composition changed meanwhile (re-read, once), component rows created,
+# reserve; one spare (a plain SKU turning into a bundle meanwhile); and the
+# retries of an order short only because closers hold lapsed holds' orders.
+_RESERVE_CALLS = 5 + LAPSED_BUSY_RETRIES
+
+
 def reserve_in_database(requests: Sequence[MergedOrder], *, actor: str) -> list[ReservationOutcome]:
     """Reserve orders with one statement (one transaction when called outside a
     transaction). When orders need inventory rows created first (a backorder SKU
     in a new warehouse), the function reserves nothing ('missing' for them,
     'deferred' for the other new orders): the rows are created, holding no locks,
     and the batch runs once more, whole and in order, so an earlier order still
-    gets the stock first (docs/API.md)."""
+    gets the stock first (docs/API.md).
+
+    Orders naming a bundle this process remembers are expanded before the first
+    call (`bundle_lines.remembered_bundles`): one statement. A remembered
+    composition that is out of date is answered 'stale' (nothing done) and read
+    again; that re-read does not count against the one re-read allowed to a
+    composition changing while this call reads it (a second is 503)."""
     outcomes: dict[str, ReservationOutcome] = {}
-    pending = list(requests)
     request_id = current_request_id()
-    bundles: dict[str, Bundle] = {}
     originals = {request.order_id: request for request in requests}
+    bundles = remembered_bundles({sku for request in requests for sku, _ in request.merged})
+    pending = [expand_order(request, bundles) for request in requests]
+    from_memory = bool(bundles)
     stale_retried = False
-    # At most: expand bundles, re-read a composition changed meanwhile (once),
-    # create missing component rows, reserve.
     # (Inside a caller's transaction the rows stay locked: no waiting for closers.)
     busy_retries_left = 0 if connection.in_atomic_block else LAPSED_BUSY_RETRIES
-    for attempt in range(4 + LAPSED_BUSY_RETRIES):
+    for attempt in range(_RESERVE_CALLS):
         payload = _call_reserve_function(pending, actor, request_id, bundles)
         if _is_stale(payload):
-            pending, bundles = _expand_again(pending, originals, bundles, stale_retried)
-            stale_retried = True
+            # The first call's 'stale', when it was expanded from memory, is the
+            # memory's: read again without counting it.
+            counts = not (attempt == 0 and from_memory)
+            pending, bundles = _expand_again(
+                pending,
+                originals,
+                give_up=(counts and stale_retried) or attempt == _RESERVE_CALLS - 1,
+            )
+            stale_retried = stale_retried or counts
             continue
         retry = []
         wait: set = set()
@@ -169,9 +195,10 @@ def reserve_in_database(requests: Sequence[MergedOrder], *, actor: str) -> list[
         existing: list[str] = []
         changes = changes_from_sql(payload["changes"], TransactionType.RESERVE)
         batch = _CreatedBatch(payload, changes, actor, request_id)
-        # A bundle SKU has no row of its own: it comes back 'missing', and its
-        # order is expanded into its components' lines and tried again. One
-        # composition query for the batch; a plain order never pays for it.
+        # A bundle SKU not remembered has no row of its own: it comes back
+        # 'missing', and its order is expanded into its components' lines and
+        # tried again. One composition query for the batch (its answer
+        # remembered); a plain order never pays for it.
         bundles.update(_bundles_among_missing(payload["orders"], bundles))
         for request, (status, reservation_id, detail) in zip(
             pending, payload["orders"], strict=True
@@ -208,7 +235,7 @@ def reserve_in_database(requests: Sequence[MergedOrder], *, actor: str) -> list[
                 pairs, unknown = _rows_to_create(detail, bundles)
                 if unknown is not None:
                     outcomes[order_id] = ReservationOutcome(order_id, error=unknown)
-                elif attempt < 3:
+                elif attempt < _RESERVE_CALLS - 1:
                     missing |= pairs
                     retry.append(request)
                 else:  # pragma: no cover - rows exist after stock_rows_create
@@ -222,7 +249,9 @@ def reserve_in_database(requests: Sequence[MergedOrder], *, actor: str) -> list[
             _publish(changes, pending, created_ids, payload)
         if not retry:
             break
-        pending = [expand_order(request, bundles) for request in retry]
+        # From the orders as they came: an order expanded with a remembered
+        # bundle may name another, just read, that it was not expanded with.
+        pending = [expand_order(originals[request.order_id], bundles) for request in retry]
     return [outcomes[r.order_id] for r in requests]
 
 
@@ -293,20 +322,20 @@ def _is_stale(payload: dict) -> bool:
 
 
 def _expand_again(
-    pending: Sequence[MergedOrder],
-    originals: dict[str, MergedOrder],
-    bundles: dict[str, Bundle],
-    retried: bool,
+    pending: Sequence[MergedOrder], originals: dict[str, MergedOrder], *, give_up: bool
 ) -> tuple[list[MergedOrder], dict[str, Bundle]]:
-    """After a 'stale' answer: the compositions read again (one query) and the
-    orders expanded from their lines as they came. A second 'stale' in one call
-    is a fight over the composition: 503 stock_busy, nothing applied."""
-    if retried:
+    """After a 'stale' answer: the compositions of every SKU of the orders read
+    again (one query: bundles not remembered are found too, and SKUs no longer
+    bundles forgotten) and the orders expanded from their lines as they came.
+    `give_up`: a composition changed while this call read it, twice: a fight
+    over the composition, 503 stock_busy, nothing applied."""
+    if give_up:
         raise errors.StockBusy(
             "A bundle's composition changed twice while reserving; nothing was applied.",
             reason="bundle_composition_changed",
         )
-    fresh = bundle_compositions({sku for r in pending for sku in r.bundle_ids} | set(bundles))
+    skus = {sku for r in pending for sku, _ in originals[r.order_id].merged}
+    fresh = bundle_compositions(skus)
     return [expand_order(originals[r.order_id], fresh) for r in pending], fresh
 
 

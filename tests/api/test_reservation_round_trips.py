@@ -60,3 +60,32 @@ def test_routed_order_plans_from_the_read_model(shop):
     assert len(queries) == 2
     assert queries[-1]["sql"].startswith("SELECT stockroom_reserve_orders(")
     assert_invariants()
+
+
+def test_an_order_for_a_remembered_bundle_is_one_database_statement(shop, settings):
+    """Issue #16, item 5: the first order for a bundle finds no row for its SKU,
+    reads the composition and reserves (three statements); the process then
+    remembers the composition, and the next order for the bundle is expanded
+    before its one statement (which checks the composition under the bundle's
+    lock)."""
+    from ..bundle_invariants import gate_off_unless_it_knows_bundles, stale_bundle_lines
+    from ..factories import BundleFactory
+
+    gate_off_unless_it_knows_bundles(settings)
+    BundleFactory("PAIR", {"A": 2})
+    statements = []
+    for order_id in ("o-1", "o-2"):
+        with CaptureQueriesContext(connection) as queries:
+            response = shop.post(
+                "/api/v1/reservations/",
+                {
+                    "order_id": order_id,
+                    "lines": [{"sku": "PAIR", "quantity": 1, "warehouse": "BER"}],
+                },
+            )
+        assert response.status_code == 201, response.json()
+        statements.append([q["sql"][:36] for q in queries])
+    assert len(statements[0]) == 3
+    assert statements[1] == ["SELECT stockroom_reserve_orders('{o-"]
+    assert stale_bundle_lines() == []
+    assert_invariants()

@@ -283,3 +283,92 @@ def test_a_composition_changed_at_every_read_is_stock_busy_and_applies_nothing(
     assert not Reservation.objects.exists()
     assert not Inventory.objects.filter(reserved__gt=0).exists()
     assert composition("BOX") == {"MUG": 1}
+
+
+# Remembered compositions (issue #16, item 5): the same races with the order
+# expanded from the process's memory, before any statement.
+
+
+def test_a_change_committed_while_a_remembered_order_waits_is_used(engine, box):
+    """The memory says BOX = 2 x MUG; the change to 3 x TEA holds the bundle FOR
+    UPDATE. The order, expanded from the memory, waits for the bundle's row in
+    its first statement (SQL: the function's FOR SHARE; ORM: `lock_bundles`),
+    the change commits, and the order is made with 3 teas (SQL: 'stale', read
+    again, called again; ORM: read again under the lock)."""
+    from inventory.services import bundle_lines
+
+    bundle_lines.bundle_compositions(["BOX"])
+    inside, release = threading.Event(), threading.Event()
+    change = Session(holding(change_box, inside, release), "change").begin()
+    wait_event(inside, change, "the change is made (uncommitted)")
+    reserve = Session(reserve_box, "reserve").begin()
+    wait_until(
+        lambda: blocked_by(reserve.pid, change.pid) or reserve.done.is_set(),
+        "the reservation waits for the change",
+    )
+    waited = not reserve.done.is_set()
+    release.set()
+    change.finish()
+    reserve.finish()
+    assert (change.error, reserve.error) == (None, None)
+    assert waited
+    assert lines() == {"TEA": 3}  # never the remembered {"MUG": 2}
+    assert Inventory.objects.get(product__sku="MUG").reserved == 0
+    assert bundle_lines.remembered_bundles(["BOX"])["BOX"].components == (("TEA", 3),)
+    assert stale_bundle_lines() == [] and bundle_line_violations() == []
+
+
+def test_an_out_of_date_memory_costs_a_read_not_the_one_retry_a_race_gets(
+    box, settings, monkeypatch
+):
+    """SQL engine. The memory is out of date (BOX changed to 3 x TEA after it was
+    read), and a change commits right after the adapter's first composition read
+    (another session): 'stale' (the memory's), read, 'stale' (the race's), read,
+    reserved with the composition as it is then. With a change after each of the
+    first two reads, the race has changed it twice: 503 stock_busy, nothing
+    applied, as without a memory."""
+    from inventory.services import bundle_lines, reserve_sql
+
+    settings.STOCKROOM_RESERVE_ENGINE = "sql"
+    gate_off_unless_it_knows_bundles(settings)
+    real = reserve_sql.bundle_compositions
+
+    def reads_then_changes(changes):
+        pending = iter(changes)
+
+        def read_then_change(skus):
+            found = real(skus)
+            components = next(pending, None)
+            if components is not None:
+                change = Session(
+                    lambda: services.bundle_set_components(
+                        product=Product.objects.get(sku="BOX"),
+                        components=[{"sku": s, "quantity": q} for s, q in components.items()],
+                    ),
+                    "change",
+                ).begin()
+                assert change.finish().error is None
+            return found
+
+        return read_then_change
+
+    bundle_lines.bundle_compositions(["BOX"])
+    change_box()  # the memory still says 2 x MUG
+    monkeypatch.setattr(reserve_sql, "bundle_compositions", reads_then_changes([{"MUG": 1}]))
+
+    reserve_box("o-1")
+
+    assert lines("o-1") == {"MUG": 1}
+    services.reservation_release(order_id="o-1", actor="shop")
+
+    bundle_lines.bundle_compositions(["BOX"])  # remembers 1 x MUG
+    change_box()  # out of date again
+    monkeypatch.setattr(
+        reserve_sql, "bundle_compositions", reads_then_changes([{"MUG": 2}, {"MUG": 3}])
+    )
+    with pytest.raises(errors.StockBusy) as refused:
+        reserve_box("o-2")
+    assert refused.value.details["reason"] == "bundle_composition_changed"
+    assert not Reservation.objects.filter(order_id="o-2").exists()
+    assert not Inventory.objects.filter(reserved__gt=0).exists()
+    assert composition("BOX") == {"MUG": 3}

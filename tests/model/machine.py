@@ -40,6 +40,7 @@ from api.services import api_client_create, forget_authenticated_clients
 from inventory import availability_cache, clock, selectors, services
 from inventory.models import Product
 from inventory.selectors import forget_active_warehouses
+from inventory.services.bundle_lines import forget_bundles
 
 from ..conftest import _flush_client
 from .model import BUNDLES, CLOSEST_FIRST, SHIP_TO, SKUS, WAREHOUSES, Model, Outcome, error, ok
@@ -161,6 +162,7 @@ class StockroomMachine(RuleBasedStateMachine):
         _flush_client(get_redis_connection("default")).flushdb()
         forget_active_warehouses()
         forget_authenticated_clients()
+        forget_bundles()  # the bundles are made again, with new product ids
         WarehouseFactory(code="BER", name="Berlin", latitude=52.52, longitude=13.405)
         WarehouseFactory(code="HAM", name="Hamburg", latitude=53.55, longitude=9.993)
         for sku, policy, limit in SKUS:
