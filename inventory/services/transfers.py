@@ -134,6 +134,19 @@ def transfer_ship(
         pairs = [(sku, source) for sku in merged] + [(sku, destination) for sku in merged]
         rows = lock_rows(pairs, create_missing=True, require_active=[destination])
         check_sellable(rows, source, merged)
+        changes = [
+            Change(rows[(sku, source)], TransactionType.TRANSFER, on_hand_delta=-qty)
+            for sku, qty in sorted(merged.items(), key=lambda item: rows[(item[0], source)].pk)
+        ]
+        # The ledger rows first: the transfer's lines, inserted last, carry the whole
+        # shipment to the `transfer.shipped` event, ledger ids included
+        # (events/sql/events_transfer_shipped.sql).
+        ledger = apply_changes(
+            changes,
+            actor=actor,
+            reference=reference,
+            reason=reason or f"transfer {transfer_id} shipped to {destination}",
+        )
         record = Transfer.objects.create(
             transfer_id=transfer_id,
             source=rows[(next(iter(merged)), source)].warehouse,
@@ -150,29 +163,12 @@ def transfer_ship(
                 for sku, qty in sorted(merged.items())
             ]
         )
-        changes = [
-            Change(rows[(sku, source)], TransactionType.TRANSFER, on_hand_delta=-qty)
-            for sku, qty in sorted(merged.items(), key=lambda item: rows[(item[0], source)].pk)
-        ]
-        ledger = apply_changes(
-            changes,
-            actor=actor,
-            reference=reference,
-            reason=reason or f"transfer {transfer_id} shipped to {destination}",
-        )
         return OperationResult(transactions=ledger, reference=reference)
 
     key = fit_key("transfer_ship", f"transfer_ship:{transfer_id}")
     try:
-        try:
-            result = run_idempotent(key, "transfer_ship", payload, body)
-        except errors.InsufficientStock:
-            # A concurrent duplicate waits on the row locks, not on the key: once the
-            # first commits, its units are gone and this one would be refused. The
-            # same request applied meanwhile replays instead (a conflict if another).
-            result = replay(key, fingerprint({"operation": "transfer_ship", **payload}))
-            if result is None:
-                raise
+        # A concurrent duplicate waits on the key (run_idempotent), then replays.
+        result = run_idempotent(key, "transfer_ship", payload, body)
     except errors.IdempotencyConflict:
         raise errors.TransferConflict(details={"transfer_id": transfer_id}) from None
     except IntegrityError:
