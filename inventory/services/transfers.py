@@ -17,10 +17,24 @@ transaction), a transfer can travel:
 Every ledger row carries reference (transfer, transfer_id): the ledger alone
 tells what left, what arrived and what was lost. Each step is one transaction,
 idempotent by the client's `transfer_id` (a retry with the same request
-replays the first result; another request under the id is refused). Locks
-(`inventory.locks`): ship locks the source and destination rows (pk order;
-destination rows are created empty if missing, so incoming shows on a row);
-receive locks the transfer row (step 0), then the destination rows.
+replays the first result, also one that arrives while the first still runs;
+another request under the id is refused). Locks (`inventory.locks`): each step
+its idempotency key first (`run_idempotent`); ship then locks the source and
+destination rows (pk order; destination rows are created empty if missing, so
+incoming shows on a row); receive locks the transfer row (step 0), then the
+destination rows.
+
+Events (docs/EVENTS.md, events migration 0006): the statement order below is
+what the triggers rely on. Ship writes the source's ledger rows, then the
+transfer row, then every line in one statement: the line trigger emits
+`transfer.shipped` with the whole shipment. Receive writes the destination's
+ledger rows and each line's `quantity_received`, then the status update, its
+last statement: the transfer trigger emits `transfer.received`.
+
+An inactive destination: shipping to it is refused (WarehouseInactive); a
+transfer already on its way to a warehouse made inactive meanwhile is received
+there (the goods are at its dock; inactive closes a warehouse for sale and new
+shipments, not for arrivals).
 """
 
 from __future__ import annotations
@@ -212,7 +226,7 @@ def transfer_receive(
     received: Mapping[str, int] | None = None,
     reason: str = "",
 ) -> TransferResult:
-    """Receive: the shipped units arrive at the destination.
+    """Receive: the shipped units arrive at the destination (active or not).
 
     `received`: {sku: units that arrived} for SKUs that arrived short (a SKU
     not named arrived in full; None: everything arrived). Units short are
