@@ -285,6 +285,8 @@ def test_a_transfer_arriving_at_a_warehouse_closed_meanwhile_is_received(
     assert result.transfer.status == TransferStatus.RECEIVED
     assert balances(code="HAM")[0] == 4
     with pytest.raises(errors.WarehouseInactive):
-        services.stock_reserve(order_id="o-ham", lines=[ReserveLine(product.sku, "HAM", 1)], actor="c")
+        services.stock_reserve(
+            order_id="o-ham", lines=[ReserveLine(product.sku, "HAM", 1)], actor="c"
+        )
     ship(transfer_id="T-2", source="HAM", destination="BER", lines=(("TSHIRT-M", 4),))
     assert balances(code="HAM")[0] == 0
