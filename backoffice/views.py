@@ -325,8 +325,8 @@ def _transfer_preview(
     at_destination = selectors.balances_for(destination, skus)
     preview, problems = [], []
     for sku, quantity in lines:
-        src = at_source.get(sku)
-        available = max(src.on_hand - src.reserved, 0) if src else 0
+        # What may leave: the service's own rule (sellable units), which has the last word.
+        available = services.transferable_units(at_source.get(sku))
         dest_on_hand = at_destination[sku].on_hand if sku in at_destination else 0
         if quantity > available:
             problems.append(

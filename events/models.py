@@ -37,6 +37,8 @@ class EventType(models.TextChoices):
     RESERVATION_EXPIRED = "reservation.expired"
     PURCHASE_ORDER_CREATED = "purchase_order.created"
     PURCHASE_ORDER_RECEIVED = "purchase_order.received"
+    TRANSFER_SHIPPED = "transfer.shipped"
+    TRANSFER_RECEIVED = "transfer.received"
 
 
 class EventQuerySet(models.QuerySet):
@@ -70,7 +72,8 @@ class Event(models.Model):
     request_id = models.CharField(max_length=64, blank=True, default="")
     sku = models.CharField(max_length=64, blank=True, default="")
     warehouse = models.CharField(max_length=32, blank=True, default="")
-    # The ordering lane for webhook delivery: sku:<sku>, order:<order id> or po:<number>.
+    # The ordering lane for webhook delivery: sku:<sku>, order:<order id>, po:<number>
+    # or transfer:<transfer id>.
     stream = models.CharField(max_length=140)
     # The stored payload. NULL for the hot types of the batched path (stock.changed,
     # availability.changed, reservation.created since events migration 0005): their

@@ -3,6 +3,19 @@
 The rule: one global order. Every transaction that changes stock takes its locks
 in this order, each step optional, never going back to an earlier step:
 
+  key. the idempotency key of the operation (`lock_idempotency_key`, taken by
+     `services.idempotency.run_idempotent` before its body touches a row): a
+     concurrent duplicate waits here, then replays its twin, instead of waiting on
+     the twin's stock rows and running its own body against the stock the twin
+     left. Only a duplicate of the same operation contends for a key, and it takes
+     the same steps in the same order. An operation that books several keyed
+     changes in one transaction (a purchase-order receipt: each line's
+     `stock_receive`; the back office's receive page) takes them after its own
+     first locks (the PO row; the page's inventory rows): those keys name that
+     operation alone, and its duplicates queue on its first lock, so nothing can
+     hold such a key while waiting for what the holder has. Bulk receive takes no
+     key lock (it inserts the keys after locking its rows; the keys' unique index
+     has the last word), so it never waits for one either;
   0. the purchase order it books a delivery against (receipts of one PO are
      serialised; `purchasing.services`), or the two-step transfer it receives
      (`lock_transfer`: receipts of one transfer are serialised;
@@ -33,6 +46,7 @@ the same (a path outside this rule, the database's own choices) is retried by
 foreign-key share locks that ledger and reservation-line inserts take.
 """
 
+import hashlib
 from collections.abc import Iterable
 from functools import reduce
 from operator import or_
@@ -41,6 +55,21 @@ from django.db import connection
 from django.db.models import Q
 
 from .models import Inventory, Reservation, Transfer
+
+
+def lock_idempotency_key(key: str) -> None:
+    """Hold an operation's idempotency key until the transaction ends (step "key").
+
+    A transaction-scoped advisory lock on 64 bits of the key's sha256 (the
+    single-bigint key space: the webhook lanes' two-integer locks never collide
+    with it). Two operations under one key queue here; two keys that share the 64
+    bits (never, in practice) would only queue one after the other. On SQLite
+    (one writer at a time) there is nothing to lock."""
+    if connection.vendor != "postgresql":
+        return
+    number = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [number])
 
 
 def lock_bundles(ids: Iterable[object]) -> None:

@@ -343,7 +343,7 @@ def _ship_payload(data: dict, lines: list[tuple[str, int]]) -> dict:
 def _ship_preview(source: str, lines, formset=None) -> tuple[list[dict], list[str]]:
     """Preview rows (sellable at the source now, what stays) and the lines that ask
     for more than is sellable there: a message each, and an error on the formset row
-    that named the SKU. Sellable is the row's `available` column (on hand less
+    that named the SKU. Sellable is `services.transferable_units` (on hand less
     reserved, safety stock, damaged and quality control): what `transfer_ship`
     checks under the lock, which has the last word."""
     skus = [sku for sku, _ in lines]
@@ -351,7 +351,7 @@ def _ship_preview(source: str, lines, formset=None) -> tuple[list[dict], list[st
     rows = selectors.balances_for(source, skus)
     preview, short = [], {}
     for sku, quantity in lines:
-        sellable = max(rows[sku].available, 0) if sku in rows else 0
+        sellable = services.transferable_units(rows.get(sku))
         if quantity > sellable:
             short[sku] = (
                 f"Not enough sellable stock in {source}: {sku} needs {quantity}, "

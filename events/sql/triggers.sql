@@ -34,3 +34,13 @@ DROP TRIGGER IF EXISTS events_purchase_order_lines ON purchasing_purchaseorderli
 CREATE TRIGGER events_purchase_order_lines AFTER INSERT ON purchasing_purchaseorderline
     REFERENCING NEW TABLE AS new_lines
     FOR EACH STATEMENT EXECUTE FUNCTION events_purchase_order_lines();
+
+DROP TRIGGER IF EXISTS events_transfer_shipped ON inventory_transferline;
+CREATE TRIGGER events_transfer_shipped AFTER INSERT ON inventory_transferline
+    REFERENCING NEW TABLE AS new_lines
+    FOR EACH STATEMENT EXECUTE FUNCTION events_transfer_shipped();
+
+DROP TRIGGER IF EXISTS events_transfer_received ON inventory_transfer;
+CREATE TRIGGER events_transfer_received AFTER UPDATE ON inventory_transfer
+    REFERENCING OLD TABLE AS old_transfers NEW TABLE AS new_transfers
+    FOR EACH STATEMENT EXECUTE FUNCTION events_transfer_received();

@@ -99,6 +99,7 @@ from .stock import (
     stock_adjust,
     stock_receive,
     stock_transfer,
+    transferable_units,
 )
 from .transfers import ShipLine, TransferResult, transfer_receive, transfer_ship
 
@@ -168,6 +169,7 @@ __all__ = [
     "stock_transfer",
     "transfer_receive",
     "transfer_ship",
+    "transferable_units",
     "warehouse_create",
     "warehouse_update",
 ]

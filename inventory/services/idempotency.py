@@ -4,7 +4,8 @@ An operation's key is derived from the client's idempotency key, or else from
 its reference (`derived_key`); keys longer than the column are stored as a hash
 (`fit_key`). The request under a key is identified by a fingerprint
 (`fingerprint`): the same key with another request is an IdempotencyConflict.
-`run_idempotent` inserts the key row in the same transaction as the change.
+`run_idempotent` locks the key before the change and inserts the key row in the
+same transaction as the change.
 
 The formats are written once, here, in Python and in SQL: bulk receive computes
 the very same keys and fingerprints for a whole file in one statement
@@ -22,6 +23,7 @@ from typing import Any
 from django.db import IntegrityError
 
 from .. import errors
+from ..locks import lock_idempotency_key
 from ..models import AppliedOperation, InventoryTransaction
 from .ledger import OperationResult, Reference
 from .rows import in_transaction
@@ -123,18 +125,26 @@ def run_idempotent(
 ) -> OperationResult:
     """Run `body` once per key: a repeat returns the first result without effect.
 
-    The key row is inserted in the same transaction as the change, so it exists
-    exactly when the change is committed. A concurrent duplicate blocks on the
-    key's unique index, then fails and replays the winner's result.
+    The key comes first: in the operation's transaction, before `body` touches a
+    row, the key is locked (`locks.lock_idempotency_key`) and a committed result
+    under it is looked for. A concurrent duplicate therefore waits on the key, not
+    on the stock rows its twin holds, and once the twin commits it replays the
+    twin's result; waiting on the rows, it used to run its own body against the
+    stock the twin left and could be refused (insufficient stock, an order
+    already closed) although the twin had succeeded. If the twin rolled back, the
+    duplicate runs. The key row is inserted in the same transaction as the
+    change, so it exists exactly when the change is committed; its unique index
+    has the last word against writers that take no key lock (bulk receive).
     """
     if key is None:
         return in_transaction(body)
     request = fingerprint({"operation": operation, **payload})
-    replayed = replay(key, request)
-    if replayed is not None:
-        return replayed
 
     def body_and_key() -> OperationResult:
+        lock_idempotency_key(key)
+        earlier = replay(key, request)
+        if earlier is not None:
+            return earlier
         result = body()
         AppliedOperation.objects.create(
             key=key,

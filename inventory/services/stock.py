@@ -265,28 +265,31 @@ def stock_adjust(
     return run_idempotent(key, "adjust", payload, body)
 
 
+def transferable_units(row: Inventory | None) -> int:
+    """Units that may leave a stock row in a transfer (instant or shipped): its
+    sellable units, on hand minus reserved, safety stock, damaged and quality
+    control (the row's `available` column), never below 0; the backorder
+    allowance does not count. The one rule: the services check it under the lock
+    (`check_sellable`), the back office's previews show it (no row: 0)."""
+    if row is None:
+        return 0
+    return max(row.available, 0)
+
+
 def check_sellable(
     rows: dict[tuple[str, str], Inventory], source: str, quantities: dict[str, int]
 ) -> None:
-    """Refuse taking more than the sellable units of each SKU out of `source`
-    (a transfer, instant or shipped): on hand minus reserved, safety stock,
-    damaged and quality control; the backorder allowance does not count. The
-    rows are locked by the caller."""
+    """Refuse taking more than `transferable_units` of each SKU out of `source`
+    (a transfer, instant or shipped). The rows are locked by the caller."""
     short = []
     for sku, qty in quantities.items():
-        src = rows[(sku, source)]
-        # Sellable units only: safety stock, damaged and QC units stay.
-        movable = src.on_hand - src.reserved - src.safety_stock - src.damaged
-        movable -= src.quality_control
+        movable = transferable_units(rows[(sku, source)])
         if qty > movable:
-            short.append(
-                {"sku": sku, "warehouse": source, "requested": qty, "available": max(movable, 0)}
-            )
+            short.append({"sku": sku, "warehouse": source, "requested": qty, "available": movable})
     if short:
         raise errors.InsufficientStock(short, message=f"Not enough available stock in {source}.")
 
 
-@retry_busy
 def merge_transfer_lines(lines) -> dict[str, int]:
     """A transfer's lines as {sku: quantity}, a SKU named twice summed; each
     quantity and each sum checked (instant and two-step transfers alike)."""
@@ -300,6 +303,7 @@ def merge_transfer_lines(lines) -> dict[str, int]:
     return merged
 
 
+@retry_busy
 def stock_transfer(
     *,
     source: str,

@@ -17,10 +17,24 @@ transaction), a transfer can travel:
 Every ledger row carries reference (transfer, transfer_id): the ledger alone
 tells what left, what arrived and what was lost. Each step is one transaction,
 idempotent by the client's `transfer_id` (a retry with the same request
-replays the first result; another request under the id is refused). Locks
-(`inventory.locks`): ship locks the source and destination rows (pk order;
-destination rows are created empty if missing, so incoming shows on a row);
-receive locks the transfer row (step 0), then the destination rows.
+replays the first result, also one that arrives while the first still runs;
+another request under the id is refused). Locks (`inventory.locks`): each step
+its idempotency key first (`run_idempotent`); ship then locks the source and
+destination rows (pk order; destination rows are created empty if missing, so
+incoming shows on a row); receive locks the transfer row (step 0), then the
+destination rows.
+
+Events (docs/EVENTS.md, events migration 0006): the statement order below is
+what the triggers rely on. Ship writes the source's ledger rows, then the
+transfer row, then every line in one statement: the line trigger emits
+`transfer.shipped` with the whole shipment. Receive writes the destination's
+ledger rows and each line's `quantity_received`, then the status update, its
+last statement: the transfer trigger emits `transfer.received`.
+
+An inactive destination: shipping to it is refused (WarehouseInactive); a
+transfer already on its way to a warehouse made inactive meanwhile is received
+there (the goods are at its dock; inactive closes a warehouse for sale and new
+shipments, not for arrivals).
 """
 
 from __future__ import annotations
@@ -134,6 +148,19 @@ def transfer_ship(
         pairs = [(sku, source) for sku in merged] + [(sku, destination) for sku in merged]
         rows = lock_rows(pairs, create_missing=True, require_active=[destination])
         check_sellable(rows, source, merged)
+        changes = [
+            Change(rows[(sku, source)], TransactionType.TRANSFER, on_hand_delta=-qty)
+            for sku, qty in sorted(merged.items(), key=lambda item: rows[(item[0], source)].pk)
+        ]
+        # The ledger rows first: the transfer's lines, inserted last, carry the whole
+        # shipment to the `transfer.shipped` event, ledger ids included
+        # (events/sql/events_transfer_shipped.sql).
+        ledger = apply_changes(
+            changes,
+            actor=actor,
+            reference=reference,
+            reason=reason or f"transfer {transfer_id} shipped to {destination}",
+        )
         record = Transfer.objects.create(
             transfer_id=transfer_id,
             source=rows[(next(iter(merged)), source)].warehouse,
@@ -150,29 +177,12 @@ def transfer_ship(
                 for sku, qty in sorted(merged.items())
             ]
         )
-        changes = [
-            Change(rows[(sku, source)], TransactionType.TRANSFER, on_hand_delta=-qty)
-            for sku, qty in sorted(merged.items(), key=lambda item: rows[(item[0], source)].pk)
-        ]
-        ledger = apply_changes(
-            changes,
-            actor=actor,
-            reference=reference,
-            reason=reason or f"transfer {transfer_id} shipped to {destination}",
-        )
         return OperationResult(transactions=ledger, reference=reference)
 
     key = fit_key("transfer_ship", f"transfer_ship:{transfer_id}")
     try:
-        try:
-            result = run_idempotent(key, "transfer_ship", payload, body)
-        except errors.InsufficientStock:
-            # A concurrent duplicate waits on the row locks, not on the key: once the
-            # first commits, its units are gone and this one would be refused. The
-            # same request applied meanwhile replays instead (a conflict if another).
-            result = replay(key, fingerprint({"operation": "transfer_ship", **payload}))
-            if result is None:
-                raise
+        # A concurrent duplicate waits on the key (run_idempotent), then replays.
+        result = run_idempotent(key, "transfer_ship", payload, body)
     except errors.IdempotencyConflict:
         raise errors.TransferConflict(details={"transfer_id": transfer_id}) from None
     except IntegrityError:
@@ -216,7 +226,7 @@ def transfer_receive(
     received: Mapping[str, int] | None = None,
     reason: str = "",
 ) -> TransferResult:
-    """Receive: the shipped units arrive at the destination.
+    """Receive: the shipped units arrive at the destination (active or not).
 
     `received`: {sku: units that arrived} for SKUs that arrived short (a SKU
     not named arrived in full; None: everything arrived). Units short are

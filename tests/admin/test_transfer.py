@@ -123,3 +123,27 @@ def test_inactive_destination_is_not_offered(staff_client, stocked):
 
     assert response.context["form"].errors["destination"]
     assert not transfers().exists()
+
+
+def test_preview_offers_the_sellable_units_the_service_moves(staff_client, stocked):
+    """Issue #15: the preview counts what `stock_transfer` lets leave (on hand less
+    reserved, safety stock, damaged and quality control), not on hand less reserved."""
+    services.inventory_set_reorder(sku="A-1", warehouse="BER", safety_stock=2)
+    for to_state in ("damaged", "quality_control"):
+        services.stock_move_state(
+            sku="A-1", warehouse="BER", from_state="sellable", to_state=to_state,
+            quantity=1, reason="found on the shelf", actor="user:wanda",
+        )  # fmt: skip
+    services.stock_reserve(order_id="o-1", lines=[ReserveLine("A-1", "BER", 1)], actor="c")
+    # 10 on hand - 1 reserved - 2 safety stock - 1 damaged - 1 quality control = 5.
+
+    refused = preview(staff_client, lines=[("A-1", 6)])
+    assert "preview" not in refused.context
+    texts = message_texts(refused)
+    assert any("A-1 needs 6, 5 available" in m for m in texts), texts
+
+    shown = preview(staff_client, lines=[("A-1", 5)])
+    (row,) = shown.context["preview"]
+    assert row["source_available"] == 5
+    assert confirm(staff_client, shown).status_code == 302
+    assert (on_hand("A-1", "BER"), on_hand("A-1", "HAM")) == (5, 10)

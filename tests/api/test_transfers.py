@@ -177,3 +177,20 @@ def test_scopes(storefront, reader, stocked):
     response = storefront.get("/api/v1/transfers/TR-1/")
     assert (response.status_code, error_code(response)) == (403, "permission_denied")
     assert reader.get("/api/v1/transfers/TR-1/").status_code == 404
+
+
+def test_inactive_destination_ship_refused_receipt_accepted(operations, stocked):
+    """Shipping to an inactive warehouse is 409 warehouse_inactive; a transfer already
+    on its way to a warehouse closed meanwhile is received there (201)."""
+    from warehouses.models import Warehouse
+
+    assert operations.post("/api/v1/transfers/", SHIP).status_code == 201
+    Warehouse.objects.filter(code="HAM").update(is_active=False)
+    refused = operations.post("/api/v1/transfers/", {**SHIP, "transfer_id": "TR-2"})
+    assert (refused.status_code, error_code(refused)) == (409, "warehouse_inactive")
+    assert on_hand("BER") == 4
+
+    received = operations.post("/api/v1/transfers/TR-1/receive/", {})
+    assert received.status_code == 201
+    assert received.json()["status"] == "received"
+    assert on_hand("HAM") == 10

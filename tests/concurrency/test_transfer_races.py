@@ -139,9 +139,9 @@ def test_two_receipts_of_one_transfer_apply_once():
 @pytest.mark.parametrize("twin", ["same request", "other request"])
 def test_a_shipment_waiting_on_its_twins_locks_replays_it(twin):
     """The same shipment twice (a double submit reaching two workers): the second
-    waits on the first's row locks, not on the idempotency key, so once the first
-    commits the stock is gone; it replays the first instead of being refused. A
-    different request under the id is a conflict. The units leave once."""
+    waits on the first (on the idempotency key, `run_idempotent`), and once the
+    first commits, with the stock gone, it replays the first instead of being
+    refused. A different request under the id is a conflict. The units leave once."""
     WarehouseFactory(code="BER")
     WarehouseFactory(code="HAM")
     ProductFactory(sku="ALL")
@@ -180,3 +180,33 @@ def test_a_shipment_waiting_on_its_twins_locks_replays_it(twin):
     assert _row("ALL").on_hand == 0
     assert InventoryTransaction.objects.filter(reference_id="T-ALL").count() == 1
     assert_invariants()
+
+
+def test_an_instant_transfer_on_a_row_held_past_the_lock_timeout_is_stock_busy():
+    """`stock_transfer` is wrapped in `retry_busy` like every stock operation: a source
+    row held past lock_timeout is StockBusy (503 stock_busy: nothing moved), not a raw
+    database error (a 500). The wrapper had slid onto `merge_transfer_lines`."""
+    WarehouseFactory(code="BER")
+    WarehouseFactory(code="HAM")
+    ProductFactory(sku="HELD")
+    receive("HELD", "BER", 2)
+    services.stock_rows_create([("HELD", "HAM")])
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_row():
+        with transaction.atomic():
+            Inventory.objects.select_for_update().get(product__sku="HELD", warehouse__code="BER")
+            holding.set()
+            assert release.wait(120)
+
+    a = Session(hold_row, "holder").begin()
+    try:
+        wait_event(holding, a, "the holder has the row")
+        with pytest.raises(errors.StockBusy):
+            services.stock_transfer(
+                source="BER", destination="HAM", lines=[TransferLine("HELD", 1)], actor="u"
+            )
+    finally:
+        release.set()
+        a.finish()
+    assert _row("HELD").on_hand == 2

@@ -15,7 +15,7 @@ def test_every_function_file_is_loaded_by_the_migration():
     from importlib import import_module
 
     # The newest migration that loads the functions loads every one (frozen copies).
-    migration = import_module("events.migrations.0005_typed_payloads")
+    migration = import_module("events.migrations.0006_transfer_events")
     assert sorted(migration.FUNCTIONS) == FUNCTIONS
     frozen = SQL_DIR.parent / "migrations" / "sql"
     for name in FUNCTIONS:
@@ -50,6 +50,8 @@ def test_triggers_are_statement_level_with_transition_tables():
         "purchasing_purchaseorder",
         "purchasing_purchaseorderreceipt",
         "purchasing_purchaseorderline",
+        "inventory_transferline",
+        "inventory_transfer",
     }
     assert {r[1] for r in rows} == {"STATEMENT"}
     assert all(r[2] or r[3] for r in rows)

@@ -256,3 +256,43 @@ def test_a_retry_replays_after_its_expected_date_has_passed(product, warehouse, 
     finally:
         clock.reset()
     assert again.replayed
+
+
+def test_shipping_to_an_inactive_warehouse_is_refused(product, warehouse, other_warehouse):
+    """A closed site takes no new shipments (409 warehouse_inactive): nothing leaves."""
+    receive(product.sku, "BER", 10)
+    close(other_warehouse)
+    with pytest.raises(errors.WarehouseInactive) as exc:
+        ship()
+    assert exc.value.details == {"warehouses": ["HAM"]}
+    assert balances(code="BER") == (10, 0, 10)
+    assert not Transfer.objects.exists()
+
+
+def test_a_transfer_arriving_at_a_warehouse_closed_meanwhile_is_received(
+    product, warehouse, other_warehouse
+):
+    """Goods on a truck arrive whatever the destination's state: a warehouse made
+    inactive while they travel books them (it is closed for sale, not for its dock);
+    they sit on hand there, unreservable, until moved on or the site reopens. An
+    inactive source may ship them on (emptying a closing site)."""
+    receive(product.sku, "BER", 10)
+    ship(lines=(("TSHIRT-M", 4),))
+    close(other_warehouse)
+
+    result = services.transfer_receive(transfer_id="T-1", actor="user:dock")
+
+    assert result.transfer.status == TransferStatus.RECEIVED
+    assert balances(code="HAM")[0] == 4
+    with pytest.raises(errors.WarehouseInactive):
+        services.stock_reserve(
+            order_id="o-ham", lines=[ReserveLine(product.sku, "HAM", 1)], actor="c"
+        )
+    ship(transfer_id="T-2", source="HAM", destination="BER", lines=(("TSHIRT-M", 4),))
+    assert balances(code="HAM")[0] == 0
+
+
+def close(warehouse):
+    """Make a warehouse inactive through the catalogue service (as the admin does)."""
+    warehouse.refresh_from_db()
+    services.warehouse_update(warehouse=warehouse, data={"is_active": False})
