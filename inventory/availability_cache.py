@@ -202,6 +202,7 @@ for k = 1, hashes do
     write = false
   end
   if write then
+    redis.call('HDEL', key, 'j')  -- READ_SCRIPT's joined copy: rebuilt by the next read
     for i = 1, n do
       local code = ARGV[pos]
       local version = tonumber(ARGV[pos + 1])
@@ -253,7 +254,7 @@ return applied
 # before this ran can no longer match. The row fields stay (versioned state).
 INVALIDATE_SCRIPT = """
 for k = 1, #KEYS do
-  redis.call('HDEL', KEYS[k], 'meta')
+  redis.call('HDEL', KEYS[k], 'meta', 'j')
   redis.call('HINCRBY', KEYS[k], 'g', 1)
   if redis.call('TTL', KEYS[k]) == -1 then
     redis.call('EXPIRE', KEYS[k], ARGV[1])
@@ -274,35 +275,43 @@ return #KEYS
 # read once per call however many bundles share it. NUL and SOH never occur in
 # a field (JSON escapes them; codes, numbers, hold strings and SKUs are
 # printable). The component keys are not in KEYS: on Redis Cluster they would
-# have to share the bundle's slot (docs/ARCHITECTURE.md, read model).
+# have to share the bundle's slot (docs/ARCHITECTURE.md, read model). Each
+# entry's text is cached in its own field `j` by the first read after a write
+# (every write drops it), so reading an unchanged entry is one HMGET: the
+# script writes, but only that copy of what it read.
 READ_SCRIPT = """
 local n = #KEYS
 if ARGV[1] == '1' then n = n - 1 end
 local prefix = ARGV[2]
-local flats, texts = {}, {}
+local comps, texts = {}, {}
+-- An entry's joined text is kept in its field `j` (dropped by every write of
+-- the entry, APPLY_SCRIPT and INVALIDATE_SCRIPT): an unchanged entry costs one
+-- HMGET instead of an HGETALL and a join. `j` itself is never part of the text.
 local function read(key)
   local text = texts[key]
   if text == nil then
-    local flat = redis.call('HGETALL', key)
-    text = table.concat(flat, '\\0')
-    flats[key] = flat
+    local got = redis.call('HMGET', key, 'j', 'c')
+    text = got[1]
+    if not text then
+      local flat = redis.call('HGETALL', key)
+      text = table.concat(flat, '\\0')
+      if #flat > 0 then redis.call('HSET', key, 'j', text) end
+    end
     texts[key] = text
+    comps[key] = got[2]
   end
   return text
 end
 local out = {}
 for i = 1, n do
   local text = read(KEYS[i])
-  local flat = flats[KEYS[i]]
-  for j = 1, #flat, 2 do
-    if flat[j] == 'c' then
-      local parts = {text}
-      for sku in string.gmatch(flat[j + 1], '[^,]+') do
-        parts[#parts + 1] = read(prefix .. sku)
-      end
-      text = table.concat(parts, '\\1')
-      break
+  local c = comps[KEYS[i]]
+  if c then
+    local parts = {text}
+    for sku in string.gmatch(c, '[^,]+') do
+      parts[#parts + 1] = read(prefix .. sku)
     end
+    text = table.concat(parts, '\\1')
   end
   out[i] = text
 end

@@ -147,3 +147,33 @@ def test_both_stores_append_a_bundles_component_entries_alike(stocked):
         store.apply([(key("KIT"), '{"product_id": "k"}', "", [])])
         assert store.read([key("KIT")])[0][0].split(b"\1") == [b"meta\0" + b'{"product_id": "k"}']
     redis_store.client.delete(key("KIT"), key("PART-A"))
+
+
+def test_the_read_keeps_each_entrys_text_and_every_write_drops_it(
+    stocked, django_capture_on_commit_callbacks
+):
+    """READ_SCRIPT keeps an entry's joined text in its field `j` (an unchanged
+    entry then costs one HMGET, not an HGETALL and a join) and serves that copy;
+    every write of the entry drops it, so a read after a write-through or an
+    invalidation sees the new content. The copy is never part of the text."""
+    from django_redis import get_redis_connection
+
+    redis = get_redis_connection("default")
+    key = availability_cache._key(stocked)
+    raw, _ = decoded_for(stocked)
+    assert redis.hget(key, "j") == raw  # kept by the read
+    assert b"j\0" not in raw.split(b"\1")[0][:2] and b"\0j\0" not in raw
+    # Served from the copy: a planted copy is what a read returns (so dropping
+    # it on every write is what keeps reads exact).
+    redis.hset(key, "j", raw.replace(b"a:BER\x0010", b"a:BER\x0099"))
+    assert availability_cache.read_cached([stocked])[stocked].warehouses["BER"] == 99
+    # A write-through drops it: the next read is the new content.
+    with django_capture_on_commit_callbacks(execute=True):
+        receive(stocked, "BER", 1)
+    assert redis.hget(key, "j") is None
+    assert availability_cache.read_cached([stocked])[stocked].warehouses["BER"] == 11
+    assert redis.hget(key, "j") is not None
+    # An invalidation drops it too (the entry is no longer readable).
+    availability_cache._store().invalidate([key])
+    assert redis.hget(key, "j") is None
+    assert stocked not in availability_cache.read_cached([stocked])
