@@ -103,11 +103,11 @@ def db_name(url: str) -> str:
 def variant_sql(name: str, function_sql: str) -> str:
     sql = VARIANTS[name]
     if sql == "EVENTS_0002":
-        return "\n".join(
-            (EVENTS_0002 / f"0002_{fn}.sql").read_text()
+        return ";\n".join(
+            (EVENTS_0002 / f"0002_{fn}.sql").read_text().rstrip().rstrip(";")
             for fn in ("events_stock_emit", "events_reservation_created")
         ) + (
-            "\nCREATE UNIQUE INDEX IF NOT EXISTS events_availability_per_txn "
+            ";\nCREATE UNIQUE INDEX IF NOT EXISTS events_availability_per_txn "
             "ON events_event (txid, sku) WHERE type = 'availability.changed';"
         )
     if sql == "NO_BUNDLE_JOIN":
@@ -177,7 +177,7 @@ def main() -> None:
     parser.add_argument("--function", choices=sorted(FUNCTIONS), default="before")
     parser.add_argument("--variants", help="only variants whose name has one of these, a,b")
     parser.add_argument("--shapes", default="project function, 1 line",
-                        help="pgbench scripts of bench/reservations.py, a,b")  # fmt: skip
+                        help="pgbench scripts of bench/reservations.py, a;b")  # fmt: skip
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
 
@@ -203,7 +203,7 @@ def main() -> None:
         clone(base, dbs[name], variant_sql(name, function_sql))
 
     all_scripts = pgbench_scripts(args.skus)
-    scripts = {s: all_scripts[s] for s in args.shapes.split(",")}
+    scripts = {s: all_scripts[s] for s in args.shapes.split(";")}
     if args.profile:
         for db in (base, *dbs.values()):
             for shape, script in scripts.items():
