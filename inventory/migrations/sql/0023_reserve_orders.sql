@@ -111,7 +111,7 @@ BEGIN
     -- seven statements and the array bookkeeping between them. Anything else
     -- (the id exists, a row is missing, a warehouse inactive, a line short, so
     -- that lapsed holds may matter) changes nothing here but the claim, which
-    -- is dropped, and the order goes the general way.
+    -- the general path goes on with (step 1) and drops if it refuses too.
     -- Trigger order: the ledger rows' statement trigger (stock events) is
     -- queued before the lines' (reservation.created), as in the general path:
     -- the main query reads `led` to its end, the lines' insert runs after it
@@ -197,10 +197,7 @@ BEGIN
                 'changes', v_changes, 'ledger', v_ledger, 'released', '[]'::jsonb,
                 'at', now_ts);
         END IF;
-        IF fp_claim IS NOT NULL THEN
-            DELETE FROM inventory_reservation WHERE id = fp_claim;
-        END IF;
-        v_changes := '[]'; v_ledger := '[]';
+        v_changes := '[]'; v_ledger := '[]';  -- (fp_claim, if set, is step 1's claim)
     END IF;
 
     -- 0. Bundles: lock their product rows FOR SHARE (id order), then check that
@@ -228,31 +225,37 @@ BEGIN
     END IF;
 
     -- 1. Claim the order ids, in order-id order; NULL where the id already exists.
-    WITH claimed AS (
-        INSERT INTO inventory_reservation
-            (id, order_id, status, expires_at, request_fingerprint, created_by,
-             created_at, updated_at)
-        SELECT stockroom_uuid7_at(id_prefix, id_base, o.n), o.order_id, 'active', o.expires_at, o.fingerprint, p_actor,
-               now_ts, now_ts
-        FROM unnest(p_order_ids, p_fingerprints, p_expires_at) WITH ORDINALITY
-             AS o(order_id, fingerprint, expires_at, n)
-        ORDER BY o.order_id
-        ON CONFLICT (order_id) DO NOTHING
-        RETURNING id, order_id
-    )
-    SELECT array_agg(c.id ORDER BY o.n) INTO new_ids
-    FROM unnest(p_order_ids) WITH ORDINALITY AS o(order_id, n)
-    LEFT JOIN claimed c ON c.order_id = o.order_id;
-
-    IF array_position(new_ids, NULL) IS NULL THEN
-        o_status := array_fill('pending'::text, ARRAY[n_orders]);
+    -- (An order the fast path above declined keeps the claim it made there.)
+    IF fp_claim IS NOT NULL THEN
+        new_ids := ARRAY[fp_claim];
+        o_status := ARRAY['pending'];
     ELSE
-        -- An existing id is a retry (same fingerprint) or a conflict.
-        SELECT array_agg(CASE WHEN o.id IS NOT NULL THEN 'pending'
-                              WHEN r.request_fingerprint = o.fp THEN 'exists'
-                              ELSE 'conflict' END ORDER BY o.n) INTO o_status
-        FROM unnest(new_ids, p_order_ids, p_fingerprints) WITH ORDINALITY AS o(id, order_id, fp, n)
-        LEFT JOIN inventory_reservation r ON o.id IS NULL AND r.order_id = o.order_id;
+        WITH claimed AS (
+            INSERT INTO inventory_reservation
+                (id, order_id, status, expires_at, request_fingerprint, created_by,
+                 created_at, updated_at)
+            SELECT stockroom_uuid7_at(id_prefix, id_base, o.n), o.order_id, 'active', o.expires_at, o.fingerprint, p_actor,
+                   now_ts, now_ts
+            FROM unnest(p_order_ids, p_fingerprints, p_expires_at) WITH ORDINALITY
+                 AS o(order_id, fingerprint, expires_at, n)
+            ORDER BY o.order_id
+            ON CONFLICT (order_id) DO NOTHING
+            RETURNING id, order_id
+        )
+        SELECT array_agg(c.id ORDER BY o.n) INTO new_ids
+        FROM unnest(p_order_ids) WITH ORDINALITY AS o(order_id, n)
+        LEFT JOIN claimed c ON c.order_id = o.order_id;
+
+        IF array_position(new_ids, NULL) IS NULL THEN
+            o_status := array_fill('pending'::text, ARRAY[n_orders]);
+        ELSE
+            -- An existing id is a retry (same fingerprint) or a conflict.
+            SELECT array_agg(CASE WHEN o.id IS NOT NULL THEN 'pending'
+                                  WHEN r.request_fingerprint = o.fp THEN 'exists'
+                                  ELSE 'conflict' END ORDER BY o.n) INTO o_status
+            FROM unnest(new_ids, p_order_ids, p_fingerprints) WITH ORDINALITY AS o(id, order_id, fp, n)
+            LEFT JOIN inventory_reservation r ON o.id IS NULL AND r.order_id = o.order_id;
+        END IF;
     END IF;
 
     -- 2. Lock every row the batch names, once each, in primary-key order.
