@@ -55,6 +55,18 @@ STATE_TERMS = (
         "inv.version, d.rpos",
     ),
     ("row_sku[rpos], row_code[rpos], unsellable)", "row_sku[rpos], row_code[rpos])"),
+    # the one-order statement (inventory migration 0023)
+    (
+        "inv.backorder_allowance - inv.safety_stock - inv.damaged\n"
+        "                       - inv.quality_control AS allowance,",
+        "inv.backorder_allowance AS allowance,",
+    ),
+    (
+        "inv.version, l.s, l.c, l.q, l.n,\n"
+        "                      inv.safety_stock + inv.damaged + inv.quality_control AS unsellable",
+        "inv.version, l.s, l.c, l.q, l.n",
+    ),
+    ("u.version, u.s, u.c, u.unsellable)", "u.version, u.s, u.c)"),
 )
 
 

@@ -10,6 +10,9 @@ AS $function$
 DECLARE
     v_pos xid8 := events_feed_position();  -- the feed position (events_feed_position.sql)
 BEGIN
+    IF NOT EXISTS (SELECT FROM new_lines) THEN
+        RETURN NULL;  -- no lines (a declined one-order statement of the reserve function)
+    END IF;
     INSERT INTO events_event (feed_txid, type, occurred_at, request_id, sku, warehouse,
                               stream, order_id, reservation_id, status, expires_at,
                               created_by, line_skus, line_warehouses, line_quantities)

@@ -25,6 +25,11 @@ DECLARE
                                 = pg_current_xact_id()::text, false);
 BEGIN
     SELECT max(request_id) INTO v_request FROM new_ledger;
+    IF v_request IS NULL THEN
+        -- No ledger rows (request_id is never NULL): nothing to emit. The reserve
+        -- function's one-order statement inserts none when it declines the order.
+        RETURN NULL;
+    END IF;
     IF v_request <> '' THEN
         -- Later triggers of this transaction (reservation events) carry it too.
         PERFORM set_config('stockroom.request_id', v_request, true);
