@@ -3,8 +3,8 @@ inserted no rows (issue #18): the reserve function's one-order statement
 (inventory migration 0023) inserts none when it declines an order (short,
 missing, inactive), and each emitter's big statement cost a refused order more
 than the rest of its refusal. Payloads unchanged (a statement without rows
-emitted nothing before either). Loads the frozen copies `sql/0006_*.sql`;
-reversing loads 0005's. PostgreSQL only.
+emitted nothing before either). Loads the frozen copies `sql/0007_*.sql`;
+reversing loads 0005's (0006 changed neither). PostgreSQL only.
 """
 
 from pathlib import Path
@@ -26,6 +26,6 @@ def load(prefix):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("events", "0005_typed_payloads")]
+    dependencies = [("events", "0006_transfer_events")]
 
-    operations = [migrations.RunPython(load("0006"), load("0005"), elidable=False)]
+    operations = [migrations.RunPython(load("0007"), load("0005"), elidable=False)]
