@@ -67,7 +67,8 @@ SELECT stockroom_reserve_orders(
   array_fill(1, ARRAY[{orders}]),
   {picks},
   array_fill(CAST('BW01' AS text), ARRAY[{orders}]),
-  array_fill(CAST(1 AS bigint), ARRAY[{orders}]), 'system' || chr(58) || 'bench', '', now());
+  array_fill(CAST(1 AS bigint), ARRAY[{orders}]), 'system' || chr(58) || 'bench', '', now(),
+  array_fill(CAST(NULL AS text), ARRAY[{orders}]), CAST(NULL AS jsonb));
 """
 
 
@@ -77,7 +78,9 @@ def pgbench_scripts(skus: int) -> dict[str, str]:
         "SELECT stockroom_reserve_orders("
         "ARRAY['pgb-' || CAST(:client_id AS text) || '-' || CAST(:r AS text)], "
         "ARRAY['fp'], CAST(ARRAY[NULL] AS timestamptz[]), ARRAY[{count}], {skus_sql}, {codes_sql}, "
-        "{qtys_sql}, 'system' || chr(58) || 'bench', '', now());\n"
+        "{qtys_sql}, 'system' || chr(58) || 'bench', '', now(), "
+        # no bundle lines: the line's bundle (p_bundles) and the compositions (migrations 0019/0022)
+        "array_fill(CAST(NULL AS text), ARRAY[{count}]), CAST(NULL AS jsonb));\n"
     )
     return {
         "seed: SELECT FOR UPDATE + UPDATE + INSERT": rand
