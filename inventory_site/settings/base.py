@@ -213,6 +213,10 @@ STOCKROOM_API_CLIENT_CACHE_SECONDS = env.int("STOCKROOM_API_CLIENT_CACHE_SECONDS
 # state without touching the database (flash sales). The database still decides
 # everything else.
 STOCKROOM_SOLD_OUT_GATE = env.bool("STOCKROOM_SOLD_OUT_GATE", default=True)
+# A reservation's write-through to the read model waits at most this long for
+# other commits of the same process, to go with them in one Redis call
+# (inventory/write_behind.py); 0 writes each at its commit.
+STOCKROOM_WRITE_BEHIND_MS = env.float("STOCKROOM_WRITE_BEHIND_MS", default=5.0)
 
 # LOG_FORMAT=json gives one JSON object per line (production); every record
 # carries the request id (inventory_site/request_id.py).
