@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import datetime
 from functools import partial
 from typing import Any, TypeVar
@@ -112,14 +111,15 @@ def _call_reserve_function(
 
 
 def _hold_changes(
-    requests: Sequence[MergedOrder], created: set[str], released: Sequence[list]
+    requests: Sequence[MergedOrder], answers: Sequence[list], released: Sequence[list]
 ) -> dict[tuple[str, str], list[tuple[datetime, int]]]:
     """Per row, the holds with an expiry that one call of the reserve function
-    opened (created orders with `expires_at`) and closed (lapsed holds it
-    released to make room), for the read model's write-through."""
+    opened (created orders with `expires_at`; `answers`: the function's per-order
+    answers, in request order) and closed (lapsed holds it released to make
+    room), for the read model's write-through."""
     holds: dict[tuple[str, str], list[tuple[datetime, int]]] = {}
-    for request in requests:
-        if request.expires_at is not None and request.order_id in created:
+    for request, answer in zip(requests, answers, strict=True):
+        if request.expires_at is not None and answer[0] == "created":
             for pair, qty in request.merged.items():
                 holds.setdefault(pair, []).append((request.expires_at, qty))
     for sku, code, expires_at, qty, _order_id in released:
@@ -160,7 +160,10 @@ def reserve_in_database(requests: Sequence[MergedOrder], *, actor: str) -> list[
         missing: set[tuple[str, str]] = set()
         created_ids: list[str] = []
         existing: list[str] = []
-        changes = changes_from_sql(payload["changes"], TransactionType.RESERVE)
+        # Each changed row with the holds this call opened and closed on it, for
+        # the read model's write-through (built once, not copied per change).
+        holds = _hold_changes(pending, payload["orders"], payload.get("released", ()))
+        changes = changes_from_sql(payload["changes"], TransactionType.RESERVE, holds)
         batch = _CreatedBatch(payload, changes, actor, request_id)
         # A bundle SKU has no row of its own: it comes back 'missing', and its
         # order is expanded into its components' lines and tried again. One
@@ -207,10 +210,6 @@ def reserve_in_database(requests: Sequence[MergedOrder], *, actor: str) -> list[
         if existing:
             outcomes.update(_existing_outcomes(existing))
         if changes:
-            holds = _hold_changes(pending, set(created_ids), payload.get("released", ()))
-            changes = tuple(
-                replace(c, holds=tuple(holds.get((c.sku, c.warehouse_code), ()))) for c in changes
-            )
             # One after-commit publication: the availability cache writes the
             # rows and remembers the created orders (the gate's retry memory) in
             # one Redis call for the whole batch.
@@ -269,9 +268,15 @@ def _bundles_among_missing(orders: Sequence[list], known: dict[str, Bundle]) -> 
     return bundle_compositions(skus) if skus else {}
 
 
-def changes_from_sql(rows: Sequence[list], txn_type: str) -> tuple[CommittedChange, ...]:
+def changes_from_sql(
+    rows: Sequence[list],
+    txn_type: str,
+    holds: dict[tuple[str, str], list[tuple[datetime, int]]] | None = None,
+) -> tuple[CommittedChange, ...]:
     """The changed rows a stock function answered ([id, product, warehouse,
-    on_hand, reserved, version, sku, code, unsellable]) as CommittedChanges to publish."""
+    on_hand, reserved, version, sku, code, unsellable]) as CommittedChanges to
+    publish; with `holds` (per row), each change reports its hold changes (none
+    when its row is not there), otherwise it reports none (unknown)."""
     return tuple(
         CommittedChange(
             inventory_id=uuid.UUID(c[0]),
@@ -283,6 +288,7 @@ def changes_from_sql(rows: Sequence[list], txn_type: str) -> tuple[CommittedChan
             version=c[5],
             sku=c[6],
             warehouse_code=c[7],
+            holds=None if holds is None else tuple(holds.get((c[6], c[7]), ())),
             unsellable=c[8],
         )
         for c in rows
