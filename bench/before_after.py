@@ -33,8 +33,9 @@ os.environ.setdefault("STOCKROOM_AVAILABILITY_KEY_PREFIX", f"bench-ba-{secrets.t
 sys.path.insert(0, str(HERE))
 from common import delete_bench_keys  # noqa: E402
 
-CEILINGS = "project function, 1 line,project function, batch of 500 orders"
-SERVICE = "stock_reserve, 1 line,stock_reserve_batch, 500 orders"
+# --rows of bench/reservations.py: comma-separated substrings of the row labels
+CEILINGS = "1 line,batch of 500 orders"
+SERVICE = "1 line,500 orders"
 HTTP_ROWS = "ping,reserve,batch-500"
 # (service row, its ceiling row): both as bench/reservations.py labels them
 SERVICE_CEILING = {

@@ -58,10 +58,43 @@ def use_sql_engine() -> bool:
 
 def call_stock_function(sql: str, params: Sequence[Any]) -> dict:
     """Run one of the PostgreSQL stock functions (migrations 0003-0008); its JSON answer."""
-    with connection.cursor() as cursor:
+    with _function_cursor() as cursor:
         cursor.execute(sql, params)
         (payload,) = cursor.fetchone()
+    # Django loads jsonb as text; json.loads here costs the same as psycopg's own
+    # jsonb loader (which calls it too), so the text is kept and parsed once.
     return json.loads(payload) if isinstance(payload, str) else payload
+
+
+_CURSOR_CLASSES: dict[bool, type] = {}
+
+
+def _function_cursor():
+    """A cursor for the stock functions' calls (issue #18): Django's wrapper (its
+    database errors, execute wrappers and query logging, as for every query)
+    around a psycopg cursor that binds the parameters server-side — the call's
+    arrays travel as parameters instead of being quoted into the SQL text on
+    the client and parsed back on the server — and prepares the call once per
+    connection. Not prepared behind PgBouncer in transaction mode
+    (DB_DISABLE_SERVER_SIDE_CURSORS, docs/SCALING.md): a prepared statement
+    lives on one server connection. The ORM keeps Django's client-side binding."""
+    prepare = not connection.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS")
+    cursor_class = _CURSOR_CLASSES.get(prepare) or _cursor_class(prepare)
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        return connection._prepare_cursor(cursor_class(connection.connection))
+
+
+def _cursor_class(prepare: bool) -> type:
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    class FunctionCursor(ServerBindingCursor):
+        def execute(self, query, params=None, **kwargs):
+            return super().execute(query, params, prepare=prepare or None, **kwargs)
+
+    _CURSOR_CLASSES[prepare] = FunctionCursor
+    return FunctionCursor
 
 
 def _compositions(

@@ -213,10 +213,12 @@ STOCKROOM_API_CLIENT_CACHE_SECONDS = env.int("STOCKROOM_API_CLIENT_CACHE_SECONDS
 # state without touching the database (flash sales). The database still decides
 # everything else.
 STOCKROOM_SOLD_OUT_GATE = env.bool("STOCKROOM_SOLD_OUT_GATE", default=True)
-# A reservation's write-through to the read model waits at most this long for
-# other commits of the same process, to go with them in one Redis call
-# (inventory/write_behind.py); 0 writes each at its commit.
-STOCKROOM_WRITE_BEHIND_MS = env.float("STOCKROOM_WRITE_BEHIND_MS", default=5.0)
+# Opt-in: a reservation's write-through to the read model waits at most this
+# long for other commits of the same process, to go with them in one Redis call
+# (inventory/write_behind.py). 0 (the default) writes each at its commit: on a
+# machine whose cores are oversubscribed the sending thread's GIL hand-offs cost
+# single reservations more than the round trip it saves (docs/PERFORMANCE.md).
+STOCKROOM_WRITE_BEHIND_MS = env.float("STOCKROOM_WRITE_BEHIND_MS", default=0.0)
 
 # LOG_FORMAT=json gives one JSON object per line (production); every record
 # carries the request id (inventory_site/request_id.py).

@@ -1,7 +1,8 @@
-"""A reservation's write-through waits a few milliseconds for the process's other
-commits and leaves with them in one Lua call (inventory/write_behind.py,
-issue #18 goal 2): it lands within its delay, a read in the process sees it at
-once, nothing that raises availability waits, and nothing is sent twice.
+"""Opt-in (STOCKROOM_WRITE_BEHIND_MS > 0): a reservation's write-through waits a
+few milliseconds for the process's other commits and leaves with them in one
+Lua call (inventory/write_behind.py, issue #18 goal 2): it lands within its
+delay, a read in the process sees it at once, nothing that raises availability
+waits, and nothing is sent twice. Off by default (written at the commit).
 
 Transactional tests: the write-through runs at the real commit. Nothing waits
 on wall-clock time: a long delay keeps writes queued while a test looks, and
@@ -62,6 +63,12 @@ def lua_calls(monkeypatch):
 
     monkeypatch.setattr(availability_cache._RedisStore, "apply", counted)
     return calls
+
+
+def test_off_by_default_a_reservation_is_written_at_its_commit(stocked):
+    reserve("o1", 3)
+    assert QUEUE.queued == 0
+    assert raw("P")["a:BER"] == "7"
 
 
 def test_a_reservation_waits_in_the_queue_and_a_read_in_the_process_sees_it(stocked, settings):
@@ -157,10 +164,11 @@ def test_a_forked_process_does_not_send_its_parents_queue(stocked, settings):
     assert snapshot.warehouses == fresh.warehouses == {"BER": 7}
 
 
-def test_racing_reservations_and_reads_leave_the_read_model_equal_to_the_database(db):
+def test_racing_reservations_and_reads_leave_the_read_model_equal_to_the_database(db, settings):
     """Threads reserve (holds of three expiries, two SKUs) while others read,
-    with the default delay: every queued write lands exactly once, whatever the
+    with a 5 ms delay: every queued write lands exactly once, whatever the
     interleaving, and the read model ends equal to the database, holds included."""
+    settings.STOCKROOM_WRITE_BEHIND_MS = 5
     WarehouseFactory(code="BER")
     for sku in ("A", "B"):
         ProductFactory(sku=sku)
