@@ -8,10 +8,11 @@ PostgreSQL stays the only source of truth; this is a cache that is
 
 * **written through after commit**: the service layer publishes every committed
   change (`services.COMMITTED_CHANGE_LISTENERS`), and `apply_committed_changes`
-  writes the committed balances here; a reservation's write waits a few
-  milliseconds for the process's other reservations (`write_behind`; it only
-  lowers availability, so the gate refuses less meanwhile, never more), and
-  every read here sends this process's queue first;
+  writes the committed balances here; with STOCKROOM_WRITE_BEHIND_MS set
+  (opt-in), a reservation's write waits a few milliseconds for the process's
+  other reservations (`write_behind`; it only lowers availability, so the gate
+  refuses less meanwhile, never more), and every read here sends this
+  process's queue first;
 * **versioned per inventory row**: each warehouse field carries the row's
   `version` (bumped under the row lock on every change), and a small Lua script
   applies a field only if its version is newer. Callbacks that run out of order,
