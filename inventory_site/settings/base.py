@@ -215,9 +215,8 @@ STOCKROOM_API_CLIENT_CACHE_SECONDS = env.int("STOCKROOM_API_CLIENT_CACHE_SECONDS
 STOCKROOM_SOLD_OUT_GATE = env.bool("STOCKROOM_SOLD_OUT_GATE", default=True)
 # Opt-in: a reservation's write-through to the read model waits at most this
 # long for other commits of the same process, to go with them in one Redis call
-# (inventory/write_behind.py). 0 (the default) writes each at its commit: on a
-# machine whose cores are oversubscribed the sending thread's GIL hand-offs cost
-# single reservations more than the round trip it saves (docs/PERFORMANCE.md).
+# (inventory/write_behind.py). 0 (the default) writes each at its commit: on an
+# oversubscribed 2-core box it did not measurably help (docs/PERFORMANCE.md).
 STOCKROOM_WRITE_BEHIND_MS = env.float("STOCKROOM_WRITE_BEHIND_MS", default=0.0)
 
 # LOG_FORMAT=json gives one JSON object per line (production); every record
