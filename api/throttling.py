@@ -66,6 +66,11 @@ return {granted, 0}
 LEASE_SECONDS = 0.5
 REDIS_RETRY_SECONDS = 1.0
 LEASE_MAX = 64
+# Past this many (client, rate) entries, a new client's first request first drops
+# the entries that hold nothing any more (lease expired, no refusal pending): a
+# lease-less entry carries only its last size, so forgetting it costs that client
+# one exact call. Bounds the process's memory whatever the number of clients.
+HELD_MAX = 10_000
 
 
 def parse_rate(rate: str) -> tuple[int, int]:
@@ -99,8 +104,12 @@ class _Leases:
         interval_us = period_us // max(count, 1)
         cap = max(1, min(LEASE_MAX, count // 20))
         with cls.lock:
-            lease = cls.held.setdefault((key, rate), _Lease())
             now = time.monotonic()
+            lease = cls.held.get((key, rate))
+            if lease is None:
+                if len(cls.held) >= HELD_MAX:
+                    cls._prune(now)
+                lease = cls.held[(key, rate)] = _Lease()
             if lease.left > 0 and now < lease.expires:
                 lease.left -= 1
                 return 0
@@ -121,6 +130,13 @@ class _Leases:
             lease.left = (lease.left if fresh else 0) + granted - 1
             lease.size, lease.expires = granted, now + LEASE_SECONDS
             return 0
+
+    @classmethod
+    def _prune(cls, now: float) -> None:
+        """Drop the entries that hold nothing now (called with the lock held)."""
+        for held_key, lease in list(cls.held.items()):
+            if now >= lease.expires and now >= lease.refused_until:
+                del cls.held[held_key]
 
     @classmethod
     def _call(cls, key: str, interval_us: int, period_us: int, wanted: int) -> tuple[int, int]:

@@ -18,8 +18,9 @@ availability (`GET /api/v1/availability/?sku=` x100), both over a working set of
 reservation (`POST /api/v1/reservations/`, a random SKU of the catalogue).
 
 Server: gunicorn, production settings, sync 4 workers (bench/http_throughput.py's
-first configuration), on the bench database (BENCH_DATABASE_URL; catalogue of
---skus SKUs x 1 warehouse, built once) and BENCH_REDIS_URL under the run's own
+first configuration; `--server gthread` for 4x4 threads with keep-alive), on
+the bench database (BENCH_DATABASE_URL; catalogue of --skus SKUs x 1 warehouse,
+built once) and BENCH_REDIS_URL under the run's own
 key prefix (deleted by prefix at the end). The driver is one asyncio process
 with hand-written HTTP/1.1 on a pool of connections that grows up to
 --max-connections when the server is behind (kept alive where the server allows;
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import random
@@ -53,6 +55,12 @@ from http_throughput import (
     warm_read_model,
 )
 
+SERVERS = {
+    "sync": ["-k", "sync", "-w", "4"],
+    # Keeps connections alive between requests (gunicorn's --keep-alive, 2 s), so the
+    # driver does not pay a TCP connect per request on the server's two cores.
+    "gthread": ["-k", "gthread", "-w", "4", "--threads", "4"],
+}
 ROWS = {
     "availability": ("availability", "GET /availability/{sku}/ (1 SKU)"),
     "availability-100": ("availability-100", "GET /availability/?sku= x100"),
@@ -155,6 +163,7 @@ async def open_loop(port: int, row: str, key: str, skus: int, rate: float, secon
         statuses[status] = statuses.get(status, 0) + 1
 
     tasks = []
+    cpu_started = time.process_time()
     started = time.perf_counter()
     for n in range(total):
         due = started + n / rate
@@ -164,6 +173,7 @@ async def open_loop(port: int, row: str, key: str, skus: int, rate: float, secon
         tasks.append(asyncio.create_task(one(n, due)))
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
     for conn in pool.idle:
         conn[1].close()
     return {
@@ -174,6 +184,8 @@ async def open_loop(port: int, row: str, key: str, skus: int, rate: float, secon
         "p999": percentile(latencies, 99.9),
         "non2xx": sum(v for s, v in statuses.items() if not 200 <= s < 300),
         "connections": pool.peak,
+        # The driver's own CPU (of the machine's cores it shares with the server).
+        "driver_cpu": cpu / elapsed,
     }
 
 
@@ -195,6 +207,12 @@ def main() -> None:
     parser.add_argument("--rows", default=",".join(ROWS))
     parser.add_argument("--fractions", default="0.25,0.5,0.75")
     parser.add_argument("--max-connections", type=int, default=64)
+    parser.add_argument(
+        "--server",
+        default="sync",
+        choices=SERVERS,
+        help="gunicorn workers: sync 4 (closes every connection) or gthread 4x4 (keep-alive)",
+    )
     args = parser.parse_args()
     # SIGTERM too runs the `finally` that stops gunicorn.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -208,7 +226,7 @@ def main() -> None:
     server = None
     lines = []
     try:
-        server = Gunicorn(["-k", "sync", "-w", "4"], env)
+        server = Gunicorn(SERVERS[args.server], env)
         warm_read_model(env)
         for row in ("ping", "availability", "reserve"):  # warm every worker
             run_wrk(server.port, row, key, 2, 32, 2, "")
@@ -217,17 +235,24 @@ def main() -> None:
             drain(server.port, key)
             peak = run_wrk(server.port, wrk_row, key, args.max_seconds, 32, 2, "")
             lines.append(f"| {label} | max (closed loop, wrk c32) | {peak['rps']:,.0f} | | "
-                         f"{peak['p50']:.1f} | {peak['p99']:.1f} | | {peak['non2xx']} | "
+                         f"{peak['p50']:.1f} | {peak['p99']:.1f} | | {peak['non2xx']} | | "
                          f"{os.getloadavg()[0]:.1f} |")  # fmt: skip
             print(lines[-1], flush=True)
             for fraction in (float(f) for f in args.fractions.split(",")):
                 drain(server.port, key)
                 rate = peak["rps"] * fraction
-                r = asyncio.run(open_loop(server.port, row, key, args.skus, rate, args.seconds,
-                                          args.max_connections))  # fmt: skip
+                # The driver's own garbage collection would count as the server's
+                # latency (a pause delays every request due meanwhile): off during a run.
+                gc.collect()
+                gc.disable()
+                try:
+                    r = asyncio.run(open_loop(server.port, row, key, args.skus, rate,
+                                              args.seconds, args.max_connections))  # fmt: skip
+                finally:
+                    gc.enable()
                 lines.append(f"| {label} | {fraction:.0%} = {rate:,.0f}/s | {r['achieved']:,.0f} "
                              f"| {r['connections']} | {r['p50']:.1f} | {r['p99']:.1f} "
-                             f"| {r['p999']:.1f} | {r['non2xx']} "
+                             f"| {r['p999']:.1f} | {r['non2xx']} | {r['driver_cpu']:.2f} "
                              f"| {os.getloadavg()[0]:.1f} |")  # fmt: skip
                 print(lines[-1], flush=True)
     finally:
@@ -235,12 +260,12 @@ def main() -> None:
             server.stop()
         delete_bench_keys()
     print()
-    print(f"catalogue {args.skus:,} SKUs x 1 warehouse; gunicorn sync 4 workers; "
+    print(f"catalogue {args.skus:,} SKUs x 1 warehouse; gunicorn {' '.join(SERVERS[args.server])}; "
           f"{args.seconds:.0f} s per open-loop run; {os.cpu_count()} CPUs")  # fmt: skip
     print()
     print("| row | offered rate | achieved/s | connections | p50 ms | p99 ms | p99.9 ms "
-          "| non-2xx | load 1 min |")  # fmt: skip
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+          "| non-2xx | driver CPU (cores) | load 1 min |")  # fmt: skip
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     print("\n".join(lines))
 
 

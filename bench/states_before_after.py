@@ -3,13 +3,14 @@
     .venv/bin/python bench/states_before_after.py [--skus 20000] [--duration 5] [--repeats 5]
 
 Builds the bench catalogue at the head migration (database `BENCH_DATABASE_URL`),
-clones it (`CREATE DATABASE … TEMPLATE`) and migrates the clone back to
-`inventory 0014` (before the states: no safety_stock / damaged /
-quality_control columns on the stock row, no state deltas on the ledger, the
-events trigger of before). Into the clone it loads today's
-`stockroom_reserve_orders` with the state terms taken out (the three places
-issue #15 added them), so that the two databases differ by the states alone and
-not by later work on the function (migration 0016's "batch rows first").
+clones it (`CREATE DATABASE … TEMPLATE`) and takes the states out of the clone
+(`DROP_STATES_SQL`: no safety_stock / damaged / quality_control columns or
+CHECKs on the stock row, `available` back to on hand - reserved, no state deltas
+on the ledger) and loads today's `stockroom_reserve_orders` and stock-event
+trigger with their state terms taken out (the places issue #15 added them).
+So the two databases differ by the states alone, not by later work (bundles,
+the events of today, transfers), which an older migration state would also
+take away.
 
 Then pgbench runs the project function's reservation shapes (`bench/reservations.py`'s
 scripts: 1 line, 3 lines, a batch of 100 orders) against both databases,
@@ -73,17 +74,78 @@ def psql(db: str, sql: str) -> None:
     )  # fmt: skip
 
 
+# The stock-event trigger's state terms (events/sql/events_stock_emit.sql) and
+# what stood there before issue #15 (events migration 0003 made "available" sellable).
+EVENT_STATE_TERMS = (
+    (
+        "inv.on_hand - inv.reserved - inv.safety_stock - inv.damaged\n"
+        "                   - inv.quality_control AS avail,",
+        "inv.on_hand - inv.reserved AS avail,",
+    ),
+    (
+        "(inv.on_hand - g.d_on_hand) - (inv.reserved - g.d_reserved) - inv.safety_stock\n"
+        "                   - (inv.damaged - g.d_damaged)\n"
+        "                   - (inv.quality_control - g.d_quality_control) AS old_avail,",
+        "(inv.on_hand - g.d_on_hand) - (inv.reserved - g.d_reserved) AS old_avail,",
+    ),
+    (
+        "sum(l.reserved_delta) AS d_reserved, sum(l.damaged_delta) AS d_damaged,\n"
+        "                   sum(l.quality_control_delta) AS d_quality_control,",
+        "sum(l.reserved_delta) AS d_reserved,",
+    ),
+)
+
+# Head's schema without what issue #15 added on the reservation path: the three
+# state columns of a stock row with their CHECKs, the sellable generated column
+# (back to on hand - reserved), the ledger's state deltas, the below-threshold
+# index over good units, the QC index. Everything else (bundles, events of
+# today, transfers, checkpoints) stays, so the two databases differ by the
+# states alone.
+DROP_STATES_SQL = """
+BEGIN;
+DROP INDEX inventory_below_threshold;
+DROP INDEX inventory_qc_waiting;
+ALTER TABLE inventory_inventory
+    DROP CONSTRAINT inventory_available_within_allowance,
+    DROP CONSTRAINT inventory_unsellable_within_on_hand,
+    DROP CONSTRAINT inventory_damaged_gte_0,
+    DROP CONSTRAINT inventory_quality_control_gte_0,
+    DROP CONSTRAINT inventory_inventory_safety_stock_check;
+ALTER TABLE inventory_inventory DROP COLUMN available;
+ALTER TABLE inventory_inventory
+    DROP COLUMN damaged, DROP COLUMN quality_control, DROP COLUMN safety_stock,
+    ADD COLUMN available bigint GENERATED ALWAYS AS (on_hand - reserved) STORED,
+    ADD CONSTRAINT inventory_available_within_allowance
+        CHECK (on_hand >= reserved - backorder_allowance);
+CREATE INDEX inventory_below_threshold ON inventory_inventory (warehouse_id, product_id)
+    WHERE on_hand < reorder_threshold;
+ALTER TABLE inventory_inventorytransaction DROP CONSTRAINT ledger_changes_something;
+ALTER TABLE inventory_inventorytransaction
+    DROP COLUMN damaged_delta, DROP COLUMN quality_control_delta,
+    ADD CONSTRAINT ledger_changes_something
+        CHECK (NOT on_hand_delta = 0 OR NOT reserved_delta = 0);
+COMMIT;
+"""
+
+
+def pre_states_events_trigger() -> str:
+    sql = (ROOT / "events" / "sql" / "events_stock_emit.sql").read_text()
+    for now, before in EVENT_STATE_TERMS:
+        assert sql.count(now) == 1, f"the trigger changed; update EVENT_STATE_TERMS: {now!r}"
+        sql = sql.replace(now, before)
+    assert not re.search(r"\b(inv|l)\.(damaged|safety_stock|quality_control)", sql), (
+        "a state term is left"
+    )
+    return sql
+
+
 def build_pre_states_clone() -> None:
     bench, pre = BENCH_DB.rsplit("/", 1)[1], PRE_DB.rsplit("/", 1)[1]
     psql("postgres", f'DROP DATABASE IF EXISTS "{pre}"')
     psql("postgres", f'CREATE DATABASE "{pre}" TEMPLATE "{bench}"')
-    env = {**os.environ, "DATABASE_URL": PRE_DB, "PYTHONPATH": str(ROOT)}
-    for app, target in (("events", "0002"), ("inventory", "0014")):
-        subprocess.run(
-            [sys.executable, "manage.py", "migrate", app, target, "--verbosity", "0"],
-            cwd=ROOT, env=env, check=True,
-        )  # fmt: skip
     psql(pre, pre_states_function())
+    psql(pre, pre_states_events_trigger())
+    psql(pre, DROP_STATES_SQL)
     psql(pre, "VACUUM ANALYZE")
     psql(bench, "VACUUM ANALYZE")
 

@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import threading
 import time
 import uuid
@@ -108,10 +109,11 @@ ORDER_KEY_VERSION = "v1"
 # The remaining KEYS are set to '1' with the order-memory TTL (the sold-out
 # gate's "this order holds a reservation"). One call carries a whole commit.
 # A fill whose generation is no longer the stored one (an invalidation ran
-# after it read the database) writes nothing. Only a fill sets the TTL; a
-# write-through that creates a partial entry gives it the TTL too, so nothing
-# lives forever. Multi-key: on Redis Cluster the keys would have to share a slot
-# (docs/ARCHITECTURE.md, read model).
+# after it read the database) writes nothing. Only a fill sets the TTL (less up
+# to a fifth of it, spread by key: `fill_ttl`); a write-through that creates a
+# partial entry gives it the TTL too, so nothing lives forever. Multi-key: on
+# Redis Cluster the keys would have to share a slot (docs/ARCHITECTURE.md, read
+# model).
 APPLY_SCRIPT = """
 local ttl = tonumber(ARGV[1])
 local hashes = tonumber(ARGV[2])
@@ -119,6 +121,16 @@ local now = tonumber(ARGV[4])
 local cap = tonumber(ARGV[5])
 
 local function fmt(x) return string.format('%d', x) end
+
+-- A fill's TTL: the configured TTL less up to a fifth of it, spread by key and
+-- instant, so entries filled together (a warm-up, a page of misses) do not all
+-- expire in the same second and send their readers to the database at once.
+-- Never longer than the TTL: the staleness bound stays.
+local function fill_ttl(key)
+  local spread = math.floor(ttl / 5)
+  if spread < 1 then return ttl end
+  return ttl - tonumber(string.sub(redis.sha1hex(key .. ARGV[4]), 1, 6), 16) % (spread + 1)
+end
 
 local function apply_holds(h, delta)
   if h == '?' then return '?' end
@@ -212,7 +224,7 @@ for k = 1, hashes do
     end
     if meta ~= '' then
       redis.call('HSET', key, 'meta', meta)
-      redis.call('EXPIRE', key, ttl)
+      redis.call('EXPIRE', key, fill_ttl(key))
     elseif redis.call('TTL', key) == -1 then
       redis.call('EXPIRE', key, ttl)
     end
@@ -333,6 +345,13 @@ def _remember_composition(sku: str, components: Sequence[str]) -> None:
 
 def _ttl() -> int:
     return int(settings.STOCKROOM_AVAILABILITY_TTL)
+
+
+def _fill_ttl() -> float:
+    """A fill's TTL in the in-process store: as APPLY_SCRIPT's `fill_ttl`, the
+    TTL less up to a fifth of it."""
+    ttl = _ttl()
+    return ttl - random.uniform(0, ttl / 5)
 
 
 def _hold_cap() -> int:
@@ -571,7 +590,9 @@ class _LocalStore:
                         entry[f"h:{code}"] = (
                             apply_hold_delta(stored, holds, now_us, cap) if mode == "+" else "?"
                         )
-                if meta or expires is None:
+                if meta:
+                    expires = time.monotonic() + _fill_ttl()
+                elif expires is None:
                     expires = time.monotonic() + _ttl()
                 if meta:
                     entry["meta"] = meta

@@ -5,7 +5,8 @@ both engines share.
 `reservation_confirm` and the PostgreSQL adapter `reserve_sql` all build on this
 module, which imports none of them: the order id and line checks, the order's
 fingerprint ("the same order again"), the order status after a close, when a
-hold has lapsed, and the values an order's reservation is answered with.
+hold has lapsed (and whose closer a short reservation waits for), and the values
+an order's reservation is answered with.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from datetime import datetime
 from json.encoder import encode_basestring_ascii
 
 from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
 
 from .. import errors
 from ..models import InventoryTransaction, Reservation, ReservationLine, ReservationStatus
@@ -184,6 +187,49 @@ def hold_lapsed(reservation: Reservation, now: datetime) -> bool:
         and reservation.expires_at is not None
         and reservation.expires_at <= now
     )
+
+
+# A reservation is short only because closers (the sweeper, a release) hold the
+# orders of lapsed holds on its rows: both engines skip those orders (SKIP
+# LOCKED: waiting for them while holding the rows would invert the lock order,
+# reservation then rows), so it is tried again, after waiting for those closers
+# without holding any row (`wait_for_closers`), at most this many times.
+LAPSED_BUSY_RETRIES = 3
+
+
+def lapsed_orders_elsewhere(rows: Q, now: datetime) -> set:
+    """The orders (reservation pks) of open lines on `rows` (a filter on the
+    line's `inventory`) whose hold lapsed by `now` and that another transaction
+    holds right now (a closer: SKIP LOCKED could not take them). Asked only for
+    a short reservation: the lapsed holds it could take were already counted."""
+    with transaction.atomic():
+        lapsed = set(
+            ReservationLine.objects.filter(
+                rows,
+                status=ReservationStatus.ACTIVE,
+                reservation__status=ReservationStatus.ACTIVE,
+                reservation__expires_at__lte=now,
+            ).values_list("reservation_id", flat=True)
+        )
+        if not lapsed:
+            return set()
+        free = set(
+            Reservation.objects.select_for_update(no_key=True, skip_locked=True)
+            .filter(pk__in=lapsed)
+            .values_list("pk", flat=True)
+        )
+    return lapsed - free
+
+
+def wait_for_closers(reservation_pks: Iterable[object]) -> None:
+    """Wait until no transaction holds these orders (their closers committed or
+    rolled back): their locks taken and let go, before any row's."""
+    with transaction.atomic():
+        list(
+            Reservation.objects.select_for_update(no_key=True)
+            .filter(pk__in=list(reservation_pks))
+            .values_list("pk", flat=True)
+        )
 
 
 def order_status(lines: Iterable[ReservationLine], closing_status: str) -> str:

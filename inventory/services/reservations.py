@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from django.conf import settings
-from django.db import IntegrityError
+from django.db import IntegrityError, connection
+from django.db.models import Q
 
 from .. import availability_cache, clock, errors
 from ..actors import SYSTEM_SWEEPER
@@ -33,15 +34,18 @@ from .bundle_lines import Bundle, bundle_compositions, bundle_reason, expand_ord
 from .ledger import Change, Reference, apply_changes
 from .orders import (
     EXPIRY_REASON,
+    LAPSED_BUSY_RETRIES,
     MergedOrder,
     OrderRequest,
     ReservationOutcome,
     ReservationResult,
     ReserveLine,
     check_order_id,
+    lapsed_orders_elsewhere,
     normalise_reserve_lines,
     order_status,
     reservation_fingerprint,
+    wait_for_closers,
 )
 from .rows import in_transaction, lock_rows
 from .stock import retry_busy
@@ -126,6 +130,10 @@ def stock_reserve(
     request = MergedOrder(order_id, merged, fingerprint, expires_at)
     bundles = bundle_compositions(sku for sku, _ in merged)
 
+    # (Inside a caller's transaction a rollback would keep the rows locked: no retry.)
+    busy_retries_left = 0 if connection.in_atomic_block else LAPSED_BUSY_RETRIES
+    wait_for: set = set()
+
     def body() -> ReservationResult:
         # Bundle lines become their components' lines; `merged` is then the total
         # per row (what is checked), `order.lines()` what is written. The
@@ -139,6 +147,9 @@ def stock_reserve(
             expires_at=expires_at,
             created_by=actor,
         )
+        if wait_for:
+            # Tried again after `_LapsedHoldBusy`: their closers first, then rows.
+            wait_for_closers(wait_for)
         rows = lock_rows(
             merged.keys(), create_missing=True, require_active={code for _, code in merged}
         )
@@ -166,6 +177,13 @@ def stock_reserve(
             + sum(line.quantity_open for line in lapsed.get((sku, code), ()))
         ]
         if short:
+            held = busy_retries_left and {
+                pk
+                for pair in ((line["sku"], line["warehouse"]) for line in short)
+                for pk in lapsed_orders_elsewhere(Q(inventory_id=rows[pair].pk), now)
+            }
+            if held:
+                raise _LapsedHoldBusy(held)
             raise errors.InsufficientStock(short)
         for pair, lines_lapsed in sorted(lapsed.items(), key=lambda item: rows[item[0]].pk):
             _release_lapsed(rows[pair], lines_lapsed, merged[pair] - _available(rows[pair]))
@@ -204,7 +222,16 @@ def stock_reserve(
         return ReservationResult(reservation, created=True, transactions=ledger)
 
     try:
-        return in_transaction(body)
+        # A line short only because a closer (the sweeper, a release) holds the
+        # order of a lapsed hold on it (orders.LAPSED_BUSY_RETRIES): our rollback
+        # lets it take the row it may wait for; the retry waits for its commit
+        # before taking any row, then sees what it left.
+        while True:
+            try:
+                return in_transaction(body)
+            except _LapsedHoldBusy as busy:
+                busy_retries_left -= 1
+                wait_for = busy.reservations
     except errors.InsufficientStock as exc:
         _watch_refused(request, exc)
         raise
@@ -252,6 +279,15 @@ def _lapsed_lines(row: Inventory, now: datetime) -> list[ReservationLine]:
         )
         .order_by("reservation__expires_at", "id")
     )
+
+
+class _LapsedHoldBusy(Exception):
+    """A short line had lapsed holds whose orders another transaction holds
+    (`orders.lapsed_orders_elsewhere`): tried again after waiting for them."""
+
+    def __init__(self, reservations: set) -> None:
+        super().__init__(reservations)
+        self.reservations = reservations
 
 
 def _release_lapsed(row: Inventory, lines: Sequence[ReservationLine], needed: int) -> None:

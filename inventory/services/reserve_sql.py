@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import connection, models
+from django.db.models import Q
 
 from warehouses.models import Warehouse
 
@@ -41,9 +42,12 @@ from .bundle_lines import BUNDLE_REASON_PREFIX, Bundle, bundle_compositions, exp
 from .ledger import CommittedChange, CommittedChanges, publish_on_commit
 from .orders import (
     EXPIRY_REASON,
+    LAPSED_BUSY_RETRIES,
     MergedOrder,
     ReservationOutcome,
     ReservationResult,
+    lapsed_orders_elsewhere,
+    wait_for_closers,
 )
 from .rows import check_known, stock_rows_create
 
@@ -183,13 +187,16 @@ def reserve_in_database(requests: Sequence[MergedOrder], *, actor: str) -> list[
     stale_retried = False
     # At most: expand bundles, re-read a composition changed meanwhile (once),
     # create missing component rows, reserve.
-    for attempt in range(4):
+    # (Inside a caller's transaction the rows stay locked: no waiting for closers.)
+    busy_retries_left = 0 if connection.in_atomic_block else LAPSED_BUSY_RETRIES
+    for attempt in range(4 + LAPSED_BUSY_RETRIES):
         payload = _call_reserve_function(pending, actor, request_id, bundles)
         if _is_stale(payload):
             pending, bundles = _expand_again(pending, originals, bundles, stale_retried)
             stale_retried = True
             continue
         retry = []
+        wait: set = set()
         missing: set[tuple[str, str]] = set()
         created_ids: list[str] = []
         existing: list[str] = []
@@ -217,6 +224,16 @@ def reserve_in_database(requests: Sequence[MergedOrder], *, actor: str) -> list[
                 created_ids.append(order_id)
             elif status == "exists":
                 existing.append(order_id)
+            elif (
+                status == "insufficient"
+                and busy_retries_left
+                and (held := _lapsed_held_elsewhere(detail))
+            ):
+                # Short only because closers hold lapsed holds' orders on its rows
+                # (the function skips them, SKIP LOCKED): tried again once they
+                # are done (orders.LAPSED_BUSY_RETRIES).
+                wait |= held
+                retry.append(request)
             elif status in _ORDER_ERRORS:
                 outcomes[order_id] = ReservationOutcome(
                     order_id, error=_ORDER_ERRORS[status](order_id, detail)
@@ -224,22 +241,17 @@ def reserve_in_database(requests: Sequence[MergedOrder], *, actor: str) -> list[
             elif status in ("missing", "deferred"):
                 # 'missing': it needs rows that do not exist; 'deferred': not
                 # tried, because another order of the batch needed rows.
-                pairs = {(sku, code) for sku, code in detail or () if sku not in bundles}
-                try:
-                    if pairs:
-                        check_known(pairs)
-                except errors.InventoryError as exc:
-                    outcomes[order_id] = ReservationOutcome(order_id, error=exc)
-                    continue
-                if attempt < 3:
+                pairs, unknown = _rows_to_create(detail, bundles)
+                if unknown is not None:
+                    outcomes[order_id] = ReservationOutcome(order_id, error=unknown)
+                elif attempt < 3:
                     missing |= pairs
                     retry.append(request)
                 else:  # pragma: no cover - rows exist after stock_rows_create
                     outcomes[order_id] = ReservationOutcome(
                         order_id, error=errors.InsufficientStock([])
                     )
-        if missing:
-            stock_rows_create(missing)
+        busy_retries_left -= _before_retry(missing, wait)
         if existing:
             outcomes.update(_existing_outcomes(existing))
         if changes:
@@ -251,6 +263,39 @@ def reserve_in_database(requests: Sequence[MergedOrder], *, actor: str) -> list[
             break
         pending = [expand_order(request, bundles) for request in retry]
     return [outcomes[r.order_id] for r in requests]
+
+
+def _before_retry(missing: set[tuple[str, str]], wait: set) -> int:
+    """What the orders tried again need first, holding no locks: their missing
+    rows created, the closers they wait for done. 1 if it waited for closers."""
+    if missing:
+        stock_rows_create(missing)
+    if wait:
+        wait_for_closers(wait)
+    return 1 if wait else 0
+
+
+def _rows_to_create(
+    detail: Sequence | None, bundles: dict[str, Bundle]
+) -> tuple[set[tuple[str, str]], errors.InventoryError | None]:
+    """A 'missing' order's rows to create (a bundle SKU is expanded instead), or
+    the error when a SKU or warehouse is unknown."""
+    pairs = {(sku, code) for sku, code in detail or () if sku not in bundles}
+    try:
+        if pairs:
+            check_known(pairs)
+    except errors.InventoryError as exc:
+        return pairs, exc
+    return pairs, None
+
+
+def _lapsed_held_elsewhere(short_lines: Sequence[dict]) -> set:
+    """For an order answered short: the orders of lapsed holds on its short rows
+    that another transaction holds (`orders.lapsed_orders_elsewhere`)."""
+    rows = Q()
+    for line in short_lines:
+        rows |= Q(inventory__product__sku=line["sku"], inventory__warehouse__code=line["warehouse"])
+    return lapsed_orders_elsewhere(rows, clock.now()) if rows else set()
 
 
 def _existing_outcomes(order_ids: Sequence[str]) -> dict[str, ReservationOutcome]:

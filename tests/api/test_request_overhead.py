@@ -148,3 +148,36 @@ def test_redis_down_fails_open_and_retries_after_a_pause(db, settings):
         assert ClientRateThrottle.redis_down_until > time.monotonic()
     finally:
         ClientRateThrottle.redis_down_until = 0.0
+
+
+def test_the_per_process_leases_stay_bounded_whatever_the_number_of_clients(
+    db, settings, monkeypatch
+):
+    """One entry per (client, rate) that ever called would grow without bound in a
+    long-lived worker; past HELD_MAX a new client's first request drops the
+    entries that hold nothing (lease expired, no refusal pending). A client with
+    a live lease keeps it, and the budget stays exact for everyone."""
+    from api import throttling
+
+    monkeypatch.setattr(throttling, "HELD_MAX", 50)
+    settings.STOCKROOM_API_THROTTLE_RATE = "1000/min"  # leases of up to 50
+    _Leases.forget()
+    assert _Leases.take("busy-client", "1000/min") == 0
+    assert _Leases.take("busy-client", "1000/min") == 0  # used up: the next lease doubles
+    live = _Leases.held[("busy-client", "1000/min")]
+    assert live.left > 0
+    live.expires = time.monotonic() + 3600  # live whatever the machine's speed
+    # 49 clients whose single-request leases have expired.
+    for i in range(49):
+        assert _Leases.take(f"quiet-{i}", "1000/min") == 0
+    for (key, _rate), lease in _Leases.held.items():
+        if key.startswith("quiet-"):
+            lease.expires = 0.0
+    assert len(_Leases.held) == 50
+    assert _Leases.take("newcomer", "1000/min") == 0
+    assert len(_Leases.held) == 2, sorted(_Leases.held)
+    assert _Leases.held[("busy-client", "1000/min")] is live  # its lease survives
+    # A pruned client starts afresh with one exact call.
+    calls = _Leases.round_trips
+    assert _Leases.take("quiet-0", "1000/min") == 0
+    assert _Leases.round_trips == calls + 1
