@@ -8,7 +8,11 @@ PostgreSQL stays the only source of truth; this is a cache that is
 
 * **written through after commit**: the service layer publishes every committed
   change (`services.COMMITTED_CHANGE_LISTENERS`), and `apply_committed_changes`
-  writes the committed balances here;
+  writes the committed balances here; with STOCKROOM_WRITE_BEHIND_MS set
+  (opt-in), a reservation's write waits a few milliseconds for the process's
+  other reservations (`write_behind`; it only lowers availability, so the gate
+  refuses less meanwhile, never more), and every read here sends this
+  process's queue first;
 * **versioned per inventory row**: each warehouse field carries the row's
   `version` (bumped under the row lock on every change), and a small Lua script
   applies a field only if its version is newer. Callbacks that run out of order,
@@ -72,6 +76,8 @@ from typing import Any
 from django.conf import settings
 from django.db import connections, transaction
 from django.db.models import F, Sum
+
+from .write_behind import WriteBehind
 
 logger = logging.getLogger(__name__)
 
@@ -678,11 +684,15 @@ def _store() -> _RedisStore | _LocalStore:
 
 
 def reset_store() -> None:
-    """Forget the Redis client (after settings change in tests)."""
+    """Forget the Redis client (after settings change in tests), the writes
+    queued for it and what this process remembers of the read model."""
     global _redis_store
+    _WRITE_BEHIND.discard()
     _redis_store = None
     _local_store.data.clear()
     _DECODED.clear()
+    _WATCHED.clear()
+    _BUNDLE_PARTS.clear()
 
 
 # --------------------------------------------------------------------------
@@ -700,7 +710,7 @@ class _Decoded:
     bundle's entry, the component SKUs whose entries READ_SCRIPT appended to it
     (its `c` field), in that order."""
 
-    __slots__ = ("appended", "generation", "template", "timeless")
+    __slots__ = ("appended", "generation", "low", "template", "timeless")
 
     def __init__(self, raw: bytes) -> None:
         items = raw.decode().split("\0") if raw else []
@@ -709,6 +719,7 @@ class _Decoded:
         self.appended = tuple(sku for sku in entry.get("c", "").split(",") if sku)
         self.template: dict[str, Any] | None = None
         self.timeless = False
+        self.low = False
         meta = entry.get("meta")
         if not meta:
             return  # absent or partial (write-throughs only): not readable
@@ -741,6 +752,8 @@ class _Decoded:
             "from_replica": bool(info.get("replica")),
         }
         self.timeless = all(holds.get(code) == "" for code in base)
+        # On the gate's watch list when read (sellable >= a: lapsed holds only add).
+        self.low = components is None and _low(base.values())
         if self.timeless:
             self.template["warehouses"] = dict(base)
 
@@ -895,8 +908,11 @@ def load_from_database(skus: Sequence[str]) -> dict[str, StockSnapshot]:
             snap.holds[code] = hold_string(pairs, now_us, cap)
             snap.versions[code] = int(version)
             snap.thresholds[code] = int(threshold)
+    bundle_skus = {snap.sku for snap in bundles}
     for snap in snapshots.values():
         snap.settle(now_us)  # always known: a fill's horizon lies after now
+        if snap.sku not in bundle_skus and _low(snap.warehouses.values()):
+            _watch(snap.sku)  # the gate's watch list
     if bundles:
         _load_compositions(alias, bundles)
     # "Ships in N days" matters only for SKUs that are low or out: look it up
@@ -1000,6 +1016,7 @@ def _read_raw(skus: Sequence[str], flag: str | None = None) -> tuple[list[bytes]
     """READ_SCRIPT's strings for distinct `skus` and whether `flag` exists: one
     round trip. Raises if the cache is down."""
     prefix = _key("")
+    flush_writes()  # this process's queued reservations first: it reads its own writes
     entries, flagged = _store().read([prefix + sku for sku in skus], flag)
     STATS["round_trips"] += 1
     return entries, flagged
@@ -1040,6 +1057,10 @@ def _parse_entries(
     def take(sku: str, raw: bytes) -> tuple[_Decoded, StockSnapshot | None]:
         decoded = _decode_entry(raw)
         generations[sku] = decoded.generation
+        if decoded.low:
+            _watch(sku)
+        if decoded.appended:
+            _remember_parts(sku, decoded.appended)
         snap = decoded.snapshot(sku, now_us, raw)
         if snap is not None:
             found[sku] = snap
@@ -1174,6 +1195,8 @@ def apply_committed_changes(changes: Sequence[Any]) -> None:
             row["latest"] = change
         row["known"] = row["known"] and known
         row["delta"].extend(holds or ())
+        if change.available <= GATE_WATCH_UNITS:
+            _watch(sku)
     by_key: dict[str, list] = {}
     for (sku, code), row in rows.items():
         latest = row["latest"]
@@ -1189,15 +1212,69 @@ def apply_committed_changes(changes: Sequence[Any]) -> None:
     remember = [_order_key(o) for o in getattr(changes, "created_orders", ())]
     if not by_key and not remember:
         return
-    try:
-        applied = _store().apply(
-            [(key, "", "", fields) for key, fields in by_key.items()], remember=remember
+    store = _store()
+    writes = [(key, "", "", fields) for key, fields in by_key.items()]
+    delay_ms = settings.STOCKROOM_WRITE_BEHIND_MS
+    if delay_ms > 0 and store is _redis_store and all(c.type == "RESERVE" for c in changes):
+        # A reservation only lowers what can be sold: its write may wait a few
+        # milliseconds for other commits of this process (one Lua call for
+        # them all). Until it lands the read model shows more than the database,
+        # so the sold-out gate refuses less, never more. Everything that raises
+        # availability is written now.
+        _WRITE_BEHIND.submit(
+            (store, writes, remember), delay=delay_ms / 1000, max_items=WRITE_BEHIND_MAX_COMMITS
         )
+        return
+    _apply_writes(store, writes, remember)
+
+
+def _apply_writes(store, writes: list[Write], remember: list[str]) -> None:
+    try:
+        applied = store.apply(writes, remember=remember)
         STATS["write_throughs"] += applied
-        STATS["stale_writes"] += len(rows) - applied
+        STATS["stale_writes"] += sum(len(fields) for *_, fields in writes) - applied
     except Exception:
         STATS["errors"] += 1
         logger.warning("availability cache write-through failed", exc_info=True)
+
+
+# Commits queued at most before the committing thread sends them itself, and
+# fields per Lua call when a queue is sent (a long script blocks Redis for others).
+WRITE_BEHIND_MAX_COMMITS = 32
+WRITE_BEHIND_MAX_FIELDS = 2000
+
+
+def _send_queued(items: list[tuple[Any, list[Write], list[str]]]) -> None:
+    """Send queued reservation write-throughs: one Lua call per store for all of
+    them (several when they carry more than WRITE_BEHIND_MAX_FIELDS fields). Every
+    write keeps its own version and hold changes; the script applies them in
+    order, and adding hold changes does not depend on the order anyway."""
+    stores: dict[int, tuple[Any, list[Write], list[str]]] = {}
+    for store, writes, remember in items:
+        group = stores.setdefault(id(store), (store, [], []))
+        group[1].extend(writes)
+        group[2].extend(remember)
+    for store, writes, remember in stores.values():
+        chunk: list[Write] = []
+        fields = 0
+        for write in writes:
+            chunk.append(write)
+            fields += len(write[3])
+            if fields >= WRITE_BEHIND_MAX_FIELDS:
+                _apply_writes(store, chunk, [])
+                chunk, fields = [], 0
+        if chunk or remember:
+            _apply_writes(store, chunk, remember)
+
+
+_WRITE_BEHIND = WriteBehind(_send_queued, name="stockroom-read-model-write-behind")
+
+
+def flush_writes() -> None:
+    """Send this process's queued write-throughs now (and wait for one in
+    flight). Every read of the read model calls it first: a process always
+    reads its own writes."""
+    _WRITE_BEHIND.flush()
 
 
 def _natural_keys(changes: Sequence[Any]) -> dict[Any, tuple[str, str]]:
@@ -1262,6 +1339,11 @@ def sold_out_lines(
     """
     if not lines or not settings.STOCKROOM_SOLD_OUT_GATE:
         return None
+    if not all(_watched(sku) for sku, _, _ in lines):
+        # Some line's SKU was not seen low by this process: not worth a round
+        # trip (the watch list, above); the database decides.
+        STATS["gate_skipped"] += 1
+        return None
     cached, known_order, generations, unsettled = _read(
         [sku for sku, _, _ in lines], _order_key(order_id) if order_id else None
     )
@@ -1280,6 +1362,8 @@ def sold_out_lines(
         snap = cached.get(sku)
         # An entry filled from the replica may be behind the primary: the database decides.
         if snap is None or snap.stock_policy != "normal" or snap.from_replica:
+            if snap is not None and snap.stock_policy != "normal":
+                _WATCHED.pop(sku, None)  # the gate never refuses a SKU that may backorder
             return None
         if snap.components is not None:
             available = _bundle_units(snap, cached, code, active)
@@ -1292,10 +1376,74 @@ def sold_out_lines(
         else:
             available = snap.total_available(active)
         if available > 0:
+            _unwatch_plentiful(cached)
             return None
         short.append({"sku": sku, "warehouse": code, "requested": quantity, "available": 0})
     STATS["gate_refusals"] += 1
     return short
+
+
+# --------------------------------------------------------------------------
+# The gate's watch list: when a reservation asks the gate at all
+# --------------------------------------------------------------------------
+
+# The gate refuses only an order whose every line is sold out in the cache, and
+# asking it costs a Redis round trip before every reservation: for the plentiful
+# SKUs of an ordinary day, a round trip that buys nothing. So `sold_out_lines`
+# reads the cache only when every line's SKU (or, for a bundle this process
+# knows, one of its components) is on this process's watch list: SKUs it last
+# saw with a row at or below GATE_WATCH_UNITS sellable units (or none) — in the
+# write-throughs of its own commits, in every entry it reads or fills — and
+# SKUs the database has just refused (`watch`, called by the reservation
+# services). An entry the gate reads with every row above the mark leaves the
+# list. The list only decides whether the gate is asked; what the gate answers
+# is unchanged, and a SKU that is not on it is decided by the database, which
+# puts it on the list when it refuses. So a SKU sold out by another process
+# costs this process one refused database call before the gate takes over.
+# Per SKU, not per warehouse: a SKU with one low warehouse is watched everywhere.
+GATE_WATCH_UNITS = 5
+_WATCHED: dict[str, None] = {}
+_WATCHED_MAX = 100_000
+
+
+def watch(skus: Iterable[str]) -> None:
+    """Put SKUs on the gate's watch list (the database refused an order for them)."""
+    for sku in skus:
+        _watch(sku)
+
+
+def _watch(sku: str) -> None:
+    if sku not in _WATCHED:
+        if len(_WATCHED) >= _WATCHED_MAX:
+            _WATCHED.clear()
+        _WATCHED[sku] = None
+
+
+# A bundle is watched when one of its components is: the components of the
+# bundles this process has read (their entries' `c`, `_Decoded.appended`).
+_BUNDLE_PARTS: dict[str, tuple[str, ...]] = {}
+
+
+def _remember_parts(sku: str, parts: tuple[str, ...]) -> None:
+    if _BUNDLE_PARTS.get(sku) != parts:
+        if len(_BUNDLE_PARTS) >= _WATCHED_MAX:
+            _BUNDLE_PARTS.clear()
+        _BUNDLE_PARTS[sku] = parts
+
+
+def _watched(sku: str) -> bool:
+    return sku in _WATCHED or any(c in _WATCHED for c in _BUNDLE_PARTS.get(sku, ()))
+
+
+def _low(available: Iterable[int]) -> bool:
+    """Whether rows with these sellable units (all of a SKU's) are worth watching."""
+    return min(available, default=0) <= GATE_WATCH_UNITS
+
+
+def _unwatch_plentiful(cached: dict[str, StockSnapshot]) -> None:
+    for sku, snap in cached.items():
+        if snap.components is None and not snap.from_replica and not _low(snap.warehouses.values()):
+            _WATCHED.pop(sku, None)
 
 
 def _bundle_units(

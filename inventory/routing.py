@@ -424,5 +424,6 @@ def reserve_order(
             # A routed plan may have come from a read model that lagged a
             # change: route once more from the database.
             if attempt == 1 or not routed_order:
+                availability_cache.watch(skus)  # worth asking the sold-out gate next time
                 raise
     raise AssertionError("unreachable")  # pragma: no cover

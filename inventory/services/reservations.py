@@ -120,6 +120,7 @@ def stock_reserve(
         request = MergedOrder(order_id, merged, fingerprint, expires_at)
         outcome = reserve_sql.reserve_in_database([request], actor=actor)[0]
         if outcome.error is not None:
+            _watch_refused(request, outcome.error)
             raise outcome.error
         return outcome.result
     existing = _existing_reservation(order_id, fingerprint)
@@ -234,12 +235,22 @@ def stock_reserve(
             except _LapsedHoldBusy as busy:
                 busy_retries_left -= 1
                 wait_for = busy.reservations
+    except errors.InsufficientStock as exc:
+        _watch_refused(request, exc)
+        raise
     except IntegrityError:
         # A concurrent request for the same order id committed first.
         existing = _existing_reservation(order_id, fingerprint)
         if existing is not None:
             return ReservationResult(existing, created=False)
         raise
+
+
+def _watch_refused(request: MergedOrder, error: Exception) -> None:
+    """The database found an order short: the sold-out gate is worth asking for
+    its SKUs from now on (`availability_cache.watch`)."""
+    if isinstance(error, errors.InsufficientStock):
+        availability_cache.watch(sku for sku, _ in request.merged)
 
 
 def _lapsed_lines(row: Inventory, now: datetime) -> list[ReservationLine]:
@@ -342,7 +353,11 @@ def stock_reserve_batch(*, orders: Sequence[OrderRequest], actor: str) -> list[R
             MergedOrder(order_id, merged, reservation_fingerprint(merged, actor), order.expires_at)
         )
     if reserve_sql.use_sql_engine():
-        return reserve_sql.reserve_in_database(requests, actor=actor)
+        outcomes = reserve_sql.reserve_in_database(requests, actor=actor)
+        for request, outcome in zip(requests, outcomes, strict=True):
+            if outcome.error is not None:
+                _watch_refused(request, outcome.error)
+        return outcomes
     outcomes = []
     for request in requests:
         lines = [ReserveLine(sku, code, qty) for (sku, code), qty in request.merged.items()]

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import datetime
 from functools import partial
 from typing import Any, TypeVar
@@ -69,10 +68,43 @@ def use_sql_engine() -> bool:
 
 def call_stock_function(sql: str, params: Sequence[Any]) -> dict:
     """Run one of the PostgreSQL stock functions (migrations 0003-0008); its JSON answer."""
-    with connection.cursor() as cursor:
+    with _function_cursor() as cursor:
         cursor.execute(sql, params)
         (payload,) = cursor.fetchone()
+    # Django loads jsonb as text; json.loads here costs the same as psycopg's own
+    # jsonb loader (which calls it too), so the text is kept and parsed once.
     return json.loads(payload) if isinstance(payload, str) else payload
+
+
+_CURSOR_CLASSES: dict[bool, type] = {}
+
+
+def _function_cursor():
+    """A cursor for the stock functions' calls (issue #18): Django's wrapper (its
+    database errors, execute wrappers and query logging, as for every query)
+    around a psycopg cursor that binds the parameters server-side — the call's
+    arrays travel as parameters instead of being quoted into the SQL text on
+    the client and parsed back on the server — and prepares the call once per
+    connection. Not prepared behind PgBouncer in transaction mode
+    (DB_DISABLE_SERVER_SIDE_CURSORS, docs/SCALING.md): a prepared statement
+    lives on one server connection. The ORM keeps Django's client-side binding."""
+    prepare = not connection.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS")
+    cursor_class = _CURSOR_CLASSES.get(prepare) or _cursor_class(prepare)
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        return connection._prepare_cursor(cursor_class(connection.connection))
+
+
+def _cursor_class(prepare: bool) -> type:
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    class FunctionCursor(ServerBindingCursor):
+        def execute(self, query, params=None, **kwargs):
+            return super().execute(query, params, prepare=prepare or None, **kwargs)
+
+    _CURSOR_CLASSES[prepare] = FunctionCursor
+    return FunctionCursor
 
 
 def _compositions(
@@ -122,14 +154,15 @@ def _call_reserve_function(
 
 
 def _hold_changes(
-    requests: Sequence[MergedOrder], created: set[str], released: Sequence[list]
+    requests: Sequence[MergedOrder], answers: Sequence[list], released: Sequence[list]
 ) -> dict[tuple[str, str], list[tuple[datetime, int]]]:
     """Per row, the holds with an expiry that one call of the reserve function
-    opened (created orders with `expires_at`) and closed (lapsed holds it
-    released to make room), for the read model's write-through."""
+    opened (created orders with `expires_at`; `answers`: the function's per-order
+    answers, in request order) and closed (lapsed holds it released to make
+    room), for the read model's write-through."""
     holds: dict[tuple[str, str], list[tuple[datetime, int]]] = {}
-    for request in requests:
-        if request.expires_at is not None and request.order_id in created:
+    for request, answer in zip(requests, answers, strict=True):
+        if request.expires_at is not None and answer[0] == "created":
             for pair, qty in request.merged.items():
                 holds.setdefault(pair, []).append((request.expires_at, qty))
     for sku, code, expires_at, qty, _order_id in released:
@@ -193,7 +226,10 @@ def reserve_in_database(requests: Sequence[MergedOrder], *, actor: str) -> list[
         missing: set[tuple[str, str]] = set()
         created_ids: list[str] = []
         existing: list[str] = []
-        changes = changes_from_sql(payload["changes"], TransactionType.RESERVE)
+        # Each changed row with the holds this call opened and closed on it, for
+        # the read model's write-through (built once, not copied per change).
+        holds = _hold_changes(pending, payload["orders"], payload.get("released", ()))
+        changes = changes_from_sql(payload["changes"], TransactionType.RESERVE, holds)
         batch = _CreatedBatch(payload, changes, actor, request_id)
         # A bundle SKU not remembered has no row of its own: it comes back
         # 'missing', and its order is expanded into its components' lines and
@@ -246,7 +282,10 @@ def reserve_in_database(requests: Sequence[MergedOrder], *, actor: str) -> list[
         if existing:
             outcomes.update(_existing_outcomes(existing))
         if changes:
-            _publish(changes, pending, created_ids, payload)
+            # One after-commit publication: the availability cache writes the
+            # rows and remembers the created orders (the gate's retry memory) in
+            # one Redis call for the whole batch.
+            publish_on_commit(CommittedChanges(changes, created_ids))
         if not retry:
             break
         # From the orders as they came: an order expanded with a remembered
@@ -277,22 +316,6 @@ def _rows_to_create(
     except errors.InventoryError as exc:
         return pairs, exc
     return pairs, None
-
-
-def _publish(
-    changes: tuple[CommittedChange, ...],
-    pending: Sequence[MergedOrder],
-    created_ids: list[str],
-    payload: dict,
-) -> None:
-    """One after-commit publication: the availability cache writes the rows and
-    remembers the created orders (the gate's retry memory) in one Redis call for
-    the whole batch."""
-    holds = _hold_changes(pending, set(created_ids), payload.get("released", ()))
-    changes = tuple(
-        replace(c, holds=tuple(holds.get((c.sku, c.warehouse_code), ()))) for c in changes
-    )
-    publish_on_commit(CommittedChanges(changes, created_ids))
 
 
 def _lapsed_held_elsewhere(short_lines: Sequence[dict]) -> set:
@@ -352,9 +375,15 @@ def _bundles_among_missing(orders: Sequence[list], known: dict[str, Bundle]) -> 
     return bundle_compositions(skus) if skus else {}
 
 
-def changes_from_sql(rows: Sequence[list], txn_type: str) -> tuple[CommittedChange, ...]:
+def changes_from_sql(
+    rows: Sequence[list],
+    txn_type: str,
+    holds: dict[tuple[str, str], list[tuple[datetime, int]]] | None = None,
+) -> tuple[CommittedChange, ...]:
     """The changed rows a stock function answered ([id, product, warehouse,
-    on_hand, reserved, version, sku, code, unsellable]) as CommittedChanges to publish."""
+    on_hand, reserved, version, sku, code, unsellable]) as CommittedChanges to
+    publish; with `holds` (per row), each change reports its hold changes (none
+    when its row is not there), otherwise it reports none (unknown)."""
     return tuple(
         CommittedChange(
             inventory_id=uuid.UUID(c[0]),
@@ -366,6 +395,7 @@ def changes_from_sql(rows: Sequence[list], txn_type: str) -> tuple[CommittedChan
             version=c[5],
             sku=c[6],
             warehouse_code=c[7],
+            holds=None if holds is None else tuple(holds.get((c[6], c[7]), ())),
             unsellable=c[8],
         )
         for c in rows

@@ -56,13 +56,17 @@ def max_quantity() -> int:
     return settings.STOCKROOM_MAX_QUANTITY
 
 
-def check_quantity(value: Any, *, name: str = "quantity", allow_zero: bool = False) -> int:
-    """A whole number from 1 (or 0) to STOCKROOM_MAX_QUANTITY; bools and floats refused."""
+def check_quantity(
+    value: Any, *, name: str = "quantity", allow_zero: bool = False, maximum: int | None = None
+) -> int:
+    """A whole number from 1 (or 0) to STOCKROOM_MAX_QUANTITY; bools and floats refused.
+    `maximum`: that setting as the caller already read it (a loop over many lines)."""
     low = 0 if allow_zero else 1
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= max_quantity():
+    high = max_quantity() if maximum is None else maximum
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise errors.InvalidQuantity(
-            f"{name} must be a whole number from {low} to {max_quantity()}, got {value!r}.",
-            details={"field": name, "value": repr(value), "min": low, "max": max_quantity()},
+            f"{name} must be a whole number from {low} to {high}, got {value!r}.",
+            details={"field": name, "value": repr(value), "min": low, "max": high},
         )
     return value
 

@@ -216,6 +216,11 @@ STOCKROOM_SOLD_OUT_GATE = env.bool("STOCKROOM_SOLD_OUT_GATE", default=True)
 # Serving processes freeze the loaded app out of the garbage collector's sight
 # (inventory_site/serving.py): full collections no longer traverse it.
 STOCKROOM_GC_FREEZE = env.bool("STOCKROOM_GC_FREEZE", default=True)
+# Opt-in: a reservation's write-through to the read model waits at most this
+# long for other commits of the same process, to go with them in one Redis call
+# (inventory/write_behind.py). 0 (the default) writes each at its commit: on an
+# oversubscribed 2-core box it did not measurably help (docs/PERFORMANCE.md).
+STOCKROOM_WRITE_BEHIND_MS = env.float("STOCKROOM_WRITE_BEHIND_MS", default=0.0)
 
 # LOG_FORMAT=json gives one JSON object per line (production); every record
 # carries the request id (inventory_site/request_id.py).
