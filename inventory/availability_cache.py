@@ -1155,6 +1155,9 @@ def _complete(
         if generations is not None:
             _fill(loaded.values(), generations)
         found.update(loaded)
+        for snap in loaded.values():
+            if snap.components:
+                _remember_parts(snap.sku, tuple(c for c, _ in snap.components))
         missing = [c for c in _components_missing(loaded, found, found)]
     _attach_parts(skus, found)
     return {sku: found[sku] for sku in skus if sku in found}

@@ -87,6 +87,7 @@ def test_an_order_for_a_remembered_bundle_is_one_database_statement(shop, settin
         assert response.status_code == 201, response.json()
         statements.append([q["sql"][:36] for q in queries])
     assert len(statements[0]) == 3
-    assert statements[1] == ["SELECT stockroom_reserve_orders('{o-"]
+    assert len(statements[1]) == 1
+    assert statements[1][0].startswith("SELECT stockroom_reserve_orders(")
     assert stale_bundle_lines() == []
     assert_invariants()
