@@ -335,6 +335,11 @@ _RECEIVE_FINGERPRINT = idempotency.fingerprint_sql(
 def _resolve_sql(raw: str, res: str) -> str:
     return f"""
     CREATE TEMP TABLE {res} AS
+    -- Read once (a materialized CTE: the volatile calls are not repeated per row).
+    WITH g AS MATERIALIZED (
+      SELECT stockroom_uuid7_prefix() AS prefix,
+             floor(random() * 4611686018427387903)::bigint AS base
+    )
     SELECT s.*,
            CASE
              WHEN s.error0 IS NOT NULL THEN s.error0
@@ -363,7 +368,10 @@ def _resolve_sql(raw: str, res: str) -> str:
             AND s.warehouse_id IS NOT NULL
             AND s.warehouse_active AND s.first_line = s.line
             AND a.key IS NOT NULL AND a.fingerprint = s.fingerprint) AS already_applied,
-           {UUID7_SQL} AS ledger_id
+           -- The ledger ids: one clock reading and one random base for the file, the
+           -- line numbering them (stockroom_uuid7_at, inlined): time-ordered like
+           -- stockroom_uuid7(), without a clock read and a random UUID per row.
+           stockroom_uuid7_at(g.prefix, g.base, s.line) AS ledger_id
     FROM (
       SELECT r.line, r.sku, r.warehouse, r.quantity_text, r.quantity, r.reference_id,
              r.error AS error0, r.message AS message0,
@@ -385,6 +393,7 @@ def _resolve_sql(raw: str, res: str) -> str:
         SELECT {_RECEIVE_FULL_KEY} AS full_key
       ) k
     ) s
+    CROSS JOIN g
     LEFT JOIN inventory_appliedoperation a ON s.error0 IS NULL AND a.key = s.op_key
     """
 
@@ -447,7 +456,7 @@ def stock_receive_bulk(
             cursor.execute(
                 f"CREATE TEMP TABLE {applied} (line integer PRIMARY KEY, inventory_id uuid, "
                 "product_id uuid, warehouse_id uuid, on_hand bigint, reserved bigint, "
-                "version bigint, unsellable bigint)"
+                "version bigint, unsellable bigint, sku text, warehouse_code text)"
             )
             progress.phase("reading rows")
             with cursor.copy(
@@ -582,7 +591,7 @@ def _apply_chunk(
                 FROM {res} s JOIN keys k ON k.key = s.op_key
                 WHERE i.id = s.inventory_id AND {_TODO}
                 RETURNING i.id, i.product_id, i.warehouse_id, i.on_hand, i.reserved, i.version,
-                          s.line, s.quantity, s.reference_id, s.ledger_id,
+                          s.line, s.quantity, s.reference_id, s.ledger_id, s.sku, s.warehouse,
                           i.safety_stock + i.damaged + i.quality_control AS unsellable
             ), ledger AS (
                 INSERT INTO inventory_inventorytransaction (id, type, on_hand_delta,
@@ -594,8 +603,9 @@ def _apply_chunk(
                 FROM upd u
             )
             INSERT INTO {applied} (line, inventory_id, product_id, warehouse_id, on_hand,
-                                   reserved, version, unsellable)
-            SELECT line, id, product_id, warehouse_id, on_hand, reserved, version, unsellable
+                                   reserved, version, unsellable, sku, warehouse_code)
+            SELECT line, id, product_id, warehouse_id, on_hand, reserved, version, unsellable,
+                   sku, warehouse
             FROM upd
             """,
             params,
@@ -616,7 +626,8 @@ def _publish_applied(applied: str, lo: int, hi: int) -> None:
         with connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT line, inventory_id, product_id, warehouse_id, on_hand, reserved, version, "
-                f"unsellable FROM {applied} WHERE line > %s AND line <= %s ORDER BY line LIMIT %s",
+                f"unsellable, sku, warehouse_code FROM {applied} "
+                f"WHERE line > %s AND line <= %s ORDER BY line LIMIT %s",
                 [last, hi, PUBLISH_BATCH],
             )
             rows = cursor.fetchall()
@@ -639,6 +650,8 @@ def _publish_applied(applied: str, lo: int, hi: int) -> None:
                     reserved=row[5],
                     version=row[6],
                     unsellable=row[7],
+                    sku=row[8],
+                    warehouse_code=row[9],
                 )
                 for row in rows
             )
