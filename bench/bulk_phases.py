@@ -14,6 +14,12 @@ Django included). Sides alternate, so machine load hits both alike; the load
 average is printed next to each run. The template must hold the catalogue
 (e.g. `manage.py seed_demo --skus 1000000 --warehouses 1`) and the file receipts
 for it (bench/make_receipt.py ROWS 1).
+
+--statements adds, per side, the seconds of its slowest SQL statements (a Django
+execute wrapper), of its commits (where the ledger's deferred foreign-key checks
+run) and of its after-commit publishing; --explain DIR also writes the plans of
+statements over 1 s, with trigger times (auto_explain LOADed for the child's
+session only, plans sent as notices; timings then include EXPLAIN's overhead).
 """
 
 from __future__ import annotations

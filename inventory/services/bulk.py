@@ -69,6 +69,12 @@ APPLY_CHUNK = 50_000
 # A bulk session waits longer for a busy row than a request does, and has no
 # statement timeout (one statement may touch a million rows).
 BULK_LOCK_TIMEOUT = "10s"
+# Memory for a bulk statement's sorts and hashes (the backend's, not this process's):
+# validation sorts the file for duplicates and the apply hash-joins its keys; at the
+# default 4 MB a million-row sort or hash spills to temp files in many passes. Also
+# what the events trigger (events_stock_emit, in the same transaction) sorts and
+# groups the statement's ledger rows with.
+BULK_WORK_MEM = "256MB"
 
 _QUANTITY = re.compile(r"^\+?[0-9]{1,12}$")
 
@@ -147,13 +153,14 @@ def _require_postgresql() -> None:
 
 
 def _bulk_session_settings() -> None:
-    """No statement timeout, a longer lock timeout. Inside the caller's transaction
+    """No statement timeout, a longer lock timeout, more work_mem. Inside the caller's transaction
     the settings are LOCAL (they end with it); otherwise `_reset_session_settings`
     restores the connection's own values, so a pooled connection never keeps them."""
     scope = "LOCAL " if connection.in_atomic_block else ""
     with connection.cursor() as cursor:
         cursor.execute(f"SET {scope}statement_timeout = 0")
         cursor.execute(f"SET {scope}lock_timeout = '{BULK_LOCK_TIMEOUT}'")
+        cursor.execute(f"SET {scope}work_mem = '{BULK_WORK_MEM}'")
 
 
 def _reset_session_settings() -> None:
@@ -161,6 +168,7 @@ def _reset_session_settings() -> None:
         with connection.cursor() as cursor:
             cursor.execute("RESET statement_timeout")
             cursor.execute("RESET lock_timeout")
+            cursor.execute("RESET work_mem")
     except DatabaseError:  # pragma: no cover - aborted outer transaction; rollback resets
         pass
 
@@ -880,7 +888,6 @@ def inventory_reconcile(
         _bulk_session_settings()
         progress.phase("checking")
         with connection.cursor() as cursor:
-            cursor.execute(f"SET {'LOCAL ' if outer else ''}work_mem = '256MB'")
             cursor.execute("SELECT count(*) FROM inventory_inventory")
             result.rows_checked = cursor.fetchone()[0]
             ledger_sums, params = checkpoints.ledger_sums_sql(checkpoint)
@@ -928,8 +935,6 @@ def inventory_reconcile(
         progress.close()
         if not outer:
             _reset_session_settings()
-            with connection.cursor() as cursor:
-                cursor.execute("RESET work_mem")
 
 
 def _known_pairs(pairs: set[tuple[str, str]]) -> set[tuple[str, str]]:

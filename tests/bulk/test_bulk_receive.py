@@ -255,7 +255,9 @@ def test_the_connection_gets_its_own_timeouts_back(catalogue):
             cursor.execute("SHOW statement_timeout")
             statement = cursor.fetchone()[0]
             cursor.execute("SHOW lock_timeout")
-            return statement, cursor.fetchone()[0]
+            lock = cursor.fetchone()[0]
+            cursor.execute("SHOW work_mem")
+            return statement, lock, cursor.fetchone()[0]
 
     before = timeouts()
     receive_csv(GOOD, reference="DN-1")
