@@ -69,6 +69,12 @@ APPLY_CHUNK = 50_000
 # A bulk session waits longer for a busy row than a request does, and has no
 # statement timeout (one statement may touch a million rows).
 BULK_LOCK_TIMEOUT = "10s"
+# Memory for a bulk statement's sorts and hashes (the backend's, not this process's):
+# validation sorts the file for duplicates and the apply hash-joins its keys; at the
+# default 4 MB a million-row sort or hash spills to temp files in many passes. Also
+# what the events trigger (events_stock_emit, in the same transaction) sorts and
+# groups the statement's ledger rows with.
+BULK_WORK_MEM = "256MB"
 
 _QUANTITY = re.compile(r"^\+?[0-9]{1,12}$")
 
@@ -147,13 +153,14 @@ def _require_postgresql() -> None:
 
 
 def _bulk_session_settings() -> None:
-    """No statement timeout, a longer lock timeout. Inside the caller's transaction
+    """No statement timeout, a longer lock timeout, more work_mem. Inside the caller's transaction
     the settings are LOCAL (they end with it); otherwise `_reset_session_settings`
     restores the connection's own values, so a pooled connection never keeps them."""
     scope = "LOCAL " if connection.in_atomic_block else ""
     with connection.cursor() as cursor:
         cursor.execute(f"SET {scope}statement_timeout = 0")
         cursor.execute(f"SET {scope}lock_timeout = '{BULK_LOCK_TIMEOUT}'")
+        cursor.execute(f"SET {scope}work_mem = '{BULK_WORK_MEM}'")
 
 
 def _reset_session_settings() -> None:
@@ -161,6 +168,7 @@ def _reset_session_settings() -> None:
         with connection.cursor() as cursor:
             cursor.execute("RESET statement_timeout")
             cursor.execute("RESET lock_timeout")
+            cursor.execute("RESET work_mem")
     except DatabaseError:  # pragma: no cover - aborted outer transaction; rollback resets
         pass
 
@@ -335,6 +343,11 @@ _RECEIVE_FINGERPRINT = idempotency.fingerprint_sql(
 def _resolve_sql(raw: str, res: str) -> str:
     return f"""
     CREATE TEMP TABLE {res} AS
+    -- Read once (a materialized CTE: the volatile calls are not repeated per row).
+    WITH g AS MATERIALIZED (
+      SELECT stockroom_uuid7_prefix() AS prefix,
+             floor(random() * 4611686018427387903)::bigint AS base
+    )
     SELECT s.*,
            CASE
              WHEN s.error0 IS NOT NULL THEN s.error0
@@ -363,7 +376,10 @@ def _resolve_sql(raw: str, res: str) -> str:
             AND s.warehouse_id IS NOT NULL
             AND s.warehouse_active AND s.first_line = s.line
             AND a.key IS NOT NULL AND a.fingerprint = s.fingerprint) AS already_applied,
-           {UUID7_SQL} AS ledger_id
+           -- The ledger ids: one clock reading and one random base for the file, the
+           -- line numbering them (stockroom_uuid7_at, inlined): time-ordered like
+           -- stockroom_uuid7(), without a clock read and a random UUID per row.
+           stockroom_uuid7_at(g.prefix, g.base, s.line) AS ledger_id
     FROM (
       SELECT r.line, r.sku, r.warehouse, r.quantity_text, r.quantity, r.reference_id,
              r.error AS error0, r.message AS message0,
@@ -385,6 +401,7 @@ def _resolve_sql(raw: str, res: str) -> str:
         SELECT {_RECEIVE_FULL_KEY} AS full_key
       ) k
     ) s
+    CROSS JOIN g
     LEFT JOIN inventory_appliedoperation a ON s.error0 IS NULL AND a.key = s.op_key
     """
 
@@ -447,7 +464,7 @@ def stock_receive_bulk(
             cursor.execute(
                 f"CREATE TEMP TABLE {applied} (line integer PRIMARY KEY, inventory_id uuid, "
                 "product_id uuid, warehouse_id uuid, on_hand bigint, reserved bigint, "
-                "version bigint, unsellable bigint)"
+                "version bigint, unsellable bigint, sku text, warehouse_code text)"
             )
             progress.phase("reading rows")
             with cursor.copy(
@@ -582,7 +599,7 @@ def _apply_chunk(
                 FROM {res} s JOIN keys k ON k.key = s.op_key
                 WHERE i.id = s.inventory_id AND {_TODO}
                 RETURNING i.id, i.product_id, i.warehouse_id, i.on_hand, i.reserved, i.version,
-                          s.line, s.quantity, s.reference_id, s.ledger_id,
+                          s.line, s.quantity, s.reference_id, s.ledger_id, s.sku, s.warehouse,
                           i.safety_stock + i.damaged + i.quality_control AS unsellable
             ), ledger AS (
                 INSERT INTO inventory_inventorytransaction (id, type, on_hand_delta,
@@ -594,8 +611,9 @@ def _apply_chunk(
                 FROM upd u
             )
             INSERT INTO {applied} (line, inventory_id, product_id, warehouse_id, on_hand,
-                                   reserved, version, unsellable)
-            SELECT line, id, product_id, warehouse_id, on_hand, reserved, version, unsellable
+                                   reserved, version, unsellable, sku, warehouse_code)
+            SELECT line, id, product_id, warehouse_id, on_hand, reserved, version, unsellable,
+                   sku, warehouse
             FROM upd
             """,
             params,
@@ -616,7 +634,8 @@ def _publish_applied(applied: str, lo: int, hi: int) -> None:
         with connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT line, inventory_id, product_id, warehouse_id, on_hand, reserved, version, "
-                f"unsellable FROM {applied} WHERE line > %s AND line <= %s ORDER BY line LIMIT %s",
+                f"unsellable, sku, warehouse_code FROM {applied} "
+                f"WHERE line > %s AND line <= %s ORDER BY line LIMIT %s",
                 [last, hi, PUBLISH_BATCH],
             )
             rows = cursor.fetchall()
@@ -639,6 +658,8 @@ def _publish_applied(applied: str, lo: int, hi: int) -> None:
                     reserved=row[5],
                     version=row[6],
                     unsellable=row[7],
+                    sku=row[8],
+                    warehouse_code=row[9],
                 )
                 for row in rows
             )
@@ -867,7 +888,6 @@ def inventory_reconcile(
         _bulk_session_settings()
         progress.phase("checking")
         with connection.cursor() as cursor:
-            cursor.execute(f"SET {'LOCAL ' if outer else ''}work_mem = '256MB'")
             cursor.execute("SELECT count(*) FROM inventory_inventory")
             result.rows_checked = cursor.fetchone()[0]
             ledger_sums, params = checkpoints.ledger_sums_sql(checkpoint)
@@ -915,8 +935,6 @@ def inventory_reconcile(
         progress.close()
         if not outer:
             _reset_session_settings()
-            with connection.cursor() as cursor:
-                cursor.execute("RESET work_mem")
 
 
 def _known_pairs(pairs: set[tuple[str, str]]) -> set[tuple[str, str]]:

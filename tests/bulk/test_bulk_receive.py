@@ -180,9 +180,17 @@ def test_committed_rows_are_published_after_commit_in_batches(
     with django_capture_on_commit_callbacks(execute=True):
         receive_csv(GOOD, reference="DN-1")
     assert [len(batch) for batch in heard] == [2, 1]
-    changes = {(c.inventory_id, c.on_hand, c.version, c.type) for b in heard for c in b}
-    rows = Inventory.objects.filter(on_hand__gt=0)
-    assert changes == {(r.id, r.on_hand, r.version, "RECEIVE") for r in rows}
+    changes = {
+        (c.inventory_id, c.sku, c.warehouse_code, c.on_hand, c.version, c.type, c.available)
+        for b in heard
+        for c in b
+    }
+    rows = Inventory.objects.filter(on_hand__gt=0).select_related("product", "warehouse")
+    # The natural keys travel with each change (the read model does not read them back).
+    assert changes == {
+        (r.id, r.product.sku, r.warehouse.code, r.on_hand, r.version, "RECEIVE", r.available)
+        for r in rows
+    }
 
 
 def test_nothing_is_published_for_a_refused_file(
@@ -247,7 +255,9 @@ def test_the_connection_gets_its_own_timeouts_back(catalogue):
             cursor.execute("SHOW statement_timeout")
             statement = cursor.fetchone()[0]
             cursor.execute("SHOW lock_timeout")
-            return statement, cursor.fetchone()[0]
+            lock = cursor.fetchone()[0]
+            cursor.execute("SHOW work_mem")
+            return statement, lock, cursor.fetchone()[0]
 
     before = timeouts()
     receive_csv(GOOD, reference="DN-1")
