@@ -3,7 +3,9 @@
     .venv/bin/python bench/states_before_after.py [--skus 20000] [--duration 5] [--repeats 5]
 
 Builds the bench catalogue at the head migration (database `BENCH_DATABASE_URL`),
-clones it (`CREATE DATABASE … TEMPLATE`) and takes the states out of the clone
+clones it twice afresh each run (`CREATE DATABASE … TEMPLATE`: `_head_states`
+as it is, `_pre_states` for before; stock rows rewritten alike, `build_clones`)
+and takes the states out of the second
 (`DROP_STATES_SQL`: no safety_stock / damaged / quality_control columns or
 CHECKs on the stock row, `available` back to on hand - reserved, no state deltas
 on the ledger) and loads today's `stockroom_reserve_orders` and stock-event
@@ -36,6 +38,7 @@ from common import BENCH_DB, ROOT, create_database, ensure_catalogue, median, se
 from reservations import ORDERS_PER_CALL, pgbench_scripts
 
 PRE_DB = BENCH_DB + "_pre_states"
+HEAD_DB = BENCH_DB + "_head_states"
 SHAPES = (
     "project function, 1 line",
     "project function, 3 lines",
@@ -151,15 +154,25 @@ def pre_states_events_trigger() -> str:
     return sql
 
 
-def build_pre_states_clone() -> None:
-    bench, pre = BENCH_DB.rsplit("/", 1)[1], PRE_DB.rsplit("/", 1)[1]
-    psql("postgres", f'DROP DATABASE IF EXISTS "{pre}"')
-    psql("postgres", f'CREATE DATABASE "{pre}" TEMPLATE "{bench}"')
+def build_clones() -> None:
+    """Both sides cloned afresh from the bench catalogue, every run, and their
+    stock rows rewritten alike (the pre side's ALTER TABLE rewrites its table;
+    the head side gets VACUUM FULL): a side that kept the rows, dead tuples and
+    index bloat of earlier runs would run slower for that alone (an earlier run
+    of this bench on the reused bench database measured the states 5-20 %
+    dearer that way)."""
+    bench = BENCH_DB.rsplit("/", 1)[1]
+    for clone in (HEAD_DB, PRE_DB):
+        name = clone.rsplit("/", 1)[1]
+        psql("postgres", f'DROP DATABASE IF EXISTS "{name}"')
+        psql("postgres", f'CREATE DATABASE "{name}" TEMPLATE "{bench}"')
+    pre, head = PRE_DB.rsplit("/", 1)[1], HEAD_DB.rsplit("/", 1)[1]
     psql(pre, pre_states_function())
     psql(pre, pre_states_events_trigger())
     psql(pre, DROP_STATES_SQL)
-    psql(pre, "VACUUM ANALYZE")
-    psql(bench, "VACUUM ANALYZE")
+    psql(head, "VACUUM FULL inventory_inventory")
+    for name in (pre, head):
+        psql(name, "VACUUM ANALYZE")
 
 
 def run_pgbench(db: str, name: str, script: str, duration: int, clients: int) -> float:
@@ -193,7 +206,7 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     ensure_catalogue(args.skus, 1)
     connection.close()
-    build_pre_states_clone()
+    build_clones()
 
     scripts = {name: pgbench_scripts(args.skus)[name] for name in SHAPES}
     runs: dict[tuple[str, str], list[float]] = {}
@@ -203,7 +216,7 @@ def main() -> None:
         for name, script in scripts.items():
             got = {"head": [], "pre": []}
             for side in ("head", "pre", "pre", "head"):
-                db = BENCH_DB if side == "head" else PRE_DB
+                db = HEAD_DB if side == "head" else PRE_DB
                 got[side].append(run_pgbench(db, name, script, args.duration, args.clients))
             for side, values in got.items():
                 runs.setdefault((name, side), []).extend(values)
