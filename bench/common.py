@@ -183,3 +183,33 @@ def percentile(values: list[float], pct: float) -> float:
 
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
+
+
+def pgbench_orders(
+    db: str,
+    name: str,
+    script: str,
+    duration: int,
+    clients: int,
+    orders_per_call: int = 1,
+    env: dict | None = None,
+) -> float:
+    """Orders/s of one pgbench run of `script` (prepared, `clients` connections,
+    2 threads, `duration` seconds) on database `db` (a name or a URL): its tps
+    times the orders each call makes. The runner the before/after benches share."""
+    import re
+    import tempfile
+
+    database = db.rsplit("/", 1)[1] if "://" in db else db
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "script.sql"
+        path.write_text(script)
+        cmd = [
+            "pgbench", "-n", "-h", "127.0.0.1", "-U", "postgres", "-c", str(clients), "-j", "2",
+            "-T", str(duration), "-M", "prepared", "-f", str(path), database,
+        ]  # fmt: skip
+        out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp, env=env)
+        if out.returncode != 0:
+            raise SystemExit(f"pgbench failed for {name} on {database}: {out.stderr[-2000:]}")
+        tps = float(re.search(r"tps = ([\d.]+)", out.stdout).group(1))
+    return tps * orders_per_call

@@ -25,14 +25,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BENCH_DB, ROOT, create_database, ensure_catalogue, median, setup_django
+from common import (
+    BENCH_DB,
+    ROOT,
+    create_database,
+    ensure_catalogue,
+    median,
+    pgbench_orders,
+    setup_django,
+)
 from reservations import ORDERS_PER_CALL, SOLD_OUT_SKU, pgbench_scripts
 
 BEFORE_DB = BENCH_DB + "_before"
@@ -62,7 +68,7 @@ def db_name(url: str) -> str:
 
 def sold_out_script() -> str:
     """One line on a row with nothing available: refused ('insufficient')."""
-    script = pgbench_scripts(10)[ONE_LINE]
+    script = pgbench_scripts(100)[ONE_LINE]  # (the SKU range is replaced below)
     return script.replace(
         "ARRAY['BENCH-' || lpad(CAST(:n AS text), 7, '0')]", f"ARRAY['{SOLD_OUT_SKU}']"
     )
@@ -86,19 +92,12 @@ def build_before_clone() -> None:
         psql(db, "VACUUM ANALYZE")
 
 
-def run_pgbench(db: str, name: str, script: str, duration: int, clients: int) -> float:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "script.sql"
-        path.write_text(script)
-        cmd = [
-            "pgbench", "-n", "-h", "127.0.0.1", "-U", "postgres", "-c", str(clients), "-j", "2",
-            "-T", str(duration), "-M", "prepared", "-f", str(path), db_name(db),
-        ]  # fmt: skip
-        out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
-        if out.returncode != 0:
-            raise SystemExit(f"pgbench failed for {name} on {db}: {out.stderr[-2000:]}")
-        tps = float(re.search(r"tps = ([\d.]+)", out.stdout).group(1))
-    return tps * ORDERS_PER_CALL.get(name, 1)
+def run_pgbench(
+    db: str, name: str, script: str, duration: int, clients: int, env: dict | None = None
+) -> float:
+    return pgbench_orders(
+        db, name, script, duration, clients, ORDERS_PER_CALL.get(name, 1), env=env
+    )
 
 
 def main() -> None:

@@ -24,14 +24,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BENCH_DB, ROOT, create_database, ensure_catalogue, median, setup_django
+from common import (
+    BENCH_DB,
+    ROOT,
+    create_database,
+    ensure_catalogue,
+    median,
+    pgbench_orders,
+    setup_django,
+)
 from reservations import ORDERS_PER_CALL, pgbench_scripts
 
 FUNCTIONS = {
@@ -131,18 +137,9 @@ def clone(source: str, target: str, sql: str | None) -> None:
 def run_pgbench(
     db: str, name: str, script: str, duration: int, clients: int, env: dict | None = None
 ) -> float:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "script.sql"
-        path.write_text(script)
-        cmd = [
-            "pgbench", "-n", "-h", "127.0.0.1", "-U", "postgres", "-c", str(clients), "-j", "2",
-            "-T", str(duration), "-M", "prepared", "-f", str(path), db,
-        ]  # fmt: skip
-        out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp, env=env)
-        if out.returncode != 0:
-            raise SystemExit(f"pgbench failed for {name} on {db}: {out.stderr[-2000:]}")
-        tps = float(re.search(r"tps = ([\d.]+)", out.stdout).group(1))
-    return tps * ORDERS_PER_CALL.get(name, 1)
+    return pgbench_orders(
+        db, name, script, duration, clients, ORDERS_PER_CALL.get(name, 1), env=env
+    )
 
 
 def profile(db: str, name: str, script: str, duration: int, clients: int) -> None:
