@@ -45,3 +45,22 @@ def test_a_received_transfer_no_longer_counts_in_transit(supplier):
     # Arrived short: 4 + 2 = 6 on hand, below 10, and nothing in transit any more.
     stock.transfer_receive(transfer_id="T-1", actor="u", received={"MUG": 2}, reason="lost")
     assert services.reorder_check(inventory_id=row.pk) is not None
+
+
+@pytest.mark.parametrize("path", ["check", "batch"])
+@pytest.mark.parametrize(("damaged", "reordered"), [(0, False), (15, True)])
+def test_a_row_full_of_damaged_stock_is_reordered(supplier, path, damaged, reordered):
+    """Issue #15, item 5: the rule orders against good units. 20 on hand is above
+    the threshold of 10; with 15 of them damaged, 5 can be sold and it is reordered."""
+    row = stocked_row("MUG", "BER", on_hand=20, threshold=10, supplier=supplier)
+    if damaged:
+        stock.stock_move_state(
+            sku="MUG", warehouse="BER", from_state="sellable", to_state="damaged",
+            quantity=damaged, reason="crushed pallet", actor="user:dock",
+        )  # fmt: skip
+    if path == "check":
+        services.reorder_check(inventory_id=row.pk)
+    else:
+        services.reorder_batch()
+    ordered = PurchaseOrderLine.objects.filter(warehouse_id=row.warehouse_id)
+    assert ordered.exists() is reordered
