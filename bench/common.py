@@ -185,6 +185,11 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def db_name(url: str) -> str:
+    """The database name of a URL (a name stays as it is)."""
+    return url.rsplit("/", 1)[1] if "://" in url else url
+
+
 def pgbench_orders(
     db: str,
     name: str,
@@ -200,7 +205,7 @@ def pgbench_orders(
     import re
     import tempfile
 
-    database = db.rsplit("/", 1)[1] if "://" in db else db
+    database = db_name(db)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "script.sql"
         path.write_text(script)

@@ -34,6 +34,7 @@ from common import (
     BENCH_DB,
     ROOT,
     create_database,
+    db_name,
     ensure_catalogue,
     median,
     pgbench_orders,
@@ -60,10 +61,6 @@ def psql(db: str, sql: str) -> str:
         input=sql, text=True, check=True, capture_output=True,
     )  # fmt: skip
     return out.stdout
-
-
-def db_name(url: str) -> str:
-    return url.rsplit("/", 1)[1]
 
 
 def sold_out_script() -> str:

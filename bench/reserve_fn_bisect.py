@@ -33,6 +33,7 @@ from common import (
     BENCH_DB,
     ROOT,
     create_database,
+    db_name,
     ensure_catalogue,
     median,
     pgbench_orders,
@@ -100,10 +101,6 @@ def psql(db: str, sql: str, env: dict | None = None) -> str:
         input=sql, text=True, check=True, capture_output=True, env=env,
     )  # fmt: skip
     return out.stdout
-
-
-def db_name(url: str) -> str:
-    return url.rsplit("/", 1)[1]
 
 
 def variant_sql(name: str, function_sql: str) -> str:
