@@ -29,6 +29,7 @@ from warehouses.models import Warehouse
 from .. import clock, errors
 from ..actors import SYSTEM_SWEEPER
 from ..context import current_request_id
+from ..prepared import prepared_cursor
 from ..models import (
     InventoryTransaction,
     Product,
@@ -76,35 +77,12 @@ def call_stock_function(sql: str, params: Sequence[Any]) -> dict:
     return json.loads(payload) if isinstance(payload, str) else payload
 
 
-_CURSOR_CLASSES: dict[bool, type] = {}
-
-
 def _function_cursor():
-    """A cursor for the stock functions' calls (issue #18): Django's wrapper (its
-    database errors, execute wrappers and query logging, as for every query)
-    around a psycopg cursor that binds the parameters server-side — the call's
-    arrays travel as parameters instead of being quoted into the SQL text on
-    the client and parsed back on the server — and prepares the call once per
-    connection. Not prepared behind PgBouncer in transaction mode
-    (DB_DISABLE_SERVER_SIDE_CURSORS, docs/SCALING.md): a prepared statement
-    lives on one server connection. The ORM keeps Django's client-side binding."""
-    prepare = not connection.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS")
-    cursor_class = _CURSOR_CLASSES.get(prepare) or _cursor_class(prepare)
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    with connection.wrap_database_errors:
-        return connection._prepare_cursor(cursor_class(connection.connection))
-
-
-def _cursor_class(prepare: bool) -> type:
-    from django.db.backends.postgresql.base import ServerBindingCursor
-
-    class FunctionCursor(ServerBindingCursor):
-        def execute(self, query, params=None, **kwargs):
-            return super().execute(query, params, prepare=prepare or None, **kwargs)
-
-    _CURSOR_CLASSES[prepare] = FunctionCursor
-    return FunctionCursor
+    """A cursor for the stock functions' calls (issue #18): bound server-side
+    and prepared once per connection (`inventory.prepared`) — the call's arrays
+    travel as parameters instead of being quoted into the SQL text on the client
+    and parsed back on the server."""
+    return prepared_cursor(connection)
 
 
 def _compositions(
