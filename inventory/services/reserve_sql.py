@@ -29,7 +29,6 @@ from warehouses.models import Warehouse
 from .. import clock, errors
 from ..actors import SYSTEM_SWEEPER
 from ..context import current_request_id
-from ..prepared import prepared_cursor
 from ..models import (
     InventoryTransaction,
     Product,
@@ -39,6 +38,7 @@ from ..models import (
     ReservationStatus,
     TransactionType,
 )
+from ..prepared import prepared_cursor
 from .bundle_lines import (
     BUNDLE_REASON_PREFIX,
     Bundle,
