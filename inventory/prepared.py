@@ -16,6 +16,12 @@ from __future__ import annotations
 
 _CURSOR_CLASSES: dict[bool, type] = {}
 
+# Django opens psycopg connections with `prepare_threshold=None`, which disables
+# prepared statements altogether, `prepare=True` included. A prepared cursor
+# raises the threshold out of reach instead: psycopg then prepares exactly the
+# statements executed with `prepare=True`, never the ORM's on its own.
+_ONLY_WHEN_ASKED = 2**31
+
 
 def prepared_cursor(connection):
     """A cursor of `connection` (a Django PostgreSQL connection) whose statements
@@ -24,6 +30,8 @@ def prepared_cursor(connection):
     cursor_class = _CURSOR_CLASSES.get(prepare) or _cursor_class(prepare)
     connection.close_if_health_check_failed()
     connection.ensure_connection()
+    if prepare and connection.connection.prepare_threshold is None:
+        connection.connection.prepare_threshold = _ONLY_WHEN_ASKED
     with connection.wrap_database_errors:
         return connection._prepare_cursor(cursor_class(connection.connection))
 
@@ -34,6 +42,12 @@ def _cursor_class(prepare: bool) -> type:
     class PreparedCursor(ServerBindingCursor):
         def execute(self, query, params=None, **kwargs):
             return super().execute(query, params, prepare=prepare or None, **kwargs)
+
+        def _send_query_prepared(self, name, pgq, *, binary=None):
+            # psycopg records the query it ran (`_query`, which Django's query
+            # log and CaptureQueriesContext read) only when it runs it unprepared.
+            self._query = pgq
+            return super()._send_query_prepared(name, pgq, binary=binary)
 
     _CURSOR_CLASSES[prepare] = PreparedCursor
     return PreparedCursor
