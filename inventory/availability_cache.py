@@ -291,18 +291,17 @@ return #KEYS
 # what it read, and its stamp.
 #
 # Stamps ("unchanged" protocol, issue #16 item 5): whenever the script stores
-# `j` it stores with it, in `s`, a fresh value of the store-wide sequence (INCR;
-# a sequence key found missing restarts from Redis' clock in microseconds,
-# above any value it handed out before), followed for a bundle's entry by '|'
-# and its `c`; every write drops `s` with `j`. So a stamp names one content of
-# one entry and is never handed out twice: equal stamps mean the same text, and
-# an entry that expired and was refilled has a new stamp even if its text is
-# the same bytes. A string's token is its entries' stamps joined by ';' (a
-# bundle's: its own, then its components' in the order of `c`). In stamped
-# mode the reply for a hash is '=' when the token the client sent for it is the
-# current one (the client holds what it derived from exactly these entries;
-# only the stamps are read, one HGET per entry, and nothing is sent), else the
-# current token, STX and the string.
+# `j` it stores with it, in `s`, a stamp drawn from a store-wide sequence
+# ('<epoch>.<n>'; a sequence found missing restarts with a new epoch, the
+# instant it restarted, so no stamp is ever handed out twice); every write
+# drops `s` with `j`. So a stamp names one content of one entry: equal stamps
+# mean the same text, and an entry that expired and was refilled has a new
+# stamp even if its text is the same bytes. In stamped mode the reply for a
+# hash is '=' when every stamp the client sent for it (below, at `unchanged`)
+# is current (the client holds what it derived from exactly these entries; only
+# the stamps are read, one HGET per entry, and nothing is sent), else the
+# string's token (its entries' stamps joined by ';', a bundle's own first, then
+# its components' in the order of `c`), STX and the string.
 READ_SCRIPT = """
 local n = #KEYS
 if ARGV[1] == '1' then n = n - 1 end
@@ -311,19 +310,21 @@ local sequence = ARGV[3]
 local stamped = ARGV[4] == '1'
 local comps, texts, stamps = {}, {}, {}
 
--- A fresh stamp: the next value of the store-wide sequence, and for a bundle's
--- entry '|' and its composition `c` (so one HGET of `s` tells the check below
--- which component entries the string holds).
-local function new_stamp(c)
-  local s = redis.call('INCR', sequence)
-  if s == 1 then
+-- A fresh stamp: '<epoch>.<n>', n the next value of the store-wide sequence
+-- (a hash: `n` the counter, `e` the epoch, the instant by Redis' clock in
+-- microseconds at which the counter started: a sequence lost and restarted has
+-- a new epoch, so no stamp is ever handed out twice).
+local epoch = nil
+local function new_stamp()
+  local n = redis.call('HINCRBY', sequence, 'n', 1)
+  if n == 1 then
     local t = redis.call('TIME')
-    s = tonumber(t[1]) * 1000000 + tonumber(t[2])
-    redis.call('SET', sequence, string.format('%d', s))
+    epoch = t[1] .. string.format('%06d', tonumber(t[2]))
+    redis.call('HSET', sequence, 'e', epoch)
+  elseif epoch == nil then
+    epoch = redis.call('HGET', sequence, 'e') or '?'
   end
-  s = string.format('%d', s)
-  if c then s = s .. '|' .. c end
-  return s
+  return epoch .. '.' .. string.format('%d', n)
 end
 
 -- An entry's stamp (false: none: absent, or written since its text was kept).
@@ -352,11 +353,11 @@ local function read(key)
       text = table.concat(flat, '\\0')
       s = false
       if #flat > 0 then
-        s = new_stamp(c)
+        s = new_stamp()
         redis.call('HSET', key, 'j', text, 's', s)
       end
     elseif not s then
-      s = new_stamp(c)
+      s = new_stamp()
       redis.call('HSET', key, 's', s)
     end
     texts[key] = text
@@ -366,23 +367,20 @@ local function read(key)
   return text
 end
 
--- Whether `token` is the current token of the string for `key`: its stamp, and
--- for a bundle ';' and each component entry's stamp. (A bundle's stamp names
--- one content of its entry, `c` included, so the components it lists are the
--- ones the client's string holds.)
+-- The tokens, one per hash from ARGV[5] ('' for none): the stamp the client
+-- holds for the hash's entry and, for a bundle, then per component (in the
+-- order of `c`) its entry key and stamp, separated by spaces. Equal stamps for
+-- the bundle's entry mean the same content, `c` included, so the component keys
+-- the client names are the ones its string holds. Whether every stamp of
+-- `token` is current:
 local function unchanged(key, token)
-  local s = stamp(key)
-  if not s then return false end
-  local bar = string.find(s, '|', 1, true)
-  if not bar then return s == token end
-  if string.sub(token, 1, #s + 1) ~= s .. ';' then return false end
-  local parts = {s}
-  for sku in string.gmatch(string.sub(s, bar + 1), '[^,]+') do
-    local part = stamp(prefix .. sku)
-    if not part then return false end
-    parts[#parts + 1] = part
+  if not string.find(token, ' ', 1, true) then return stamp(key) == token end
+  local words = string.gmatch(token, '%S+')
+  if stamp(key) ~= words() then return false end
+  for part in words do
+    if stamp(part) ~= words() then return false end
   end
-  return table.concat(parts, ';') == token
+  return true
 end
 
 local out = {}
@@ -494,8 +492,8 @@ def _key(sku: str) -> str:
 
 
 def _stamp_key() -> str:
-    """The store-wide stamp sequence READ_SCRIPT draws from (not an entry key:
-    no SKU key has this shape)."""
+    """The store-wide stamp sequence READ_SCRIPT draws from (a hash: counter
+    `n`, epoch `e`; not an entry key: no SKU key has this shape)."""
     prefix = settings.STOCKROOM_AVAILABILITY_KEY_PREFIX
     return f"{prefix}:avail-stamps:{KEY_VERSION}"
 
@@ -644,12 +642,16 @@ class _RedisStore:
         self.read_script = self.client.register_script(READ_SCRIPT)
 
     def read(
-        self, keys: Sequence[str], flag: str | None = None, tokens: Sequence[str] | None = None
+        self,
+        keys: Sequence[str],
+        flag: str | None = None,
+        tokens: Sequence[str] | None = None,
     ) -> tuple[list[bytes], bool]:
         """Every key's entry as one flat string, a bundle's followed by its
         components' (READ_SCRIPT), and whether `flag` exists, in one round trip.
-        With `tokens` (one per key, '' for none): stamped replies, b'=' for a key
-        whose token is current, else its token, STX and its string."""
+        With `tokens` (one per key, `Read.token`; '' for none): stamped replies,
+        b'=' for a key whose stamps are all current, else its token, STX and its
+        string."""
         args = ["1" if flag else "0", _key(""), _stamp_key(), "0"]
         if tokens is not None:
             args[3] = "1"
@@ -694,20 +696,27 @@ class _LocalStore:
         return "\0".join(f"{k}\0{v}" for k, v in (self._get(key) or {}).items() if k != "s")
 
     def _stamp(self, key: str) -> str:
-        """The entry's stamp (READ_SCRIPT's `s`: a bundle's with '|' and its
-        `c`), given on first read after a write from the process-wide sequence
-        ('' for an absent entry)."""
+        """The entry's stamp (READ_SCRIPT's `s`), given on first read after a
+        write from the process-wide sequence ('' for an absent entry)."""
         entry = self._get(key)
         if not entry:
             return ""
         if "s" not in entry:
-            composition = entry.get("c")
-            stamp = str(next(_LOCAL_STAMPS))
-            entry["s"] = stamp if composition is None else f"{stamp}|{composition}"
+            entry["s"] = str(next(_LOCAL_STAMPS))
         return entry["s"]
 
+    def _unchanged(self, key: str, token: str) -> bool:
+        """READ_SCRIPT's `unchanged`: every stamp of `token` is current."""
+        words = token.split()
+        if not words or self._stamp(key) != words[0]:
+            return False
+        return all(self._stamp(k) == st for k, st in zip(words[1::2], words[2::2], strict=False))
+
     def read(
-        self, keys: Sequence[str], flag: str | None = None, tokens: Sequence[str] | None = None
+        self,
+        keys: Sequence[str],
+        flag: str | None = None,
+        tokens: Sequence[str] | None = None,
     ) -> tuple[list[bytes], bool]:
         """The same strings (and, with `tokens`, the same stamped replies) as the
         Redis store's READ_SCRIPT."""
@@ -715,17 +724,16 @@ class _LocalStore:
         with self.lock:
             entries = []
             for i, key in enumerate(keys):
+                if tokens is not None and self._unchanged(key, tokens[i]):
+                    entries.append(b"=")
+                    continue
                 names = [key]
                 composition = (self._get(key) or {}).get("c")
                 if composition is not None:
                     names += [prefix + sku for sku in composition.split(",") if sku]
                 text = "\1".join(self._flat(name) for name in names)
                 if tokens is not None:
-                    marks = [self._stamp(name) for name in names]
-                    if tokens[i] and all(marks) and ";".join(marks) == tokens[i]:
-                        text = "="
-                    else:
-                        text = ";".join(marks) + "\2" + text
+                    text = ";".join(self._stamp(name) for name in names) + "\2" + text
                 entries.append(text.encode())
             return entries, bool(flag and self._get(flag) is not None)
 
@@ -1226,42 +1234,59 @@ class Read:
     `contents[i]` is the string READ_SCRIPT returned for `skus[i]` (a bundle's
     with its components' entries), all None when the cache is down.
 
-    `known` (optional): per SKU, the token of the string the caller derived an
-    answer it still holds from (`tokens[i]` of an earlier read). The script then
-    answers "unchanged" for a SKU whose token is still the current one:
-    `contents[i]` is None and the caller answers from what it holds (it was
-    derived from exactly the entries this read saw). Otherwise `tokens[i]` is
-    the token of `contents[i]` (a caller may memoise under it what it derives
-    from `snapshots` whose `content` is set); '' when not asked.
+    `known` (optional): per SKU, the token (`token`) of the string from
+    which the caller derived an answer it still holds. The script answers
+    "unchanged" for a SKU whose stamps are all still current: `contents[i]` is
+    None and the caller answers from what it holds (derived from exactly the
+    entries this read saw). For the other SKUs, `token(sku, snapshot)` is what a
+    caller memoising what it derived from that snapshot keeps and sends next
+    time.
     """
 
-    __slots__ = ("contents", "skus", "tokens")
+    __slots__ = ("contents", "skus", "stamps")
 
     def __init__(self, skus: Sequence[str], known: dict[str, str] | None = None) -> None:
         self.skus = list(dict.fromkeys(skus))
         self.contents: list[bytes | None] | None = None
-        self.tokens: list[str] = [""] * len(self.skus)
+        self.stamps: dict[str, list[str]] = {}
         try:
             if known is None:
                 self.contents = _read_raw(self.skus)[0]
             else:
-                self.contents = self._unstamp(
-                    _read_raw(self.skus, tokens=[known.get(sku, "") for sku in self.skus])[0]
-                )
+                replies = _read_raw(self.skus, tokens=[known.get(sku, "") for sku in self.skus])[0]
+                self.contents = self._unstamp(replies)
         except Exception:
             STATS["errors"] += 1
             logger.warning("availability cache read failed", exc_info=True)
 
     def _unstamp(self, replies: Sequence[bytes]) -> list[bytes | None]:
         contents: list[bytes | None] = []
-        for i, reply in enumerate(replies):
+        for sku, reply in zip(self.skus, replies, strict=True):
             if reply == b"=":
                 contents.append(None)
                 continue
             token, _, content = reply.partition(b"\2")
-            self.tokens[i] = token.decode()
+            self.stamps[sku] = token.decode().split(";")
             contents.append(content)
         return contents
+
+    def token(self, sku: str, snapshot: StockSnapshot) -> str | None:
+        """The token to send for `sku` next time (READ_SCRIPT: the stamp of its
+        own entry, then per component its entry key and stamp, separated by
+        spaces), from the stamps read with its string and the composition of
+        the `snapshot` decoded from it; None if the string had an unstamped
+        (absent) entry."""
+        marks = self.stamps.get(sku)
+        parts = [c for c, _ in snapshot.components] if snapshot.components is not None else []
+        if marks is None or len(marks) != 1 + len(parts) or not all(marks):
+            return None
+        if not parts:
+            return marks[0]
+        prefix = _key("")
+        words = [marks[0]]
+        for component, mark in zip(parts, marks[1:], strict=True):
+            words += [prefix + component, mark]
+        return " ".join(words)
 
     def snapshots(self, skus: Sequence[str]) -> dict[str, StockSnapshot]:
         """`get_many` for `skus` (some of this read's SKUs) from the strings

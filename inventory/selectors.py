@@ -348,21 +348,21 @@ def availability_for_skus(
                 result[sku] = held[sku][3]
             else:
                 rest.append(sku)
-    tokens = dict(zip(read.skus, read.tokens, strict=True))
     for sku, snap in read.snapshots(rest).items():
         found = _derive_from_snapshot(snap, active)
-        if snap.content is not None and tokens.get(sku):
+        token = read.token(sku, snap) if snap.content is not None else None
+        if token is not None:
             if len(_DERIVED) >= _DERIVED_MAX and sku not in _DERIVED:
                 _DERIVED.clear()
-            _DERIVED[sku] = (tokens[sku], active, low, found)
+            _DERIVED[sku] = (token, active, low, found)
         result[sku] = found
     return result
 
 
 # Per SKU, the answer last derived on the cached path: (the token of the string
-# it was derived from — its entries' stamps, READ_SCRIPT; a bundle's string
-# includes its components' entries —, the active warehouses, the low-stock
-# setting, the answer). Only strings whose answer is a pure function of them
+# it was derived from — its entries' stamps, READ_SCRIPT, `Read.token`; a
+# bundle's string includes its components' entries —, the active warehouses,
+# the low-stock setting, the answer). Only strings whose answer is a pure function of them
 # are memoised (`StockSnapshot.content`: no expiring holds in any entry of the
 # string, every component entry readable). The next read sends the token, and
 # the read script answers "unchanged" only if every entry of the string still
