@@ -373,14 +373,26 @@ end
 -- the bundle's entry mean the same content, `c` included, so the component keys
 -- the client names are the ones its string holds. Whether every stamp of
 -- `token` is current:
+-- (Positions and plain `find`s rather than a pattern: a bundle's check makes
+-- one new string, its component key, per component.)
+local find, sub = string.find, string.sub
 local function unchanged(key, token)
-  if not string.find(token, ' ', 1, true) then return stamp(key) == token end
-  local words = string.gmatch(token, '%S+')
-  if stamp(key) ~= words() then return false end
-  for part in words do
-    if stamp(part) ~= words() then return false end
+  local space = find(token, ' ', 1, true)
+  if not space then return stamp(key) == token end
+  local s = stamp(key)
+  if not s or #s ~= space - 1 or find(token, s, 1, true) ~= 1 then return false end
+  local at = space + 1
+  while true do
+    local gap = find(token, ' ', at, true)  -- after the component's key
+    if not gap then return false end
+    local part = stamp(sub(token, at, gap - 1))
+    local stop = find(token, ' ', gap + 1, true) or (#token + 1)  -- after its stamp
+    if not part or #part ~= stop - gap - 1 or find(token, part, gap + 1, true) ~= gap + 1 then
+      return false
+    end
+    if stop > #token then return true end
+    at = stop + 1
   end
-  return true
 end
 
 local out = {}

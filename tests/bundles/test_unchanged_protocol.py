@@ -73,9 +73,9 @@ def plant(monkeypatch, old, new):
     availability_cache.reset_store()
 
 
-IGNORE_COMPONENTS = (
-    "    if stamp(part) ~= words() then return false end",
-    "    words()",
+IGNORE_COMPONENTS = (  # the component's stamp taken from the token, not from its entry
+    "local part = stamp(sub(token, at, gap - 1))",
+    "local part = sub(token, gap + 1, (find(token, ' ', gap + 1, true) or (#token + 1)) - 1)",
 )
 NO_EPOCH = (
     "return epoch .. '.' .. string.format('%d', n)",
