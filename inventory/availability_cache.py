@@ -1260,7 +1260,7 @@ class Read:
     def __init__(self, skus: Sequence[str], known: dict[str, str] | None = None) -> None:
         self.skus = list(dict.fromkeys(skus))
         self.contents: list[bytes | None] | None = None
-        self.stamps: dict[str, list[str]] = {}
+        self.stamps: dict[str, str] = {}  # per SKU sent in full, its string's token
         try:
             if known is None:
                 self.contents = _read_raw(self.skus)[0]
@@ -1278,7 +1278,7 @@ class Read:
                 contents.append(None)
                 continue
             token, _, content = reply.partition(b"\2")
-            self.stamps[sku] = token.decode().split(";")
+            self.stamps[sku] = token.decode()
             contents.append(content)
         return contents
 
@@ -1288,12 +1288,15 @@ class Read:
         spaces), from the stamps read with its string and the composition of
         the `snapshot` decoded from it; None if the string had an unstamped
         (absent) entry."""
-        marks = self.stamps.get(sku)
-        parts = [c for c, _ in snapshot.components] if snapshot.components is not None else []
-        if marks is None or len(marks) != 1 + len(parts) or not all(marks):
+        token = self.stamps.get(sku)
+        if not token:
             return None
-        if not parts:
-            return marks[0]
+        if snapshot.components is None:
+            return None if ";" in token else token  # (a plain SKU: its stamp alone)
+        marks = token.split(";")
+        parts = [c for c, _ in snapshot.components]
+        if len(marks) != 1 + len(parts) or not all(marks):
+            return None
         prefix = _key("")
         words = [marks[0]]
         for component, mark in zip(parts, marks[1:], strict=True):
