@@ -23,13 +23,19 @@ call, and the garbage collector's pauses inside the timed calls (`gc.callbacks`:
 total ms per 1000 calls, the longest pause, how many calls contained a full
 collection).
 
-Answers are memoised per string read (`selectors._DERIVED`) and entries decoded
-once per distinct content (`availability_cache._DECODED`); with a static
-catalogue every timed call after the warm-up reuses them. `--cold` empties both
-memos before every timed call: the figures of a catalogue whose every entry
-changed since the last read (the worst case for the memos). `--gc-freeze` sets
-up the garbage collector as a serving process does after loading the app
-(`inventory_site.serving.tune_gc`, docs/PERFORMANCE.md) before timing.
+Answers are memoised per SKU under the token of the string they were derived
+from (`selectors._DERIVED`; the entries' stamps, `availability_cache.READ_SCRIPT`)
+and entries decoded once per distinct content (`availability_cache._DECODED`);
+with a static catalogue every timed call after the warm-up sends its tokens and
+is answered "unchanged" for every SKU (only the stamps are read in Redis, one
+byte per SKU comes back). `--cold` empties both memos before every timed call:
+the figures of a catalogue whose every entry changed since the last read (the
+worst case for the memos: every string is sent and decoded, with its token).
+`--gc-freeze` sets up the garbage collector as a serving process does after
+loading the app (`inventory_site.serving.tune_gc`, docs/PERFORMANCE.md) before
+timing. `--script-time` then also times the read script inside Redis for the
+two batches (Redis' TIME at its start and end, the warm tokens sent) and prints
+the bytes each call moves.
 """
 
 from __future__ import annotations
@@ -99,12 +105,57 @@ class _Collector:
         self.full += info["generation"] == 2
 
 
+def script_time(cases: dict[str, list[str]], names: list[str], rounds: int) -> None:
+    """The read script's own time per batch case (a copy of READ_SCRIPT with
+    Redis' TIME read at its start and end), sent the tokens the memo holds as
+    `availability_for_skus` sends them, interleaved; and the bytes moved."""
+    from statistics import median
+
+    from inventory import availability_cache, selectors
+
+    source = availability_cache.READ_SCRIPT.replace(
+        "local n = #KEYS", "local t0 = redis.call('TIME')\nlocal n = #KEYS", 1
+    ).replace(
+        "\nreturn out\n",
+        "\nlocal t1 = redis.call('TIME')\n"
+        "out[#out + 1] = (t1[1] - t0[1]) * 1000000 + (t1[2] - t0[2])\nreturn out\n",
+    )
+    store = availability_cache._store()
+    timed = store.client.register_script(source)
+    calls = {}
+    for name in names:
+        skus = cases[name]
+        tokens = [selectors._DERIVED[sku][0] if sku in selectors._DERIVED else "" for sku in skus]
+        args = ["0", availability_cache._key(""), availability_cache._stamp_key(), "1", *tokens]
+        calls[name] = ([availability_cache._key(sku) for sku in skus], args)
+    took: dict[str, list[int]] = {name: [] for name in names}
+    replied: dict[str, int] = {}
+    for _ in range(rounds):
+        for name in names:
+            keys, args = calls[name]
+            reply = timed(keys=keys, args=args)
+            took[name].append(int(reply[-1]))
+            replied[name] = sum(len(part) for part in reply[:-1])
+    header = f"{'p50 µs':>8} {'min µs':>8} {'reply B':>8} {'args B':>8}"
+    print(f"{'READ_SCRIPT inside Redis':40} {header}")
+    for name in names:
+        print(
+            f"{name:40} {median(took[name]):8.0f} {min(took[name]):8d} {replied[name]:8d} "
+            f"{sum(len(a) for a in calls[name][1]):8d}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=2000)
     parser.add_argument("--cold", action="store_true", help="empty the decode memos every call")
     parser.add_argument(
         "--gc-freeze", action="store_true", help="tune the collector as serving processes do"
+    )
+    parser.add_argument(
+        "--script-time",
+        action="store_true",
+        help="also time READ_SCRIPT inside Redis (TIME at its start and end) per batch case",
     )
     args = parser.parse_args()
     prefix = f"bench-bundles-{os.getpid()}"
@@ -131,9 +182,10 @@ def main() -> None:
         "one plain SKU": [plain[0]],
         "one bundle": [bundles[0]],
     }
-    for skus in cases.values():  # warm: every entry filled, compositions known
-        selectors.availability_for_skus(skus)
-        selectors.availability_for_skus(skus)
+    for _ in range(2):  # warm: every entry filled and stamped, every answer memoised
+        for skus in cases.values():
+            selectors.availability_for_skus(skus)
+            selectors.availability_for_skus(skus)
     if args.gc_freeze:
         from inventory_site.serving import tune_gc
 
@@ -185,6 +237,8 @@ def main() -> None:
             f"{full[name]:9d}"
         )
     print(f"cache misses during the timed rounds: {misses}")
+    if args.script_time:
+        script_time(cases, names[:2], args.rounds)
     client = get_redis_connection("default")
     keys = list(client.scan_iter(f"{prefix}:*", count=1000))
     if keys:

@@ -61,6 +61,7 @@ version the holds were last filled at: write-throughs add their hold changes
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import random
@@ -209,7 +210,7 @@ for k = 1, hashes do
     write = false
   end
   if write then
-    redis.call('HDEL', key, 'j')  -- READ_SCRIPT's joined copy: rebuilt by the next read
+    redis.call('HDEL', key, 'j', 's')  -- READ_SCRIPT's copy and its stamp: rebuilt by the next read
     for i = 1, n do
       local code = ARGV[pos]
       local version = tonumber(ARGV[pos + 1])
@@ -261,7 +262,7 @@ return applied
 # before this ran can no longer match. The row fields stay (versioned state).
 INVALIDATE_SCRIPT = """
 for k = 1, #KEYS do
-  redis.call('HDEL', KEYS[k], 'meta', 'j')
+  redis.call('HDEL', KEYS[k], 'meta', 'j', 's')
   redis.call('HINCRBY', KEYS[k], 'g', 1)
   if redis.call('TTL', KEYS[k]) == -1 then
     redis.call('EXPIRE', KEYS[k], ARGV[1])
@@ -271,56 +272,153 @@ return #KEYS
 """
 
 # KEYS: the hashes to read, then (ARGV[1] == '1') the flag key; ARGV[2]: the
-# key prefix of entries (`_key("")`). Returns, per hash, its HGETALL joined into
-# one string (field NUL value NUL field ...; '' for an absent hash) and, for a
+# key prefix of entries (`_key("")`); ARGV[3]: the store-wide stamp sequence's
+# key (`_stamp_key()`); ARGV[4] == '1': stamped mode, with ARGV[5..] one token
+# per hash read ('' = none). Returns, per hash, its HGETALL joined into one
+# string (field NUL value NUL field ...; '' for an absent hash) and, for a
 # bundle's entry (one with a `c` field, see APPLY_SCRIPT), SOH and each
 # component's entry the same way, in the order of `c`; then EXISTS of the flag.
 # So each requested SKU comes back as ONE string, a bundle's with the entries
 # its answer is derived from, read atomically with it (never stale relative to
 # them, and no extra round trip on a hit): the client memoises answers per
 # string (issue #16, item 5; `selectors.availability_for_skus`). Each hash is
-# read once per call however many bundles share it. NUL and SOH never occur in
-# a field (JSON escapes them; codes, numbers, hold strings and SKUs are
-# printable). The component keys are not in KEYS: on Redis Cluster they would
-# have to share the bundle's slot (docs/ARCHITECTURE.md, read model). Each
-# entry's text is cached in its own field `j` by the first read after a write
-# (every write drops it), so reading an unchanged entry is one HMGET: the
-# script writes, but only that copy of what it read.
+# read once per call however many bundles share it. NUL, SOH and STX never
+# occur in a field (JSON escapes them; codes, numbers, hold strings and SKUs
+# are printable). The component keys (and the sequence key) are not in KEYS:
+# on Redis Cluster they would have to share the bundle's slot
+# (docs/ARCHITECTURE.md, read model). Each entry's text is cached in its own
+# field `j` by the first read after a write (every write drops it), so reading
+# an unchanged entry is one HMGET: the script writes, but only that copy of
+# what it read, and its stamp.
+#
+# Stamps ("unchanged" protocol, issue #16 item 5): whenever the script stores
+# `j` it stores with it, in `s`, a stamp drawn from a store-wide sequence
+# ('<epoch>.<n>'; a sequence found missing restarts with a new epoch, the
+# instant it restarted, so no stamp is ever handed out twice); every write
+# drops `s` with `j`. So a stamp names one content of one entry: equal stamps
+# mean the same text, and an entry that expired and was refilled has a new
+# stamp even if its text is the same bytes. In stamped mode the reply for a
+# hash is '=' when every stamp the client sent for it (below, at `unchanged`)
+# is current (the client holds what it derived from exactly these entries; only
+# the stamps are read, one HGET per entry, and nothing is sent), else the
+# string's token (its entries' stamps joined by ';', a bundle's own first, then
+# its components' in the order of `c`), STX and the string.
 READ_SCRIPT = """
 local n = #KEYS
 if ARGV[1] == '1' then n = n - 1 end
 local prefix = ARGV[2]
-local comps, texts = {}, {}
--- An entry's joined text is kept in its field `j` (dropped by every write of
--- the entry, APPLY_SCRIPT and INVALIDATE_SCRIPT): an unchanged entry costs one
--- HMGET instead of an HGETALL and a join. `j` itself is never part of the text.
+local sequence = ARGV[3]
+local stamped = ARGV[4] == '1'
+local comps, texts, stamps = {}, {}, {}
+
+-- A fresh stamp: '<epoch>.<n>', n the next value of the store-wide sequence
+-- (a hash: `n` the counter, `e` the epoch, the instant by Redis' clock in
+-- microseconds at which the counter started: a sequence lost and restarted has
+-- a new epoch, so no stamp is ever handed out twice).
+local epoch = nil
+local function new_stamp()
+  local n = redis.call('HINCRBY', sequence, 'n', 1)
+  if n == 1 then
+    local t = redis.call('TIME')
+    epoch = t[1] .. string.format('%06d', tonumber(t[2]))
+    redis.call('HSET', sequence, 'e', epoch)
+  elseif epoch == nil then
+    epoch = redis.call('HGET', sequence, 'e') or '?'
+  end
+  return epoch .. '.' .. string.format('%d', n)
+end
+
+-- An entry's stamp (false: none: absent, or written since its text was kept).
+local function stamp(key)
+  local s = stamps[key]
+  if s == nil then
+    s = redis.call('HGET', key, 's')
+    stamps[key] = s
+  end
+  return s
+end
+
+-- An entry's joined text is kept in its field `j` with its stamp in `s` (both
+-- dropped by every write of the entry, APPLY_SCRIPT and INVALIDATE_SCRIPT): an
+-- unchanged entry costs one HMGET instead of an HGETALL and a join. Neither is
+-- ever part of the text.
 local function read(key)
   local text = texts[key]
   if text == nil then
-    local got = redis.call('HMGET', key, 'j', 'c')
+    local got = redis.call('HMGET', key, 'j', 's', 'c')
     text = got[1]
+    local s, c = got[2], got[3]
     if not text then
+      if s then redis.call('HDEL', key, 's') end
       local flat = redis.call('HGETALL', key)
       text = table.concat(flat, '\\0')
-      if #flat > 0 then redis.call('HSET', key, 'j', text) end
+      s = false
+      if #flat > 0 then
+        s = new_stamp()
+        redis.call('HSET', key, 'j', text, 's', s)
+      end
+    elseif not s then
+      s = new_stamp()
+      redis.call('HSET', key, 's', s)
     end
     texts[key] = text
-    comps[key] = got[2]
+    stamps[key] = s
+    comps[key] = c
   end
   return text
 end
+
+-- The tokens, one per hash from ARGV[5] ('' for none): the stamp the client
+-- holds for the hash's entry and, for a bundle, then per component (in the
+-- order of `c`) its entry key and stamp, separated by spaces. Equal stamps for
+-- the bundle's entry mean the same content, `c` included, so the component keys
+-- the client names are the ones its string holds. Whether every stamp of
+-- `token` is current:
+-- (Positions and plain `find`s rather than a pattern: a bundle's check makes
+-- one new string, its component key, per component.)
+local find, sub = string.find, string.sub
+local function unchanged(key, token)
+  local space = find(token, ' ', 1, true)
+  if not space then return stamp(key) == token end
+  local s = stamp(key)
+  if not s or #s ~= space - 1 or find(token, s, 1, true) ~= 1 then return false end
+  local at = space + 1
+  while true do
+    local gap = find(token, ' ', at, true)  -- after the component's key
+    if not gap then return false end
+    local part = stamp(sub(token, at, gap - 1))
+    local stop = find(token, ' ', gap + 1, true) or (#token + 1)  -- after its stamp
+    if not part or #part ~= stop - gap - 1 or find(token, part, gap + 1, true) ~= gap + 1 then
+      return false
+    end
+    if stop > #token then return true end
+    at = stop + 1
+  end
+end
+
 local out = {}
 for i = 1, n do
-  local text = read(KEYS[i])
-  local c = comps[KEYS[i]]
-  if c then
-    local parts = {text}
-    for sku in string.gmatch(c, '[^,]+') do
-      parts[#parts + 1] = read(prefix .. sku)
+  local key = KEYS[i]
+  local token = ''
+  if stamped then token = ARGV[4 + i] end
+  if token ~= '' and unchanged(key, token) then
+    out[i] = '='
+  else
+    local text = read(key)
+    local c = comps[key]
+    if c then
+      local parts, marks = {text}, {stamps[key] or ''}
+      for sku in string.gmatch(c, '[^,]+') do
+        parts[#parts + 1] = read(prefix .. sku)
+        marks[#marks + 1] = stamps[prefix .. sku] or ''
+      end
+      text = table.concat(parts, '\\1')
+      if stamped then text = table.concat(marks, ';') .. '\\2' .. text end
+    elseif stamped then
+      text = (stamps[key] or '') .. '\\2' .. text
     end
-    text = table.concat(parts, '\\1')
+    out[i] = text
   end
-  out[i] = text
 end
 if ARGV[1] == '1' then out[n + 1] = redis.call('EXISTS', KEYS[n + 1]) end
 return out
@@ -404,6 +502,13 @@ def _hold_cap() -> int:
 def _key(sku: str) -> str:
     prefix = settings.STOCKROOM_AVAILABILITY_KEY_PREFIX
     return f"{prefix}:avail:{KEY_VERSION}:{sku}"
+
+
+def _stamp_key() -> str:
+    """The store-wide stamp sequence READ_SCRIPT draws from (a hash: counter
+    `n`, epoch `e`; not an entry key: no SKU key has this shape)."""
+    prefix = settings.STOCKROOM_AVAILABILITY_KEY_PREFIX
+    return f"{prefix}:avail-stamps:{KEY_VERSION}"
 
 
 # --------------------------------------------------------------------------
@@ -549,12 +654,22 @@ class _RedisStore:
         self.invalidate_script = self.client.register_script(INVALIDATE_SCRIPT)
         self.read_script = self.client.register_script(READ_SCRIPT)
 
-    def read(self, keys: Sequence[str], flag: str | None = None) -> tuple[list[bytes], bool]:
+    def read(
+        self,
+        keys: Sequence[str],
+        flag: str | None = None,
+        tokens: Sequence[str] | None = None,
+    ) -> tuple[list[bytes], bool]:
         """Every key's entry as one flat string, a bundle's followed by its
-        components' (READ_SCRIPT), and whether `flag` exists, in one round trip."""
-        raw = self.read_script(
-            keys=[*keys, flag] if flag else list(keys), args=["1" if flag else "0", _key("")]
-        )
+        components' (READ_SCRIPT), and whether `flag` exists, in one round trip.
+        With `tokens` (one per key, `Read.token`; '' for none): stamped replies,
+        b'=' for a key whose stamps are all current, else its token, STX and its
+        string."""
+        args = ["1" if flag else "0", _key(""), _stamp_key(), "0"]
+        if tokens is not None:
+            args[3] = "1"
+            args += tokens
+        raw = self.read_script(keys=[*keys, flag] if flag else list(keys), args=args)
         return raw[: len(keys)], bool(flag and raw[-1])
 
     def apply(self, writes: Sequence[Write], remember: Sequence[str] = ()) -> int:
@@ -591,19 +706,48 @@ class _LocalStore:
         return entry
 
     def _flat(self, key: str) -> str:
-        return "\0".join(f"{k}\0{v}" for k, v in (self._get(key) or {}).items())
+        return "\0".join(f"{k}\0{v}" for k, v in (self._get(key) or {}).items() if k != "s")
 
-    def read(self, keys: Sequence[str], flag: str | None = None) -> tuple[list[bytes], bool]:
-        """The same strings as the Redis store's READ_SCRIPT."""
+    def _stamp(self, key: str) -> str:
+        """The entry's stamp (READ_SCRIPT's `s`), given on first read after a
+        write from the process-wide sequence ('' for an absent entry)."""
+        entry = self._get(key)
+        if not entry:
+            return ""
+        if "s" not in entry:
+            entry["s"] = str(next(_LOCAL_STAMPS))
+        return entry["s"]
+
+    def _unchanged(self, key: str, token: str) -> bool:
+        """READ_SCRIPT's `unchanged`: every stamp of `token` is current."""
+        words = token.split()
+        if not words or self._stamp(key) != words[0]:
+            return False
+        return all(self._stamp(k) == st for k, st in zip(words[1::2], words[2::2], strict=False))
+
+    def read(
+        self,
+        keys: Sequence[str],
+        flag: str | None = None,
+        tokens: Sequence[str] | None = None,
+    ) -> tuple[list[bytes], bool]:
+        """The same strings (and, with `tokens`, the same stamped replies) as the
+        Redis store's READ_SCRIPT."""
         prefix = _key("")
         with self.lock:
             entries = []
-            for key in keys:
-                texts = [self._flat(key)]
+            for i, key in enumerate(keys):
+                if tokens is not None and self._unchanged(key, tokens[i]):
+                    entries.append(b"=")
+                    continue
+                names = [key]
                 composition = (self._get(key) or {}).get("c")
                 if composition is not None:
-                    texts += [self._flat(prefix + sku) for sku in composition.split(",") if sku]
-                entries.append("\1".join(texts).encode())
+                    names += [prefix + sku for sku in composition.split(",") if sku]
+                text = "\1".join(self._flat(name) for name in names)
+                if tokens is not None:
+                    text = ";".join(self._stamp(name) for name in names) + "\2" + text
+                entries.append(text.encode())
             return entries, bool(flag and self._get(flag) is not None)
 
     def apply(self, writes: Sequence[Write], remember: Sequence[str] = ()) -> int:
@@ -618,6 +762,7 @@ class _LocalStore:
                     continue
                 expires = self.data[key][0] if entry is not None else None
                 entry = entry if entry is not None else {}
+                entry.pop("s", None)  # READ_SCRIPT's `s`: every write drops it
                 for code, version, available, mode, holds in fields:
                     current = int(entry.get(f"v:{code}", -1))
                     if mode == "=":
@@ -657,6 +802,7 @@ class _LocalStore:
                 expires = self.data[key][0] if entry is not None else None
                 entry = entry if entry is not None else {}
                 entry.pop("meta", None)
+                entry.pop("s", None)
                 entry["g"] = str(int(entry.get("g", 0)) + 1)
                 self.data[key] = (expires or time.monotonic() + _ttl(), entry)
 
@@ -669,6 +815,10 @@ def _set_composition(entry: dict[str, str], meta: str) -> None:
     else:
         entry["c"] = ",".join(sku for sku, _ in components)
 
+
+# The in-process store's stamp sequence: one per process (every `_LocalStore`
+# draws from it), so a stamp is never handed out twice.
+_LOCAL_STAMPS = itertools.count(1)
 
 _local_store = _LocalStore()
 _redis_store: _RedisStore | None = None
@@ -1014,12 +1164,15 @@ def _components_missing(skus: Iterable[str], found: dict[str, StockSnapshot], re
     return list(out)
 
 
-def _read_raw(skus: Sequence[str], flag: str | None = None) -> tuple[list[bytes], bool]:
-    """READ_SCRIPT's strings for distinct `skus` and whether `flag` exists: one
-    round trip. Raises if the cache is down."""
+def _read_raw(
+    skus: Sequence[str], flag: str | None = None, tokens: Sequence[str] | None = None
+) -> tuple[list[bytes], bool]:
+    """READ_SCRIPT's strings for distinct `skus` (stamped replies with
+    `tokens`) and whether `flag` exists: one round trip. Raises if the cache is
+    down."""
     prefix = _key("")
     flush_writes()  # this process's queued reservations first: it reads its own writes
-    entries, flagged = _store().read([prefix + sku for sku in skus], flag)
+    entries, flagged = _store().read([prefix + sku for sku in skus], flag, tokens)
     STATS["round_trips"] += 1
     return entries, flagged
 
@@ -1093,23 +1246,64 @@ def _parse_entries(
 class Read:
     """One read of the read model (one round trip) for distinct SKUs:
     `contents[i]` is the string READ_SCRIPT returned for `skus[i]` (a bundle's
-    with its components' entries), None when the cache is down.
+    with its components' entries), all None when the cache is down.
 
-    A caller that memoised what it derived from a snapshot under its `content`
-    may answer a SKU whose string is those same bytes from that memo (it read
-    exactly what the answer was derived from), and asks `snapshots` for the rest.
+    `known` (optional): per SKU, the token (`token`) of the string from
+    which the caller derived an answer it still holds. The script answers
+    "unchanged" for a SKU whose stamps are all still current: `contents[i]` is
+    None and the caller answers from what it holds (derived from exactly the
+    entries this read saw). For the other SKUs, `token(sku, snapshot)` is what a
+    caller memoising what it derived from that snapshot keeps and sends next
+    time.
     """
 
-    __slots__ = ("contents", "skus")
+    __slots__ = ("contents", "skus", "stamps")
 
-    def __init__(self, skus: Sequence[str]) -> None:
+    def __init__(self, skus: Sequence[str], known: dict[str, str] | None = None) -> None:
         self.skus = list(dict.fromkeys(skus))
-        self.contents: list[bytes] | None = None
+        self.contents: list[bytes | None] | None = None
+        self.stamps: dict[str, str] = {}  # per SKU sent in full, its string's token
         try:
-            self.contents = _read_raw(self.skus)[0]
+            if known is None:
+                self.contents = _read_raw(self.skus)[0]
+            else:
+                replies = _read_raw(self.skus, tokens=[known.get(sku, "") for sku in self.skus])[0]
+                self.contents = self._unstamp(replies)
         except Exception:
             STATS["errors"] += 1
             logger.warning("availability cache read failed", exc_info=True)
+
+    def _unstamp(self, replies: Sequence[bytes]) -> list[bytes | None]:
+        contents: list[bytes | None] = []
+        for sku, reply in zip(self.skus, replies, strict=True):
+            if reply == b"=":
+                contents.append(None)
+                continue
+            token, _, content = reply.partition(b"\2")
+            self.stamps[sku] = token.decode()
+            contents.append(content)
+        return contents
+
+    def token(self, sku: str, snapshot: StockSnapshot) -> str | None:
+        """The token to send for `sku` next time (READ_SCRIPT: the stamp of its
+        own entry, then per component its entry key and stamp, separated by
+        spaces), from the stamps read with its string and the composition of
+        the `snapshot` decoded from it; None if the string had an unstamped
+        (absent) entry."""
+        token = self.stamps.get(sku)
+        if not token:
+            return None
+        if snapshot.components is None:
+            return None if ";" in token else token  # (a plain SKU: its stamp alone)
+        marks = token.split(";")
+        parts = [c for c, _ in snapshot.components]
+        if len(marks) != 1 + len(parts) or not all(marks):
+            return None
+        prefix = _key("")
+        words = [marks[0]]
+        for component, mark in zip(parts, marks[1:], strict=True):
+            words += [prefix + component, mark]
+        return " ".join(words)
 
     def snapshots(self, skus: Sequence[str]) -> dict[str, StockSnapshot]:
         """`get_many` for `skus` (some of this read's SKUs) from the strings
@@ -1122,7 +1316,8 @@ class Read:
         if self.contents is not None:
             by_sku = dict(zip(self.skus, self.contents, strict=True))
             try:
-                found, generations, _ = _parse_entries(skus, [by_sku[sku] for sku in skus])
+                # (A SKU answered "unchanged" has no string here: read as absent.)
+                found, generations, _ = _parse_entries(skus, [by_sku[sku] or b"" for sku in skus])
             except Exception:
                 STATS["errors"] += 1
                 logger.warning("availability cache read failed", exc_info=True)

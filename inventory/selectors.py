@@ -332,36 +332,47 @@ def availability_for_skus(
     active = active_warehouse_codes()
     low = settings.STOCKROOM_LOW_STOCK_UNITS
     result: dict[str, SkuAvailability | None] = {sku: None for sku in skus}
-    read = availability_cache.Read(list(skus))  # one round trip
+    held: dict[str, tuple] = {}
+    for sku in result:
+        memo = _DERIVED.get(sku)
+        if memo is not None and memo[2] == low and (memo[1] is active or memo[1] == active):
+            held[sku] = memo
+    # One round trip; "unchanged" (content None) for the SKUs whose held token
+    # is still current.
+    read = availability_cache.Read(list(result), {sku: memo[0] for sku, memo in held.items()})
     rest = read.skus
     if read.contents is not None:
         rest = []
         for sku, content in zip(read.skus, read.contents, strict=True):
-            found = _DERIVED.get((sku, content, active, low))
-            if found is None:
-                rest.append(sku)
+            if content is None:
+                result[sku] = held[sku][3]
             else:
-                result[sku] = found
+                rest.append(sku)
     for sku, snap in read.snapshots(rest).items():
         found = _derive_from_snapshot(snap, active)
-        if snap.content is not None:
-            if len(_DERIVED) >= _DERIVED_MAX:
+        token = read.token(sku, snap) if snap.content is not None else None
+        if token is not None:
+            if len(_DERIVED) >= _DERIVED_MAX and sku not in _DERIVED:
                 _DERIVED.clear()
-            _DERIVED[(sku, snap.content, active, low)] = found
+            _DERIVED[sku] = (token, active, low, found)
         result[sku] = found
     return result
 
 
-# Answers derived on the cached path, keyed by (SKU, the exact string read for it
-# — a bundle's includes its components' entries, READ_SCRIPT —, the active
-# warehouses, the low-stock setting). Only strings whose answer is a pure function
-# of them are memoised (`StockSnapshot.content`: no expiring holds in any entry
-# of the string, every component entry readable). A changed entry, component,
-# active set or setting is a different key, so this only spares decoding and
-# re-deriving an unchanged answer (issue #16, item 5): a hit costs one dict
-# look-up per requested SKU, and never answers with anything but what this
-# request read.
-_DERIVED: dict[tuple, SkuAvailability] = {}
+# Per SKU, the answer last derived on the cached path: (the token of the string
+# it was derived from — its entries' stamps, READ_SCRIPT, `Read.token`; a
+# bundle's string includes its components' entries —, the active warehouses,
+# the low-stock setting, the answer). Only strings whose answer is a pure function of them
+# are memoised (`StockSnapshot.content`: no expiring holds in any entry of the
+# string, every component entry readable). The next read sends the token, and
+# the read script answers "unchanged" only if every entry of the string still
+# has the stamp it had (a stamp names one content of one entry and is never
+# handed out twice: a write, an invalidation or an expiry and refill gives a
+# new one), so a memoised answer is used only when this request's atomic read
+# saw exactly the entries it was derived from (issue #16, item 5). A changed
+# entry, component, active set or setting is derived afresh. Bounded (cleared
+# at `_DERIVED_MAX` SKUs).
+_DERIVED: dict[str, tuple] = {}
 _DERIVED_MAX = 50_000
 
 
