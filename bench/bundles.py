@@ -4,8 +4,8 @@
 
 Builds a small catalogue in its own database (`<BENCH_DATABASE_URL>_bundles`,
 default `stockroom_bench_bundles`): 200 plain SKUs in 3 warehouses and 50
-bundles of 3 components each (drawn from the plain SKUs). Redis: REDIS_URL
-(default db 9) under a key prefix of its own (`bench-bundles-<pid>`), whose
+bundles of 3 components each (drawn from the plain SKUs). Redis: BENCH_REDIS_URL
+(default db 9) under the run's own key prefix (`bench/common.py`), whose
 keys it deletes at the end (it never flushes a database).
 
 Measures, in one run and interleaved round by round (so load changes hit both
@@ -36,6 +36,14 @@ loading the app (`inventory_site.serving.tune_gc`, docs/PERFORMANCE.md) before
 timing. `--script-time` then also times the read script inside Redis for the
 two batches (Redis' TIME at its start and end, the warm tokens sent) and prints
 the bytes each call moves.
+
+`--http RATE` measures what a storefront sees instead: the same two batches as
+`GET /api/v1/availability/?sku=…` (100 SKUs) against gunicorn (production
+settings, sync 4 workers, as `bench/http_throughput.py`), fired open-loop at RATE
+requests/s by `bench/openloop.py`'s driver (latency from each request's intended
+send instant, so a stall is not hidden), `--http-seconds` per run, the two cases
+alternating run by run for `--rounds` runs; p50/p99 per case over all its runs,
+and the ratio to the plain batch.
 """
 
 from __future__ import annotations
@@ -49,7 +57,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BENCH_DB, create_database, median, percentile, setup_django
+from common import BENCH_DB, BENCH_KEY_PREFIX, create_database, median, percentile, setup_django
 
 DB = BENCH_DB + "_bundles"
 PLAIN, BUNDLES, WAREHOUSES = 200, 50, 3
@@ -145,6 +153,61 @@ def script_time(cases: dict[str, list[str]], names: list[str], rounds: int) -> N
         )
 
 
+def over_http(cases: dict[str, list[str]], rate: float, seconds: float, rounds: int) -> None:
+    """`--http`: the two batch cases over HTTP, open-loop, alternating run by run."""
+    import asyncio
+    import uuid
+
+    from http_throughput import Gunicorn, base_env, manage
+    from openloop import open_loop
+
+    env = base_env(DB)
+    env["STOCKROOM_AVAILABILITY_TTL"] = os.environ["STOCKROOM_AVAILABILITY_TTL"]
+    key = manage(env, "create_api_client", f"bench-bundles-{uuid.uuid4().hex[:8]}",
+                 "--scope", "storefront").strip().splitlines()[-1]  # fmt: skip
+    names = list(cases)[:2]
+    requests = {}
+    for name in names:
+        query = "&".join(f"sku={sku}" for sku in cases[name])
+        requests[name] = (
+            f"GET /api/v1/availability/?{query} HTTP/1.1\r\n"
+            f"Authorization: Token {key}\r\nHost: 127.0.0.1\r\n\r\n"
+        ).encode()
+    server = Gunicorn(["-k", "sync", "-w", "4"], env)
+    try:
+        for name in names:  # warm every worker's memo (each process has its own)
+            asyncio.run(open_loop(server.port, lambda n, r=requests[name]: r, key, 0,
+                                  50, 2, 16))  # fmt: skip
+        latencies: dict[str, list[float]] = {name: [] for name in names}
+        results = {name: [] for name in names}
+        for r in range(rounds):
+            for name in names if r % 2 == 0 else names[::-1]:
+                gc.collect()
+                gc.disable()  # the driver's own pauses are not the server's latency
+                try:
+                    make = lambda n, q=requests[name]: q  # noqa: E731
+                    out = asyncio.run(open_loop(server.port, make, key, 0, rate, seconds, 64,
+                                                keep=latencies[name]))  # fmt: skip
+                finally:
+                    gc.enable()
+                results[name].append(out)
+                assert out["non2xx"] == 0, out
+    finally:
+        server.stop()
+    load = os.getloadavg()
+    print(f"over HTTP: {rate:g} requests/s open-loop, {rounds} x {seconds:g} s per case, "
+          f"gunicorn sync 4 workers; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
+          f"cores: {os.cpu_count()}")  # fmt: skip
+    print(f"{'case':40} {'requests':>9} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} "
+          f"{'p50 ratio':>10} {'p99 ratio':>10}")  # fmt: skip
+    base = latencies[names[0]]
+    for name in names:
+        values = latencies[name]
+        print(f"{name:40} {len(values):9d} {median(values):8.2f} {percentile(values, 99):8.2f} "
+              f"{percentile(values, 99.9):9.2f} {median(values) / median(base):10.2f} "
+              f"{percentile(values, 99) / percentile(base, 99):10.2f}")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=2000)
@@ -153,13 +216,16 @@ def main() -> None:
         "--gc-freeze", action="store_true", help="tune the collector as serving processes do"
     )
     parser.add_argument(
+        "--http", type=float, metavar="RATE", help="over HTTP, open-loop at RATE requests/s"
+    )
+    parser.add_argument("--http-seconds", type=float, default=5, help="per --http run")
+    parser.add_argument(
         "--script-time",
         action="store_true",
         help="also time READ_SCRIPT inside Redis (TIME at its start and end) per batch case",
     )
     args = parser.parse_args()
-    prefix = f"bench-bundles-{os.getpid()}"
-    os.environ["STOCKROOM_AVAILABILITY_KEY_PREFIX"] = prefix
+    prefix = BENCH_KEY_PREFIX  # setup_django gives it to Django (and gunicorn, with --http)
     # Hits are what is measured: no entry may expire (and be refilled) mid-run.
     os.environ["STOCKROOM_AVAILABILITY_TTL"] = "3600"
     create_database(DB)
@@ -186,6 +252,15 @@ def main() -> None:
         for skus in cases.values():
             selectors.availability_for_skus(skus)
             selectors.availability_for_skus(skus)
+    if args.http:
+        try:
+            over_http(cases, args.http, args.http_seconds, args.rounds)
+        finally:
+            client = get_redis_connection("default")
+            keys = list(client.scan_iter(f"{prefix}:*", count=1000))
+            if keys:
+                client.delete(*keys)
+        return
     if args.gc_freeze:
         from inventory_site.serving import tune_gc
 

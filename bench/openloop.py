@@ -131,8 +131,9 @@ class Pool:
         self.slots.release()
 
 
-async def open_loop(port: int, row: str, key: str, skus: int, rate: float, seconds: float,
-                    max_connections: int) -> dict:  # fmt: skip
+async def open_loop(port: int, row, key: str, skus: int, rate: float, seconds: float,
+                    max_connections: int, keep: list[float] | None = None) -> dict:  # fmt: skip
+    """`keep`: a list the run's latencies are appended to (to pool several runs)."""
     pool = Pool(port, max_connections)
     rng = random.Random(11)
     run = f"ol{uuid.uuid4().hex[:10]}"
@@ -141,7 +142,8 @@ async def open_loop(port: int, row: str, key: str, skus: int, rate: float, secon
     total = int(rate * seconds)
 
     async def one(n: int, due: float) -> None:
-        request = make_request(row, key, skus, rng, run, n)
+        # `row`: a row name, or a callable making request n's bytes (bench/bundles.py).
+        request = make_request(row, key, skus, rng, run, n) if isinstance(row, str) else row(n)
         try:
             conn = await pool.get()
         except OSError:
@@ -176,6 +178,8 @@ async def open_loop(port: int, row: str, key: str, skus: int, rate: float, secon
     cpu = time.process_time() - cpu_started
     for conn in pool.idle:
         conn[1].close()
+    if keep is not None:
+        keep.extend(latencies)
     return {
         "sent": total,
         "achieved": len(latencies) / elapsed,
