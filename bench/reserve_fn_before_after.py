@@ -1,12 +1,15 @@
-"""The reserve function before and after the one-order fast path (issue #18, goal 2), in one run.
+"""The reserve path before and after a change to its SQL (issue #18, goal 2), in one run.
 
     .venv/bin/python bench/reserve_fn_before_after.py [--skus 20000] [--duration 5] [--repeats 3]
+        [--before events/migrations/sql/0007_events_stock_emit.sql ...]
 
-Builds the bench catalogue at the head migration (database `BENCH_DATABASE_URL`:
-today's `stockroom_reserve_orders`, inventory migration 0023), clones it
-(`CREATE DATABASE … TEMPLATE`) and loads into the clone the function as it was
-before (the frozen copy `inventory/migrations/sql/0022_reserve_orders.sql`), so
-the two databases differ by the function alone. Then pgbench (prepared, 8
+Builds the bench catalogue at the head migration (database `BENCH_DATABASE_URL`),
+clones it (`CREATE DATABASE … TEMPLATE`) and loads into the clone the functions
+as they were before (frozen copies; by default `--before` is the stock-event
+emitter before its lean path, events migration 0008: the reserve function's
+one-order fast path of inventory 0023 was measured with
+`inventory/migrations/sql/0022_reserve_orders.sql`), so the two databases differ
+by those functions alone. Then pgbench (prepared, 8
 connections) runs `bench/reservations.py`'s scripts against both, alternating
 before, after, after, before per repeat so that drift in the machine's load falls
 on both alike:
@@ -43,7 +46,7 @@ from common import (
 from reservations import ORDERS_PER_CALL, SOLD_OUT_SKU, pgbench_scripts
 
 BEFORE_DB = BENCH_DB + "_before"
-BEFORE_FUNCTION = ROOT / "inventory" / "migrations" / "sql" / "0022_reserve_orders.sql"
+BEFORE_SQL = ("events/migrations/sql/0007_events_stock_emit.sql",)
 CTE = "one CTE statement"
 ONE_LINE = "project function, 1 line"
 SOLD_OUT = "project function, 1 line refused (sold out)"
@@ -80,11 +83,12 @@ def sell_out_row(db: str) -> None:
     )
 
 
-def build_before_clone() -> None:
+def build_before_clone(before_sql: list[str]) -> None:
     bench, before = db_name(BENCH_DB), db_name(BEFORE_DB)
     psql("postgres", f'DROP DATABASE IF EXISTS "{before}"')
     psql("postgres", f'CREATE DATABASE "{before}" TEMPLATE "{bench}"')
-    psql(before, BEFORE_FUNCTION.read_text())
+    for path in before_sql:
+        psql(before, (ROOT / path).read_text())
     for db in (before, bench):
         psql(db, "VACUUM ANALYZE")
 
@@ -106,6 +110,9 @@ def main() -> None:
     parser.add_argument("--shapes", help="only shapes whose name has one of these, a,b")
     parser.add_argument("--no-sold-out", action="store_true", help="skip the refused line")
     parser.add_argument("--reuse", action="store_true", help="keep an existing clone")
+    parser.add_argument(
+        "--before", nargs="+", default=list(BEFORE_SQL), help="frozen SQL files, from the root"
+    )
     args = parser.parse_args()
 
     create_database()
@@ -119,7 +126,7 @@ def main() -> None:
     sell_out_row(db_name(BENCH_DB))
     if not (args.reuse and psql("postgres", f"SELECT 1 FROM pg_database WHERE datname = "
                                             f"'{db_name(BEFORE_DB)}'").strip()):  # fmt: skip
-        build_before_clone()
+        build_before_clone(args.before)
 
     all_scripts = pgbench_scripts(args.skus)
     scripts = {name: all_scripts[name] for name in SHAPES}

@@ -93,7 +93,7 @@ DECLARE
     v_stale jsonb;
     -- the one-order fast path (below)
     n_lines int := coalesce(array_length(p_skus, 1), 0);
-    fp_claim uuid; fp_ok boolean;
+    fp_claim uuid; fp_ok boolean; fp_short jsonb; fp_short_rows uuid[];
 BEGIN
     IF n_orders = 0 THEN
         RETURN jsonb_build_object('orders', '[]'::jsonb, 'changes', '[]'::jsonb,
@@ -112,6 +112,11 @@ BEGIN
     -- (the id exists, a row is missing, a warehouse inactive, a line short, so
     -- that lapsed holds may matter) changes nothing here but the claim, which
     -- the general path goes on with (step 1) and drops if it refuses too.
+    -- A short order whose short rows have no lapsed hold at all (none could help)
+    -- is refused here instead (migration 0025): one more statement drops the
+    -- claim, checking that (a fresh snapshot, the rows still locked), and the
+    -- answer is the general path's ('insufficient', each short line with what
+    -- its row has); with any lapsed hold there, the general path decides.
     -- Trigger order: the ledger rows' statement trigger (stock events) is
     -- queued before the lines' (reservation.created), as in the general path:
     -- the main query reads `led` to its end, the lines' insert runs after it
@@ -144,11 +149,14 @@ BEGIN
             FOR NO KEY UPDATE OF inv
         ),
         verdict AS (
-            SELECT count(*) = n_lines AND count(DISTINCT l.id) = n_lines
-                   AND coalesce(bool_and(coalesce(
-                           l.is_active AND l.q <= l.on_hand - l.reserved + l.allowance,
-                           false)), false) AS ok
-            FROM locked l
+            -- found: every line on a row of its own, in an active warehouse
+            SELECT v.found, v.found AND v.fits AS ok
+            FROM (SELECT count(*) = n_lines AND count(DISTINCT l.id) = n_lines
+                         AND coalesce(bool_and(l.is_active), false) AS found,
+                         coalesce(bool_and(coalesce(
+                             l.q <= l.on_hand - l.reserved + l.allowance, false)), false)
+                             AS fits
+                  FROM locked l) v
         ),
         upd AS (
             UPDATE inventory_inventory AS inv
@@ -189,13 +197,39 @@ BEGIN
                (SELECT coalesce(jsonb_agg(jsonb_build_array(
                            x.id, x.product_id, x.warehouse_id, x.reserved_delta,
                            x.on_hand_after, x.reserved_after, x.reference_id, x.reason)), '[]')
-                FROM led x)
-          INTO fp_claim, fp_ok, v_changes, v_ledger;
+                FROM led x),
+               -- the short lines, as the general path answers them (no lapsed hold)
+               (SELECT jsonb_agg(jsonb_build_object(
+                           'sku', l.s, 'warehouse', l.c, 'requested', l.q,
+                           'available', greatest(l.on_hand - l.reserved + l.allowance, 0))
+                       ORDER BY l.n)
+                FROM locked l
+                WHERE (SELECT v.found FROM verdict v)
+                  AND l.q > l.on_hand - l.reserved + l.allowance),
+               (SELECT array_agg(l.id) FROM locked l
+                WHERE l.q > l.on_hand - l.reserved + l.allowance)
+          INTO fp_claim, fp_ok, v_changes, v_ledger, fp_short, fp_short_rows;
         IF fp_ok THEN
             RETURN jsonb_build_object(
                 'orders', jsonb_build_array(jsonb_build_array('created', fp_claim, NULL)),
                 'changes', v_changes, 'ledger', v_ledger, 'released', '[]'::jsonb,
                 'at', now_ts);
+        END IF;
+        IF fp_short IS NOT NULL THEN
+            DELETE FROM inventory_reservation r
+            WHERE r.id = fp_claim
+              AND NOT EXISTS (
+                  SELECT FROM inventory_reservationline rl
+                  JOIN inventory_reservation lr ON lr.id = rl.reservation_id
+                  WHERE rl.inventory_id = ANY(fp_short_rows) AND rl.status = 'active'
+                    AND lr.status = 'active' AND lr.expires_at <= p_now
+                    AND rl.quantity - rl.quantity_fulfilled - rl.quantity_released > 0);
+            IF FOUND THEN
+                RETURN jsonb_build_object(
+                    'orders', jsonb_build_array(jsonb_build_array('insufficient', NULL, fp_short)),
+                    'changes', '[]'::jsonb, 'ledger', '[]'::jsonb, 'released', '[]'::jsonb,
+                    'at', now_ts);
+            END IF;
         END IF;
         v_changes := '[]'; v_ledger := '[]';  -- (fp_claim, if set, is step 1's claim)
     END IF;

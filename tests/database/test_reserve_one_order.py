@@ -10,6 +10,7 @@ events included. A refused order leaves nothing behind (not even its claim).
 """
 
 import json
+from datetime import timedelta
 
 import pytest
 from django.db import connection, transaction
@@ -268,3 +269,43 @@ def test_one_order_is_one_statement_of_the_function(twins):
     )
     assert len(fast) == 1, fast
     assert len(general) >= 5, general
+
+
+def test_a_short_order_is_refused_by_the_one_order_statement(twins):
+    """No lapsed hold on the short row: the one-order statement's answer is final
+    (migration 0025): the function runs it and the claim's removal, nothing else."""
+    fast = statements_of_the_function(
+        lambda: reserve(f"order-{FAST}", [(f"{FAST}-1", "BER", 1), (f"{FAST}-2", "BER", 5)])
+    )
+    general = statements_of_the_function(
+        lambda: reserve(
+            f"order-{GENERAL}",
+            [(f"{GENERAL}-1", "BER", 1), (f"{GENERAL}-2", "BER", 5)],
+            general=True,
+        )
+    )
+    assert len(fast) == 2, fast
+    assert "DELETE FROM inventory_reservation" in fast[1]
+    assert len(general) >= 5, general
+    assert not Reservation.objects.exists()
+
+
+@pytest.mark.parametrize("lapsed", ["lapsed hold", "hold not lapsed"])
+def test_a_short_order_with_a_lapsed_hold_on_its_row_takes_the_general_path(twins, lapsed):
+    """A hold past its expiry on the short row may cover the line: the general path
+    releases it and creates the order, on both twins alike; a hold not yet lapsed
+    leaves the order short, refused alike."""
+    now = clock.now()
+    expires = now - timedelta(seconds=1) if lapsed == "lapsed hold" else now + timedelta(hours=1)
+    for p in (FAST, GENERAL):
+        reserve(f"{p}-hold", [(f"{p}-1", "BER", 8)], expires_at=expires)  # (neutral in twin())
+    fast = reserve(f"order-{FAST}", [(f"{FAST}-1", "BER", 5)])
+    general = reserve(f"order-{GENERAL}", [(f"{GENERAL}-1", "BER", 5)], general=True)
+
+    expected = "created" if lapsed == "lapsed hold" else "insufficient"
+    assert fast["orders"][0][0] == expected
+    assert twin(FAST, fast["released"]) == twin(GENERAL, general["released"])
+    assert answer_shape(fast, FAST) == answer_shape(general, GENERAL)
+    assert written(FAST) == written(GENERAL)
+    holds = Reservation.objects.filter(order_id__endswith="-hold")
+    assert {h.status for h in holds} == {"expired" if lapsed == "lapsed hold" else "active"}
