@@ -118,6 +118,8 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=8)
     parser.add_argument("--skus", type=int, help="bench catalogue size")
     parser.add_argument("--clients", type=int, help="pgbench connections")
+    parser.add_argument("--service-rows", default=SERVICE, help="reservations.py --rows")
+    parser.add_argument("--http-rows", default=HTTP_ROWS, help="http_throughput.py --rows")
     parser.add_argument("--no-http", action="store_true")
     parser.add_argument("--no-service", action="store_true")
     args = parser.parse_args()
@@ -139,12 +141,13 @@ def main() -> None:
             for name in ("before", "after") if n % 2 == 0 else ("after", "before"):
                 if not args.no_service:
                     found = run(trees[name], "bench/reservations.py", "--only", "service",
-                                "--rows", SERVICE, "--repeats", "1", "--duration", duration,
-                                "--processes", str(args.processes), *skus)  # fmt: skip
+                                "--rows", args.service_rows, "--repeats", "1",
+                                "--duration", duration, "--processes", str(args.processes),
+                                *skus)  # fmt: skip
                     results.service(name, found, ceilings)
                 if not args.no_http:
                     found = run(trees[name], "bench/http_throughput.py", "--configs", "1",
-                                "--rows", HTTP_ROWS, "--repeats", "1", "--duration", duration,
+                                "--rows", args.http_rows, "--repeats", "1", "--duration", duration,
                                 "--no-pgbouncer", *skus)  # fmt: skip
                     results.http(name, found, ceilings)
             print(f"# round {n + 1}/{args.rounds} done, load {os.getloadavg()[0]:.1f}", flush=True)
