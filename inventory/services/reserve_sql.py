@@ -454,8 +454,9 @@ def _loaded(
     (Django treats it as loaded from the database): what `model(**values,
     **related)` builds — every field not in `values` at its default, each related
     instance cached under its field's name — without Model.__init__'s per-field
-    machinery, which cost more than the rest of a one-line reservation's answer
-    (issue #18). tests/services/test_loaded_instances.py checks both build the same."""
+    machinery (building a one-line reservation's answer: 113-131 µs with it,
+    61-65 without; issue #18). tests/services/test_loaded_instances.py checks
+    both build the same."""
     defaults = _FIELD_DEFAULTS.get(model)
     if defaults is None:
         defaults = _FIELD_DEFAULTS[model] = tuple(
