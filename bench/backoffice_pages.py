@@ -2,7 +2,7 @@
 2,000-line purchase order's receive page, timed in-process through Django's test client
 (no network, no browser: server time only, what a page load waits for first).
 
-    REDIS_URL=redis://127.0.0.1:6379/3 \\
+    BENCH_REDIS_URL=redis://127.0.0.1:6379/3 \\
     .venv/bin/python bench/backoffice_pages.py --rows 10000000 [--warehouses 4] [--runs 7] \\
         [--drop-after]
 

@@ -25,7 +25,12 @@ BENCH_DB = os.environ.get(
 # colleague's), and inside it a key prefix of this run's own, inherited by every
 # process the run spawns, so cleaning up deletes this run's keys by prefix
 # (`delete_bench_keys`) and never flushes a database someone else may be using.
+# REDIS_URL is not consulted: in a developer's shell it names the application's own
+# database, which a bench must not fill (setup_django points REDIS_URL here).
 BENCH_REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
+# The process that chose the prefix owns the run's keys and deletes them when it
+# exits (`_delete_own_keys`); processes it starts inherit the prefix and do not.
+_OWNS_KEYS = "STOCKROOM_AVAILABILITY_KEY_PREFIX" not in os.environ
 os.environ.setdefault("STOCKROOM_AVAILABILITY_KEY_PREFIX", f"bench-{secrets.token_hex(4)}")
 BENCH_KEY_PREFIX = os.environ["STOCKROOM_AVAILABILITY_KEY_PREFIX"]
 # A bench fills Redis with a million keys and scans them: the application's 0.2 s
@@ -61,14 +66,32 @@ def delete_bench_keys(prefix: str = BENCH_KEY_PREFIX) -> int:
     return deleted
 
 
+def _delete_own_keys() -> None:
+    """At exit of the process that chose the run's key prefix: delete the run's keys
+    (read-model entries, order memory, gate state) however the bench ended."""
+    try:
+        delete_bench_keys()
+    except Exception as exc:  # Redis gone: nothing to leave behind there
+        print(f"bench: could not delete keys {BENCH_KEY_PREFIX}:* ({exc})", file=sys.stderr)
+
+
+_CLEANUP_REGISTERED = False
+
+
 def setup_django(database_url: str = BENCH_DB) -> None:
-    """Configure Django for the bench database (production-like: no DEBUG)."""
+    """Configure Django for the bench database (production-like: no DEBUG) and the
+    bench's own Redis database and key prefix, whatever REDIS_URL the shell had."""
+    global _CLEANUP_REGISTERED
     sys.path.insert(0, str(ROOT))
     os.environ["DATABASE_URL"] = database_url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "inventory_site.settings.base")
     os.environ.setdefault("DJANGO_DEBUG", "false")
-    for name, value in bench_redis_env().items():
-        os.environ.setdefault(name, value)
+    os.environ.update(bench_redis_env())
+    if _OWNS_KEYS and not _CLEANUP_REGISTERED:
+        import atexit
+
+        atexit.register(_delete_own_keys)
+        _CLEANUP_REGISTERED = True
     os.environ.setdefault("DB_STATEMENT_TIMEOUT_MS", "0")  # bulk set-up statements run long
     import django
 

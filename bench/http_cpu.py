@@ -49,8 +49,7 @@ def backend_cpu(pid: int) -> float:
 
 def child(requests: int) -> None:
     """In the tree under test: the requests, one at a time; prints one JSON line."""
-    for name, value in bench_redis_env().items():
-        os.environ.setdefault(name, value)
+    os.environ.update(bench_redis_env())  # the bench's Redis, whatever the shell's REDIS_URL
     os.environ.update(
         DATABASE_URL=BENCH_DB,
         DJANGO_SETTINGS_MODULE="inventory_site.settings.base",

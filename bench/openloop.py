@@ -44,7 +44,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BENCH_DB, delete_bench_keys, percentile
+from common import BENCH_DB, BENCH_KEY_PREFIX, BENCH_REDIS, delete_bench_keys, percentile
 from http_throughput import (
     WORKING_SET,
     Gunicorn,
@@ -189,6 +189,38 @@ async def open_loop(port: int, row: str, key: str, skus: int, rate: float, secon
     }
 
 
+def age_read_model(ttl: int, seed: int) -> int:
+    """Give every read-model entry of the run a remaining life drawn uniformly from
+    1..`ttl` seconds, as if each had been filled at a random moment of the last TTL:
+    the steady state of a shop that has been serving for a while, where entries
+    expire and are refilled at an even rate (working set / TTL per second). Filled
+    all at once by the warm-up, they would instead expire together 48-60 s later
+    (the fill spreads TTLs over the last fifth only) and send a whole second's
+    readers to the database; a run that happened to span that wave measured it,
+    not the steady state. Returns the number of entries aged."""
+    import redis
+
+    client = redis.Redis.from_url(BENCH_REDIS, socket_timeout=30)
+    rng = random.Random(seed)
+    aged = 0
+    pipe = client.pipeline(transaction=False)
+    for key in client.scan_iter(match=f"{BENCH_KEY_PREFIX}:avail:*", count=5000):
+        pipe.expire(key, rng.randint(1, ttl))
+        aged += 1
+        if aged % 5000 == 0:
+            pipe.execute()
+    pipe.execute()
+    client.close()
+    return aged
+
+
+def steady_read_model(env: dict[str, str], ttl: int, seed: int) -> None:
+    """Before each measured run: fill what is missing of the working set, then age
+    it (`age_read_model`), so every run starts from the same steady state."""
+    warm_read_model(env)
+    age_read_model(ttl, seed)
+
+
 def build_catalogue(skus: int) -> None:
     """The bench catalogue (skus x 1 warehouse BW01), once, in BENCH_DATABASE_URL."""
     from common import create_database, ensure_catalogue, migrate, setup_django
@@ -208,6 +240,13 @@ def main() -> None:
     parser.add_argument("--fractions", default="0.25,0.5,0.75")
     parser.add_argument("--max-connections", type=int, default=64)
     parser.add_argument(
+        "--ttl",
+        type=int,
+        default=60,
+        help="the server's STOCKROOM_AVAILABILITY_TTL (the product default); entries are "
+        "aged over it before every run (steady state: working set / TTL refills a second)",
+    )
+    parser.add_argument(
         "--server",
         default="sync",
         choices=SERVERS,
@@ -221,6 +260,7 @@ def main() -> None:
 
     http_throughput.SKUS = args.skus
     env = base_env(BENCH_DB)
+    env["STOCKROOM_AVAILABILITY_TTL"] = str(args.ttl)
     key = manage(env, "create_api_client", f"bench-openloop-{uuid.uuid4().hex[:8]}",
                  "--scope", "storefront").strip().splitlines()[-1]  # fmt: skip
     server = None
@@ -233,6 +273,7 @@ def main() -> None:
         for row in args.rows.split(","):
             wrk_row, label = ROWS[row]
             drain(server.port, key)
+            steady_read_model(env, args.ttl, seed=len(lines))
             peak = run_wrk(server.port, wrk_row, key, args.max_seconds, 32, 2, "")
             lines.append(f"| {label} | max (closed loop, wrk c32) | {peak['rps']:,.0f} | | "
                          f"{peak['p50']:.1f} | {peak['p99']:.1f} | | {peak['non2xx']} | | "
@@ -240,6 +281,7 @@ def main() -> None:
             print(lines[-1], flush=True)
             for fraction in (float(f) for f in args.fractions.split(",")):
                 drain(server.port, key)
+                steady_read_model(env, args.ttl, seed=len(lines))
                 rate = peak["rps"] * fraction
                 # The driver's own garbage collection would count as the server's
                 # latency (a pause delays every request due meanwhile): off during a run.
@@ -261,7 +303,8 @@ def main() -> None:
         delete_bench_keys()
     print()
     print(f"catalogue {args.skus:,} SKUs x 1 warehouse; gunicorn {' '.join(SERVERS[args.server])}; "
-          f"{args.seconds:.0f} s per open-loop run; {os.cpu_count()} CPUs")  # fmt: skip
+          f"{args.seconds:.0f} s per open-loop run; {os.cpu_count()} CPUs; "
+          f"read model aged over a {args.ttl} s TTL before every run")  # fmt: skip
     print()
     print("| row | offered rate | achieved/s | connections | p50 ms | p99 ms | p99.9 ms "
           "| non-2xx | driver CPU (cores) | load 1 min |")  # fmt: skip

@@ -77,6 +77,7 @@ from django.conf import settings
 from django.db import connections, transaction
 from django.db.models import F, Sum
 
+from .prepared import prepared_cursor
 from .write_behind import WriteBehind
 
 logger = logging.getLogger(__name__)
@@ -811,7 +812,7 @@ _LOAD_SQL = """
             GROUP BY 1
         ) x
     ) h ON i.id IS NOT NULL
-    WHERE p.sku IN ({placeholders})
+    WHERE p.sku = ANY(%s::text[])
 """
 
 
@@ -878,9 +879,10 @@ def load_from_database(skus: Sequence[str]) -> dict[str, StockSnapshot]:
         return {}
     alias = read_alias()
     if connections[alias].vendor == "postgresql":
-        sql = _LOAD_SQL.format(placeholders=", ".join(["%s"] * len(skus)))
-        with connections[alias].cursor() as cursor:
-            cursor.execute(sql, list(skus))
+        # One text for any number of SKUs, prepared once per connection: planning
+        # the join was ~0.6 ms of a miss's ~0.8 ms in PostgreSQL (docs/PERFORMANCE.md).
+        with prepared_cursor(connections[alias]) as cursor:
+            cursor.execute(_LOAD_SQL, [list(skus)])
             rows = cursor.fetchall()
     else:
         rows = _load_rows_portable(alias, skus)

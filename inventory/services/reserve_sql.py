@@ -40,6 +40,7 @@ from ..models import (
     ReservationStatus,
     TransactionType,
 )
+from ..prepared import prepared_cursor
 from .bundle_lines import (
     BUNDLE_REASON_PREFIX,
     Bundle,
@@ -78,45 +79,14 @@ def call_stock_function(sql: str, params: Sequence[Any]) -> dict:
     return json.loads(payload) if isinstance(payload, str) else payload
 
 
-_CURSOR_CLASSES: dict[bool, type] = {}
-
-
 def _function_cursor():
-    """A cursor for the stock functions' calls (issue #18): Django's wrapper (its
-    database errors, execute wrappers and query logging, as for every query)
-    around a psycopg cursor that binds the parameters server-side — the call's
-    arrays travel as parameters instead of being quoted into the SQL text on
-    the client and parsed back on the server — and prepares the call once per
-    connection. Not prepared behind PgBouncer in transaction mode
-    (DB_DISABLE_SERVER_SIDE_CURSORS, docs/SCALING.md): a prepared statement
-    lives on one server connection (settings: `prepare_threshold`). The ORM
-    keeps Django's client-side binding."""
+    """A cursor for the stock functions' calls (issue #18): bound server-side
+    and prepared once per connection (`inventory.prepared`) — the call's arrays
+    travel as parameters (text array literals, `array_literal`) instead of being
+    quoted into the SQL text on the client and parsed back on the server."""
     # The connection itself, not the `connection` proxy (a thread-local lookup
     # per attribute).
-    db = connections[DEFAULT_DB_ALIAS]
-    prepare = not db.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS")
-    cursor_class = _CURSOR_CLASSES.get(prepare) or _cursor_class(prepare)
-    db.close_if_health_check_failed()
-    db.ensure_connection()
-    with db.wrap_database_errors:
-        return db._prepare_cursor(cursor_class(db.connection))
-
-
-def _cursor_class(prepare: bool) -> type:
-    from django.db.backends.postgresql.base import ServerBindingCursor
-
-    class FunctionCursor(ServerBindingCursor):
-        def execute(self, query, params=None, **kwargs):
-            return super().execute(query, params, prepare=prepare, **kwargs)
-
-        def _send_query_prepared(self, name, pgq, *, binary=None):
-            # psycopg records the query it ran (`_query`, which Django's query
-            # log and CaptureQueriesContext read) only when it runs it unprepared.
-            self._query = pgq
-            return super()._send_query_prepared(name, pgq, binary=binary)
-
-    _CURSOR_CLASSES[prepare] = FunctionCursor
-    return FunctionCursor
+    return prepared_cursor(connections[DEFAULT_DB_ALIAS])
 
 
 def _compositions(

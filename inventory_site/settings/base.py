@@ -92,15 +92,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         "DB_DISABLE_SERVER_SIDE_CURSORS", default=False
     )
     DATABASES["default"].setdefault("OPTIONS", {})
-    if not DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"]:
-        # Django turns psycopg's prepared statements off (prepare_threshold None),
-        # which also ignores an explicit `prepare=True`. Allowed here so the stock
-        # functions' calls (inventory/services/reserve_sql.py, the one server-side
-        # binding cursor) are parsed and planned once per connection; the ORM's
-        # client-side cursors are never prepared, and a threshold this high never
-        # prepares anything that did not ask. Not behind PgBouncer in transaction
-        # mode (a prepared statement lives on one server connection).
-        DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", 2**31 - 1)
     # Per-connection timeouts (not server-wide): a request waiting on a hot
     # row gives up after lock_timeout instead of piling up.
     DATABASES["default"]["OPTIONS"].setdefault(

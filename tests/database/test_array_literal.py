@@ -1,12 +1,10 @@
-"""The reserve function's call (issue #18): its arrays travel as text literals
-(`reserve_sql.array_literal`) and the call is a prepared statement.
+"""The reserve function's arrays travel as text literals
+(`reserve_sql.array_literal`, issue #18).
 
 PostgreSQL itself reads each literal back here, for text that an unquoted or
 badly escaped literal would change: quotes, backslashes, commas, braces,
-whitespace at either end, the word NULL, empty text, non-ASCII. The prepared
-statement is checked in `pg_prepared_statements` of the connection that made
-the call, and not made when server-side cursors are disabled (behind PgBouncer
-in transaction mode, docs/SCALING.md).
+whitespace at either end, the word NULL, empty text, non-ASCII. (That the call
+is prepared: tests/database/test_prepared_statements.py.)
 """
 
 import random
@@ -15,11 +13,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from django.db import connection
 
-from inventory.services import ReserveLine, stock_reserve
 from inventory.services.reserve_sql import array_literal
-
-from ..conftest import receive
-from ..factories import ProductFactory, WarehouseFactory
 
 pytestmark = pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL arrays")
 
@@ -91,42 +85,3 @@ def test_a_literal_without_the_escaping_reads_back_other_text():
     value = "a\\b"
     assert read_back('{"' + value + '"}', "text") == ["ab"]
     assert read_back(array_literal([value]), "text") == [value]
-
-
-@pytest.fixture
-def stock(db):
-    WarehouseFactory(code="BER")
-    ProductFactory(sku="P-1")
-    receive("P-1", "BER", 10)
-
-
-def prepared_reserve_calls() -> list[str]:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT statement FROM pg_prepared_statements"
-            " WHERE statement LIKE 'SELECT stockroom_reserve_orders(%%'"
-        )
-        return [row[0] for row in cursor.fetchall()]
-
-
-@pytest.mark.django_db(transaction=True)
-def test_the_reserve_call_is_prepared_once_per_connection(stock, settings):
-    settings.STOCKROOM_RESERVE_ENGINE = "sql"
-    connection.close()
-    for n in range(3):
-        stock_reserve(order_id=f"o-{n}", lines=[ReserveLine("P-1", "BER", 1)], actor="c")
-    assert len(prepared_reserve_calls()) == 1
-
-
-@pytest.mark.django_db(transaction=True)
-def test_nothing_is_prepared_when_server_side_cursors_are_disabled(stock, settings):
-    settings.STOCKROOM_RESERVE_ENGINE = "sql"
-    connection.close()
-    connection.settings_dict["DISABLE_SERVER_SIDE_CURSORS"] = True
-    try:
-        for n in range(3):
-            stock_reserve(order_id=f"o-{n}", lines=[ReserveLine("P-1", "BER", 1)], actor="c")
-        assert prepared_reserve_calls() == []
-    finally:
-        connection.settings_dict["DISABLE_SERVER_SIDE_CURSORS"] = False
-        connection.close()
