@@ -116,10 +116,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=8)
     parser.add_argument("--processes", type=int, default=8)
+    parser.add_argument("--skus", type=int, help="bench catalogue size")
+    parser.add_argument("--clients", type=int, help="pgbench connections")
+    parser.add_argument("--service-rows", default=SERVICE, help="reservations.py --rows")
+    parser.add_argument("--http-rows", default=HTTP_ROWS, help="http_throughput.py --rows")
     parser.add_argument("--no-http", action="store_true")
     parser.add_argument("--no-service", action="store_true")
     args = parser.parse_args()
     duration = str(args.duration)
+    skus = ["--skus", str(args.skus)] if args.skus else []
+    clients = ["--clients", str(args.clients)] if args.clients else []
     trees = {"before": args.before.resolve(), "after": AFTER}
     results = Results()
     loads = []
@@ -128,19 +134,21 @@ def main() -> None:
         for n in range(args.rounds):
             loads.append(os.getloadavg()[0])
             ceilings = run(AFTER, "bench/reservations.py", "--only", "ceiling", "--rows",
-                           CEILINGS, "--repeats", "1", "--duration", duration)  # fmt: skip
+                           CEILINGS, "--repeats", "1", "--duration", duration,
+                           *skus, *clients)  # fmt: skip
             for shape in ("project function, 1 line", "project function, batch of 500 orders"):
                 results.add("ceiling", shape, ceiling_of(ceilings, shape))
             for name in ("before", "after") if n % 2 == 0 else ("after", "before"):
                 if not args.no_service:
                     found = run(trees[name], "bench/reservations.py", "--only", "service",
-                                "--rows", SERVICE, "--repeats", "1", "--duration", duration,
-                                "--processes", str(args.processes))  # fmt: skip
+                                "--rows", args.service_rows, "--repeats", "1",
+                                "--duration", duration, "--processes", str(args.processes),
+                                *skus)  # fmt: skip
                     results.service(name, found, ceilings)
                 if not args.no_http:
                     found = run(trees[name], "bench/http_throughput.py", "--configs", "1",
-                                "--rows", HTTP_ROWS, "--repeats", "1", "--duration", duration,
-                                "--no-pgbouncer")  # fmt: skip
+                                "--rows", args.http_rows, "--repeats", "1", "--duration", duration,
+                                "--no-pgbouncer", *skus)  # fmt: skip
                     results.http(name, found, ceilings)
             print(f"# round {n + 1}/{args.rounds} done, load {os.getloadavg()[0]:.1f}", flush=True)
     finally:

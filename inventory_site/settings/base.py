@@ -79,6 +79,9 @@ DATABASES = {
     ),
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Django's backend with a health check that polls the socket and asks the
+    # server (`SELECT 1`) only when the connection shows trouble (issue #18).
+    DATABASES["default"]["ENGINE"] = "inventory_site.postgresql"
     # A new PostgreSQL connection per request costs more than a reservation:
     # keep connections open between requests and check them before reuse.
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=600)

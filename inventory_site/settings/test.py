@@ -12,8 +12,8 @@ os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 from .base import *  # noqa: F403
 from .base import DATABASES
 
-assert DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql", (
-    "the test suite runs on PostgreSQL only"
+assert DATABASES["default"]["ENGINE"] == "inventory_site.postgresql", (
+    "the test suite runs on PostgreSQL only (Django's backend, inventory_site/postgresql/)"
 )
 
 # Tests open and close connections from many threads; persistent connections
