@@ -241,3 +241,18 @@ def pgbench_orders(
             raise SystemExit(f"pgbench failed for {name} on {database}: {out.stderr[-2000:]}")
         tps = float(re.search(r"tps = ([\d.]+)", out.stdout).group(1))
     return tps * orders_per_call
+
+
+def run_child_in_tree(script: Path, tree: Path, *args: object) -> dict:
+    """Run `script --child ARGS` with `tree` (this checkout, or a `git archive` of an
+    older commit) as its working directory and import path; its last stdout line is
+    the JSON it reports. The before/after CPU benches measure each tree this way."""
+    import json
+
+    out = subprocess.run(
+        [sys.executable, str(script), "--child", *map(str, args)],
+        cwd=tree, env=dict(os.environ, PYTHONPATH=str(tree)), capture_output=True, text=True,
+    )  # fmt: skip
+    if out.returncode != 0:
+        raise SystemExit(f"{tree}: {out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])

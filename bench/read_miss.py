@@ -20,14 +20,13 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import BENCH_DB, bench_redis_env  # noqa: E402
+from common import BENCH_DB, bench_redis_env, run_child_in_tree  # noqa: E402
 from reserve_cpu import backend_cpu  # noqa: E402
 
 
@@ -76,13 +75,7 @@ def child(calls: int, seed: int) -> None:
 
 
 def measure(tree: Path, calls: int, seed: int) -> dict:
-    out = subprocess.run(
-        [sys.executable, str(HERE / "read_miss.py"), "--child", str(calls), str(seed)],
-        cwd=tree, env=dict(os.environ, PYTHONPATH=str(tree)), capture_output=True, text=True,
-    )  # fmt: skip
-    if out.returncode != 0:
-        raise SystemExit(f"{tree}: {out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_child_in_tree(HERE / "read_miss.py", tree, calls, seed)
 
 
 def main() -> None:

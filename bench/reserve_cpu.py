@@ -31,7 +31,6 @@ import json
 import os
 import secrets
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,7 +38,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 os.environ.setdefault("STOCKROOM_AVAILABILITY_KEY_PREFIX", f"bench-cpu-{secrets.token_hex(4)}")
 sys.path.insert(0, str(HERE))
-from common import BENCH_DB, bench_redis_env, delete_bench_keys  # noqa: E402
+from common import BENCH_DB, bench_redis_env, delete_bench_keys, run_child_in_tree  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 # Picks start past the sold-out SKU that bench/reservations.py leaves (BENCH-0000003)
@@ -117,13 +116,7 @@ def child(single: int, batches: int) -> None:
 
 
 def measure(tree: Path, single: int, batches: int) -> dict:
-    out = subprocess.run(
-        [sys.executable, str(HERE / "reserve_cpu.py"), "--child", str(single), str(batches)],
-        cwd=tree, env=dict(os.environ, PYTHONPATH=str(tree)), capture_output=True, text=True,
-    )  # fmt: skip
-    if out.returncode != 0:
-        raise SystemExit(f"{tree}: {out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_child_in_tree(HERE / "reserve_cpu.py", tree, single, batches)
 
 
 def main() -> None:
