@@ -376,10 +376,12 @@ def _resolve_sql(raw: str, res: str) -> str:
             AND s.warehouse_id IS NOT NULL
             AND s.warehouse_active AND s.first_line = s.line
             AND a.key IS NOT NULL AND a.fingerprint = s.fingerprint) AS already_applied,
-           -- The ledger ids: one clock reading and one random base for the file, the
-           -- line numbering them (stockroom_uuid7_at, inlined): time-ordered like
-           -- stockroom_uuid7(), without a clock read and a random UUID per row.
-           stockroom_uuid7_at(g.prefix, g.base, s.line) AS ledger_id
+           -- The ledger ids: one clock reading and one random base for the file,
+           -- numbered in the order the apply writes the rows (stockroom_uuid7_at,
+           -- inlined): time-ordered like stockroom_uuid7(), without a clock read and
+           -- a random UUID per row, and ascending as they are inserted.
+           stockroom_uuid7_at(g.prefix, g.base, row_number() OVER (
+               ORDER BY s.product_id, s.warehouse_id, s.line)) AS ledger_id
     FROM (
       SELECT r.line, r.sku, r.warehouse, r.quantity_text, r.quantity, r.reference_id,
              r.error AS error0, r.message AS message0,
@@ -403,6 +405,9 @@ def _resolve_sql(raw: str, res: str) -> str:
     ) s
     CROSS JOIN g
     LEFT JOIN inventory_appliedoperation a ON s.error0 IS NULL AND a.key = s.op_key
+    -- Stored in stock-row order (product, warehouse): the apply reads the table in
+    -- this order, so its index entries land in key order (see _apply_chunk).
+    ORDER BY s.product_id, s.warehouse_id, s.line
     """
 
 
@@ -462,7 +467,7 @@ def stock_receive_bulk(
                 "message text)"
             )
             cursor.execute(
-                f"CREATE TEMP TABLE {applied} (line integer PRIMARY KEY, inventory_id uuid, "
+                f"CREATE TEMP TABLE {applied} (line integer, inventory_id uuid, "
                 "product_id uuid, warehouse_id uuid, on_hand bigint, reserved bigint, "
                 "version bigint, unsellable bigint, sku text, warehouse_code text)"
             )
@@ -559,7 +564,17 @@ def _create_missing_rows(res: str, lo: int, hi: int) -> None:
 def _apply_chunk(
     res: str, applied: str, lo: int, hi: int, *, actor: str, reference_type: str, reason: str
 ) -> int:
-    """Lock the chunk's rows in pk order, then key, update and ledger them in one statement."""
+    """Lock the chunk's rows in pk order, then key, update and ledger them in one statement.
+
+    Every write goes in the order of the index it feeds most, so a million rows touch
+    each index page about once instead of at random (at random, most inserts missed
+    the buffer cache and evicted a dirty page: issue #18, docs/PERFORMANCE.md
+    "Bulk receive per phase (goal 5)"): the keys sorted by key; the stock rows in
+    (product, warehouse) order, the staging table's stored order (its scan drives
+    the update; the keys are only probed), which is the order of the unique
+    (product, warehouse) index and inventory_count_due (warehouse, …, product);
+    the ledger rows follow the update, which is the order of ledger_product_time
+    and, by the numbering at validation, of their ids."""
     now = timezone.now()
     params = {
         "lo": lo, "hi": hi, "now": now, "actor": actor, "ref_type": reference_type,
@@ -590,14 +605,16 @@ def _apply_chunk(
                                                          'id', s.reference_id)),
                        %(now)s
                 FROM {res} s WHERE {_TODO}
+                ORDER BY s.op_key
                 ON CONFLICT (key) DO NOTHING
                 RETURNING key
             ), upd AS (
                 UPDATE inventory_inventory i
                 SET on_hand = i.on_hand + s.quantity, version = i.version + 1,
                     updated_at = %(now)s
-                FROM {res} s JOIN keys k ON k.key = s.op_key
+                FROM {res} s
                 WHERE i.id = s.inventory_id AND {_TODO}
+                  AND s.op_key IN (SELECT k.key FROM keys k)
                 RETURNING i.id, i.product_id, i.warehouse_id, i.on_hand, i.reserved, i.version,
                           s.line, s.quantity, s.reference_id, s.ledger_id, s.sku, s.warehouse,
                           i.safety_stock + i.damaged + i.quality_control AS unsellable
@@ -629,6 +646,9 @@ def _publish_applied(applied: str, lo: int, hi: int) -> None:
     """
     if not ledger.COMMITTED_CHANGE_LISTENERS:
         return
+    # Indexed now, not while the apply filled it in stock-row order (random lines).
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE INDEX IF NOT EXISTS {applied}_line ON {applied} (line)")
     last = lo - 1
     while True:
         with connection.cursor() as cursor:
