@@ -467,7 +467,7 @@ def stock_receive_bulk(
                 "message text)"
             )
             cursor.execute(
-                f"CREATE TEMP TABLE {applied} (line integer, inventory_id uuid, "
+                f"CREATE TEMP TABLE {applied} (line integer PRIMARY KEY, inventory_id uuid, "
                 "product_id uuid, warehouse_id uuid, on_hand bigint, reserved bigint, "
                 "version bigint, unsellable bigint, sku text, warehouse_code text)"
             )
@@ -632,6 +632,9 @@ def _apply_chunk(
             SELECT line, id, product_id, warehouse_id, on_hand, reserved, version, unsellable,
                    sku, warehouse
             FROM upd
+            -- By line (sorted in memory): its primary key and the publishing's reads
+            -- by line then go in page order, not at random.
+            ORDER BY line
             """,
             params,
         )
@@ -646,9 +649,6 @@ def _publish_applied(applied: str, lo: int, hi: int) -> None:
     """
     if not ledger.COMMITTED_CHANGE_LISTENERS:
         return
-    # Indexed now, not while the apply filled it in stock-row order (random lines).
-    with connection.cursor() as cursor:
-        cursor.execute(f"CREATE INDEX IF NOT EXISTS {applied}_line ON {applied} (line)")
     last = lo - 1
     while True:
         with connection.cursor() as cursor:
