@@ -341,6 +341,10 @@ _RECEIVE_FINGERPRINT = idempotency.fingerprint_sql(
 
 
 def _resolve_sql(raw: str, res: str) -> str:
+    # One sort, in the inner query: by stock row (product, warehouse) and line, for
+    # both windows (a row's first line, the apply's order) and for the stored order;
+    # the outer query only adds columns, so the order holds (no second sort of
+    # the wide rows, which at a million rows spilled to disk).
     return f"""
     CREATE TEMP TABLE {res} AS
     -- Read once (a materialized CTE: the volatile calls are not repeated per row).
@@ -348,7 +352,9 @@ def _resolve_sql(raw: str, res: str) -> str:
       SELECT stockroom_uuid7_prefix() AS prefix,
              floor(random() * 4611686018427387903)::bigint AS base
     )
-    SELECT s.*,
+    SELECT s.line, s.sku, s.warehouse, s.quantity_text, s.quantity, s.reference_id,
+           s.error0, s.message0, s.first_line, s.product_id, s.is_bundle, s.allowance,
+           s.warehouse_id, s.warehouse_active, s.inventory_id, s.op_key, s.fingerprint,
            CASE
              WHEN s.error0 IS NOT NULL THEN s.error0
              WHEN s.product_id IS NULL THEN 'unknown_sku'
@@ -356,7 +362,8 @@ def _resolve_sql(raw: str, res: str) -> str:
              WHEN s.warehouse_id IS NULL THEN 'unknown_warehouse'
              WHEN NOT s.warehouse_active THEN 'warehouse_inactive'
              WHEN s.first_line <> s.line THEN 'duplicate'
-             WHEN a.key IS NOT NULL AND a.fingerprint <> s.fingerprint THEN 'idempotency_conflict'
+             WHEN s.applied_key IS NOT NULL AND s.applied_fingerprint <> s.fingerprint
+               THEN 'idempotency_conflict'
            END AS error,
            CASE
              WHEN s.error0 IS NOT NULL THEN s.message0
@@ -368,31 +375,35 @@ def _resolve_sql(raw: str, res: str) -> str:
              WHEN NOT s.warehouse_active THEN format('warehouse %%s is inactive', s.warehouse)
              WHEN s.first_line <> s.line THEN
                format('duplicate of line %%s (same SKU and warehouse)', s.first_line)
-             WHEN a.key IS NOT NULL AND a.fingerprint <> s.fingerprint THEN
+             WHEN s.applied_key IS NOT NULL AND s.applied_fingerprint <> s.fingerprint THEN
                format('reference %%s already received a different quantity of %%s in %%s',
                       s.reference_id, s.sku, s.warehouse)
            END AS message,
            (s.error0 IS NULL AND s.product_id IS NOT NULL AND NOT s.is_bundle
             AND s.warehouse_id IS NOT NULL
             AND s.warehouse_active AND s.first_line = s.line
-            AND a.key IS NOT NULL AND a.fingerprint = s.fingerprint) AS already_applied,
+            AND s.applied_key IS NOT NULL
+            AND s.applied_fingerprint = s.fingerprint) AS already_applied,
            -- The ledger ids: one clock reading and one random base for the file,
            -- numbered in the order the apply writes the rows (stockroom_uuid7_at,
            -- inlined): time-ordered like stockroom_uuid7(), without a clock read and
            -- a random UUID per row, and ascending as they are inserted.
-           stockroom_uuid7_at(g.prefix, g.base, row_number() OVER (
-               ORDER BY s.product_id, s.warehouse_id, s.line)) AS ledger_id
+           stockroom_uuid7_at((SELECT g.prefix FROM g), (SELECT g.base FROM g), s.apply_order)
+             AS ledger_id
     FROM (
       SELECT r.line, r.sku, r.warehouse, r.quantity_text, r.quantity, r.reference_id,
              r.error AS error0, r.message AS message0,
+             -- A (product, warehouse) pair is a (SKU, warehouse code) pair: the
+             -- lowest good line of each is the one applied, the others are duplicates.
              min(r.line) FILTER (WHERE r.error IS NULL)
-               OVER (PARTITION BY r.sku, r.warehouse) AS first_line,
+               OVER (PARTITION BY p.id, w.id ORDER BY r.line) AS first_line,
+             row_number() OVER (ORDER BY p.id, w.id, r.line) AS apply_order,
              p.id AS product_id, coalesce(p.is_bundle, false) AS is_bundle,
              {_POLICY_ALLOWANCE} AS allowance,
              w.id AS warehouse_id, w.is_active AS warehouse_active,
              i.id AS inventory_id,
-             {_RECEIVE_KEY} AS op_key,
-             {_RECEIVE_FINGERPRINT} AS fingerprint
+             key.op_key, {_RECEIVE_FINGERPRINT} AS fingerprint,
+             a.key AS applied_key, a.fingerprint AS applied_fingerprint
       FROM {raw} r
       LEFT JOIN inventory_product p ON r.error IS NULL AND p.sku = r.sku
       LEFT JOIN warehouses_warehouse w ON r.error IS NULL AND w.code = r.warehouse
@@ -402,9 +413,11 @@ def _resolve_sql(raw: str, res: str) -> str:
       CROSS JOIN LATERAL (
         SELECT {_RECEIVE_FULL_KEY} AS full_key
       ) k
+      CROSS JOIN LATERAL (
+        SELECT {_RECEIVE_KEY} AS op_key
+      ) key
+      LEFT JOIN inventory_appliedoperation a ON r.error IS NULL AND a.key = key.op_key
     ) s
-    CROSS JOIN g
-    LEFT JOIN inventory_appliedoperation a ON s.error0 IS NULL AND a.key = s.op_key
     -- Stored in stock-row order (product, warehouse): the apply reads the table in
     -- this order, so its index entries land in key order (see _apply_chunk).
     ORDER BY s.product_id, s.warehouse_id, s.line
