@@ -26,6 +26,7 @@ import csv
 import re
 import uuid
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from typing import IO, Protocol
@@ -659,9 +660,41 @@ def _publish_applied(applied: str, lo: int, hi: int) -> None:
 
     Reads back from the session's temp table by keyset, so a million rows never
     sit in memory at once. With no listener registered it costs nothing.
+
+    The listeners run on one worker thread, one batch at a time, while this
+    thread reads and builds the next batch: their work is mostly waiting on the
+    read model's Redis write-through, which then overlaps the read-back (at most
+    two batches in memory; every batch is handed over once, in order, and all of
+    them before this returns).
     """
     if not ledger.COMMITTED_CHANGE_LISTENERS:
         return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bulk-publish") as worker:
+        try:
+            pending = None
+            for changes in _applied_batches(applied, lo, hi):
+                if pending is not None:
+                    pending.result()
+                pending = worker.submit(_publish_batch, changes)
+            if pending is not None:
+                pending.result()
+        finally:
+            # A listener that used the database did so on the worker's own connection.
+            worker.submit(connections.close_all).result()
+
+
+def _publish_batch(changes: tuple[ledger.CommittedChange, ...]) -> None:
+    ledger.publish_committed_changes(changes)
+    if settings.DEBUG:
+        # With DEBUG on (manage.py's default) Django keeps the SQL of its last
+        # 9,000 queries per connection; a listener's queries name a batch's rows,
+        # so a million-row file would keep hundreds of MB of SQL text alive.
+        reset_queries()
+
+
+def _applied_batches(
+    applied: str, lo: int, hi: int
+) -> Iterator[tuple[ledger.CommittedChange, ...]]:
     last = lo - 1
     while True:
         with connection.cursor() as cursor:
@@ -676,26 +709,21 @@ def _publish_applied(applied: str, lo: int, hi: int) -> None:
             return
         last = rows[-1][0]
         if settings.DEBUG:
-            # With DEBUG on (manage.py's default) Django keeps the SQL of its last
-            # 9,000 queries; the listeners' queries name a batch's rows each, so a
-            # million-row file would keep hundreds of MB of SQL text alive.
             reset_queries()
-        ledger.publish_committed_changes(
-            tuple(
-                ledger.CommittedChange(
-                    inventory_id=row[1],
-                    product_id=row[2],
-                    warehouse_id=row[3],
-                    type=TransactionType.RECEIVE,
-                    on_hand=row[4],
-                    reserved=row[5],
-                    version=row[6],
-                    unsellable=row[7],
-                    sku=row[8],
-                    warehouse_code=row[9],
-                )
-                for row in rows
+        yield tuple(
+            ledger.CommittedChange(
+                inventory_id=row[1],
+                product_id=row[2],
+                warehouse_id=row[3],
+                type=TransactionType.RECEIVE,
+                on_hand=row[4],
+                reserved=row[5],
+                version=row[6],
+                unsellable=row[7],
+                sku=row[8],
+                warehouse_code=row[9],
             )
+            for row in rows
         )
 
 
