@@ -217,10 +217,7 @@ class Inventory(models.Model):
             ),
         ]
         indexes = [
-            # No plain (warehouse, product) index (dropped by migration 0024): a
-            # warehouse's rows are found by inventory_count_due, which starts with
-            # warehouse, and a (product, warehouse) pair by the unique constraint;
-            # one index entry fewer per non-HOT stock update.
+            models.Index(fields=["warehouse", "product"], name="inventory_warehouse_product"),
             # Counts due, oldest first, per warehouse (never counted first): the
             # index inventory_count_due (warehouse, last_counted_at NULLS FIRST,
             # product) is created by migration 0014 on PostgreSQL only.

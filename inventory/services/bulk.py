@@ -586,7 +586,8 @@ def _apply_chunk(
     "Bulk receive per phase (goal 5)"): the keys sorted by key; the stock rows in
     (product, warehouse) order, the staging table's stored order (its scan drives
     the update; the keys are only probed), which is the order of the unique
-    (product, warehouse) index and inventory_count_due (warehouse, …, product);
+    (product, warehouse) index and, within a warehouse, of inventory_warehouse_product
+    and inventory_count_due;
     the ledger rows follow the update, which is the order of ledger_product_time
     and, by the numbering at validation, of their ids."""
     now = timezone.now()
