@@ -4,10 +4,11 @@
 
 For each round and each side (the checkout given by --old, e.g. a `git archive`
 of main, and this checkout), clones a fresh database from the template
-(`createdb -T`: the same catalogue for every run; names stockroom_bench_*), then
-runs `stock_receive_bulk` on FILE in a child process whose PYTHONPATH is that
-side's tree, the way the `bulk_receive` command calls it (the file opened as
-utf-8-sig text, a report file, atomic), and prints the seconds of each phase the
+(`createdb -T`: the same catalogue for every run; names stockroom_bench_*),
+applies that side's migrations to the clone (untimed), then runs
+`stock_receive_bulk` on FILE in a child process whose PYTHONPATH is that side's
+tree, the way the `bulk_receive` command calls it (the file opened as utf-8-sig
+text, a report file, atomic), and prints the seconds of each phase the
 service reports (reading + COPY, validating, applying incl. the after-commit
 publishing), the total and the child's peak RSS (getrusage: the whole process,
 Django included). Sides alternate, so machine load hits both alike; the load
@@ -133,6 +134,8 @@ def run_side(tree: Path, template: str, file: str, label: str, probe: dict[str, 
         **probe,
     )
     env.setdefault("REDIS_URL", os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9"))
+    # The side's own schema: its migrations (e.g. dropped indexes) on the clone, untimed.
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=tree, env=env, check=True)
     load = os.getloadavg()[0]
     out = subprocess.run(
         [sys.executable, "-c", CHILD, file, f"BENCH-{label}"],

@@ -666,6 +666,8 @@ class AppliedOperation(models.Model):
     present exactly when its effect is committed.
     """
 
+    # Looked up by equality only: migration 0024 dropped the `varchar_pattern_ops`
+    # twin PostgreSQL gets for an indexed CharField (an AlterField would recreate it).
     key = models.CharField(max_length=200, primary_key=True)
     operation = models.CharField(max_length=32)
     fingerprint = models.CharField(max_length=64)

@@ -26,6 +26,7 @@ import csv
 import re
 import uuid
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from typing import IO, Protocol
@@ -341,6 +342,10 @@ _RECEIVE_FINGERPRINT = idempotency.fingerprint_sql(
 
 
 def _resolve_sql(raw: str, res: str) -> str:
+    # One sort, in the inner query: by stock row (product, warehouse) and line, for
+    # both windows (a row's first line, the apply's order) and for the stored order;
+    # the outer query only adds columns, so the order holds (no second sort of
+    # the wide rows, which at a million rows spilled to disk).
     return f"""
     CREATE TEMP TABLE {res} AS
     -- Read once (a materialized CTE: the volatile calls are not repeated per row).
@@ -348,7 +353,9 @@ def _resolve_sql(raw: str, res: str) -> str:
       SELECT stockroom_uuid7_prefix() AS prefix,
              floor(random() * 4611686018427387903)::bigint AS base
     )
-    SELECT s.*,
+    SELECT s.line, s.sku, s.warehouse, s.quantity_text, s.quantity, s.reference_id,
+           s.error0, s.message0, s.first_line, s.product_id, s.is_bundle, s.allowance,
+           s.warehouse_id, s.warehouse_active, s.inventory_id, s.op_key, s.fingerprint,
            CASE
              WHEN s.error0 IS NOT NULL THEN s.error0
              WHEN s.product_id IS NULL THEN 'unknown_sku'
@@ -356,7 +363,8 @@ def _resolve_sql(raw: str, res: str) -> str:
              WHEN s.warehouse_id IS NULL THEN 'unknown_warehouse'
              WHEN NOT s.warehouse_active THEN 'warehouse_inactive'
              WHEN s.first_line <> s.line THEN 'duplicate'
-             WHEN a.key IS NOT NULL AND a.fingerprint <> s.fingerprint THEN 'idempotency_conflict'
+             WHEN s.applied_key IS NOT NULL AND s.applied_fingerprint <> s.fingerprint
+               THEN 'idempotency_conflict'
            END AS error,
            CASE
              WHEN s.error0 IS NOT NULL THEN s.message0
@@ -368,29 +376,35 @@ def _resolve_sql(raw: str, res: str) -> str:
              WHEN NOT s.warehouse_active THEN format('warehouse %%s is inactive', s.warehouse)
              WHEN s.first_line <> s.line THEN
                format('duplicate of line %%s (same SKU and warehouse)', s.first_line)
-             WHEN a.key IS NOT NULL AND a.fingerprint <> s.fingerprint THEN
+             WHEN s.applied_key IS NOT NULL AND s.applied_fingerprint <> s.fingerprint THEN
                format('reference %%s already received a different quantity of %%s in %%s',
                       s.reference_id, s.sku, s.warehouse)
            END AS message,
            (s.error0 IS NULL AND s.product_id IS NOT NULL AND NOT s.is_bundle
             AND s.warehouse_id IS NOT NULL
             AND s.warehouse_active AND s.first_line = s.line
-            AND a.key IS NOT NULL AND a.fingerprint = s.fingerprint) AS already_applied,
-           -- The ledger ids: one clock reading and one random base for the file, the
-           -- line numbering them (stockroom_uuid7_at, inlined): time-ordered like
-           -- stockroom_uuid7(), without a clock read and a random UUID per row.
-           stockroom_uuid7_at(g.prefix, g.base, s.line) AS ledger_id
+            AND s.applied_key IS NOT NULL
+            AND s.applied_fingerprint = s.fingerprint) AS already_applied,
+           -- The ledger ids: one clock reading and one random base for the file,
+           -- numbered in the order the apply writes the rows (stockroom_uuid7_at,
+           -- inlined): time-ordered like stockroom_uuid7(), without a clock read and
+           -- a random UUID per row, and ascending as they are inserted.
+           stockroom_uuid7_at((SELECT g.prefix FROM g), (SELECT g.base FROM g), s.apply_order)
+             AS ledger_id
     FROM (
       SELECT r.line, r.sku, r.warehouse, r.quantity_text, r.quantity, r.reference_id,
              r.error AS error0, r.message AS message0,
+             -- A (product, warehouse) pair is a (SKU, warehouse code) pair: the
+             -- lowest good line of each is the one applied, the others are duplicates.
              min(r.line) FILTER (WHERE r.error IS NULL)
-               OVER (PARTITION BY r.sku, r.warehouse) AS first_line,
+               OVER (PARTITION BY p.id, w.id ORDER BY r.line) AS first_line,
+             row_number() OVER (ORDER BY p.id, w.id, r.line) AS apply_order,
              p.id AS product_id, coalesce(p.is_bundle, false) AS is_bundle,
              {_POLICY_ALLOWANCE} AS allowance,
              w.id AS warehouse_id, w.is_active AS warehouse_active,
              i.id AS inventory_id,
-             {_RECEIVE_KEY} AS op_key,
-             {_RECEIVE_FINGERPRINT} AS fingerprint
+             key.op_key, {_RECEIVE_FINGERPRINT} AS fingerprint,
+             a.key AS applied_key, a.fingerprint AS applied_fingerprint
       FROM {raw} r
       LEFT JOIN inventory_product p ON r.error IS NULL AND p.sku = r.sku
       LEFT JOIN warehouses_warehouse w ON r.error IS NULL AND w.code = r.warehouse
@@ -400,9 +414,14 @@ def _resolve_sql(raw: str, res: str) -> str:
       CROSS JOIN LATERAL (
         SELECT {_RECEIVE_FULL_KEY} AS full_key
       ) k
+      CROSS JOIN LATERAL (
+        SELECT {_RECEIVE_KEY} AS op_key
+      ) key
+      LEFT JOIN inventory_appliedoperation a ON r.error IS NULL AND a.key = key.op_key
     ) s
-    CROSS JOIN g
-    LEFT JOIN inventory_appliedoperation a ON s.error0 IS NULL AND a.key = s.op_key
+    -- Stored in stock-row order (product, warehouse): the apply reads the table in
+    -- this order, so its index entries land in key order (see _apply_chunk).
+    ORDER BY s.product_id, s.warehouse_id, s.line
     """
 
 
@@ -559,7 +578,18 @@ def _create_missing_rows(res: str, lo: int, hi: int) -> None:
 def _apply_chunk(
     res: str, applied: str, lo: int, hi: int, *, actor: str, reference_type: str, reason: str
 ) -> int:
-    """Lock the chunk's rows in pk order, then key, update and ledger them in one statement."""
+    """Lock the chunk's rows in pk order, then key, update and ledger them in one statement.
+
+    Every write goes in the order of the index it feeds most, so a million rows touch
+    each index page about once instead of at random (at random, most inserts missed
+    the buffer cache and evicted a dirty page: issue #18, docs/PERFORMANCE.md
+    "Bulk receive per phase (goal 5)"): the keys sorted by key; the stock rows in
+    (product, warehouse) order, the staging table's stored order (its scan drives
+    the update; the keys are only probed), which is the order of the unique
+    (product, warehouse) index and, within a warehouse, of inventory_warehouse_product
+    and inventory_count_due;
+    the ledger rows follow the update, which is the order of ledger_product_time
+    and, by the numbering at validation, of their ids."""
     now = timezone.now()
     params = {
         "lo": lo, "hi": hi, "now": now, "actor": actor, "ref_type": reference_type,
@@ -590,14 +620,16 @@ def _apply_chunk(
                                                          'id', s.reference_id)),
                        %(now)s
                 FROM {res} s WHERE {_TODO}
+                ORDER BY s.op_key
                 ON CONFLICT (key) DO NOTHING
                 RETURNING key
             ), upd AS (
                 UPDATE inventory_inventory i
                 SET on_hand = i.on_hand + s.quantity, version = i.version + 1,
                     updated_at = %(now)s
-                FROM {res} s JOIN keys k ON k.key = s.op_key
+                FROM {res} s
                 WHERE i.id = s.inventory_id AND {_TODO}
+                  AND s.op_key IN (SELECT k.key FROM keys k)
                 RETURNING i.id, i.product_id, i.warehouse_id, i.on_hand, i.reserved, i.version,
                           s.line, s.quantity, s.reference_id, s.ledger_id, s.sku, s.warehouse,
                           i.safety_stock + i.damaged + i.quality_control AS unsellable
@@ -615,6 +647,9 @@ def _apply_chunk(
             SELECT line, id, product_id, warehouse_id, on_hand, reserved, version, unsellable,
                    sku, warehouse
             FROM upd
+            -- By line (sorted in memory): its primary key and the publishing's reads
+            -- by line then go in page order, not at random.
+            ORDER BY line
             """,
             params,
         )
@@ -626,9 +661,41 @@ def _publish_applied(applied: str, lo: int, hi: int) -> None:
 
     Reads back from the session's temp table by keyset, so a million rows never
     sit in memory at once. With no listener registered it costs nothing.
+
+    The listeners run on one worker thread, one batch at a time, while this
+    thread reads and builds the next batch: their work is mostly waiting on the
+    read model's Redis write-through, which then overlaps the read-back (at most
+    two batches in memory; every batch is handed over once, in order, and all of
+    them before this returns).
     """
     if not ledger.COMMITTED_CHANGE_LISTENERS:
         return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bulk-publish") as worker:
+        try:
+            pending = None
+            for changes in _applied_batches(applied, lo, hi):
+                if pending is not None:
+                    pending.result()
+                pending = worker.submit(_publish_batch, changes)
+            if pending is not None:
+                pending.result()
+        finally:
+            # A listener that used the database did so on the worker's own connection.
+            worker.submit(connections.close_all).result()
+
+
+def _publish_batch(changes: tuple[ledger.CommittedChange, ...]) -> None:
+    ledger.publish_committed_changes(changes)
+    if settings.DEBUG:
+        # With DEBUG on (manage.py's default) Django keeps the SQL of its last
+        # 9,000 queries per connection; a listener's queries name a batch's rows,
+        # so a million-row file would keep hundreds of MB of SQL text alive.
+        reset_queries()
+
+
+def _applied_batches(
+    applied: str, lo: int, hi: int
+) -> Iterator[tuple[ledger.CommittedChange, ...]]:
     last = lo - 1
     while True:
         with connection.cursor() as cursor:
@@ -643,26 +710,21 @@ def _publish_applied(applied: str, lo: int, hi: int) -> None:
             return
         last = rows[-1][0]
         if settings.DEBUG:
-            # With DEBUG on (manage.py's default) Django keeps the SQL of its last
-            # 9,000 queries; the listeners' queries name a batch's rows each, so a
-            # million-row file would keep hundreds of MB of SQL text alive.
             reset_queries()
-        ledger.publish_committed_changes(
-            tuple(
-                ledger.CommittedChange(
-                    inventory_id=row[1],
-                    product_id=row[2],
-                    warehouse_id=row[3],
-                    type=TransactionType.RECEIVE,
-                    on_hand=row[4],
-                    reserved=row[5],
-                    version=row[6],
-                    unsellable=row[7],
-                    sku=row[8],
-                    warehouse_code=row[9],
-                )
-                for row in rows
+        yield tuple(
+            ledger.CommittedChange(
+                inventory_id=row[1],
+                product_id=row[2],
+                warehouse_id=row[3],
+                type=TransactionType.RECEIVE,
+                on_hand=row[4],
+                reserved=row[5],
+                version=row[6],
+                unsellable=row[7],
+                sku=row[8],
+                warehouse_code=row[9],
             )
+            for row in rows
         )
 
 

@@ -1,6 +1,7 @@
 """stock_receive_bulk applies set-based, all-or-nothing or good-rows-only, exactly once per
 reference, writes the ledger and tells the after-commit listeners."""
 
+import threading
 import uuid
 
 import pytest
@@ -191,6 +192,49 @@ def test_committed_rows_are_published_after_commit_in_batches(
         (r.id, r.product.sku, r.warehouse.code, r.on_hand, r.version, "RECEIVE", r.available)
         for r in rows
     }
+
+
+def test_batches_reach_every_listener_in_order_on_a_worker_before_the_call_returns(
+    catalogue, monkeypatch, django_capture_on_commit_callbacks
+):
+    heard, threads = [], set()
+
+    def failing(batch):
+        raise RuntimeError("a listener that fails never stops the others")
+
+    def listening(batch):
+        threads.add(threading.current_thread().name)
+        heard.append([c.sku for c in batch])
+
+    monkeypatch.setattr(services.ledger, "COMMITTED_CHANGE_LISTENERS", [failing, listening])
+    monkeypatch.setattr(bulk, "PUBLISH_BATCH", 1)
+    with django_capture_on_commit_callbacks(execute=True):
+        receive_csv(GOOD, reference="DN-1")
+    # Published by line, one batch each, all of them by the time the call returned,
+    # from the worker thread (the read-back of the next batch overlaps it).
+    assert heard == [["SKU-A"], ["SKU-B"], ["PRE-1"]]
+    assert threads and threading.current_thread().name not in threads
+
+
+def test_ledger_ids_ascend_in_the_order_the_rows_are_written(catalogue):
+    # Lines in SKU order; the apply writes (product, warehouse) order, and the
+    # ledger ids (numbered at validation) ascend in it, so the ledger's primary
+    # key and ledger_product_time are filled in key order, not at random.
+    text = "sku,warehouse,quantity\n" + "".join(
+        f"{sku},{code},{n + 1}\n"
+        for n, (sku, code) in enumerate(
+            (sku, code) for sku in ("PRE-1", "SKU-A", "SKU-B", "SKU-C") for code in ("BER", "HAM")
+        )
+    )
+    receive_csv(text, reference="DN-ORDER")
+    rows = list(
+        InventoryTransaction.objects.filter(reference_id="DN-ORDER")
+        .order_by("id")
+        .values_list("product_id", "warehouse_id", "id")
+    )
+    assert len(rows) == 8 and len({r[2] for r in rows}) == 8
+    assert [r[:2] for r in rows] == sorted(r[:2] for r in rows)
+    assert all(uuid.UUID(str(r[2])).version == 7 for r in rows)
 
 
 def test_nothing_is_published_for_a_refused_file(

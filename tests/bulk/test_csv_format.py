@@ -75,6 +75,27 @@ def test_unknown_sku_unknown_and_inactive_warehouse_and_duplicates(catalogue):
     assert on_hand("SKU-A", "BER") == 1  # the first of the duplicates, once
 
 
+def test_a_duplicate_names_the_first_good_line_of_its_pair(catalogue):
+    # The first line of the pair is unreadable: the second is applied, the third
+    # and fifth are its duplicates (whatever comes between them).
+    text = (
+        "sku,warehouse,quantity\n"
+        "SKU-A,BER,x\n"
+        "SKU-A,BER,1\n"
+        "SKU-B,BER,4\n"
+        "SKU-A,BER,2\n"
+        "SKU-A,HAM,3\n"
+        "SKU-A,BER,5\n"
+    )
+    result = receive_csv(text, reference="R", atomic=False)
+    assert errors_by_line(result) == {2: "bad_quantity", 5: "duplicate", 7: "duplicate"}
+    assert {r.line: r.message for r in result.bad_rows if r.error == "duplicate"} == {
+        5: "duplicate of line 3 (same SKU and warehouse)",
+        7: "duplicate of line 3 (same SKU and warehouse)",
+    }
+    assert (on_hand("SKU-A", "BER"), on_hand("SKU-B", "BER"), on_hand("SKU-A", "HAM")) == (1, 4, 3)
+
+
 def test_rows_with_missing_or_extra_cells_and_missing_values(catalogue):
     text = (
         "sku,warehouse,quantity\n"
