@@ -29,7 +29,7 @@ def load(name):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("inventory", "0023_reserve_one_order_fast_path")]
+    dependencies = [("inventory", "0024_applied_operation_key_no_like_index")]
 
     operations = [
         migrations.RunPython(
