@@ -26,7 +26,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import BENCH_DB, bench_redis_env, run_child_in_tree  # noqa: E402
+from common import BENCH_DB, bench_redis_env, delete_bench_keys, run_child_in_tree  # noqa: E402
 from reserve_cpu import backend_cpu  # noqa: E402
 
 
@@ -91,15 +91,18 @@ def main() -> None:
     if args.before:
         trees = {"before": args.before.resolve(), **trees}
     runs: dict[tuple[str, str, str], list[float]] = {}
-    for r in range(args.rounds):
-        order = list(trees.items()) if r % 2 == 0 else list(reversed(trees.items()))
-        for label, tree in order:
-            result = measure(tree, args.calls, seed=r)
-            for case, figures in result.items():
-                for metric, value in figures.items():
-                    runs.setdefault((case, label, metric), []).append(value)
-            print(f"round {r + 1} {label}: {json.dumps(result)} load {os.getloadavg()[0]:.1f}",
-                  flush=True)  # fmt: skip
+    try:
+        for r in range(args.rounds):
+            order = list(trees.items()) if r % 2 == 0 else list(reversed(trees.items()))
+            for label, tree in order:
+                result = measure(tree, args.calls, seed=r)
+                for case, figures in result.items():
+                    for metric, value in figures.items():
+                        runs.setdefault((case, label, metric), []).append(value)
+                print(f"round {r + 1} {label}: {json.dumps(result)} "
+                      f"load {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
+    finally:
+        delete_bench_keys()  # the children's keys (the stamp sequence, any fill left)
     med = {key: statistics.median(values) for key, values in runs.items()}
     print()
     print("| read | tree | web CPU ms | database CPU ms | wall ms |")
