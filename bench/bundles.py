@@ -5,8 +5,8 @@
 Builds a small catalogue in its own database (`<BENCH_DATABASE_URL>_bundles`,
 default `stockroom_bench_bundles`): 200 plain SKUs in 3 warehouses and 50
 bundles of 3 components each (drawn from the plain SKUs). Redis: BENCH_REDIS_URL
-(default db 9) under the run's own key prefix (`bench/common.py`), whose
-keys it deletes at the end (it never flushes a database).
+(default db 9) under the run's own key prefix, whose keys `bench/common.py`
+deletes when the run exits, however it ends (it never flushes a database).
 
 Measures, in one run and interleaved round by round (so load changes hit both
 alike), the server-side latency of `selectors.availability_for_skus` (what the
@@ -57,7 +57,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BENCH_DB, BENCH_KEY_PREFIX, create_database, median, percentile, setup_django
+from common import BENCH_DB, create_database, median, percentile, setup_django
 
 DB = BENCH_DB + "_bundles"
 PLAIN, BUNDLES, WAREHOUSES = 200, 50, 3
@@ -225,7 +225,6 @@ def main() -> None:
         help="also time READ_SCRIPT inside Redis (TIME at its start and end) per batch case",
     )
     args = parser.parse_args()
-    prefix = BENCH_KEY_PREFIX  # setup_django gives it to Django (and gunicorn, with --http)
     # Hits are what is measured: no entry may expire (and be refilled) mid-run.
     os.environ["STOCKROOM_AVAILABILITY_TTL"] = "3600"
     create_database(DB)
@@ -234,8 +233,6 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
     build()
-
-    from django_redis import get_redis_connection
 
     from inventory import availability_cache, selectors
 
@@ -253,13 +250,7 @@ def main() -> None:
             selectors.availability_for_skus(skus)
             selectors.availability_for_skus(skus)
     if args.http:
-        try:
-            over_http(cases, args.http, args.http_seconds, args.rounds)
-        finally:
-            client = get_redis_connection("default")
-            keys = list(client.scan_iter(f"{prefix}:*", count=1000))
-            if keys:
-                client.delete(*keys)
+        over_http(cases, args.http, args.http_seconds, args.rounds)
         return
     if args.gc_freeze:
         from inventory_site.serving import tune_gc
@@ -314,10 +305,6 @@ def main() -> None:
     print(f"cache misses during the timed rounds: {misses}")
     if args.script_time:
         script_time(cases, names[:2], args.rounds)
-    client = get_redis_connection("default")
-    keys = list(client.scan_iter(f"{prefix}:*", count=1000))
-    if keys:
-        client.delete(*keys)
 
 
 if __name__ == "__main__":
