@@ -1152,14 +1152,14 @@ def _attach_parts(skus: Iterable[str], found: dict[str, StockSnapshot]) -> None:
                     snap.parts[component] = found[component]
 
 
-def _components_missing(skus: Iterable[str], found: dict[str, StockSnapshot], read) -> list[str]:
-    """Component SKUs of the found bundles among `skus` that are not in `read`."""
+def _components_missing(skus: Iterable[str], found: dict[str, StockSnapshot]) -> list[str]:
+    """Component SKUs of the found bundles among `skus` that are not found."""
     out: dict[str, None] = {}
     for sku in skus:
         snap = found.get(sku)
         if snap is not None and snap.components is not None:
             for component, _ in snap.components:
-                if component not in read:
+                if component not in found:
                     out[component] = None
     return list(out)
 
@@ -1338,7 +1338,7 @@ def _complete(
     STATS["hits"] += sum(1 for sku in skus if sku in found)
     missing = [sku for sku in skus if sku not in found]
     # A cached bundle whose component entries are missing: those are misses too.
-    missing += [c for c in _components_missing(skus, found, found) if c not in missing]
+    missing += [c for c in _components_missing(skus, found) if c not in missing]
     for _attempt in range(2):  # a bundle loaded from the database: then its components
         if not missing:
             break
@@ -1355,7 +1355,7 @@ def _complete(
         for snap in loaded.values():
             if snap.components:
                 _remember_parts(snap.sku, tuple(c for c, _ in snap.components))
-        missing = [c for c in _components_missing(loaded, found, found)]
+        missing = _components_missing(loaded, found)
     _attach_parts(skus, found)
     return {sku: found[sku] for sku in skus if sku in found}
 
