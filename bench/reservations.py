@@ -31,7 +31,15 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BENCH_DB, create_database, ensure_catalogue, median, percentile, setup_django
+from common import (
+    BENCH_DB,
+    create_database,
+    ensure_catalogue,
+    median,
+    percentile,
+    pgbench_orders,
+    setup_django,
+)
 
 SKU = "'BENCH-' || lpad(CAST(:n AS text), 7, '0')"
 HOT_SKU = "BENCH-0000007"  # the flash-sale SKU (n = 7 in the pgbench scripts)
@@ -164,6 +172,17 @@ ORDERS_PER_CALL = {
     "project function, batch of 500 orders": 500,
     "project function, batch of 500 orders, hot SKU": 500,
 }
+
+
+def pgbench_shape(
+    db: str, name: str, script: str, duration: int, clients: int, env: dict | None = None
+) -> float:
+    """Orders/s of one named shape's pgbench script on `db` (prepared), counting
+    each call as the orders it carries (`ORDERS_PER_CALL`): what the before/after
+    benches compare."""
+    return pgbench_orders(
+        db, name, script, duration, clients, ORDERS_PER_CALL.get(name, 1), env=env
+    )
 
 
 def run_pgbench(name: str, script: str, duration: int, clients: int, mode: str) -> dict:

@@ -40,10 +40,9 @@ from common import (
     db_name,
     ensure_catalogue,
     median,
-    pgbench_orders,
     setup_django,
 )
-from reservations import ORDERS_PER_CALL, SOLD_OUT_SKU, pgbench_scripts
+from reservations import SOLD_OUT_SKU, pgbench_scripts, pgbench_shape
 
 BEFORE_DB = BENCH_DB + "_before"
 BEFORE_SQL = ("events/migrations/sql/0007_events_stock_emit.sql",)
@@ -93,14 +92,6 @@ def build_before_clone(before_sql: list[str]) -> None:
         psql(db, "VACUUM ANALYZE")
 
 
-def run_pgbench(
-    db: str, name: str, script: str, duration: int, clients: int, env: dict | None = None
-) -> float:
-    return pgbench_orders(
-        db, name, script, duration, clients, ORDERS_PER_CALL.get(name, 1), env=env
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--skus", type=int, default=20_000)
@@ -143,7 +134,7 @@ def main() -> None:
             got: dict[str, list[float]] = {"before": [], "after": []}
             for side in ("before", "after", "after", "before"):
                 db = BENCH_DB if side == "after" else BEFORE_DB
-                got[side].append(run_pgbench(db, name, script, args.duration, args.clients))
+                got[side].append(pgbench_shape(db, name, script, args.duration, args.clients))
             for side, values in got.items():
                 runs.setdefault((name, side), []).extend(values)
             pairs.setdefault(name, []).append(sum(got["after"]) / sum(got["before"]))

@@ -36,10 +36,9 @@ from common import (
     db_name,
     ensure_catalogue,
     median,
-    pgbench_orders,
     setup_django,
 )
-from reservations import ORDERS_PER_CALL, pgbench_scripts
+from reservations import pgbench_scripts, pgbench_shape
 
 FUNCTIONS = {
     "before": ROOT / "inventory" / "migrations" / "sql" / "0022_reserve_orders.sql",
@@ -131,19 +130,11 @@ def clone(source: str, target: str, sql: str | None) -> None:
     psql(target, "VACUUM ANALYZE")
 
 
-def run_pgbench(
-    db: str, name: str, script: str, duration: int, clients: int, env: dict | None = None
-) -> float:
-    return pgbench_orders(
-        db, name, script, duration, clients, ORDERS_PER_CALL.get(name, 1), env=env
-    )
-
-
 def profile(db: str, name: str, script: str, duration: int, clients: int) -> None:
     """Per-call time of each PL/pgSQL function, this database's sessions only."""
     psql(db, "SELECT pg_stat_reset();")
     env = {**os.environ, "PGOPTIONS": "-c track_functions=all"}
-    run_pgbench(db, name, script, duration, clients, env)
+    pgbench_shape(db, name, script, duration, clients, env)
     psql(db, "SELECT pg_sleep(1);")  # (the stats collector's flush at session end)
     rows = psql(
         db,
@@ -212,7 +203,7 @@ def main() -> None:
                 got = {"base": [], "variant": []}
                 for side in ("base", "variant", "variant", "base"):
                     db = base if side == "base" else dbs[name]
-                    got[side].append(run_pgbench(db, shape, script, args.duration, args.clients))
+                    got[side].append(pgbench_shape(db, shape, script, args.duration, args.clients))
                 runs.setdefault((name, shape), []).extend(got["variant"])
                 runs.setdefault(("(base)", shape), []).extend(got["base"])
                 ratios.setdefault((name, shape), []).append(sum(got["variant"]) / sum(got["base"]))

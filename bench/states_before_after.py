@@ -39,10 +39,9 @@ from common import (
     create_database,
     ensure_catalogue,
     median,
-    pgbench_orders,
     setup_django,
 )
-from reservations import ORDERS_PER_CALL, pgbench_scripts
+from reservations import pgbench_scripts, pgbench_shape
 
 PRE_DB = BENCH_DB + "_pre_states"
 HEAD_DB = BENCH_DB + "_head_states"
@@ -182,14 +181,6 @@ def build_clones() -> None:
         psql(name, "VACUUM ANALYZE")
 
 
-def run_pgbench(
-    db: str, name: str, script: str, duration: int, clients: int, env: dict | None = None
-) -> float:
-    return pgbench_orders(
-        db, name, script, duration, clients, ORDERS_PER_CALL.get(name, 1), env=env
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--skus", type=int, default=20_000)
@@ -217,7 +208,7 @@ def main() -> None:
             got = {"head": [], "pre": []}
             for side in ("head", "pre", "pre", "head"):
                 db = HEAD_DB if side == "head" else PRE_DB
-                got[side].append(run_pgbench(db, name, script, args.duration, args.clients))
+                got[side].append(pgbench_shape(db, name, script, args.duration, args.clients))
             for side, values in got.items():
                 runs.setdefault((name, side), []).extend(values)
             pairs.setdefault(name, []).append(sum(got["head"]) / sum(got["pre"]))
